@@ -24,7 +24,12 @@ def owner_from(
     for key in owner_tags:
         value = (tags.get(key) or "").strip()
         if value and is_owner_value(value):
-            return value
+            return normalise(value)
     if name and EMAIL.match(name):
-        return name
+        return normalise(name)
     return None
+
+
+def normalise(value: str) -> str:
+    """Emails compare case-insensitively in practice; Slack ids are upper case already."""
+    return value.lower() if EMAIL.match(value) else value

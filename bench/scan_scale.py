@@ -1,0 +1,260 @@
+"""How collecting one account scales: API calls, seconds, memory (not a test; prints figures).
+
+    python bench/scan_scale.py [--users 1000 5000] [--repeat 3] [--per-user-limit N]
+
+For each size: start moto's ThreadedMotoServer on a free port in this process (with the
+~1,500 AWS managed policies loaded, as MOTO_IAM_LOAD_MANAGED_POLICIES=true does), seed N
+users straight into the backend (keys, groups, inline/customer/AWS managed policies,
+console passwords, MFA, N/10 roles; seeding is not timed), then measure over HTTP:
+
+1. `checks.collect.collect_account` (the real path): API calls, wall seconds (first run
+   and best of --repeat), peak memory: tracemalloc peak of the collect call (Python
+   allocations of *this* process, which includes the moto server's threads building the
+   responses), and the max RSS of a child process running only the collect against the
+   same server (client side only; the delta over the child's RSS after its imports is the
+   collect's own growth).
+2. AWS managed policies: the default filtered pass + attached documents ("attached") vs
+   one unfiltered pass ("all"), calls and seconds, whole collect and the policy part alone.
+3. The per-user way common scanners use: ListUsers, then per user ListAccessKeys,
+   GetAccessKeyLastUsed (per key), ListAttachedUserPolicies, ListUserPolicies,
+   ListGroupsForUser, ListMFADevices, GetLoginProfile. Calls, seconds, ratios.
+4. If `checks.scan.scan_account` exists: evaluation time (pure) and the whole account scan
+   (collect + evaluate + key-id resolution for users with key findings).
+
+Every figure is printed next to its target. Moto serves everything from one Python thread
+pool in this process, so its own time is inside every "seconds" figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import tracemalloc
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# Before moto builds any backend: load the AWS managed policies, as a real account has them.
+os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_SESSION_TOKEN="testing",
+    AWS_DEFAULT_REGION="us-east-1",
+    AWS_REGION="us-east-1",
+)
+for _name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+    os.environ.pop(_name, None)
+
+import boto3  # noqa: E402
+from botocore.exceptions import ClientError  # noqa: E402
+
+from checks import collect  # noqa: E402
+from tests.aws import iam_backend, reset_moto, running_moto_server, seed_iam  # noqa: E402
+
+TARGET_CALLS = 10
+TARGET_SECONDS = {1000: 3.0, 5000: 10.0}
+TARGET_MB = 200
+
+CHILD = """
+import json, time
+from checks.collect import collect_account
+import boto3
+
+def hwm_kb():  # peak RSS of this process image (ru_maxrss would include the forking parent's)
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+session = boto3.Session(region_name="us-east-1")
+before = hwm_kb()
+t = time.perf_counter()
+snap = collect_account(session)
+seconds = time.perf_counter() - t
+print(json.dumps({"calls": snap.api_calls, "seconds": seconds, "before_kb": before, "after_kb": hwm_kb()}))
+"""
+
+
+def mark(ok: bool) -> str:
+    return "ok" if ok else "OVER"
+
+
+def timed(fn, *args, **kwargs):
+    t = time.perf_counter()
+    value = fn(*args, **kwargs)
+    return value, time.perf_counter() - t
+
+
+def per_user_scan(session: boto3.Session, limit: int | None) -> tuple[int, float, int]:
+    """The N+1 way; returns (calls, seconds, users covered)."""
+    counter = collect.ApiCallCounter()
+    start = time.perf_counter()
+    with counter.attached(session):
+        iam = collect.aws_client(session, "iam", collect.DEFAULT_MAX_ATTEMPTS)
+        names = [
+            u["UserName"]
+            for page in iam.get_paginator("list_users").paginate()
+            for u in page["Users"]
+        ][:limit]
+        for name in names:
+            for key in iam.list_access_keys(UserName=name)["AccessKeyMetadata"]:
+                iam.get_access_key_last_used(AccessKeyId=key["AccessKeyId"])
+            iam.list_attached_user_policies(UserName=name)
+            iam.list_user_policies(UserName=name)
+            iam.list_groups_for_user(UserName=name)
+            iam.list_mfa_devices(UserName=name)
+            try:
+                iam.get_login_profile(UserName=name)
+            except ClientError as exc:
+                if collect.error_code(exc) != "NoSuchEntity":
+                    raise
+    return counter.calls, time.perf_counter() - start, len(names)
+
+
+def policy_part(session: boto3.Session, mode: str) -> tuple[int, float]:
+    """Only the authorization details + managed policy documents, as collect does them."""
+    counter = collect.ApiCallCounter()
+    start = time.perf_counter()
+    with counter.attached(session):
+        iam = collect.aws_client(session, "iam", collect.DEFAULT_MAX_ATTEMPTS)
+        if mode == "all":
+            collect.fetch_authorization_details(iam, entity_filter=None)
+        else:
+            details = collect.fetch_authorization_details(iam)
+            attached = {
+                p["PolicyArn"]
+                for kind in ("UserDetailList", "GroupDetailList", "RoleDetailList")
+                for item in details[kind]
+                for p in item.get("AttachedManagedPolicies") or ()
+                if collect.AWS_MANAGED_ARN.match(p["PolicyArn"])
+            }
+            collect.fetch_policy_documents(iam, attached)
+    return counter.calls, time.perf_counter() - start
+
+
+def child_collect(url: str) -> dict:
+    env = {**os.environ, "AWS_ENDPOINT_URL": url, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def evaluation(session: boto3.Session, snapshot) -> None:
+    try:
+        from checks.context import CheckContext
+        from checks.scan import evaluate, scan_account
+    except ImportError as exc:
+        print(f"  evaluation: skipped ({exc})")
+        return
+    ctx = CheckContext(now=datetime.now(UTC))
+    results, seconds = timed(evaluate, snapshot, ctx)
+    failed = sum(1 for r in results if r.failed)
+    print(f"  evaluate (pure):            {seconds:7.3f} s   {len(results)} results, {failed} FAIL")
+    scan, seconds = timed(scan_account, session, ctx)
+    print(
+        f"  scan_account (collect+evaluate+key ids): {seconds:.3f} s, {scan.api_calls} API calls "
+        f"({len(scan.findings)} findings)"
+    )
+
+
+def run_size(url: str, users: int, repeat: int, per_user_limit: int | None) -> None:
+    reset_moto(url)
+    backend = iam_backend()  # builds the account (and loads the AWS managed policies)
+    seeded, seed_seconds = timed(seed_iam, users)
+    print(
+        f"\n== {users} users, {seeded.roles} roles, {seeded.groups} groups, {seeded.keys} keys, "
+        f"{len(seeded.aws_policies)} attached AWS managed policies "
+        f"(moto holds {len(backend.aws_managed_policies)}); seeded in {seed_seconds:.2f} s (not timed)"
+    )
+    principals = seeded.principals
+    session = boto3.Session(region_name="us-east-1")
+
+    runs = [timed(collect.collect_account, session) for _ in range(repeat)]
+    snapshot, first = runs[0]
+    best = min(s for _, s in runs)
+    target_s = TARGET_SECONDS.get(users)
+    target = f"target <= {target_s:g} s: {mark(best <= target_s)}" if target_s else "no target"
+    print(
+        f"  collect ('attached'):       {first:7.3f} s first, {best:.3f} s best of {repeat}  ({target})"
+    )
+    print(
+        f"  API calls:                  {snapshot.api_calls:7d}   (target <= {TARGET_CALLS} up to 1,000 "
+        f"principals: {mark(snapshot.api_calls <= TARGET_CALLS)}; {principals} principals here)"
+    )
+    print(f"  by operation:               {dict(sorted(_by_operation(session).items()))}")
+
+    tracemalloc.start()
+    timed(collect.collect_account, session)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    child = child_collect(url)
+    grown = (child["after_kb"] - child["before_kb"]) / 1024
+    print(
+        f"  peak memory:                {peak / 2**20:7.1f} MB tracemalloc peak (this process: client "
+        f"+ moto building the answers)  (target < {TARGET_MB} MB: {mark(peak / 2**20 < TARGET_MB)})"
+    )
+    print(
+        f"                              {child['after_kb'] / 1024:7.1f} MB peak RSS (VmHWM) of a child "
+        f"running only the collect, +{grown:.1f} MB over its peak after imports (collect there "
+        f"{child['seconds']:.3f} s, {child['calls']} calls)"
+    )
+
+    all_snap, all_seconds = timed(collect.collect_account, session, aws_policies="all")
+    print(
+        f"  AWS managed policies: 'attached' {snapshot.api_calls} calls {best:.3f} s  vs  'all' "
+        f"{all_snap.api_calls} calls {all_seconds:.3f} s  (whole collect; same "
+        f"{len(all_snap.policies)} policies in the snapshot: {len(snapshot.policies) == len(all_snap.policies)})"
+    )
+    (f_calls, f_seconds), (u_calls, u_seconds) = (
+        policy_part(session, "attached"),
+        policy_part(session, "all"),
+    )
+    print(
+        f"    policy part alone:        filtered+attached {f_calls} calls {f_seconds:.3f} s  vs  "
+        f"unfiltered {u_calls} calls {u_seconds:.3f} s"
+    )
+
+    calls, seconds, covered = per_user_scan(session, per_user_limit)
+    note = "" if covered == users else f" (first {covered} users; x{users / covered:.1f} for all)"
+    print(
+        f"  per-user way:               {seconds:7.3f} s, {calls} calls{note}\n"
+        f"    ratio per-user / collect: {calls / snapshot.api_calls * users / covered:.0f}x calls, "
+        f"{seconds / best * users / covered:.1f}x seconds"
+    )
+    evaluation(session, snapshot)
+
+
+def _by_operation(session: boto3.Session) -> dict[str, int]:
+    counter = collect.ApiCallCounter()
+    with counter.attached(session):
+        collect.collect_account(session)
+    return dict(counter.by_operation)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, nargs="+", default=[1000, 5000])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--per-user-limit",
+        type=int,
+        default=1000,
+        help="scan only the first N users the per-user way and extrapolate (0: all; ~5 ms a call)",
+    )
+    args = parser.parse_args(argv)
+    with running_moto_server() as url:
+        os.environ["AWS_ENDPOINT_URL"] = url
+        print(f"moto server {url}; python {sys.version.split()[0]}; boto3 {boto3.__version__}")
+        for users in args.users:
+            run_size(url, users, max(1, args.repeat), args.per_user_limit or None)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

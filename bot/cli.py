@@ -1,0 +1,186 @@
+"""The `steward` command (DESIGN.md §2). Thin: parse, call a service, render.
+
+Exit codes: 0 done (findings are not an error), 1 a scan or check failed, 2 bad usage or
+settings. Errors are one line on stderr; progress goes to stderr so stdout stays clean JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from enum import StrEnum
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bot.config import Settings, SettingsError, load_settings
+
+app = typer.Typer(
+    name="steward",
+    help="IAM Steward: AWS IAM hygiene, routed to the people who own it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise fail(str(exc)) from None
+
+
+def _engine(settings: Settings):
+    from bot.db.engine import make_engine
+    from bot.db.migrate import ensure_schema
+
+    engine = make_engine(settings.effective_database_url)
+    try:
+        ensure_schema(engine, upgrade=settings.uses_embedded_database)
+    except RuntimeError as exc:
+        raise fail(str(exc)) from None
+    return engine
+
+
+@app.callback()
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug output.")):
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@app.command()
+def scan(
+    format: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="table or json."),
+    account: list[str] = typer.Option([], "--account", "-a", help="Only this account id (repeatable)."),
+    no_save: bool = typer.Option(False, "--no-save", help="Do not write the scan to the database."),
+):
+    """Collect and evaluate every configured account; save the findings."""
+    from bot.services import ScanService, ServiceError
+
+    settings = _settings()
+    for account_id in account:
+        if not (account_id.isdigit() and len(account_id) == 12):
+            raise fail(f"--account takes a 12-digit AWS account id, not {account_id!r}")
+    engine = None if no_save else _engine(settings)
+    service = ScanService(settings, engine=engine)
+    try:
+        report = service.run(only_accounts=account, save=not no_save, actor=_cli_actor(), progress=_progress)
+    except ServiceError as exc:
+        raise fail(f"scan failed: {exc}", code=1) from None
+
+    if format is OutputFormat.json:
+        rows = [
+            _finding_row(result, outcome)
+            for outcome in report.outcomes
+            for result in outcome.findings
+        ]
+        sys.stdout.write(json.dumps(rows, indent=2, sort_keys=True, default=str) + "\n")
+    else:
+        _print_table(report)
+    for outcome in report.failed:
+        err.print(f"[bold red]scan failed[/] for {outcome.label}: {outcome.error}", soft_wrap=True)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+def _finding_row(result, outcome):
+    from bot.report import finding_json
+
+    return finding_json(result, outcome.owners.get(result.fingerprint))
+
+
+def _progress(label: str, event: str) -> None:
+    marks = {"started": "[dim]…[/]", "succeeded": "[green]✓[/]", "failed": "[red]✗[/]"}
+    err.print(f"{marks.get(event, '')} {label}: scan {event}", highlight=False)
+
+
+def _print_table(report) -> None:
+    from bot.report import short_resource, summary
+    from checks.catalog import BY_ID
+
+    for outcome in report.outcomes:
+        if outcome.failed:
+            out.print(f"\n[bold]{_heading(outcome)}[/]  [bold red]SCAN FAILED[/] — {outcome.error}")
+            out.print("  Findings for this account are unknown; nothing was resolved.")
+            continue
+        inv = outcome.inventory
+        out.print(
+            f"\n[bold]{_heading(outcome)}[/]  {len(outcome.findings)} findings · "
+            f"{inv.get('users', 0)} users, {inv.get('roles', 0)} roles, {inv.get('groups', 0)} groups · "
+            f"{outcome.api_calls} API calls · {outcome.seconds:.1f}s"
+        )
+        if not outcome.findings:
+            out.print("  [green]No findings.[/]")
+            continue
+        table = Table(show_lines=False, pad_edge=False, expand=False)
+        table.add_column("Severity")
+        table.add_column("Check", overflow="fold")
+        table.add_column("Resource", overflow="fold")
+        table.add_column("Details", overflow="fold")
+        table.add_column("Owner", overflow="fold")
+        findings = sorted(
+            outcome.findings,
+            key=lambda r: (BY_ID[r.check].severity.rank, r.check, r.resource, r.sub_key),
+        )
+        for r in findings:
+            sev = BY_ID[r.check].severity.value
+            table.add_row(
+                f"[{SEVERITY_STYLE[sev]}]{sev}[/]",
+                r.check,
+                short_resource(r.resource),
+                summary(r.check, r.details),
+                outcome.owners.get(r.fingerprint) or "[dim]—[/]",
+            )
+        out.print(table)
+
+
+def _heading(outcome) -> str:
+    if outcome.label and outcome.label != outcome.account_id:
+        return f"{outcome.account_id} ({outcome.label})"
+    return outcome.account_id
+
+
+def _cli_actor() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:
+        return "cli"
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")):
+    """Apply database migrations (Alembic) up to REVISION."""
+    from bot.db.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.effective_database_url, revision)
+    err.print(f"database at revision {revision}")
+
+
+def main() -> None:
+    app()

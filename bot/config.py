@@ -1,0 +1,129 @@
+"""Settings from the environment (12-factor). `.env.example` documents every variable.
+
+Each entry point validates only what it needs (`require`): `steward scan` runs with no
+Slack settings at all, `steward serve` refuses to start without a signing secret.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from checks.context import CheckContext, Thresholds
+
+DEFAULT_SQLITE_FILE = "steward.db"
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _env(name: str, *aliases: str):
+    return Field(validation_alias=AliasChoices(name, *aliases))
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    database_url: str | None = Field(None, validation_alias="STEWARD_DATABASE_URL")
+
+    slack_bot_token: str | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
+    slack_signing_secret: str | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")
+    slack_app_token: str | None = Field(None, validation_alias="SLACK_APP_TOKEN")
+    slack_api_url: str = Field("https://slack.com/api/", validation_alias="SLACK_API_URL")
+
+    security_channel: str | None = Field(None, validation_alias="STEWARD_SECURITY_CHANNEL")
+    security_approvers: CommaList = Field([], validation_alias="STEWARD_SECURITY_APPROVERS")
+    security_usergroup: str | None = Field(None, validation_alias="STEWARD_SECURITY_USERGROUP")
+    owner_tags: CommaList = Field(
+        ["owner", "Owner", "email", "contact"], validation_alias="STEWARD_OWNER_TAGS"
+    )
+    dry_run: bool = Field(False, validation_alias="STEWARD_DRY_RUN")
+
+    key_max_age_days: int = Field(90, ge=1, validation_alias="STEWARD_KEY_MAX_AGE_DAYS")
+    unused_days: int = Field(45, ge=1, validation_alias="STEWARD_UNUSED_DAYS")
+    stale_user_days: int = Field(90, ge=1, validation_alias="STEWARD_STALE_USER_DAYS")
+    never_used_grace_days: int = Field(7, ge=0, validation_alias="STEWARD_NEVER_USED_GRACE_DAYS")
+    root_recent_days: int = Field(30, ge=1, validation_alias="STEWARD_ROOT_RECENT_DAYS")
+    unused_role_days: int = Field(90, ge=1, validation_alias="STEWARD_UNUSED_ROLE_DAYS")
+
+    account_roles: CommaList = Field([], validation_alias="STEWARD_ACCOUNT_ROLES")
+    org_role_name: str | None = Field(None, validation_alias="STEWARD_ORG_ROLE_NAME")
+    external_id: str | None = Field(None, validation_alias="STEWARD_EXTERNAL_ID")
+    aws_max_attempts: int = Field(8, ge=1, le=20, validation_alias="STEWARD_AWS_MAX_ATTEMPTS")
+    scan_concurrency: int = Field(4, ge=1, le=32, validation_alias="STEWARD_SCAN_CONCURRENCY")
+
+    @field_validator("security_approvers", "owner_tags", "account_roles", mode="before")
+    @classmethod
+    def _split_commas(cls, value):
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        # slack_sdk joins base_url + method name; without the slash the method is lost.
+        return value if value.endswith("/") else value + "/"
+
+    # -----------------------------------------------------------------------------------
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{Path.cwd() / DEFAULT_SQLITE_FILE}"
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return not self.database_url or self.database_url.startswith("sqlite")
+
+    def thresholds(self) -> Thresholds:
+        return Thresholds(
+            key_max_age_days=self.key_max_age_days,
+            unused_days=self.unused_days,
+            stale_user_days=self.stale_user_days,
+            never_used_grace_days=self.never_used_grace_days,
+            root_recent_days=self.root_recent_days,
+            unused_role_days=self.unused_role_days,
+        )
+
+    def check_context(self, now, internal_accounts=frozenset()) -> CheckContext:
+        return CheckContext(
+            now=now,
+            thresholds=self.thresholds(),
+            internal_accounts=frozenset(internal_accounts),
+            owner_tags=tuple(self.owner_tags),
+        )
+
+    def require(self, *fields: str) -> None:
+        """Raise SettingsError naming the environment variable of each missing field."""
+        missing = [
+            self._env_name(name) for name in fields if not getattr(self, name, None)
+        ]
+        if missing:
+            raise SettingsError("missing setting: " + ", ".join(missing))
+
+    @classmethod
+    def _env_name(cls, field: str) -> str:
+        alias = cls.model_fields[field].validation_alias
+        return alias if isinstance(alias, str) else field.upper()
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; a validation error names the variable that is wrong."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            where = error["loc"][0] if error["loc"] else "?"
+            problems.append(f"{where}: {error['msg']}")
+        raise SettingsError("invalid setting: " + "; ".join(problems)) from None

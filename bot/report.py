@@ -1,0 +1,62 @@
+"""Pure renderings of findings: the JSON contract (DESIGN.md §2) and short human summaries.
+
+Shared by the CLI table, Slack messages and the digest, so a finding reads the same
+everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from checks.catalog import BY_ID
+from checks.model import Result
+
+
+def short_resource(arn: str) -> str:
+    """`arn:aws:iam::123:user/ops/alice` -> `user/ops/alice`; the account ARN -> `account`."""
+    tail = arn.split(":", 5)[-1] if arn.startswith("arn:") else arn
+    return "account" if tail == "root" else tail
+
+
+def summary(check: str, details: Mapping[str, Any]) -> str:
+    """One line of the facts that matter for this finding (key id, age, policy, options)."""
+    d = details
+    parts: list[str] = []
+    if d.get("access_key_id") or d.get("key_slot"):
+        parts.append(d.get("access_key_id") or f"key {d.get('key_slot')}")
+    if "age_days" in d:
+        parts.append(f"{d['age_days']} days old")
+    if check in ("unused-access-key", "inactive-access-key") or "password_last_used" in d:
+        used = d.get("last_used", d.get("password_last_used"))
+        parts.append(f"last used {used[:10]}" if used else "never used")
+    if d.get("policy_arn") or d.get("policy_name"):
+        parts.append("policy " + (d.get("policy_name") or short_resource(d["policy_arn"])))
+    if d.get("actions"):
+        actions = list(d["actions"])
+        parts.append(", ".join(actions[:3]) + (" …" if len(actions) > 3 else ""))
+    if d.get("failing"):
+        parts.append("failing: " + ", ".join(d["failing"]))
+    if d.get("external_accounts"):
+        parts.append("trusts " + ", ".join(d["external_accounts"]))
+    if check == "stale-user":
+        last = d.get("last_activity")
+        parts.append(f"last active {last[:10]}" if last else "never active")
+    if check == "unused-role":
+        last = d.get("last_used")
+        parts.append(f"last used {last[:10]}" if last else "never used")
+    return "; ".join(dict.fromkeys(parts))
+
+
+def finding_json(result: Result, owner: str | None) -> dict[str, Any]:
+    spec = BY_ID[result.check]
+    return {
+        "check": result.check,
+        "account": result.account,
+        "resource": result.resource,
+        "severity": spec.severity.value,
+        "title": spec.title,
+        "owner": owner,
+        "fingerprint": result.fingerprint,
+        "details": dict(result.details),
+    }

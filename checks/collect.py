@@ -1,0 +1,838 @@
+"""The only boto3 *read* path: one AWS account -> one `AccountSnapshot`.
+
+A scan is a handful of calls whatever the number of principals:
+
+    sts:GetCallerIdentity                       1
+    iam:GenerateCredentialReport                1 (+1 per regeneration)
+    iam:GetAccountAuthorizationDetails          1 per page (pages of 1,000 items)
+    iam:ListPolicies (AWS scope, attached)      1 per page, only if AWS policies are attached
+    iam:GetPolicyVersion                        1 per *attached* AWS managed policy
+    iam:GetAccountPasswordPolicy                1
+    iam:GetAccountSummary                       1
+    iam:GetCredentialReport                     1 (+1 per poll while the report is built)
+
+The report is requested first and fetched last, so AWS builds it while the other calls run.
+
+AWS managed policies: by default (`aws_policies="attached"`) the authorization details are
+fetched with `Filter=User,Role,Group,LocalManagedPolicy` and only the AWS managed policies
+that are attached get their default document (ListPolicies + one GetPolicyVersion each).
+`aws_policies="all"` makes one unfiltered pass instead, which carries every AWS managed
+policy with its documents (about 1,500; most of a small account's scan time on moto, many
+pages on AWS) and keeps the attached ones. `bench/scan_scale.py` measures both.
+
+API calls are counted by `ApiCallCounter`, a hook on the session's event system. A call is
+one client operation (one page of a paginator is one call); the SDK's retries of a
+throttled or failed request do not count again, they are counted apart as `attempts`.
+
+Every failure surfaces as `CollectError` with a one-line message; nothing is swallowed into
+an empty snapshot (a crash must never look like a clean account).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import itertools
+import json
+import logging
+import re
+import threading
+import time
+import urllib.parse
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    CredentialRetrievalError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+    ProfileNotFound,
+    ReadTimeoutError,
+)
+
+from checks.keys import AccessKeyMeta
+from checks.model import (
+    AccessKeySlot,
+    AccountSnapshot,
+    Group,
+    InlinePolicy,
+    ManagedPolicy,
+    PasswordPolicy,
+    PolicyRef,
+    Role,
+    RootAccount,
+    User,
+    utc,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REGION = "us-east-1"
+DEFAULT_MAX_ATTEMPTS = 8
+# Entity types of the filtered authorization-details pass (AWS managed policies left out).
+PRINCIPAL_FILTER = ("User", "Role", "Group", "LocalManagedPolicy")
+# IAM's largest page; AWS may still return fewer items (it also truncates by size).
+PAGE_SIZE = 1000
+AWS_MANAGED_ARN = re.compile(r"^arn:aws[a-z-]*:iam::aws:policy/")
+
+AwsPolicies = Literal["attached", "all"]
+
+# ---------------------------------------------------------------------------------------
+# Errors
+
+ACCESS_DENIED = frozenset(
+    {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError"}
+)
+CREDENTIALS_REJECTED = frozenset(
+    {
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidAccessKeyId",
+        "InvalidToken",
+    }
+)
+THROTTLED = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "SlowDown",
+        "PriorRequestNotComplete",
+    }
+)
+SERVER_FAULTS = frozenset(
+    {"ServiceFailure", "ServiceUnavailable", "InternalFailure", "InternalError"}
+)
+
+
+class CollectError(Exception):
+    """Collecting one account failed. `retryable`: trying again later may succeed
+    (throttling, network, a report still being built); otherwise a person must act."""
+
+    def __init__(self, account: str | None, message: str, retryable: bool = False) -> None:
+        super().__init__(f"{account or 'unknown account'}: {message}")
+        self.account = account
+        self.message = message
+        self.retryable = retryable
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def collect_error(
+    account: str | None, exc: Exception, service: str = "", *, context: str = ""
+) -> CollectError:
+    """Translate a botocore exception into a `CollectError` with a one-line message.
+
+    `service` is the IAM action prefix (`iam`, `sts`, `organizations`) used to name the
+    denied action; `context` is appended, e.g. the role that could not be assumed.
+    """
+    suffix = f" ({context})" if context else ""
+    if isinstance(exc, ClientError):
+        code = error_code(exc)
+        action = f"{service}:{exc.operation_name}" if service else exc.operation_name
+        detail = exc.response.get("Error", {}).get("Message", "") or code
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        if code in ACCESS_DENIED:
+            return CollectError(account, f"AccessDenied on {action}{suffix}", False)
+        if code in CREDENTIALS_REJECTED:
+            return CollectError(
+                account, f"AWS rejected the credentials on {action}: {code}{suffix}", False
+            )
+        if code in THROTTLED:
+            attempts = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
+            return CollectError(
+                account,
+                f"throttled on {action} after {attempts + 1} attempts ({code}){suffix}",
+                True,
+            )
+        retryable = code in SERVER_FAULTS or int(status) >= 500
+        return CollectError(account, f"{code} on {action}: {detail}{suffix}", retryable)
+    if isinstance(exc, NoCredentialsError):
+        return CollectError(
+            account,
+            "no AWS credentials found (set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, or run with an instance/task role)",
+            False,
+        )
+    if isinstance(exc, PartialCredentialsError | CredentialRetrievalError | ProfileNotFound):
+        return CollectError(account, f"cannot load AWS credentials: {exc}{suffix}", False)
+    if isinstance(exc, EndpointConnectionError):
+        url = exc.kwargs.get("endpoint_url", "?")
+        return CollectError(
+            account,
+            f"cannot reach the AWS endpoint {url} (check the network, AWS_ENDPOINT_URL "
+            f"and AWS_REGION){suffix}",
+            True,
+        )
+    if isinstance(exc, ConnectTimeoutError | ReadTimeoutError | ConnectionClosedError):
+        return CollectError(account, f"AWS endpoint timed out or hung up: {exc}{suffix}", True)
+    if isinstance(exc, NoRegionError):
+        return CollectError(account, "no AWS region configured (set AWS_REGION)", False)
+    return CollectError(account, f"{type(exc).__name__}: {exc}{suffix}", False)
+
+
+@contextlib.contextmanager
+def aws_errors(account: str | None, service: str, *, context: str = "") -> Iterator[None]:
+    """Re-raise botocore errors raised inside the block as `CollectError`."""
+    try:
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        raise collect_error(account, exc, service, context=context) from exc
+
+
+# ---------------------------------------------------------------------------------------
+# Counting API calls
+
+
+class ApiCallCounter:
+    """Counts the AWS API calls of clients created from a session while attached.
+
+    The hooks go on the session's event system, which botocore copies into each client
+    when it is created: attach *before* creating the clients. `calls` counts operations
+    (`before-call`: one per client method call, one per paginator page); `attempts` counts
+    HTTP requests sent (`before-send`: retries included; botocore's Stubber sends none).
+
+        with ApiCallCounter().attached(session) as counter:
+            ...
+        counter.calls
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._uid = f"iam-steward-counter-{id(self)}"
+        self.calls = 0
+        self.attempts = 0
+        self.by_operation: Counter[str] = Counter()
+
+    def attach(self, session: boto3.Session) -> None:
+        session.events.register("before-call", self._on_call, unique_id=f"{self._uid}-call")
+        session.events.register("before-send", self._on_send, unique_id=f"{self._uid}-send")
+
+    def detach(self, session: boto3.Session) -> None:
+        session.events.unregister("before-call", unique_id=f"{self._uid}-call")
+        session.events.unregister("before-send", unique_id=f"{self._uid}-send")
+
+    @contextlib.contextmanager
+    def attached(self, session: boto3.Session) -> Iterator[ApiCallCounter]:
+        self.attach(session)
+        try:
+            yield self
+        finally:
+            self.detach(session)
+
+    def _on_call(self, model: Any = None, **_: Any) -> None:
+        name = f"{model.service_model.endpoint_prefix}:{model.name}" if model else "?"
+        with self._lock:
+            self.calls += 1
+            self.by_operation[name] += 1
+
+    def _on_send(self, **_: Any) -> None:
+        with self._lock:
+            self.attempts += 1
+
+
+def client_config(max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> Config:
+    """Adaptive retries (backoff plus client-side rate limiting after throttling).
+    `max_attempts` counts every attempt, the first included: botocore's Config key for
+    that is `total_max_attempts`; its `max_attempts` key would count retries only."""
+    return Config(
+        retries={"mode": "adaptive", "total_max_attempts": max_attempts},
+        user_agent_extra="iam-steward",
+    )
+
+
+def aws_client(session: boto3.Session, service: str, max_attempts: int) -> Any:
+    # AWS_ENDPOINT_URL (and AWS_ENDPOINT_URL_IAM, ...) are applied by botocore itself.
+    return session.client(
+        service,
+        region_name=session.region_name or DEFAULT_REGION,
+        config=client_config(max_attempts),
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Credential report
+
+REPORT_COLUMNS = (
+    "user",
+    "arn",
+    "user_creation_time",
+    "password_enabled",
+    "password_last_used",
+    "password_last_changed",
+    "password_next_rotation",
+    "mfa_active",
+    "access_key_1_active",
+    "access_key_1_last_rotated",
+    "access_key_1_last_used_date",
+    "access_key_1_last_used_region",
+    "access_key_1_last_used_service",
+    "access_key_2_active",
+    "access_key_2_last_rotated",
+    "access_key_2_last_used_date",
+    "access_key_2_last_used_region",
+    "access_key_2_last_used_service",
+    "cert_1_active",
+    "cert_1_last_rotated",
+    "cert_2_active",
+    "cert_2_last_rotated",
+)
+ROOT_ROW = "<root_account>"
+# Values the report uses for "nothing here": N/A (no such credential), no_information
+# (never used, or used before IAM tracked it), not_supported (e.g. root's password_enabled).
+NO_VALUE = frozenset({"", "n/a", "no_information", "not_supported", "none", "null", "-"})
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """One user row of the credential report, parsed."""
+
+    user: str
+    arn: str
+    created: datetime | None
+    password_enabled: bool
+    password_last_used: datetime | None
+    password_last_changed: datetime | None
+    mfa_active: bool
+    access_keys: tuple[AccessKeySlot, ...]
+
+
+@dataclass(frozen=True)
+class CredentialReport:
+    users: Mapping[str, ReportRow]
+    root: RootAccount | None
+
+
+def _value(raw: str | None) -> str | None:
+    text = (raw or "").strip()
+    return None if text.lower() in NO_VALUE else text
+
+
+def _flag(raw: str | None) -> bool:
+    return (raw or "").strip().lower() == "true"
+
+
+def _when(raw: str | None, column: str = "") -> datetime | None:
+    text = _value(raw)
+    if text is None:
+        return None
+    try:
+        return utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+    except ValueError:
+        log.warning("credential report: unreadable date %r in %s", text, column or "a column")
+        return None
+
+
+def _slots(row: Mapping[str, str | None], created: datetime | None) -> tuple[AccessKeySlot, ...]:
+    slots = []
+    for n in (1, 2):
+        active = _flag(row.get(f"access_key_{n}_active"))
+        rotated = _when(row.get(f"access_key_{n}_last_rotated"), f"access_key_{n}_last_rotated")
+        if rotated is None and active:
+            # An active key whose creation time is unreadable still exists; the user's own
+            # creation time is the oldest it can be (so age checks err towards reporting).
+            log.warning(
+                "credential report: active key %d of %s has no creation time", n, row.get("user")
+            )
+            rotated = created
+        if rotated is None:
+            continue  # empty slot: no key
+        slots.append(
+            AccessKeySlot(
+                slot=n,
+                active=active,
+                last_rotated=rotated,
+                last_used=_when(row.get(f"access_key_{n}_last_used_date")),
+                last_used_region=_value(row.get(f"access_key_{n}_last_used_region")),
+                last_used_service=_value(row.get(f"access_key_{n}_last_used_service")),
+            )
+        )
+    return tuple(slots)
+
+
+def parse_credential_report(content: bytes | str) -> CredentialReport:
+    """Parse the CSV of GetCredentialReport (all 22 columns, the `<root_account>` row).
+
+    Rows shorter or longer than the header are tolerated (missing cells read as "no
+    value"), as are unknown placeholder values. A report without the `user` and `arn`
+    columns is not a credential report: ValueError.
+    """
+    text = content.decode("utf-8-sig") if isinstance(content, bytes) else content
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")), restkey="_extra")
+    header = [h.strip() for h in reader.fieldnames or ()]
+    if "user" not in header or "arn" not in header:
+        raise ValueError(f"not a credential report (header: {','.join(header)[:80]!r})")
+    reader.fieldnames = header
+    users: dict[str, ReportRow] = {}
+    root: RootAccount | None = None
+    for row in reader:
+        name = (row.get("user") or "").strip()
+        if not name:
+            continue
+        arn = (row.get("arn") or "").strip()
+        created = _when(row.get("user_creation_time"), "user_creation_time")
+        keys = _slots(row, created)
+        mfa = _flag(row.get("mfa_active"))
+        password_last_used = _when(row.get("password_last_used"), "password_last_used")
+        if name == ROOT_ROW:
+            root = RootAccount(
+                arn=arn,
+                created=created,
+                password_last_used=password_last_used,
+                mfa_active=mfa,
+                access_keys=keys,
+            )
+            continue
+        password = _flag(row.get("password_enabled"))
+        users[name] = ReportRow(
+            user=name,
+            arn=arn,
+            created=created,
+            password_enabled=password,
+            password_last_used=password_last_used if password else None,
+            # Moto fills this with the creation time even without a password; AWS says N/A.
+            password_last_changed=_when(row.get("password_last_changed")) if password else None,
+            mfa_active=mfa,
+            access_keys=keys,
+        )
+    return CredentialReport(users=users, root=root)
+
+
+class CredentialReportPoller:
+    """GenerateCredentialReport, then GetCredentialReport until the report is there.
+
+    States handled: STARTED/INPROGRESS (poll again), ReportInProgress (poll again),
+    LimitExceeded (back off, generate again), ReportExpired/ReportNotPresent (generate
+    again). Waits back off exponentially and the total wait is bounded by `timeout`;
+    running out raises a retryable `CollectError`. `start()` may be called early so AWS
+    builds the report while other calls run; `fetch()` finishes the job.
+    """
+
+    def __init__(
+        self,
+        iam: Any,
+        *,
+        account: str | None = None,
+        timeout: float = 300.0,
+        initial_delay: float = 1.0,
+        max_delay: float = 15.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.iam = iam
+        self.account = account
+        self.timeout = timeout
+        self.initial_delay = initial_delay
+        self.max_delay = max_delay
+        self.sleep = sleep
+        self.clock = clock
+        self._generated = False
+        self._deadline: float | None = None
+        self.last_state = "not requested"
+
+    def start(self) -> None:
+        if self._deadline is None:
+            self._deadline = self.clock() + self.timeout
+        self._generate()
+
+    def _generate(self) -> None:
+        try:
+            state = self.iam.generate_credential_report().get("State", "?")
+        except ClientError as exc:
+            if error_code(exc) != "LimitExceeded":
+                raise
+            self.last_state = "LimitExceeded on GenerateCredentialReport"
+            return
+        self._generated = True
+        self.last_state = f"report {state}"
+
+    def fetch(self) -> bytes:
+        if self._deadline is None:
+            self.start()
+        assert self._deadline is not None
+        delay = self.initial_delay
+        while True:
+            if self._generated:
+                try:
+                    content = self.iam.get_credential_report()["Content"]
+                    return content.encode() if isinstance(content, str) else content
+                except ClientError as exc:
+                    code = error_code(exc)
+                    if code in ("ReportExpired", "ReportNotPresent"):
+                        self._generated = False
+                    elif code not in ("ReportInProgress", "LimitExceeded"):
+                        raise
+                    self.last_state = code
+            if self.clock() + delay > self._deadline:
+                raise CollectError(
+                    self.account,
+                    f"credential report not ready after {self.timeout:g} s "
+                    f"(last state: {self.last_state})",
+                    True,
+                )
+            self.sleep(delay)
+            delay = min(delay * 2, self.max_delay)
+            if not self._generated:
+                self._generate()
+
+
+def fetch_credential_report(iam: Any, **kwargs: Any) -> bytes:
+    """Generate and fetch the credential report CSV (see `CredentialReportPoller`)."""
+    return CredentialReportPoller(iam, **kwargs).fetch()
+
+
+# ---------------------------------------------------------------------------------------
+# Authorization details
+
+DETAIL_KEYS = ("UserDetailList", "GroupDetailList", "RoleDetailList", "Policies")
+
+
+def fetch_authorization_details(
+    iam: Any, *, entity_filter: Sequence[str] | None = PRINCIPAL_FILTER, page_size: int = PAGE_SIZE
+) -> dict[str, list[dict[str, Any]]]:
+    """All pages of GetAccountAuthorizationDetails, merged. `entity_filter=None`: no filter."""
+    kwargs: dict[str, Any] = {"PaginationConfig": {"PageSize": page_size}}
+    if entity_filter:
+        kwargs["Filter"] = list(entity_filter)
+    merged: dict[str, list[dict[str, Any]]] = {key: [] for key in DETAIL_KEYS}
+    for page in iam.get_paginator("get_account_authorization_details").paginate(**kwargs):
+        for key in DETAIL_KEYS:
+            merged[key].extend(page.get(key) or ())
+    return merged
+
+
+def decode_document(value: Any, what: str = "policy") -> dict[str, Any]:
+    """A policy document as a dict, from a dict, JSON text or URL-encoded JSON text
+    (GetAccountAuthorizationDetails documents are RFC 3986 URL-encoded on the wire;
+    boto3 usually decodes them already). Anything else is a ValueError: a document
+    read as empty would hide whatever it grants."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str):
+        text = value.strip()
+        for candidate in (text, urllib.parse.unquote(text)):
+            try:
+                document = json.loads(candidate)
+            except ValueError:
+                continue
+            if isinstance(document, dict):
+                return document
+    raise ValueError(f"unreadable document of {what}: {str(value)[:60]!r}")
+
+
+def _refs(items: Iterable[Mapping[str, Any]] | None) -> tuple[PolicyRef, ...]:
+    return tuple(PolicyRef(name=i["PolicyName"], arn=i["PolicyArn"]) for i in items or ())
+
+
+def _inline(items: Iterable[Mapping[str, Any]] | None, owner: str) -> tuple[InlinePolicy, ...]:
+    return tuple(
+        InlinePolicy(
+            name=i["PolicyName"],
+            document=decode_document(i.get("PolicyDocument"), f"{owner} inline {i['PolicyName']}"),
+        )
+        for i in items or ()
+    )
+
+
+def _tags(items: Iterable[Mapping[str, Any]] | None) -> dict[str, str]:
+    return {t["Key"]: t.get("Value", "") for t in items or ()}
+
+
+def _created(item: Mapping[str, Any]) -> datetime:
+    created = utc(item.get("CreateDate"))
+    if created is None:
+        raise ValueError(f"{item.get('Arn')} has no CreateDate")
+    return created
+
+
+def _group(item: Mapping[str, Any]) -> Group:
+    return Group(
+        name=item["GroupName"],
+        arn=item["Arn"],
+        created=utc(item.get("CreateDate")),
+        attached_policies=_refs(item.get("AttachedManagedPolicies")),
+        inline_policies=_inline(item.get("GroupPolicyList"), item["Arn"]),
+    )
+
+
+def _role(item: Mapping[str, Any]) -> Role:
+    last_used = item.get("RoleLastUsed") or {}
+    return Role(
+        name=item["RoleName"],
+        arn=item["Arn"],
+        created=_created(item),
+        trust_policy=decode_document(
+            item.get("AssumeRolePolicyDocument"), f"{item['Arn']} trust policy"
+        ),
+        path=item.get("Path", "/"),
+        tags=_tags(item.get("Tags")),
+        attached_policies=_refs(item.get("AttachedManagedPolicies")),
+        inline_policies=_inline(item.get("RolePolicyList"), item["Arn"]),
+        last_used=utc(last_used.get("LastUsedDate")),
+        last_used_region=last_used.get("Region") or None,
+    )
+
+
+def _user(item: Mapping[str, Any], row: ReportRow | None) -> User:
+    base: dict[str, Any] = {
+        "name": item["UserName"],
+        "arn": item["Arn"],
+        "created": _created(item),
+        "user_id": item.get("UserId", ""),
+        "path": item.get("Path", "/"),
+        "tags": _tags(item.get("Tags")),
+        "groups": tuple(item.get("GroupList") or ()),
+        "attached_policies": _refs(item.get("AttachedManagedPolicies")),
+        "inline_policies": _inline(item.get("UserPolicyList"), item["Arn"]),
+    }
+    if row is None:
+        # Created after the report was generated (AWS reuses a report for up to 4 hours).
+        return User(**base, in_credential_report=False)
+    return User(
+        **base,
+        password_enabled=row.password_enabled,
+        password_last_used=row.password_last_used,
+        password_last_changed=row.password_last_changed,
+        mfa_active=row.mfa_active,
+        access_keys=row.access_keys,
+    )
+
+
+def _managed_policy(item: Mapping[str, Any]) -> ManagedPolicy:
+    default = item.get("DefaultVersionId")
+    versions = item.get("PolicyVersionList") or ()
+    version = next((v for v in versions if v.get("IsDefaultVersion")), None) or next(
+        (v for v in versions if v.get("VersionId") == default), None
+    )
+    if version is None:
+        raise ValueError(f"{item.get('Arn')} came without its default version document")
+    return ManagedPolicy(
+        # Moto leaves PolicyName out for AWS managed policies; it is the ARN's last segment.
+        name=item.get("PolicyName") or item["Arn"].rsplit("/", 1)[-1],
+        arn=item["Arn"],
+        document=decode_document(version.get("Document"), item["Arn"]),
+        attachment_count=int(item.get("AttachmentCount") or 0),
+        default_version_id=version.get("VersionId") or default or "v1",
+    )
+
+
+def fetch_policy_documents(iam: Any, arns: Iterable[str]) -> list[ManagedPolicy]:
+    """Default documents of the given managed policies: one ListPolicies pass for the
+    attached AWS managed policies' default version ids (GetPolicy for any it misses, e.g.
+    attached a moment ago), then one GetPolicyVersion each."""
+    wanted = sorted(set(arns))
+    if not wanted:
+        return []
+    listed: dict[str, Mapping[str, Any]] = {}
+    if any(AWS_MANAGED_ARN.match(arn) for arn in wanted):
+        pages = iam.get_paginator("list_policies").paginate(
+            Scope="AWS", OnlyAttached=True, PaginationConfig={"PageSize": PAGE_SIZE}
+        )
+        listed = {p["Arn"]: p for page in pages for p in page.get("Policies") or ()}
+    policies = []
+    for arn in wanted:
+        meta = listed.get(arn) or iam.get_policy(PolicyArn=arn)["Policy"]
+        version = iam.get_policy_version(PolicyArn=arn, VersionId=meta["DefaultVersionId"])
+        policies.append(
+            ManagedPolicy(
+                name=meta["PolicyName"],
+                arn=arn,
+                document=decode_document(version["PolicyVersion"].get("Document"), arn),
+                attachment_count=int(meta.get("AttachmentCount") or 0),
+                default_version_id=meta["DefaultVersionId"],
+            )
+        )
+    return policies
+
+
+def _password_policy(iam: Any) -> PasswordPolicy | None:
+    try:
+        pp = iam.get_account_password_policy()["PasswordPolicy"]
+    except ClientError as exc:
+        if error_code(exc) == "NoSuchEntity":
+            return None
+        raise
+    return PasswordPolicy(
+        minimum_length=int(pp.get("MinimumPasswordLength", 8)),
+        require_symbols=bool(pp.get("RequireSymbols", False)),
+        require_numbers=bool(pp.get("RequireNumbers", False)),
+        require_uppercase=bool(pp.get("RequireUppercaseCharacters", False)),
+        require_lowercase=bool(pp.get("RequireLowercaseCharacters", False)),
+        allow_users_to_change=bool(pp.get("AllowUsersToChangePassword", False)),
+        max_age_days=pp.get("MaxPasswordAge"),
+        reuse_prevention=pp.get("PasswordReusePrevention"),
+        hard_expiry=bool(pp.get("HardExpiry", False)),
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# The scan of one account
+
+
+def collect_account(
+    session: boto3.Session,
+    *,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    include_unattached_aws_policies: bool = False,
+    aws_policies: AwsPolicies = "attached",
+    expected_account: str | None = None,
+    report_timeout: float = 300.0,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> AccountSnapshot:
+    """Read one account's IAM state into an `AccountSnapshot`.
+
+    `aws_policies`: "attached" (default; filtered details + the attached AWS managed
+    policies' documents) or "all" (one unfiltered pass). `include_unattached_aws_policies`
+    keeps every AWS managed policy in the snapshot (implies "all"). `expected_account`:
+    fail if the credentials belong to another account (a role ARN pointing elsewhere).
+    Raises `CollectError`.
+    """
+    if aws_policies not in ("attached", "all"):
+        raise ValueError(f"aws_policies must be 'attached' or 'all', not {aws_policies!r}")
+    full_pass = aws_policies == "all" or include_unattached_aws_policies
+    account = expected_account
+    counter = ApiCallCounter()
+    collected_at = utc(datetime.now(UTC))
+    assert collected_at is not None
+    with counter.attached(session):
+        with aws_errors(account, ""):
+            sts = aws_client(session, "sts", max_attempts)
+            iam = aws_client(session, "iam", max_attempts)
+        with aws_errors(account, "sts"):
+            account = str(sts.get_caller_identity()["Account"])
+        if expected_account and account != expected_account:
+            raise CollectError(
+                expected_account, f"the credentials belong to account {account}", False
+            )
+        poller = CredentialReportPoller(
+            iam, account=account, timeout=report_timeout, sleep=sleep, clock=clock
+        )
+        with aws_errors(account, "iam"):
+            poller.start()
+            details = fetch_authorization_details(
+                iam, entity_filter=None if full_pass else PRINCIPAL_FILTER
+            )
+        try:
+            groups = tuple(sorted(map(_group, details["GroupDetailList"]), key=lambda g: g.name))
+            roles = tuple(sorted(map(_role, details["RoleDetailList"]), key=lambda r: r.name))
+            listed = [_managed_policy(p) for p in details["Policies"]]
+        except (KeyError, ValueError) as exc:
+            raise CollectError(account, f"unreadable authorization details: {exc}", False) from exc
+        attached = {
+            ref.arn
+            for principal in itertools.chain(
+                details["UserDetailList"], details["GroupDetailList"], details["RoleDetailList"]
+            )
+            for ref in _refs(principal.get("AttachedManagedPolicies"))
+        }
+        policies = {
+            p.arn: p
+            for p in listed
+            if include_unattached_aws_policies
+            or not AWS_MANAGED_ARN.match(p.arn)
+            or p.arn in attached
+        }
+        with aws_errors(account, "iam"):
+            try:
+                policies.update(
+                    (p.arn, p) for p in fetch_policy_documents(iam, attached - policies.keys())
+                )
+            except ValueError as exc:
+                raise CollectError(account, f"unreadable policy: {exc}", False) from exc
+            password_policy = _password_policy(iam)
+            summary = {k: int(v) for k, v in iam.get_account_summary()["SummaryMap"].items()}
+            content = poller.fetch()
+        try:
+            report = parse_credential_report(content)
+            users = tuple(
+                sorted(
+                    (_user(u, report.users.get(u["UserName"])) for u in details["UserDetailList"]),
+                    key=lambda u: u.name,
+                )
+            )
+        except (KeyError, ValueError) as exc:
+            raise CollectError(account, f"unreadable IAM data: {exc}", False) from exc
+    log.info(
+        "collected %s: %d users, %d roles, %d groups, %d policies in %d API calls (%d attempts)",
+        account,
+        len(users),
+        len(roles),
+        len(groups),
+        len(policies),
+        counter.calls,
+        counter.attempts,
+    )
+    return AccountSnapshot(
+        account_id=account,
+        collected_at=collected_at,
+        users=users,
+        groups=groups,
+        roles=roles,
+        policies=tuple(sorted(policies.values(), key=lambda p: p.arn)),
+        password_policy=password_policy,
+        root=report.root,
+        summary=summary,
+        api_calls=counter.calls,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Key ids, for the keys that have findings
+
+
+def resolve_access_key_ids(
+    session: boto3.Session,
+    user_names: Iterable[str],
+    *,
+    account: str | None = None,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+) -> dict[str, list[AccessKeyMeta]]:
+    """One ListAccessKeys per user (a user has at most two keys: one page). A user deleted
+    since the scan has no keys (empty list). Count the calls by attaching an
+    `ApiCallCounter` to `session` around this call. Raises `CollectError`."""
+    names = list(dict.fromkeys(user_names))
+    result: dict[str, list[AccessKeyMeta]] = {}
+    if not names:
+        return result
+    with aws_errors(account, "iam"):
+        iam = aws_client(session, "iam", max_attempts)
+        for name in names:
+            try:
+                listed = iam.list_access_keys(UserName=name)["AccessKeyMetadata"]
+            except ClientError as exc:
+                if error_code(exc) != "NoSuchEntity":
+                    raise
+                listed = []
+            result[name] = [
+                AccessKeyMeta(
+                    access_key_id=k["AccessKeyId"],
+                    status=k.get("Status", ""),
+                    created=k["CreateDate"],
+                )
+                for k in listed
+            ]
+    return result

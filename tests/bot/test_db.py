@@ -1,0 +1,96 @@
+"""Persistence of scans and findings on SQLite and PostgreSQL, and the migrations."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import inspect
+from sqlmodel import Session, select
+
+from bot.config import Settings
+from bot.db.engine import make_engine, session_scope
+from bot.db.migrate import current_revision, downgrade, ensure_schema, head_revision, upgrade
+from bot.db.models import Finding, Scan
+from bot.services import AccountOutcome, ScanService, sync_findings
+from checks.model import Result, Status
+from tests.factories import ACCOUNT, NOW
+
+TABLES = {"account", "scan", "finding"}
+
+
+def test_migrations_up_down_up(empty_database_url):
+    upgrade(empty_database_url)
+    engine = make_engine(empty_database_url)
+    assert TABLES <= set(inspect(engine).get_table_names())
+    assert current_revision(engine) == head_revision()
+    downgrade(empty_database_url, "base")
+    assert not TABLES & set(inspect(engine).get_table_names())
+    upgrade(empty_database_url)
+    assert TABLES <= set(inspect(engine).get_table_names())
+    engine.dispose()
+
+
+def test_ensure_schema_refuses_a_stale_production_database(empty_database_url):
+    engine = make_engine(empty_database_url)
+    try:
+        ensure_schema(engine, upgrade=False)
+    except RuntimeError as exc:
+        assert "steward db upgrade" in str(exc)
+    else:
+        raise AssertionError("a database without schema was accepted")
+    ensure_schema(engine, upgrade=True)
+    assert current_revision(engine) == head_revision()
+    engine.dispose()
+
+
+def finding(resource="arn:aws:iam::111122223333:user/alice", check="stale-user", sub_key=""):
+    return Result(check=check, account=ACCOUNT, resource=resource, status=Status.FAIL,
+                  sub_key=sub_key, details={"n": 1}, owner="alice@example.com")
+
+
+def sync(engine, results, now):
+    with session_scope(engine) as session:
+        return sync_findings(session, ACCOUNT, results, {r.fingerprint: r.owner for r in results}, 1, now)
+
+
+def rows(engine):
+    with Session(engine) as session:
+        return {f.fingerprint: f for f in session.exec(select(Finding))}
+
+
+def test_rescan_updates_instead_of_duplicating(engine):
+    a, b = finding(), finding(check="unused-access-key", sub_key="AKIAEXAMPLE1")
+    assert sync(engine, [a, b], NOW) == {"new": 2, "reopened": 0, "resolved": 0}
+    later = NOW + timedelta(hours=6)
+    assert sync(engine, [a, b, a], later) == {"new": 0, "reopened": 0, "resolved": 0}
+    stored = rows(engine)
+    assert len(stored) == 2
+    assert stored[a.fingerprint].first_seen == NOW
+    assert stored[a.fingerprint].last_seen == later
+    assert stored[a.fingerprint].owner == "alice@example.com"
+
+
+def test_missing_findings_resolve_and_come_back_reopened(engine):
+    a, b = finding(), finding(resource="arn:aws:iam::111122223333:user/bob")
+    sync(engine, [a, b], NOW)
+    assert sync(engine, [a], NOW + timedelta(days=1))["resolved"] == 1
+    assert rows(engine)[b.fingerprint].state == "resolved"
+    assert rows(engine)[b.fingerprint].resolved_at == NOW + timedelta(days=1)
+    assert sync(engine, [a, b], NOW + timedelta(days=2))["reopened"] == 1
+    back = rows(engine)[b.fingerprint]
+    assert (back.state, back.resolved_at, back.times_reopened) == ("reopened", None, 1)
+    assert back.first_seen == NOW  # history kept: same row, same first sighting
+
+
+def test_failed_scan_never_resolves_findings(engine):
+    sync(engine, [finding()], NOW)
+    service = ScanService(Settings(), engine=engine, clock=lambda: NOW)
+    failed = AccountOutcome(account_id=ACCOUNT, label=ACCOUNT, status="failed",
+                            started_at=NOW, finished_at=NOW + timedelta(seconds=3),
+                            error="AccessDenied on iam:GenerateCredentialReport")
+    service._persist(failed, run_id="r1", actor="test", role_arn=None)
+    assert [f.state for f in rows(engine).values()] == ["open"]
+    with Session(engine) as session:
+        scan = session.exec(select(Scan)).one()
+    assert (scan.status, scan.error) == ("failed", "AccessDenied on iam:GenerateCredentialReport")
+    assert scan.finished_at == NOW + timedelta(seconds=3)

@@ -157,8 +157,10 @@ def evaluation(session: boto3.Session, snapshot) -> None:
     failed = sum(1 for r in results if r.failed)
     print(f"  evaluate (pure):            {seconds:7.3f} s   {len(results)} results, {failed} FAIL")
     scan, seconds = timed(scan_account, session, ctx)
+    keyed = scan.api_calls - snapshot.api_calls
     print(
-        f"  scan_account (collect+evaluate+key ids): {seconds:.3f} s, {scan.api_calls} API calls "
+        f"  scan_account (collect+evaluate+key ids): {seconds:.3f} s, {scan.api_calls} API calls = "
+        f"{snapshot.api_calls} collect + {keyed} ListAccessKeys for users with key findings "
         f"({len(scan.findings)} findings)"
     )
 
@@ -181,7 +183,8 @@ def run_size(url: str, users: int, repeat: int, per_user_limit: int | None) -> N
     target_s = TARGET_SECONDS.get(users)
     target = f"target <= {target_s:g} s: {mark(best <= target_s)}" if target_s else "no target"
     print(
-        f"  collect ('attached'):       {first:7.3f} s first, {best:.3f} s best of {repeat}  ({target})"
+        f"  collect ('attached'):       {first:7.3f} s first (one-off warm-up: botocore models, moto's "
+        f"lazy imports), {best:.3f} s best of {repeat}  ({target})"
     )
     print(
         f"  API calls:                  {snapshot.api_calls:7d}   (target <= {TARGET_CALLS} up to 1,000 "

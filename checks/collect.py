@@ -11,6 +11,8 @@ A scan is a handful of calls whatever the number of principals:
     iam:GetAccountSummary                       1
     iam:GetCredentialReport                     1 (+1 per poll while the report is built)
 
+That is 6 calls plus, when AWS managed policies are attached, 1 + one per distinct attached
+AWS managed policy: it grows with the policies in use, never with the number of principals.
 The report is requested first and fetched last, so AWS builds it while the other calls run.
 
 AWS managed policies: by default (`aws_policies="attached"`) the authorization details are
@@ -23,6 +25,7 @@ pages on AWS) and keeps the attached ones. `bench/scan_scale.py` measures both.
 API calls are counted by `ApiCallCounter`, a hook on the session's event system. A call is
 one client operation (one page of a paginator is one call); the SDK's retries of a
 throttled or failed request do not count again, they are counted apart as `attempts`.
+Clients use adaptive retries; `max_attempts` is the total number of attempts per call.
 
 Every failure surfaces as `CollectError` with a one-line message; nothing is swallowed into
 an empty snapshot (a crash must never look like a clean account).

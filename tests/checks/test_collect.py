@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import boto3
 import pytest
 from botocore.stub import Stubber
+from moto.iam.models import IAMBackend
 
 from checks import collect
 from checks.collect import (
@@ -322,6 +323,24 @@ def test_parse_report_root_row_and_odd_values() -> None:
 
     (frank_key,) = report.users["frank"].access_keys
     assert frank_key.active and frank_key.last_rotated == datetime(2026, 4, 4, tzinfo=UTC)
+
+
+def test_root_row_and_users_missing_from_the_report_flow_into_the_snapshot(
+    moto_session: boto3.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AWS reuses a report for up to 4 hours: a newer user is not in it. Moto has no root
+    row; patch its report to have one."""
+    moto_session.client("iam").create_user(UserName="newcomer")
+    root_line = REPORT.splitlines()[1]
+    monkeypatch.setattr(
+        IAMBackend, "get_credential_report", lambda self: f"{HEADER}\n{root_line}\n"
+    )
+    snap = collect_account(moto_session)
+    (newcomer,) = snap.users
+    assert not newcomer.in_credential_report
+    assert newcomer.access_keys == () and not newcomer.password_enabled
+    assert snap.root is not None and snap.root.mfa_active
+    assert [(k.slot, k.active) for k in snap.root.access_keys] == [(1, True)]
 
 
 def test_parse_report_without_header_is_an_error() -> None:

@@ -1,0 +1,348 @@
+"""Least-privilege IAM policies, generated from what the code declares it calls.
+
+Three roles are involved:
+
+* the **member role**, one per scanned account (deployed by
+  `deploy/cloudformation/member-account-role.yaml`): the scan policy (`SCAN_ACTIONS`: what
+  `checks.collect` calls) and, when remediation is enabled, the remediation policy (the
+  union of every `checks.remediate` action's `permissions` and `undo_permissions`);
+* the **Steward role** the bot itself runs as: the hub policy (`HUB_ACTIONS`: what
+  `checks.accounts` calls to find accounts and assume the member roles), plus the scan
+  (and remediation) policy for its own account, which it scans with its own credentials.
+
+`SCAN_ACTIONS` and `HUB_ACTIONS` are data, kept honest by a test that runs a real
+`collect_account`, `resolve_access_key_ids`, `discover_targets` and `session_for` against
+moto, records every operation, and fails on any operation not declared here. The
+remediation actions are checked the same way in their own tests.
+
+Generated files (committed; a test compares them byte for byte):
+
+    deploy/iam/steward-scan-policy.json
+    deploy/iam/steward-remediate-policy.json
+    deploy/iam/steward-hub-policy.json
+    deploy/cloudformation/member-account-role.yaml
+
+Regenerate with `python -m checks.permissions --write`; `--check` (the default) exits 1
+when a committed file differs from what the declarations generate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from checks.remediate.registry import ACTIONS
+
+ROOT = Path(__file__).resolve().parents[1]
+POLICY_VERSION = "2012-10-17"
+DEFAULT_ROLE_NAME = "IAMSteward"
+
+# What `checks.collect` calls in every scanned account (the member role's scan policy).
+SCAN_ACTIONS: Mapping[str, str] = {
+    "sts:GetCallerIdentity": "collect_account: which account the credentials belong to",
+    "iam:GenerateCredentialReport": "collect_account: request the credential report",
+    "iam:GetCredentialReport": "collect_account: fetch the credential report",
+    "iam:GetAccountAuthorizationDetails": "collect_account: users, groups, roles, policies",
+    "iam:ListPolicies": "fetch_policy_documents: default versions of attached AWS policies",
+    "iam:GetPolicy": "fetch_policy_documents: a policy the listing missed (attached meanwhile)",
+    "iam:GetPolicyVersion": "fetch_policy_documents: documents of attached AWS policies",
+    "iam:GetAccountPasswordPolicy": "collect_account: the password policy",
+    "iam:GetAccountSummary": "collect_account: the account summary",
+    "iam:ListAccessKeys": "resolve_access_key_ids: key ids of users with key findings",
+}
+
+# What `checks.accounts` calls with the Steward role's own credentials.
+HUB_ACTIONS: Mapping[str, str] = {
+    "sts:GetCallerIdentity": "discover_targets: the Steward's own account and partition",
+    "organizations:ListAccounts": "discover_targets: the organization's accounts",
+    "sts:AssumeRole": "session_for: enter each member account's Steward role",
+}
+
+
+def remediation_actions() -> dict[str, list[str]]:
+    """Every IAM action a remediation needs (plan, apply or undo) -> the action ids."""
+    needed: dict[str, list[str]] = {}
+    for action in ACTIONS:
+        for permission in sorted(action.permissions | action.undo_permissions):
+            needed.setdefault(permission, []).append(action.id)
+    return dict(sorted(needed.items()))
+
+
+# ---------------------------------------------------------------------------------------
+# Policies
+
+
+def statement(sid: str, actions: Sequence[str], resource: Any = "*", effect: str = "Allow") -> dict:
+    return {"Sid": sid, "Effect": effect, "Action": sorted(set(actions)), "Resource": resource}
+
+
+def document(*statements: dict) -> dict:
+    return {"Version": POLICY_VERSION, "Statement": list(statements)}
+
+
+def scan_policy() -> dict:
+    return document(statement("IAMStewardScanReadOnly", list(SCAN_ACTIONS)))
+
+
+def remediate_policy() -> dict:
+    return document(statement("IAMStewardRemediate", list(remediation_actions())))
+
+
+def hub_policy(role_name: str = DEFAULT_ROLE_NAME) -> dict:
+    assume = [a for a in HUB_ACTIONS if a == "sts:AssumeRole"]
+    return document(
+        statement("IAMStewardDiscoverAccounts", [a for a in HUB_ACTIONS if a not in assume]),
+        statement("IAMStewardAssumeMemberRoles", assume, f"arn:*:iam::*:role/{role_name}"),
+    )
+
+
+def self_protection_actions() -> list[str]:
+    """The remediation actions that could change a role's own policies: the member role
+    is denied them on itself, so Steward can never widen its own access."""
+    return [a for a in remediation_actions() if re.match(r"iam:(Attach|Detach|Put|Delete)Role", a)]
+
+
+# ---------------------------------------------------------------------------------------
+# CloudFormation
+
+
+def _ref(name: str) -> dict:
+    return {"Ref": name}
+
+
+def _not_empty(name: str) -> dict:
+    return {"Fn::Not": [{"Fn::Equals": [_ref(name), ""]}]}
+
+
+def member_role_template() -> dict:
+    """The member-account role: trusts only the Steward (its role ARN, or its account)
+    with an ExternalId; scan policy always, remediation policy when enabled."""
+    remediate = remediate_policy()
+    remediate["Statement"].append(
+        statement(
+            "NeverChangeThisRole",
+            self_protection_actions(),
+            {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/${RoleName}"},
+            effect="Deny",
+        )
+    )
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": (
+            "IAM Steward access role for one member account: read-only IAM scanning, and "
+            "optionally the remediation actions. Generated by "
+            "`python -m checks.permissions --write`; do not edit."
+        ),
+        "Parameters": {
+            "StewardRoleArn": {
+                "Type": "String",
+                "Default": "",
+                "AllowedPattern": r"^(arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+)?$",
+                "Description": (
+                    "ARN of the role IAM Steward runs as (preferred: only that role may "
+                    "assume this one). Set this or StewardAccountId."
+                ),
+            },
+            "StewardAccountId": {
+                "Type": "String",
+                "Default": "",
+                "AllowedPattern": "^([0-9]{12})?$",
+                "Description": (
+                    "Account IAM Steward runs in, when StewardRoleArn is not set (then any "
+                    "principal of that account allowed sts:AssumeRole may assume this role)."
+                ),
+            },
+            "ExternalId": {
+                "Type": "String",
+                "NoEcho": True,
+                "MinLength": 2,
+                "MaxLength": 1224,
+                "AllowedPattern": r"^[\w+=,.@:/-]+$",
+                "Description": "STEWARD_EXTERNAL_ID: a long random secret shared with Steward.",
+            },
+            "RoleName": {
+                "Type": "String",
+                "Default": DEFAULT_ROLE_NAME,
+                "AllowedPattern": r"^[\w+=,.@-]{1,64}$",
+                "Description": "Name of this role (STEWARD_ORG_ROLE_NAME for Organizations).",
+            },
+            "EnableRemediation": {
+                "Type": "String",
+                "Default": "false",
+                "AllowedValues": ["false", "true"],
+                "Description": "true: also allow the remediation actions; false: scan only.",
+            },
+        },
+        "Rules": {
+            "StewardPrincipalRequired": {
+                "Assertions": [
+                    {
+                        "Assert": {
+                            "Fn::Or": [_not_empty("StewardRoleArn"), _not_empty("StewardAccountId")]
+                        },
+                        "AssertDescription": "Set StewardRoleArn or StewardAccountId.",
+                    }
+                ]
+            }
+        },
+        "Conditions": {
+            "Remediation": {"Fn::Equals": [_ref("EnableRemediation"), "true"]},
+            "TrustRoleArn": _not_empty("StewardRoleArn"),
+        },
+        "Resources": {
+            "StewardRole": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "RoleName": _ref("RoleName"),
+                    "Description": "IAM Steward: IAM hygiene scanning and remediation",
+                    "MaxSessionDuration": 3600,
+                    "AssumeRolePolicyDocument": document(
+                        {
+                            "Sid": "OnlyIAMStewardWithTheExternalId",
+                            "Effect": "Allow",
+                            "Principal": {
+                                "AWS": {
+                                    "Fn::If": [
+                                        "TrustRoleArn",
+                                        _ref("StewardRoleArn"),
+                                        # IAM reads a bare account id as its root ARN.
+                                        _ref("StewardAccountId"),
+                                    ]
+                                }
+                            },
+                            "Action": "sts:AssumeRole",
+                            "Condition": {"StringEquals": {"sts:ExternalId": _ref("ExternalId")}},
+                        }
+                    ),
+                    "Policies": [
+                        {"PolicyName": "iam-steward-scan", "PolicyDocument": scan_policy()},
+                        {
+                            "Fn::If": [
+                                "Remediation",
+                                {"PolicyName": "iam-steward-remediate", "PolicyDocument": remediate},
+                                _ref("AWS::NoValue"),
+                            ]
+                        },
+                    ],
+                    "Tags": [{"Key": "managed-by", "Value": "iam-steward"}],
+                },
+            }
+        },
+        "Outputs": {
+            "RoleArn": {
+                "Description": "Give this to Steward (STEWARD_ACCOUNT_ROLES).",
+                "Value": {"Fn::GetAtt": ["StewardRole", "Arn"]},
+            }
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# Rendering
+
+_PLAIN = re.compile(r"^[A-Za-z][A-Za-z0-9_.:/*-]*$")
+_RESERVED = {"y", "n", "yes", "no", "on", "off", "true", "false", "null"}
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int | float):
+        return str(value)
+    text = str(value)
+    if _PLAIN.match(text) and not text.endswith(":") and text.lower() not in _RESERVED:
+        return text
+    return json.dumps(text)  # a JSON string is a valid YAML double-quoted scalar
+
+
+def _yaml_lines(value: Any, indent: int) -> list[str]:
+    pad = " " * indent
+    if isinstance(value, Mapping):
+        lines = []
+        for key, item in value.items():
+            if isinstance(item, Mapping | list) and item:
+                lines.append(f"{pad}{_scalar(key)}:")
+                lines.extend(_yaml_lines(item, indent + 2))
+            else:
+                empty = "{}" if isinstance(item, Mapping) else "[]"
+                text = empty if isinstance(item, Mapping | list) else _scalar(item)
+                lines.append(f"{pad}{_scalar(key)}: {text}")
+        return lines
+    if isinstance(value, list):
+        lines = []
+        for item in value:
+            if isinstance(item, Mapping | list) and item:
+                nested = _yaml_lines(item, indent + 2)
+                nested[0] = f"{pad}- {nested[0][indent + 2:]}"
+                lines.extend(nested)
+            else:
+                lines.append(f"{pad}- {_scalar(item)}")
+        return lines
+    return [f"{pad}{_scalar(value)}"]
+
+
+def to_yaml(value: Mapping[str, Any], header: str = "") -> str:
+    """Block-style YAML for plain data (dicts in insertion order, lists, scalars)."""
+    comment = "".join(f"# {line}\n" for line in header.splitlines())
+    return comment + "\n".join(_yaml_lines(value, 0)) + "\n"
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True) + "\n"
+
+
+def generated() -> dict[str, str]:
+    """Path relative to the repository -> the file's exact content."""
+    return {
+        "deploy/iam/steward-scan-policy.json": to_json(scan_policy()),
+        "deploy/iam/steward-remediate-policy.json": to_json(remediate_policy()),
+        "deploy/iam/steward-hub-policy.json": to_json(hub_policy()),
+        "deploy/cloudformation/member-account-role.yaml": to_yaml(
+            member_role_template(),
+            "Generated by `python -m checks.permissions --write` from the declarations in\n"
+            "checks/permissions.py and checks/remediate/. Do not edit by hand.",
+        ),
+    }
+
+
+def stale_files(root: Path = ROOT) -> list[str]:
+    """The generated files that are missing or differ from what the declarations give."""
+    return [
+        path
+        for path, text in generated().items()
+        if not (root / path).is_file() or (root / path).read_text() != text
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m checks.permissions",
+        description="Generate Steward's least-privilege IAM policies and CloudFormation role.",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="write the generated files")
+    mode.add_argument("--check", action="store_true", help="exit 1 if a file is stale (default)")
+    parser.add_argument("--root", type=Path, default=ROOT, help="repository root")
+    args = parser.parse_args(argv)
+    if args.write:
+        for path, text in generated().items():
+            target = args.root / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+            print(f"wrote {path}")
+        return 0
+    stale = stale_files(args.root)
+    for path in stale:
+        print(f"stale: {path} (run python -m checks.permissions --write)", file=sys.stderr)
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -45,6 +45,7 @@ import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -813,29 +814,32 @@ def resolve_access_key_ids(
     *,
     account: str | None = None,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    workers: int = 8,
 ) -> dict[str, list[AccessKeyMeta]]:
     """One ListAccessKeys per user (a user has at most two keys: one page). A user deleted
     since the scan has no keys (empty list). Count the calls by attaching an
     `ApiCallCounter` to `session` around this call. Raises `CollectError`."""
     names = list(dict.fromkeys(user_names))
-    result: dict[str, list[AccessKeyMeta]] = {}
     if not names:
-        return result
+        return {}
     with aws_errors(account, "iam"):
         iam = aws_client(session, "iam", max_attempts)
-        for name in names:
-            try:
-                listed = iam.list_access_keys(UserName=name)["AccessKeyMetadata"]
-            except ClientError as exc:
-                if error_code(exc) != "NoSuchEntity":
-                    raise
-                listed = []
-            result[name] = [
-                AccessKeyMeta(
-                    access_key_id=k["AccessKeyId"],
-                    status=k.get("Status", ""),
-                    created=k["CreateDate"],
-                )
-                for k in listed
-            ]
-    return result
+
+    def keys_of(name: str) -> list[AccessKeyMeta]:
+        try:
+            listed = iam.list_access_keys(UserName=name)["AccessKeyMetadata"]
+        except ClientError as exc:
+            if error_code(exc) != "NoSuchEntity":
+                raise
+            listed = []
+        return [
+            AccessKeyMeta(access_key_id=k["AccessKeyId"], status=k.get("Status", ""), created=k["CreateDate"])
+            for k in listed
+        ]
+
+    # One call per user, a few at a time: botocore clients are thread-safe, and the
+    # adaptive retry mode slows every thread down together when IAM throttles.
+    with aws_errors(account, "iam"), ThreadPoolExecutor(
+        max_workers=min(workers, len(names)), thread_name_prefix="list-keys"
+    ) as pool:
+        return dict(zip(names, pool.map(keys_of, names), strict=True))

@@ -8,7 +8,7 @@ an empty one.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -58,14 +58,27 @@ def evaluate(
     return results
 
 
-def users_needing_key_ids(results: Iterable[Result], snapshot: AccountSnapshot) -> set[str]:
-    """Names of users with a failed key finding: only they cost a ListAccessKeys call."""
-    by_arn = {u.arn: u.name for u in snapshot.users}
-    return {
-        by_arn[r.resource]
-        for r in results
-        if r.failed and r.sub_key.startswith(SLOT_PREFIX) and r.resource in by_arn
-    }
+def users_needing_key_ids(
+    results: Iterable[Result],
+    snapshot: AccountSnapshot,
+    known_keys: Mapping[str, Sequence[AccessKeyMeta]] | None = None,
+) -> set[str]:
+    """Names of users with a failed key finding whose key id is not known already.
+
+    Only they cost a ListAccessKeys call; ids remembered from earlier scans (matched by the
+    key's creation second, as the credential report gives it) need none.
+    """
+    known_keys = known_keys or {}
+    users = {u.arn: u for u in snapshot.users}
+    needing = set()
+    for r in results:
+        user = users.get(r.resource)
+        if not (r.failed and r.sub_key.startswith(SLOT_PREFIX) and user):
+            continue
+        slot = _slot(user.access_keys, int(r.sub_key[len(SLOT_PREFIX) :]))
+        if slot is None or match_key_slot(slot, known_keys.get(user.name, ())) is None:
+            needing.add(user.name)
+    return needing
 
 
 def attach_key_ids(
@@ -121,23 +134,30 @@ def scan_account(
     label: str = "",
     max_attempts: int = 8,
     checks: Sequence[CheckSpec] = CATALOG,
+    known_keys: Callable[[str], Mapping[str, Sequence[AccessKeyMeta]]] | None = None,
 ) -> AccountScan:
-    """Collect, evaluate, resolve key ids. Raises `checks.collect.CollectError` on failure."""
+    """Collect, evaluate, resolve key ids. Raises `checks.collect.CollectError` on failure.
+
+    `known_keys(account_id)`: access keys by user name remembered from earlier scans of
+    the account; only users with a key finding that matches none of them are listed again.
+    """
     from checks import collect  # boto3 stays out of the pure import path
 
     started = ctx.now
     snapshot = collect.collect_account(session, max_attempts=max_attempts)
     results = evaluate(snapshot, ctx, checks)
     api_calls = snapshot.api_calls
-    needing = users_needing_key_ids(results, snapshot)
-    keys: dict = {}
+    remembered = known_keys(snapshot.account_id) if known_keys else {}
+    keys = {name: list(metas) for name, metas in remembered.items()}
+    needing = users_needing_key_ids(results, snapshot, keys)
     if needing:
         with collect.ApiCallCounter().attached(session) as counter:
-            keys = collect.resolve_access_key_ids(
+            listed = collect.resolve_access_key_ids(
                 session, sorted(needing), account=snapshot.account_id, max_attempts=max_attempts
             )
         api_calls += counter.calls
-        results = attach_key_ids(results, snapshot, keys)
+        keys.update(listed)
+    results = attach_key_ids(results, snapshot, keys)
     return AccountScan(
         account_id=snapshot.account_id,
         label=label or snapshot.account_id,

@@ -119,8 +119,10 @@ def test_rescan_updates_resolves_and_counts_calls(messy_account, tmp_path):
         scans = session.exec(select(Scan).order_by(Scan.id)).all()
     assert len({f.fingerprint for f in first}) == len(first)  # no duplicates
     assert [s.status for s in scans] == ["succeeded", "succeeded"]
-    # A handful of calls, plus one ListAccessKeys for the one user with key findings.
-    assert 5 <= scans[-1].api_calls <= 10
+    # A handful of calls, plus one ListAccessKeys for the one user with key findings; the
+    # rescan remembers bob's key id and skips that call.
+    assert 5 <= scans[0].api_calls <= 10
+    assert scans[1].api_calls == scans[0].api_calls - 1
     assert scans[-1].counts["coverage"]["stale-user"][0] == 3  # three users evaluated
 
     iam = messy_account["iam"]

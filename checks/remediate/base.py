@@ -263,8 +263,8 @@ class Iam:
 
     def items(
         self, method: str, key: str, *, missing: bool = False, **params: Any
-    ) -> list[dict[str, Any]] | None:
-        """Every item of a list operation, all pages."""
+    ) -> list[Any] | None:
+        """Every item of a list operation, all pages (dicts, or names for `PolicyNames`)."""
         try:
             with self._errors():
                 if not self.client.can_paginate(method):

@@ -266,7 +266,7 @@ def attachments(snapshot: State, deny_arn: str = "") -> list[tuple[str, list[str
         ("inline policies", list(snapshot["inline_policies"])),
         ("attached policies",
          [p["arn"] for p in snapshot["attached_policies"] if p["arn"] != deny_arn]),
-        ("groups", list(snapshot["groups"])),
+        ("group memberships", list(snapshot["groups"])),
     ]
 
 

@@ -73,8 +73,10 @@ def _deny_all_data() -> dict[str, Any]:
 def install_deny_all(account_id: str = ACCOUNT_ID) -> None:
     """Put moto's own copy of AWSDenyAll (it is in moto's AWS managed policy list) into the
     backend, without loading all ~1,500 (MOTO_IAM_LOAD_MANAGED_POLICIES costs ~0.6 s)."""
+    backend = iam_backend(account_id)
     policy = AWSManagedPolicy.from_data("AWSDenyAll", account_id, REGION, _deny_all_data())
-    iam_backend(account_id).managed_policies[policy.arn] = policy
+    backend.aws_managed_policies.append(policy)  # what moto tells local policies apart by
+    backend.managed_policies[policy.arn] = policy
 
 
 class _Http:

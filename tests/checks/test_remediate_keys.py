@@ -123,3 +123,17 @@ def test_delete_an_inactive_key_then_again(moto_session, iam, keys):
     assert again.already_done and "no longer exists" in again.summary
     with pytest.raises(NotUndoable):
         DELETE.undo(moto_session, target(first), applied.before)
+
+
+def test_the_before_state_is_handed_over_before_the_first_write(moto_session, iam, keys):
+    first, _ = keys
+    seen = []
+
+    def persist(before):
+        seen.append((dict(before), statuses(iam)[first]))
+        raise RuntimeError("database down")
+
+    with pytest.raises(RuntimeError):
+        DEACTIVATE.apply(moto_session, target(first), on_before=persist)
+    assert seen == [(seen[0][0], "Active")] and seen[0][0]["status"] == "Active"
+    assert statuses(iam)[first] == "Active"  # nothing written when persisting failed

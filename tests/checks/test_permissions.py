@@ -1,0 +1,147 @@
+"""The shipped least-privilege policies: generated from declarations, and the declarations
+checked against what the code really calls (a real scan and discovery on moto)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from checks import permissions
+from checks.accounts import discover_targets, session_for
+from checks.collect import collect_account, resolve_access_key_ids
+from checks.remediate.registry import ACTIONS
+from tests import aws
+from tests.aws import ACCOUNT_ID, allow, document
+from tests.checks import test_remediate_base as base
+from tests.checks.test_remediate_base import DENY_ALL_ARN, answer, recording
+
+# Fixtures used here.
+aws_env = aws.aws_env
+moto_session = aws.moto_session
+iam = base.iam
+
+TEMPLATE = "deploy/cloudformation/member-account-role.yaml"
+
+
+# ---------------------------------------------------------------------------------------
+# The declarations against the code
+
+
+def test_scan_and_discovery_use_only_declared_actions(moto_session, iam):
+    # An account with something for every read path: a key, an attached AWS managed
+    # policy (ListPolicies + GetPolicyVersion; GetPolicy when the listing misses it),
+    # a customer policy, a group, a role and a password policy.
+    iam.create_user(UserName="alice")
+    iam.create_access_key(UserName="alice")
+    iam.attach_user_policy(UserName="alice", PolicyArn=DENY_ALL_ARN)
+    iam.create_group(GroupName="devs")
+    iam.put_group_policy(GroupName="devs", PolicyName="p", PolicyDocument=document(allow("s3:*")))
+    iam.create_policy(PolicyName="c", PolicyDocument=document(allow("sqs:*")))
+    iam.update_account_password_policy(MinimumPasswordLength=12)
+    org = moto_session.client("organizations")
+    org.create_organization(FeatureSet="ALL")
+    org.create_account(Email="member@example.com", AccountName="member")
+
+    with recording(moto_session) as scan_calls:
+        collect_account(moto_session, sleep=lambda _: None)
+        # The listing misses the attached policy once: the GetPolicy fallback.
+        answer(moto_session, "ListPolicies", lambda _: {"Policies": [], "IsTruncated": False})
+        collect_account(moto_session, sleep=lambda _: None)
+        resolve_access_key_ids(moto_session, ["alice"], account=ACCOUNT_ID)
+    with recording(moto_session) as hub_calls:
+        targets = discover_targets(moto_session, org_role_name="IAMSteward")
+        member = next(t for t in targets if t.role_arn)
+        session_for(member, moto_session, external_id="shared-secret")
+
+    assert set(scan_calls) - permissions.SCAN_ACTIONS.keys() == set()
+    assert set(hub_calls) - permissions.HUB_ACTIONS.keys() == set()
+    # And nothing is declared that no path uses (no silent over-granting).
+    assert permissions.SCAN_ACTIONS.keys() - set(scan_calls) == set()
+    assert permissions.HUB_ACTIONS.keys() - set(hub_calls) == set()
+
+
+def test_the_remediation_policy_is_the_union_of_every_action_s_declarations():
+    declared = set().union(*(a.permissions | a.undo_permissions for a in ACTIONS))
+    (statement,) = permissions.remediate_policy()["Statement"]
+    assert set(statement["Action"]) == declared and statement["Effect"] == "Allow"
+    assert statement["Action"] == sorted(statement["Action"])
+    assert all(a.startswith("iam:") for a in declared)
+
+
+def test_the_scan_policy_only_reads():
+    (statement,) = permissions.scan_policy()["Statement"]
+    verbs = {re.match(r"^\w+:([A-Z][a-z]+)", a)[1] for a in statement["Action"]}
+    assert verbs <= {"Get", "List", "Generate"}
+
+
+# ---------------------------------------------------------------------------------------
+# The committed files
+
+
+@pytest.mark.parametrize("path", sorted(permissions.generated()))
+def test_committed_files_are_what_the_declarations_generate(path):
+    committed = permissions.ROOT / path
+    assert committed.is_file(), f"{path} missing: run python -m checks.permissions --write"
+    assert committed.read_text() == permissions.generated()[path], (
+        f"{path} is stale: run python -m checks.permissions --write"
+    )
+
+
+def test_json_files_have_sorted_keys_and_two_space_indent():
+    for path, text in permissions.generated().items():
+        if path.endswith(".json"):
+            assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
+
+
+def test_the_script_writes_and_checks(tmp_path, capsys):
+    assert permissions.main(["--check", "--root", str(tmp_path)]) == 1
+    assert "stale" in capsys.readouterr().err
+    assert permissions.main(["--write", "--root", str(tmp_path)]) == 0
+    assert permissions.main(["--root", str(tmp_path)]) == 0
+    assert permissions.main([]) == 0  # the repository itself is up to date
+
+
+# ---------------------------------------------------------------------------------------
+# The CloudFormation template
+
+
+def test_the_role_trusts_only_steward_with_the_external_id():
+    template = permissions.member_role_template()
+    assert template["Parameters"]["ExternalId"]["NoEcho"] is True
+    role = template["Resources"]["StewardRole"]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Action"] == "sts:AssumeRole"
+    assert trust["Condition"] == {"StringEquals": {"sts:ExternalId": {"Ref": "ExternalId"}}}
+    assert trust["Principal"]["AWS"]["Fn::If"][1:] == [
+        {"Ref": "StewardRoleArn"}, {"Ref": "StewardAccountId"}]
+    scan, remediate = role["Policies"]
+    assert scan["PolicyDocument"] == permissions.scan_policy()
+    condition, policy, otherwise = remediate["Fn::If"]
+    assert template["Conditions"][condition] == {
+        "Fn::Equals": [{"Ref": "EnableRemediation"}, "true"]}
+    assert otherwise == {"Ref": "AWS::NoValue"}
+    allow_stmt, deny_stmt = policy["PolicyDocument"]["Statement"]
+    assert allow_stmt == permissions.remediate_policy()["Statement"][0]
+    assert deny_stmt["Effect"] == "Deny" and "iam:PutRolePolicy" in deny_stmt["Action"]
+
+
+def test_inline_policies_fit_iam_s_size_limit():
+    role = permissions.member_role_template()["Resources"]["StewardRole"]["Properties"]
+    scan = role["Policies"][0]["PolicyDocument"]
+    remediate = role["Policies"][1]["Fn::If"][1]["PolicyDocument"]
+    size = sum(len(json.dumps(doc, separators=(",", ":"))) for doc in (scan, remediate))
+    assert size < 10_240  # aggregate inline policy size per role, whitespace excluded
+
+
+def test_the_yaml_reads_back_as_the_template():
+    yaml = pytest.importorskip("yaml")
+    text = (permissions.ROOT / TEMPLATE).read_text()
+    assert yaml.safe_load(text) == permissions.member_role_template()
+
+
+def test_cfn_lint_is_clean():
+    api = pytest.importorskip("cfnlint.api")
+    matches = api.lint((permissions.ROOT / TEMPLATE).read_text())
+    assert [str(m) for m in matches] == []

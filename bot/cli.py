@@ -12,10 +12,12 @@ import sys
 from enum import StrEnum
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from bot.config import Settings, SettingsError, load_settings
+from bot.cli_audit import audit_app
+from bot.cli_common import cli_actor, engine_for, err, fail, out, settings_or_exit
+from bot.cli_remediate import findings, reconcile, remediate, undo
+from bot.cli_serve import serve, socket
 
 app = typer.Typer(
     name="steward",
@@ -26,40 +28,21 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+app.command("serve")(serve)
+app.command("socket")(socket)
+app.add_typer(audit_app, name="audit")
+for command in (findings, remediate, undo, reconcile):
+    app.command()(command)
 
 SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
+
+# Older names, used by the subcommand modules.
+_settings, _engine = settings_or_exit, engine_for
 
 
 class OutputFormat(StrEnum):
     table = "table"
     json = "json"
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
-    return typer.Exit(code)
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        raise fail(str(exc)) from None
-
-
-def _engine(settings: Settings):
-    from bot.db.engine import make_engine
-    from bot.db.migrate import ensure_schema
-
-    engine = make_engine(settings.effective_database_url)
-    try:
-        ensure_schema(engine, upgrade=settings.uses_embedded_database)
-    except RuntimeError as exc:
-        raise fail(str(exc)) from None
-    return engine
 
 
 @app.callback()
@@ -87,7 +70,7 @@ def scan(
     engine = None if no_save else _engine(settings)
     service = ScanService(settings, engine=engine)
     try:
-        report = service.run(only_accounts=account, save=not no_save, actor=_cli_actor(), progress=_progress)
+        report = service.run(only_accounts=account, save=not no_save, actor=cli_actor(), progress=_progress)
     except ServiceError as exc:
         raise fail(f"scan failed: {exc}", code=1) from None
 
@@ -161,15 +144,6 @@ def _heading(outcome) -> str:
     if outcome.label and outcome.label != outcome.account_id:
         return f"{outcome.account_id} ({outcome.label})"
     return outcome.account_id
-
-
-def _cli_actor() -> str:
-    import getpass
-
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:
-        return "cli"
 
 
 @db_app.command("upgrade")

@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     root_recent_days: int = Field(30, ge=1, validation_alias="STEWARD_ROOT_RECENT_DAYS")
     unused_role_days: int = Field(90, ge=1, validation_alias="STEWARD_UNUSED_ROLE_DAYS")
 
+    delete_after_days: int = Field(30, ge=0, validation_alias="STEWARD_DELETE_AFTER_DAYS")
+
     account_roles: CommaList = Field([], validation_alias="STEWARD_ACCOUNT_ROLES")
     org_role_name: str | None = Field(None, validation_alias="STEWARD_ORG_ROLE_NAME")
     external_id: str | None = Field(None, validation_alias="STEWARD_EXTERNAL_ID")

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from bot.cli import app
 from bot.db.engine import make_engine
-from bot.db.models import Finding, Scan
+from bot.db.models import AuditEvent, Finding, Scan
 from tests.aws import (
     ACCOUNT_ID,
     aws_env,  # noqa: F401  (fixture)
@@ -133,6 +133,15 @@ def test_rescan_updates_resolves_and_counts_calls(messy_account, tmp_path):
     assert states[("unused-access-key", messy_account["bob_key"])] == "resolved"
     assert states[("old-access-key", messy_account["bob_key"])] == "resolved"
     assert states[("stale-user", "")] == "open"
+
+    with Session(engine) as session:
+        events = session.exec(select(AuditEvent).order_by(AuditEvent.sequence)).all()
+    assert [e.action for e in events] == ["scan.succeeded"] * 3
+    assert set(events[-1].payload["fingerprints"]["resolved"]) == {
+        f.fingerprint for f in first if f.sub_key == messy_account["bob_key"]
+    }
+    verified = run_cli("audit", "verify", env=env)
+    assert verified.exit_code == 0, verified.output
     engine.dispose()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from bot.db.types import UTCDateTime
@@ -63,3 +63,132 @@ class Finding(SQLModel, table=True):
     state_changed_at: datetime = _utc_column()
     times_reopened: int = 0
     last_scan_id: int | None = Field(default=None)
+
+
+# --- Audit log (bot/audit.py) ----------------------------------------------------------
+# Append-only: migration 0002 adds triggers (PostgreSQL and SQLite) refusing UPDATE,
+# DELETE and TRUNCATE on audit_event/audit_ref and any backward move of audit_chain_head.
+# Alembic does not see triggers: a later migration that rebuilds one of these tables
+# (SQLite batch mode copies the table) must recreate them.
+
+
+class AuditEvent(SQLModel, table=True):
+    """One audited event, chained: hash = sha256(prev_hash + canonical JSON of the row)."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_event_at", "at"),)
+
+    sequence: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    at: datetime = _utc_column()
+    actor: str = Field(max_length=200)
+    action: str = Field(max_length=64)
+    subject_fingerprint: str | None = Field(default=None, max_length=64)
+    resource: str | None = Field(default=None, max_length=2048)
+    account: str | None = Field(default=None, max_length=12)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class AuditRef(SQLModel, table=True):
+    """Search index for "recent events about X": one row per (thing mentioned, event)."""
+
+    __tablename__ = "audit_ref"
+
+    ref: str = Field(primary_key=True, max_length=1024)
+    sequence: int = Field(primary_key=True, foreign_key="audit_event.sequence")
+
+
+class AuditChainHead(SQLModel, table=True):
+    """The chain head (row id 1), kept apart so deleting the last events is detected."""
+
+    __tablename__ = "audit_chain_head"
+
+    id: int = Field(default=1, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    last_sequence: int = 0
+    last_hash: str = Field(max_length=64)
+
+
+# --- Who is who ---------------------------------------------------------------------------
+
+
+class IamIdentity(SQLModel, table=True):
+    """An IAM user as the last successful scan saw it (for `/iam whoami`)."""
+
+    __tablename__ = "iam_identity"
+    __table_args__ = (
+        UniqueConstraint("arn", name="uq_iam_identity_arn"),
+        Index("ix_iam_identity_owner", "owner"),
+        Index("ix_iam_identity_account", "account_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: str = Field(max_length=12)
+    name: str = Field(max_length=128)
+    arn: str = Field(max_length=2048)
+    owner: str | None = Field(default=None, max_length=320)  # from tags or the email name
+    facts: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    last_seen: datetime = _utc_column()
+
+
+class OwnerOverride(SQLModel, table=True):
+    """A security approver's assignment of a principal (or account) to a Slack user.
+
+    Wins over tags. Keyed by the resource ARN that findings and identities carry.
+    """
+
+    __tablename__ = "owner_override"
+
+    resource: str = Field(primary_key=True, max_length=2048)
+    slack_user_id: str = Field(max_length=32)
+    assigned_by: str = Field(max_length=200)
+    assigned_at: datetime = _utc_column()
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+# --- Remediation ----------------------------------------------------------------------------
+
+
+class Remediation(SQLModel, table=True):
+    """One cleanup of one finding: planned -> approved -> executing -> succeeded | failed -> undone.
+
+    The intent (status `executing`) is committed before the AWS call, and `before` as soon
+    as the action has read it, so a crash leaves enough to reconcile on restart. At most
+    one remediation per finding is in flight (a partial unique index), and every status
+    change is a compare-and-set, so a double click or a second worker cannot run it twice.
+    """
+
+    __table_args__ = (
+        Index(
+            "uq_remediation_in_flight",
+            "finding_id",
+            unique=True,
+            sqlite_where=text("status IN ('planned', 'approved', 'executing', 'undoing')"),
+            postgresql_where=text("status IN ('planned', 'approved', 'executing', 'undoing')"),
+        ),
+        Index("ix_remediation_status", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    finding_id: int = Field(foreign_key="finding.id", index=True)
+    fingerprint: str = Field(max_length=64)
+    action: str = Field(max_length=64)
+    account_id: str = Field(max_length=12)
+    resource: str = Field(max_length=2048)
+    target: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    status: str = Field(max_length=20)
+    dry_run: bool = False
+    plan_summary: str = Field(default="", max_length=2000)
+    irreversible_warning: str | None = Field(default=None, max_length=1000)
+    requested_by: str = Field(max_length=200)
+    requested_at: datetime = _utc_column()
+    approved_by: str | None = Field(default=None, max_length=200)
+    approved_at: datetime | None = _utc_column(default=None)
+    started_at: datetime | None = _utc_column(default=None)
+    finished_at: datetime | None = _utc_column(default=None)
+    before: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    after: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    request_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    error: str | None = Field(default=None, max_length=4000)
+    undone_by: str | None = Field(default=None, max_length=200)
+    undone_at: datetime | None = _utc_column(default=None)

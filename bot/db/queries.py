@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+from sqlalchemy import func
 from sqlmodel import Session, select
 
-from bot.db.models import Account, Finding, Scan
+from bot.db.models import Account, Finding, IamIdentity, OwnerOverride, Remediation, Scan
 
 
 def upsert_account(
@@ -54,3 +55,90 @@ def findings_in_states(
 
 def latest_scans(*, session: Session, limit: int = 20) -> list[Scan]:
     return list(session.exec(select(Scan).order_by(Scan.id.desc()).limit(limit)))
+
+
+def identities_of_account(*, session: Session, account_id: str) -> list[IamIdentity]:
+    return list(session.exec(select(IamIdentity).where(IamIdentity.account_id == account_id)))
+
+
+def replace_identities(
+    *, session: Session, account_id: str, identities: Iterable[dict], now: datetime
+) -> None:
+    """The account's IAM users as a successful scan saw them; users gone are forgotten."""
+    stored = {i.arn: i for i in identities_of_account(session=session, account_id=account_id)}
+    for item in identities:
+        row = stored.pop(item["arn"], None)
+        if row is None:
+            session.add(IamIdentity(account_id=account_id, last_seen=now, **item))
+        else:
+            row.name, row.owner, row.facts, row.last_seen = item["name"], item["owner"], item["facts"], now
+    for gone in stored.values():
+        session.delete(gone)
+
+
+def identities_owned_by(*, session: Session, owner_values: Iterable[str]) -> list[IamIdentity]:
+    values = list(owner_values)
+    query = (
+        select(IamIdentity)
+        .join(OwnerOverride, OwnerOverride.resource == IamIdentity.arn, isouter=True)
+        .where(func.coalesce(OwnerOverride.slack_user_id, IamIdentity.owner).in_(values))
+        .order_by(IamIdentity.account_id, IamIdentity.name)
+    )
+    return list(session.exec(query))
+
+
+def findings_owned_by(
+    *, session: Session, owner_values: Iterable[str], states: Iterable[str]
+) -> list[Finding]:
+    values = list(owner_values)
+    query = (
+        select(Finding)
+        .join(OwnerOverride, OwnerOverride.resource == Finding.resource, isouter=True)
+        .where(func.coalesce(OwnerOverride.slack_user_id, Finding.owner).in_(values))
+        .where(Finding.state.in_(list(states)))
+        .order_by(Finding.id)
+    )
+    return list(session.exec(query))
+
+
+def last_successful_scan_at(*, session: Session) -> datetime | None:
+    return session.exec(
+        select(func.max(Scan.finished_at)).where(Scan.status == "succeeded")
+    ).one()
+
+
+def finding_by_ref(*, session: Session, ref: str | int) -> Finding | None:
+    """A finding by its id or its fingerprint (a unique prefix of 8+ characters will do)."""
+    text_ref = str(ref).strip()
+    if text_ref.isdigit():
+        return session.get(Finding, int(text_ref))
+    if len(text_ref) < 8:
+        return None
+    rows = list(session.exec(select(Finding).where(Finding.fingerprint.startswith(text_ref)).limit(2)))
+    return rows[0] if len(rows) == 1 else None
+
+
+def account_role(*, session: Session, account_id: str) -> str | None:
+    account = session.get(Account, account_id)
+    return account.role_arn if account else None
+
+
+def last_remediation_done(*, session: Session, resource: str, action: str) -> datetime | None:
+    """When Steward last completed `action` on `resource` (and did not undo it), if ever."""
+    return session.exec(
+        select(func.max(Remediation.finished_at)).where(
+            Remediation.resource == resource,
+            Remediation.action == action,
+            Remediation.status == "succeeded",
+            Remediation.dry_run.is_(False),
+        )
+    ).one()
+
+
+def remediation_in_flight(*, session: Session, finding_id: int) -> Remediation | None:
+    return session.exec(
+        select(Remediation).where(
+            Remediation.finding_id == finding_id,
+            Remediation.status.in_(["planned", "approved", "executing", "undoing"]),
+        )
+    ).first()

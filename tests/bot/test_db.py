@@ -10,12 +10,12 @@ from sqlmodel import Session, select
 from bot.config import Settings
 from bot.db.engine import make_engine, session_scope
 from bot.db.migrate import current_revision, downgrade, ensure_schema, head_revision, upgrade
-from bot.db.models import Finding, Scan
+from bot.db.models import AuditEvent, Finding, Scan
 from bot.services import AccountOutcome, ScanService, sync_findings
 from checks.model import Result, Status
 from tests.factories import ACCOUNT, NOW
 
-TABLES = {"account", "scan", "finding"}
+TABLES = {"account", "scan", "finding", "audit_event", "audit_chain_head", "iam_identity", "owner_override"}
 
 
 def test_migrations_up_down_up(empty_database_url):
@@ -60,9 +60,9 @@ def rows(engine):
 
 def test_rescan_updates_instead_of_duplicating(engine):
     a, b = finding(), finding(check="unused-access-key", sub_key="AKIAEXAMPLE1")
-    assert sync(engine, [a, b], NOW) == {"new": 2, "reopened": 0, "resolved": 0}
+    assert sync(engine, [a, b], NOW) == {"new": [a.fingerprint, b.fingerprint], "reopened": [], "resolved": []}
     later = NOW + timedelta(hours=6)
-    assert sync(engine, [a, b, a], later) == {"new": 0, "reopened": 0, "resolved": 0}
+    assert sync(engine, [a, b, a], later) == {"new": [], "reopened": [], "resolved": []}
     stored = rows(engine)
     assert len(stored) == 2
     assert stored[a.fingerprint].first_seen == NOW
@@ -73,10 +73,10 @@ def test_rescan_updates_instead_of_duplicating(engine):
 def test_missing_findings_resolve_and_come_back_reopened(engine):
     a, b = finding(), finding(resource="arn:aws:iam::111122223333:user/bob")
     sync(engine, [a, b], NOW)
-    assert sync(engine, [a], NOW + timedelta(days=1))["resolved"] == 1
+    assert sync(engine, [a], NOW + timedelta(days=1))["resolved"] == [b.fingerprint]
     assert rows(engine)[b.fingerprint].state == "resolved"
     assert rows(engine)[b.fingerprint].resolved_at == NOW + timedelta(days=1)
-    assert sync(engine, [a, b], NOW + timedelta(days=2))["reopened"] == 1
+    assert sync(engine, [a, b], NOW + timedelta(days=2))["reopened"] == [b.fingerprint]
     back = rows(engine)[b.fingerprint]
     assert (back.state, back.resolved_at, back.times_reopened) == ("reopened", None, 1)
     assert back.first_seen == NOW  # history kept: same row, same first sighting
@@ -94,3 +94,7 @@ def test_failed_scan_never_resolves_findings(engine):
         scan = session.exec(select(Scan)).one()
     assert (scan.status, scan.error) == ("failed", "AccessDenied on iam:GenerateCredentialReport")
     assert scan.finished_at == NOW + timedelta(seconds=3)
+    with Session(engine) as session:
+        [event] = session.exec(select(AuditEvent)).all()
+    assert (event.action, event.actor, event.account) == ("scan.failed", "test", ACCOUNT)
+    assert event.payload["error"] == "AccessDenied on iam:GenerateCredentialReport"

@@ -1,0 +1,103 @@
+"""The use cases behind slash commands and buttons, for one serving process."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from bot.config import Settings
+from bot.db import queries
+from bot.db.engine import session_scope
+from bot.db.models import Finding
+from bot.lifecycle import OPEN_STATES
+from bot.services.common import Clock, ServiceError, utcnow
+from bot.services.remediation import RemediationService
+from bot.services.scans import ScanService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WhoAmIView:
+    identities: list
+    findings: list
+    last_scan: datetime | None
+
+
+class Steward:
+    """The use cases behind slash commands and buttons; one per serving process."""
+
+    def __init__(self, settings: Settings, *, engine: Engine, directory, scans: ScanService | None = None,
+                 clock: Clock = utcnow):
+        self.settings = settings
+        self.engine = engine
+        self.directory = directory  # bot.owners.OwnerDirectory
+        self.scans = scans or ScanService(settings, engine=engine, clock=clock)
+        self.remediations = RemediationService(
+            settings, engine=engine, is_approver=self.is_approver, clock=clock
+        )
+        self.clock = clock
+
+    def is_approver(self, user_id: str) -> bool:
+        return self.directory.is_approver(user_id)
+
+    def whoami(self, user_id: str) -> WhoAmIView:
+        values = self.directory.owner_values(user_id)
+        with session_scope(self.engine) as session:
+            return WhoAmIView(
+                identities=queries.identities_owned_by(session=session, owner_values=values),
+                findings=queries.findings_owned_by(session=session, owner_values=values, states=OPEN_STATES),
+                last_scan=queries.last_successful_scan_at(session=session),
+            )
+
+    def findings_of(self, user_id: str) -> list[Finding]:
+        values = self.directory.owner_values(user_id)
+        with session_scope(self.engine) as session:
+            return queries.findings_owned_by(session=session, owner_values=values, states=OPEN_STATES)
+
+    def search_findings(self, query) -> tuple[list[Finding], str]:
+        """Open findings of another person, an account or a check (security approvers only)."""
+        with session_scope(self.engine) as session:
+            if query.user:
+                values = self.directory.owner_values(query.user)
+                found = queries.findings_owned_by(session=session, owner_values=values, states=OPEN_STATES)
+                return found, f"Open findings of <@{query.user}>"
+            found = queries.findings_in_states(
+                session=session, states=OPEN_STATES, account_id=query.account, check_id=query.check
+            )
+            what = f"account {query.account}" if query.account else f"check {query.check}"
+            return found, f"Open findings for {what}"
+
+    def record_refusal(self, actor: str, attempted: str, reason: str) -> None:
+        from bot import audit
+
+        log.info("refused %s for %s: %s", attempted, actor, reason)
+        with session_scope(self.engine) as session:
+            audit.record(
+                session,
+                actor=actor,
+                action=audit.AuditAction.REFUSED,
+                payload={"attempted": attempted[:200], "reason": reason},
+                at=self.clock(),
+            )
+
+    def scan_now(self, actor: str, account: str | None) -> str:
+        """Run a scan for a security approver and say in two lines how it went."""
+        try:
+            report = self.scans.run(only_accounts=[account] if account else [], actor=actor)
+        except ServiceError as exc:
+            return f":x: The scan could not start: {exc}"
+        lines = []
+        for o in report.outcomes:
+            if o.failed:
+                lines.append(f":x: `{o.account_id}` ({o.label}) scan failed: {o.error}")
+            else:
+                c = o.changes
+                lines.append(
+                    f":white_check_mark: `{o.account_id}`: {len(o.findings)} findings "
+                    f"({c.get('new', 0)} new, {c.get('resolved', 0)} resolved, {c.get('reopened', 0)} reopened)"
+                )
+        return "\n".join(lines) or "No accounts are configured."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from typing import Any
 
@@ -44,6 +45,8 @@ class Finding(SQLModel, table=True):
         UniqueConstraint("fingerprint", name="uq_finding_fingerprint"),
         Index("ix_finding_account_state", "account_id", "state"),
         Index("ix_finding_owner_state", "owner", "state"),
+        UniqueConstraint("token", name="uq_finding_token"),
+        Index("ix_finding_notify_message", "notify_channel", "notify_ts"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -63,6 +66,22 @@ class Finding(SQLModel, table=True):
     state_changed_at: datetime = _utc_column()
     times_reopened: int = 0
     last_scan_id: int | None = Field(default=None)
+    # Opaque handle carried by Slack buttons (never the data itself).
+    token: str = Field(default_factory=lambda: secrets.token_urlsafe(12), max_length=32)
+    # Routing: the DM (or triage message) this finding is listed in, and when.
+    notify_batch: str | None = Field(default=None, max_length=36)  # set before sending
+    notify_channel: str | None = Field(default=None, max_length=32)
+    notify_ts: str | None = Field(default=None, max_length=32)
+    notified_to: str | None = Field(default=None, max_length=32)  # Slack user id, or None for triage
+    notified_at: datetime | None = _utc_column(default=None)
+    reminded_at: datetime | None = _utc_column(default=None)
+    escalated_at: datetime | None = _utc_column(default=None)
+    # The owner's decision: snooze, exception ("Keep"), rotation promise, acknowledgement.
+    decision: str | None = Field(default=None, max_length=20)
+    decision_reason: str | None = Field(default=None, max_length=1000)
+    decision_until: datetime | None = _utc_column(default=None)
+    decided_by: str | None = Field(default=None, max_length=32)
+    decided_at: datetime | None = _utc_column(default=None)
 
 
 # --- Audit log (bot/audit.py) ----------------------------------------------------------
@@ -167,9 +186,11 @@ class Remediation(SQLModel, table=True):
             postgresql_where=text("status IN ('planned', 'approved', 'executing', 'undoing')"),
         ),
         Index("ix_remediation_status", "status"),
+        UniqueConstraint("token", name="uq_remediation_token"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
+    token: str = Field(default_factory=lambda: secrets.token_urlsafe(12), max_length=32)
     finding_id: int = Field(foreign_key="finding.id", index=True)
     fingerprint: str = Field(max_length=64)
     action: str = Field(max_length=64)

@@ -15,7 +15,8 @@ from bot.services import AccountOutcome, ScanService, sync_findings
 from checks.model import Result, Status
 from tests.factories import ACCOUNT, NOW
 
-TABLES = {"account", "scan", "finding", "audit_event", "audit_chain_head", "iam_identity", "owner_override"}
+TABLES = {"account", "scan", "finding", "audit_event", "audit_ref", "audit_chain_head", "iam_identity",
+          "owner_override", "remediation"}
 
 
 def test_migrations_up_down_up(empty_database_url):
@@ -27,6 +28,36 @@ def test_migrations_up_down_up(empty_database_url):
     assert not TABLES & set(inspect(engine).get_table_names())
     upgrade(empty_database_url)
     assert set(inspect(engine).get_table_names()) >= TABLES
+    engine.dispose()
+
+
+def test_migrations_match_the_models(database_url):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    engine = make_engine(database_url)
+    with engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), SQLModel.metadata) == []
+    engine.dispose()
+
+
+def test_routing_migration_gives_existing_findings_tokens(empty_database_url):
+    from sqlalchemy import text
+
+    upgrade(empty_database_url, "0004")
+    engine = make_engine(empty_database_url)
+    with engine.begin() as conn:
+        for fp in ("a", "b"):
+            conn.execute(text(
+                "INSERT INTO finding (fingerprint, account_id, check_id, resource, sub_key, severity, title, state,"
+                " details, first_seen, last_seen, state_changed_at, times_reopened)"
+                " VALUES (:fp, '111122223333', 'stale-user', 'arn', '', 'high', 't', 'open', '{}', :now, :now, :now, 0)"
+            ), {"fp": fp, "now": NOW.replace(tzinfo=None)})
+    upgrade(empty_database_url)
+    with engine.connect() as conn:
+        tokens = [row[0] for row in conn.execute(text("SELECT token FROM finding"))]
+    assert len(set(tokens)) == 2 and all(len(t) >= 16 for t in tokens)
     engine.dispose()
 
 

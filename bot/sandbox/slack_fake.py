@@ -27,9 +27,16 @@ What it imitates (see the method docstrings for details):
   minute (:meth:`SlackFake.set_rate`), both answering ``429`` with ``Retry-After``.
 * Error injection (:meth:`SlackFake.fail`).
 
+* Socket Mode: ``apps.connections.open`` (app-level ``xapp-`` token only) returns a
+  ``ws://127.0.0.1:<port>/link/?ticket=...`` URL served by the same server; a client that
+  connects gets Slack's ``hello``, answers pings, and receives the envelopes a test pushes
+  (:meth:`SlackFake.push_slash_command`, :meth:`SlackFake.push_interactive`,
+  :meth:`SlackFake.push_event`); its acks are recorded with their payloads
+  (:meth:`SlackFake.socket_acks`, :meth:`SlackFake.wait_for_ack`).
+
 Extra HTTP routes: ``POST /upload/v1/<file_id>`` (the ``files.getUploadURLExternal``
-upload URL), ``POST /hooks/response/<id>`` (response URLs), ``GET /_fake/state``
-(:meth:`SlackFake.snapshot` as JSON, for a demo page).
+upload URL), ``POST /hooks/response/<id>`` (response URLs), ``GET /link/`` (the Socket
+Mode WebSocket), ``GET /_fake/state`` (:meth:`SlackFake.snapshot` as JSON, for a demo page).
 
 All public methods are thread-safe: the server threads and the test thread share one
 re-entrant lock, and :meth:`SlackFake.wait_for` waits on a condition notified on every
@@ -39,27 +46,33 @@ change.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import email.parser
 import email.policy
+import hashlib
 import itertools
 import json
 import math
 import secrets
+import socket
 import socketserver
+import struct
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = [
     "DEFAULT_APP_ID",
+    "DEFAULT_APP_TOKEN",
     "DEFAULT_BOT_ID",
     "DEFAULT_BOT_USER_ID",
     "DEFAULT_TEAM_DOMAIN",
@@ -83,6 +96,8 @@ DEFAULT_TEAM_NAME = "IAM Steward Sandbox"
 DEFAULT_BOT_USER_ID = "U0STEWARD1"
 DEFAULT_BOT_ID = "B0STEWARD1"
 DEFAULT_APP_ID = "A0STEWARD1"
+#: The app-level token (``connections:write``) the fake accepts for ``apps.connections.open``.
+DEFAULT_APP_TOKEN = "xapp-1-A0STEWARD1-1-steward-sandbox"
 DEFAULT_BOT_NAME = "steward"
 
 #: Slack truncates ``text`` longer than this (chat.postMessage "Truncating content").
@@ -99,6 +114,10 @@ RESPONSE_URL_TTL_SECONDS = 30 * 60
 TRIGGER_TTL_SECONDS = 3.0
 #: Minimum calls per minute of Slack's Web API rate-limit tiers.
 TIER_PER_MINUTE = {1: 1, 2: 20, 3: 50, 4: 100}
+
+#: Web API methods that take an app-level token (and refuse a bot or user token).
+APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
+_WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 RESPONSE_URL_METHOD = "response_url"
 """Pseudo method name under which response_url posts are recorded (and can be faulted)."""
@@ -238,6 +257,7 @@ class SlackFake:
         strict_triggers: when true, ``views.open``/``views.push`` only accept trigger ids
             issued by :meth:`trigger_id` and not older than 3 s (Slack's lifetime); by
             default any non-empty trigger id is accepted.
+        app_token: the app-level token accepted by ``apps.connections.open`` (Socket Mode).
 
     The server starts with :meth:`start` (or ``with SlackFake() as fake``) and the
     workspace holds only the bot user until you add users, channels and usergroups.
@@ -258,8 +278,10 @@ class SlackFake:
         port: int = 0,
         clock: Callable[[], float] = time.monotonic,
         strict_triggers: bool = False,
+        app_token: str = DEFAULT_APP_TOKEN,
     ) -> None:
         self.token = token
+        self.app_token = app_token
         self.team_id = team_id
         self.team_domain = team_domain
         self.team_name = team_name
@@ -276,6 +298,7 @@ class SlackFake:
         self._version = 0  # bumped on every change, for wait_for
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._sockets: list[_SocketConnection] = []  # live Socket Mode connections, newest last
         self._ids = itertools.count(1)
         self._last_ts = 0
         self._methods: dict[str, Callable[[dict[str, Any], str], dict[str, Any]]] = {
@@ -299,6 +322,7 @@ class SlackFake:
             "files.getUploadURLExternal": self._files_get_upload_url_external,
             "files.completeUploadExternal": self._files_complete_upload_external,
             "files.upload": self._files_upload_retired,
+            "apps.connections.open": self._apps_connections_open,
         }
         self._init_workspace()
         self._init_activity()
@@ -330,6 +354,8 @@ class SlackFake:
         if server is not None:
             server.shutdown()
             server.server_close()
+        for connection in self._live_sockets():
+            connection.abort()
         if thread is not None:
             thread.join(timeout=5)
 
@@ -364,6 +390,7 @@ class SlackFake:
 
     def _init_workspace(self) -> None:
         self._tokens: dict[str, str] = {self.token: self.bot_user_id}
+        self._app_tokens: set[str] = {self.app_token}
         self._users: dict[str, dict[str, Any]] = {}
         self._channels: dict[str, dict[str, Any]] = {}
         self._ims: dict[str, str] = {}  # user id -> IM channel id
@@ -392,9 +419,18 @@ class SlackFake:
         self._triggers: dict[str, tuple[str, float]] = {}
         self._faults: dict[str, deque[_Fault]] = {}
         self._budgets: dict[str, _Budget] = {}
+        self._tickets: dict[str, float] = {}  # unused Socket Mode tickets -> issued at
+        self._envelopes: list[dict[str, Any]] = []  # pushed, in order
+        self._acks: list[dict[str, Any]] = []  # received, in order
+        self._socket_messages: list[Any] = []  # other text frames from clients
 
     def _new_id(self, prefix: str) -> str:
         return f"{prefix}0{next(self._ids):08X}"
+
+    def add_app_token(self, token: str) -> None:
+        """Accept another app-level token for ``apps.connections.open``."""
+        with self._lock:
+            self._app_tokens.add(token)
 
     def add_token(self, token: str, user_id: str) -> None:
         """Accept another token, acting as ``user_id`` (for example a user token)."""
@@ -647,6 +683,199 @@ class SlackFake:
             self._notify()
             return str(msg["ts"])
 
+    # ------------------------------------------------------------------ Socket Mode
+
+    def socket_url(self) -> str:
+        """Issue a single-use Socket Mode URL, as ``apps.connections.open`` does."""
+        with self._lock:
+            ticket = secrets.token_urlsafe(18)
+            self._tickets[ticket] = self._clock()
+            return f"ws://{self._host}:{self.port}/link/?ticket={ticket}&app_id={self.app_id}"
+
+    def socket_connections(self) -> int:
+        """How many Socket Mode clients are connected now."""
+        return len(self._live_sockets())
+
+    def wait_for_socket(self, timeout: float = 5.0, *, count: int = 1) -> int:
+        """Wait until at least ``count`` Socket Mode clients are connected."""
+        return self.wait_for(
+            lambda: self.socket_connections() >= count and self.socket_connections(), timeout
+        )
+
+    def push_envelope(
+        self,
+        type: str,
+        payload: dict[str, Any],
+        *,
+        envelope_id: str | None = None,
+        accepts_response_payload: bool | None = None,
+        retry_attempt: int | None = None,
+        retry_reason: str | None = None,
+    ) -> str:
+        """Send one envelope to the newest connected client; returns its ``envelope_id``.
+
+        ``type`` is ``slash_commands``, ``interactive`` or ``events_api``. Like Slack,
+        ``events_api`` envelopes carry ``retry_attempt``/``retry_reason`` and do not accept
+        a response payload; the others do. Raises ``RuntimeError`` when no client is
+        connected.
+        """
+        envelope: dict[str, Any] = {
+            "envelope_id": envelope_id or str(uuid.uuid4()),
+            "payload": payload,
+            "type": type,
+            "accepts_response_payload": (
+                type != "events_api"
+                if accepts_response_payload is None
+                else accepts_response_payload
+            ),
+        }
+        if type == "events_api":
+            envelope["retry_attempt"] = retry_attempt or 0
+            envelope["retry_reason"] = retry_reason or ""
+        live = self._live_sockets()
+        if not live:
+            raise RuntimeError("no Socket Mode client is connected")
+        with self._changed:
+            self._envelopes.append(copy.deepcopy(envelope))
+            self._notify()
+        live[-1].send_json(envelope)
+        return str(envelope["envelope_id"])
+
+    def push_slash_command(
+        self,
+        text: str = "",
+        *,
+        user_id: str,
+        command: str = "/iam",
+        channel_id: str | None = None,
+    ) -> str:
+        """Push a ``slash_commands`` envelope as if ``user_id`` typed ``command text``.
+
+        The channel defaults to the user's DM with the bot; the payload's
+        ``response_url`` is a hook on this fake (see :meth:`response_url`). Returns the
+        ``envelope_id``.
+        """
+        from bot.sandbox.signing import slash_command_body
+
+        with self._lock:
+            self._user(user_id)
+            channel = channel_id or self._open_im_locked(user_id)
+        hook = self.response_url(channel, user_id)
+        body = slash_command_body(
+            command,
+            text=text,
+            user_id=user_id,
+            user_name=self._users[user_id]["name"],
+            team_id=self.team_id,
+            team_domain=self.team_domain,
+            channel_id=channel,
+            response_url=hook,
+            trigger_id=self.trigger_id(user_id),
+            api_app_id=self.app_id,
+        )
+        payload = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        return self.push_envelope("slash_commands", payload)
+
+    def push_interactive(self, payload: dict[str, Any] | bytes) -> str:
+        """Push an ``interactive`` envelope: a payload dict, or a form body built by
+        ``bot.sandbox.signing.block_actions_body`` / ``view_submission_body``."""
+        if isinstance(payload, bytes):
+            payload = json.loads(parse_qs(payload.decode("utf-8"))["payload"][0])
+        return self.push_envelope("interactive", dict(payload))
+
+    def push_event(self, event: dict[str, Any] | bytes, **kwargs: Any) -> str:
+        """Push an ``events_api`` envelope for an event (``{"type": "app_home_opened",
+        ...}``) wrapped like ``bot.sandbox.signing.event_callback_body``, or for such a
+        body as bytes. ``kwargs`` go to :meth:`push_envelope`."""
+        from bot.sandbox.signing import event_callback_body
+
+        body = (
+            event
+            if isinstance(event, bytes)
+            else event_callback_body(event, team_id=self.team_id, api_app_id=self.app_id)
+        )
+        return self.push_envelope("events_api", json.loads(body), **kwargs)
+
+    def envelopes(self) -> list[dict[str, Any]]:
+        """Envelopes pushed so far, oldest first."""
+        with self._lock:
+            return copy.deepcopy(self._envelopes)
+
+    def socket_acks(self, envelope_id: str | None = None) -> list[dict[str, Any]]:
+        """Acks received, oldest first: ``{"envelope_id", "payload" (if any), "time"}``."""
+        with self._lock:
+            return copy.deepcopy(
+                [a for a in self._acks if envelope_id is None or a["envelope_id"] == envelope_id]
+            )
+
+    def wait_for_ack(self, envelope_id: str, timeout: float = 5.0) -> dict[str, Any]:
+        """Wait for the ack of ``envelope_id`` and return it."""
+        return self.wait_for(lambda: (self.socket_acks(envelope_id) or [None])[0], timeout)
+
+    def socket_messages(self) -> list[Any]:
+        """Text frames from clients that were not acks (parsed JSON when possible)."""
+        with self._lock:
+            return copy.deepcopy(self._socket_messages)
+
+    def disconnect_sockets(self, reason: str = "refresh_requested") -> int:
+        """Tell every client to reconnect (Slack's ``disconnect`` message), then close
+        their sockets; returns how many there were. Clients call
+        ``apps.connections.open`` again for a new URL."""
+        live = self._live_sockets()
+        for connection in live:
+            connection.send_json(
+                {"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-fake"}}
+            )
+            connection.close()
+        return len(live)
+
+    def _live_sockets(self) -> list[_SocketConnection]:
+        with self._lock:
+            self._sockets = [c for c in self._sockets if c.open]
+            return list(self._sockets)
+
+    def _take_ticket(self, ticket: str) -> bool:
+        with self._lock:
+            return self._tickets.pop(ticket, None) is not None
+
+    def _socket_opened(self, connection: _SocketConnection) -> None:
+        with self._changed:
+            self._sockets.append(connection)
+            self._notify()
+        connection.send_json(
+            {
+                "type": "hello",
+                "num_connections": len(self._live_sockets()),
+                "debug_info": {
+                    "host": "applink-fake",
+                    "build_number": 1,
+                    "approximate_connection_time": 18060,
+                },
+                "connection_info": {"app_id": self.app_id},
+            }
+        )
+
+    def _socket_closed(self, connection: _SocketConnection) -> None:
+        with self._changed:
+            if connection in self._sockets:
+                self._sockets.remove(connection)
+            self._notify()
+
+    def _socket_text(self, text: str) -> None:
+        try:
+            message: Any = json.loads(text)
+        except ValueError:
+            message = text
+        with self._changed:
+            if isinstance(message, dict) and "envelope_id" in message:
+                ack = {"envelope_id": message["envelope_id"], "time": time.time()}
+                if "payload" in message:
+                    ack["payload"] = message["payload"]
+                self._acks.append(ack)
+            else:
+                self._socket_messages.append(message)
+            self._notify()
+
     # ------------------------------------------------------------------ fault injection
 
     def rate_limit(self, method: str, times: int = 1, retry_after: int = 1) -> None:
@@ -875,6 +1104,11 @@ class SlackFake:
                     {"method": c.method, "time": c.time, "status": c.status, "ok": c.ok}
                     for c in self._calls
                 ],
+                "socket_mode": {
+                    "connections": sum(1 for c in self._sockets if c.open),
+                    "envelopes": copy.deepcopy(self._envelopes),
+                    "acks": copy.deepcopy(self._acks),
+                },
             }
 
     # ------------------------------------------------------------------ request entry points
@@ -963,8 +1197,13 @@ class SlackFake:
         if not token:
             return _Reply(200, {"ok": False, "error": "not_authed"})
         actor = self._tokens.get(token)
-        if actor is None:
+        is_app_token = token in self._app_tokens
+        if actor is None and not is_app_token:
             return _Reply(200, {"ok": False, "error": "invalid_auth"})
+        if (method in APP_TOKEN_METHODS) != is_app_token:
+            # Slack: app-level tokens only work with apps.connections.*, and those need one.
+            return _Reply(200, {"ok": False, "error": "not_allowed_token_type"})
+        actor = actor or self.app_id
         fault = self._take_fault(method)
         if fault is not None:
             return self._fault_reply(fault)
@@ -1233,6 +1472,9 @@ class SlackFake:
         if actor == self.bot_user_id:
             body["bot_id"] = self.bot_id
         return body
+
+    def _apps_connections_open(self, params: dict[str, Any], actor: str) -> dict[str, Any]:
+        return {"url": self.socket_url()}
 
     def _users_info(self, params: dict[str, Any], actor: str) -> dict[str, Any]:
         uid = params.get("user")
@@ -1848,6 +2090,90 @@ class SlackFake:
         return 200, "ok"
 
 
+class _SocketConnection:
+    """One Socket Mode WebSocket (RFC 6455, server side) on a request handler's socket.
+
+    Only what Slack's side needs: text frames out (unmasked), masked frames in (text,
+    continuation, ping -> pong, close), one sender at a time.
+    """
+
+    def __init__(self, sock: socket.socket, rfile: Any, fake: SlackFake) -> None:
+        self.sock = sock
+        self.rfile = rfile
+        self.fake = fake
+        self.open = True
+        self._send_lock = threading.Lock()
+
+    def send_json(self, message: Any) -> None:
+        self._send(0x1, json.dumps(message).encode("utf-8"))
+
+    def _send(self, opcode: int, payload: bytes) -> None:
+        size = len(payload)
+        if size < 126:
+            head = struct.pack("!BB", 0x80 | opcode, size)
+        elif size < 1 << 16:
+            head = struct.pack("!BBH", 0x80 | opcode, 126, size)
+        else:
+            head = struct.pack("!BBQ", 0x80 | opcode, 127, size)
+        with self._send_lock:
+            if not self.open and opcode != 0x8:
+                raise RuntimeError("the Socket Mode connection is closed")
+            self.sock.sendall(head + payload)
+
+    def close(self, code: int = 1000) -> None:
+        """Send a close frame and stop reading (the client's answer is not awaited)."""
+        if self.open:
+            with contextlib.suppress(OSError):
+                self._send(0x8, struct.pack("!H", code))
+        self.abort()
+
+    def abort(self) -> None:
+        self.open = False
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
+    def _read_exact(self, size: int) -> bytes:
+        data = self.rfile.read(size) if size else b""
+        if len(data) < size:
+            raise EOFError
+        return data
+
+    def _read_frame(self) -> tuple[bool, int, bytes]:
+        b1, b2 = self._read_exact(2)
+        size = b2 & 0x7F
+        if size == 126:
+            (size,) = struct.unpack("!H", self._read_exact(2))
+        elif size == 127:
+            (size,) = struct.unpack("!Q", self._read_exact(8))
+        mask = self._read_exact(4) if b2 & 0x80 else b""
+        data = self._read_exact(size)
+        if mask:
+            data = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+        return bool(b1 & 0x80), b1 & 0x0F, data
+
+    def run(self) -> None:
+        """Read until the client closes or the fake stops."""
+        parts: list[bytes] = []
+        try:
+            while self.open:
+                fin, opcode, data = self._read_frame()
+                if opcode == 0x9:  # ping
+                    self._send(0xA, data)
+                elif opcode == 0x8:  # close: echo it
+                    self.close(struct.unpack("!H", data[:2])[0] if len(data) >= 2 else 1000)
+                elif opcode in (0x0, 0x1, 0x2):
+                    parts.append(data)
+                    if fin:
+                        message, parts = b"".join(parts), []
+                        self.fake._socket_text(message.decode("utf-8", errors="replace"))
+                # pongs (0xA) need no answer
+        except (EOFError, OSError, ValueError):
+            pass
+        finally:
+            self.abort()
+            self.fake._socket_closed(self)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     fake: SlackFake
@@ -1905,10 +2231,38 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_text(*self.fake.handle_response_url(parts[2], raw))
         elif len(parts) == 3 and parts[:2] == ["upload", "v1"] and self.command == "POST":
             self._send_text(*self.fake.handle_upload(parts[2], raw))
+        elif parts == ["link"] and self.command == "GET":
+            self._websocket(url.query)
         elif parts == ["_fake", "state"]:
             self._send_json(200, self.fake.snapshot())
         else:
             self._send_text(404, "not_found")
+
+    def _websocket(self, query: str) -> None:
+        """The Socket Mode endpoint: check the ticket, upgrade, then hold the socket."""
+        key = self.headers.get("Sec-WebSocket-Key")
+        upgrade = (self.headers.get("Upgrade") or "").lower()
+        ticket = (parse_qs(query).get("ticket") or [""])[0]
+        if upgrade != "websocket" or not key:
+            self._send_text(400, "websocket_upgrade_required")
+            return
+        if not self.fake._take_ticket(ticket):
+            self._send_text(401, "invalid_ticket")
+            return
+        accept = base64.b64encode(hashlib.sha1((key + _WEBSOCKET_GUID).encode()).digest()).decode()
+        self.wfile.write(
+            (
+                "HTTP/1.1 101 Switching Protocols\r\n"
+                "Upgrade: websocket\r\n"
+                "Connection: Upgrade\r\n"
+                f"Sec-WebSocket-Accept: {accept}\r\n\r\n"
+            ).encode("ascii")
+        )
+        self.wfile.flush()
+        self.close_connection = True
+        connection = _SocketConnection(self.connection, self.rfile, self.fake)
+        self.fake._socket_opened(connection)
+        connection.run()
 
     def _api(self, method: str, query: str, raw: bytes) -> None:
         params: dict[str, Any] = dict(parse_qsl(query, keep_blank_values=True))

@@ -1,0 +1,72 @@
+"""Pieces every Block Kit builder shares: severity marks, console links, safe text."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from urllib.parse import quote
+
+from slack_sdk.models.blocks import ContextBlock, MarkdownTextObject, SectionBlock
+
+CONSOLE = "https://console.aws.amazon.com/iam/home"
+SEVERITY_MARK = {"critical": "🔴", "high": "🟠", "medium": "🟡", "low": "🔵"}
+SECTION_LIMIT = 3000  # characters in one section's text
+MESSAGE_BLOCK_LIMIT = 50
+
+
+def escape(text: str) -> str:
+    """Slack mrkdwn control characters; IAM names may contain `&` but never need markup."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def link(url: str, label: str) -> str:
+    return f"<{url}|{escape(label)}>"
+
+
+def console_url(arn: str) -> str:
+    """The IAM console page of a user, group, role, policy or the account settings."""
+    tail = arn.split(":", 5)[-1] if arn.startswith("arn:") else ""
+    kind, _, path = tail.partition("/")
+    name = path.rsplit("/", 1)[-1]
+    if kind == "user":
+        return f"{CONSOLE}#/users/details/{quote(name)}"
+    if kind == "role":
+        return f"{CONSOLE}#/roles/details/{quote(name)}"
+    if kind == "group":
+        return f"{CONSOLE}#/groups/details/{quote(name)}"
+    if kind == "policy":
+        return f"{CONSOLE}#/policies/details/{quote(arn, safe='')}"
+    return f"{CONSOLE}#/account_settings"
+
+
+def day(value: datetime | str | None, never: str = "never") -> str:
+    if value is None:
+        return never
+    if isinstance(value, str):
+        return value[:10]
+    return value.strftime("%Y-%m-%d")
+
+
+def mrkdwn_section(text: str) -> SectionBlock:
+    if len(text) > SECTION_LIMIT:
+        text = text[: SECTION_LIMIT - 1] + "…"
+    return SectionBlock(text=MarkdownTextObject(text=text))
+
+
+def context(text: str) -> ContextBlock:
+    return ContextBlock(elements=[MarkdownTextObject(text=text[:3000])])
+
+
+def chunk_lines(lines: list[str], limit: int = SECTION_LIMIT) -> list[str]:
+    """Join lines into as few section texts as fit the per-section limit."""
+    chunks: list[str] = []
+    current = ""
+    for line in lines:
+        line = line[:limit]
+        if current and len(current) + 1 + len(line) > limit:
+            chunks.append(current)
+            current = line
+        else:
+            current = f"{current}\n{line}" if current else line
+    if current:
+        chunks.append(current)
+    return chunks

@@ -1,0 +1,46 @@
+"""Wiring for the long-running processes: settings -> engine, Slack client, services, app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from slack_bolt import App
+from slack_sdk import WebClient
+from sqlalchemy import Engine
+
+from bot.config import Settings
+from bot.db.engine import make_engine
+from bot.db.migrate import ensure_schema
+from bot.owners import OwnerDirectory
+from bot.services import Steward
+from bot.slack_client import make_web_client
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    client: WebClient
+    steward: Steward
+
+    def app(self, *, socket_mode: bool = False) -> App:
+        from bot.app import create_app
+
+        return create_app(self.settings, self.steward, client=self.client, socket_mode=socket_mode)
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """Everything a Slack-serving process needs. Raises SettingsError / RuntimeError early."""
+    engine = make_engine(settings.effective_database_url)
+    ensure_schema(engine, upgrade=settings.uses_embedded_database)
+    client = make_web_client(settings)
+    directory = OwnerDirectory(
+        client,
+        approvers=settings.security_approvers,
+        approver_usergroup=settings.security_usergroup,
+    )
+    runtime = Runtime(settings, engine, client, Steward(settings, engine=engine, directory=directory, client=client))
+    # Remediations a crash left half-done long ago are settled first (the worker's
+    # `reconcile` job keeps doing it every 10 minutes).
+    runtime.steward.remediations.reconcile()
+    return runtime

@@ -1,0 +1,138 @@
+"""The HTTP face of `steward serve`: one small WSGI application.
+
+Routes:
+
+* ``POST /slack/events`` -> Bolt (slash commands, interactivity and the Events API, all on
+  one request URL); Bolt checks the signature and the five-minute timestamp window.
+* ``GET /healthz`` -> ``200 {"status": "ok"}`` after a real ``SELECT 1`` on the database,
+  ``503 {"status": "unavailable", "reason": ...}`` otherwise.
+* anything else -> ``404``.
+
+Error answers are short fixed JSON: never an exception text, a stack trace, a database URL
+or anything from the request (bodies carry tokens and people's data). Details go to the log
+as the exception type only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from sqlalchemy import Engine, text
+
+log = logging.getLogger(__name__)
+
+SLACK_PATH = "/slack/events"
+HEALTH_PATH = "/healthz"
+#: Slack's payloads are a few KiB (a modal submission with its whole view is the largest);
+#: anything bigger is not from Slack and is refused before it is read.
+MAX_BODY_BYTES = 1024 * 1024
+
+StartResponse = Callable[..., Any]
+
+
+def _json(
+    start_response: StartResponse,
+    status: str,
+    body: dict[str, Any],
+    extra_headers: Iterable[tuple[str, str]] = (),
+) -> list[bytes]:
+    data = json.dumps(body).encode("utf-8")
+    headers = [
+        ("Content-Type", "application/json; charset=utf-8"),
+        ("Content-Length", str(len(data))),
+        ("Cache-Control", "no-store"),
+        ("X-Content-Type-Options", "nosniff"),
+        *extra_headers,
+    ]
+    start_response(status, headers)
+    return [data]
+
+
+class StewardWSGI:
+    """The WSGI callable. ``bolt_app`` handles Slack; ``engine`` answers the health check."""
+
+    def __init__(self, bolt_app: App, engine: Engine, *, max_body_bytes: int = MAX_BODY_BYTES):
+        self.bolt = SlackRequestHandler(bolt_app, path=SLACK_PATH)
+        self.engine = engine
+        self.max_body_bytes = max_body_bytes
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO") or "/"
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        try:
+            if path == SLACK_PATH:
+                return self._slack(environ, start_response, method)
+            if path == HEALTH_PATH:
+                return self._health(start_response, method)
+            return _json(start_response, "404 Not Found", {"error": "not found"})
+        except Exception as exc:  # last line of defence: log the type, answer nothing useful
+            log.error(
+                "request to %s failed: %s",
+                path,
+                type(exc).__name__,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
+            return _json(start_response, "500 Internal Server Error", {"error": "internal error"})
+
+    # ---------------------------------------------------------------------------------
+
+    def _slack(
+        self, environ: dict[str, Any], start_response: StartResponse, method: str
+    ) -> Iterable[bytes]:
+        if method != "POST":
+            return _json(
+                start_response,
+                "405 Method Not Allowed",
+                {"error": "method not allowed"},
+                [("Allow", "POST")],
+            )
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return _json(start_response, "400 Bad Request", {"error": "bad request"})
+        if length > self.max_body_bytes:
+            return _json(start_response, "413 Content Too Large", {"error": "request too large"})
+        try:
+            return self.bolt(environ, start_response)
+        except ValueError:
+            # Bolt decodes the body (UTF-8, then JSON for payloads) when it builds the request,
+            # before any listener runs; Slack never sends bodies that fail there.
+            return _json(start_response, "400 Bad Request", {"error": "bad request"})
+
+    def _health(self, start_response: StartResponse, method: str) -> Iterable[bytes]:
+        if method not in ("GET", "HEAD"):
+            return _json(
+                start_response,
+                "405 Method Not Allowed",
+                {"error": "method not allowed"},
+                [("Allow", "GET, HEAD")],
+            )
+        reason = database_problem(self.engine)
+        if reason is not None:
+            return _json(
+                start_response,
+                "503 Service Unavailable",
+                {"status": "unavailable", "reason": reason},
+            )
+        return _json(start_response, "200 OK", {"status": "ok"})
+
+
+def database_problem(engine: Engine) -> str | None:
+    """None when ``SELECT 1`` works; otherwise a reason safe to show to anyone."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1")).scalar_one()
+    except Exception as exc:
+        # The exception text can contain the URL, user name or host: log only its type.
+        log.warning("health check: database unavailable (%s)", type(exc).__name__)
+        return "database unavailable"
+    return None
+
+
+def create_wsgi_app(bolt_app: App, engine: Engine) -> StewardWSGI:
+    return StewardWSGI(bolt_app, engine)

@@ -1,0 +1,73 @@
+"""Block Kit builders: valid Slack payloads within Slack's limits, saying the right things."""
+
+from __future__ import annotations
+
+from bot.blocks.common import chunk_lines, console_url
+from bot.blocks.findings import findings_blocks
+from bot.blocks.whoami import whoami_blocks
+from bot.db.models import Finding, IamIdentity
+from tests.factories import NOW
+
+
+def identity(name="alice", account="111122223333", **facts):
+    base = {"console": True, "mfa": False, "password_last_used": None, "keys": [], "groups": ["devs"],
+            "attached_policies": [], "inline_policies": []}
+    return IamIdentity(account_id=account, name=name, arn=f"arn:aws:iam::{account}:user/{name}",
+                       owner=f"{name}@example.com", facts={**base, **facts}, last_seen=NOW)
+
+
+def finding(i=0, severity="high", check="stale-user", **details):
+    return Finding(fingerprint=f"fp{i}", account_id="111122223333", check_id=check,
+                   resource=f"arn:aws:iam::111122223333:user/u{i}", severity=severity,
+                   title="IAM user not used", state="open", details=details, first_seen=NOW,
+                   last_seen=NOW, state_changed_at=NOW)
+
+
+def payload(blocks):
+    return [b.to_dict() for b in blocks]  # to_dict validates lengths and required fields
+
+
+def test_whoami_shows_keys_groups_and_console_links():
+    key = {"slot": 1, "access_key_id": "AKIAEXAMPLE", "active": True, "created": "2026-01-02T00:00:00+00:00",
+           "last_used": "2026-11-20T10:00:00+00:00", "last_used_service": "s3", "last_used_region": "eu-west-1"}
+    blocks = payload(whoami_blocks([identity(keys=[key], attached_policies=["Billing"])],
+                                   [finding(last_activity=None)]))
+    text = str(blocks)
+    assert "AKIAEXAMPLE" in text and "s3, eu-west-1" in text and "2026-11-20" in text
+    assert "*no MFA*" in text and "devs" in text and "Billing" in text
+    assert "https://console.aws.amazon.com/iam/home#/users/details/alice" in text
+    assert "IAM user not used" in text
+
+
+def test_whoami_without_identities_explains_ownership():
+    text = str(payload(whoami_blocks([], [], owner_tags=["owner", "email"])))
+    assert "`owner`, `email`" in text and "email address" in text
+    assert "Nothing open" in text
+
+
+def test_many_identities_and_findings_stay_within_limits():
+    blocks = payload(whoami_blocks([identity(f"user{i}") for i in range(40)],
+                                   [finding(i, check="admin-policy", policy_name="p" * 60) for i in range(300)]))
+    assert len(blocks) <= 50
+    assert all(len(b.get("text", {}).get("text", "")) <= 3000 for b in blocks)
+    assert "and 32 more identities" in str(blocks)
+
+
+def test_findings_are_ordered_by_severity_and_truncated():
+    found = [finding(1, "low"), finding(2, "critical"), finding(3, "medium")] + [finding(i, "low") for i in range(10, 50)]
+    blocks = payload(findings_blocks(found, heading="Open", limit=5))
+    text = blocks[0]["text"]["text"]
+    assert text.index("🔴") < text.index("🟡") < text.index("🔵")
+    assert "and 38 more" in str(blocks)
+
+
+def test_console_urls_for_each_kind():
+    assert console_url("arn:aws:iam::1:role/path/app").endswith("#/roles/details/app")
+    assert console_url("arn:aws:iam::1:group/devs").endswith("#/groups/details/devs")
+    assert console_url("arn:aws:iam::1:policy/x").endswith("policies/details/arn%3Aaws%3Aiam%3A%3A1%3Apolicy%2Fx")
+    assert console_url("arn:aws:iam::1:root").endswith("#/account_settings")
+
+
+def test_chunk_lines_respects_limit():
+    chunks = chunk_lines(["a" * 1000] * 7, limit=3000)
+    assert all(len(c) <= 3000 for c in chunks) and sum(c.count("a") for c in chunks) == 7000

@@ -82,12 +82,18 @@ def undo(remediation: int = typer.Argument(..., help="Remediation id.")):
     out.print(f"#{row.id} {row.action}: undone")
 
 
-def reconcile():
-    """Finish or fail remediations a crash left half-done (serve and worker do this at start)."""
+def reconcile(
+    older_than: int = typer.Option(600, "--older-than", min=0,
+                                   help="Only remediations started at least this many seconds ago."),
+):
+    """Finish or fail remediations a crash left half-done (the worker does this every 10 minutes)."""
+    from datetime import timedelta
+
     from bot.services.remediation import RemediationService
 
     settings = settings_or_exit()
-    rows = RemediationService(settings, engine=engine_for(settings)).reconcile(actor=cli_actor())
+    service = RemediationService(settings, engine=engine_for(settings))
+    rows = service.reconcile(actor=cli_actor(), older_than=timedelta(seconds=older_than))
     for row in rows:
         out.print(f"#{row.id} {row.action}: {row.status}" + (f" — {row.error}" if row.error else ""))
     err.print(f"reconciled {len(rows)} remediation(s)")

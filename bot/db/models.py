@@ -6,7 +6,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
+from sqlalchemy import JSON, Column, Float, Index, LargeBinary, Unicode, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from bot.db.types import UTCDateTime
@@ -47,6 +47,10 @@ class Finding(SQLModel, table=True):
         Index("ix_finding_owner_state", "owner", "state"),
         UniqueConstraint("token", name="uq_finding_token"),
         Index("ix_finding_notify_message", "notify_channel", "notify_ts"),
+        # Reminders, escalations, expiry and the digest look findings up by these.
+        Index("ix_finding_state_notified", "state", "notified_at"),
+        Index("ix_finding_decision_until", "decision_until"),
+        Index("ix_finding_resolved_at", "resolved_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -213,3 +217,43 @@ class Remediation(SQLModel, table=True):
     error: str | None = Field(default=None, max_length=4000)
     undone_by: str | None = Field(default=None, max_length=200)
     undone_at: datetime | None = _utc_column(default=None)
+
+
+# --- Scheduler and digest (bot/scheduler.py, bot/services/digest.py) -------------------------
+
+
+class SchedulerJob(SQLModel, table=True):
+    """APScheduler's SQLAlchemyJobStore table, declared here so Alembic owns it.
+
+    Same columns, types and index as the job store's own definition (APScheduler 3.x), so
+    its `create(checkfirst=True)` at start-up finds the table and does nothing: the worker
+    needs no CREATE privilege and `steward db downgrade` removes the table with the rest.
+    Rows are pickled jobs that reference their functions by text (`bot.scheduler:run_scan`).
+    """
+
+    __tablename__ = "apscheduler_jobs"
+
+    id: str = Field(sa_column=Column(Unicode(191), primary_key=True))
+    next_run_time: float | None = Field(default=None, sa_column=Column(Float(25), index=True))
+    job_state: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class DigestPost(SQLModel, table=True):
+    """One weekly digest per ISO week and channel: the claim, then the posted message.
+
+    The row is claimed (no `ts`) before chat.postMessage, so two processes posting the same
+    week cannot both post; it gets the message `ts` in the transaction that records the
+    DIGEST_POSTED audit event. A claim left without a `ts` by a crash may be taken over
+    after a while (see DigestService.post).
+    """
+
+    __tablename__ = "digest_post"
+
+    week: str = Field(primary_key=True, max_length=8)  # ISO week, e.g. 2026-W48
+    channel: str = Field(primary_key=True, max_length=32)
+    claimed_by: str = Field(max_length=200)
+    claimed_at: datetime = _utc_column()
+    ts: str | None = Field(default=None, max_length=32)
+    posted_at: datetime | None = _utc_column(default=None)
+    file_id: str | None = Field(default=None, max_length=32)
+    summary: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -77,28 +77,39 @@ def replace_identities(
 
 
 def identities_owned_by(*, session: Session, owner_values: Iterable[str]) -> list[IamIdentity]:
+    """IAM users owned by any of `owner_values`: by tag/email unless an override gives them to
+    someone else, or by an override. Two indexed lookups rather than one OR over a join."""
     values = list(owner_values)
-    query = (
-        select(IamIdentity)
-        .join(OwnerOverride, OwnerOverride.resource == IamIdentity.arn, isouter=True)
-        .where(func.coalesce(OwnerOverride.slack_user_id, IamIdentity.owner).in_(values))
-        .order_by(IamIdentity.account_id, IamIdentity.name)
+    by_tag = select(IamIdentity).where(
+        IamIdentity.owner.in_(values),
+        ~select(OwnerOverride.resource)
+        .where(OwnerOverride.resource == IamIdentity.arn, OwnerOverride.slack_user_id.not_in(values))
+        .exists(),
     )
-    return list(session.exec(query))
+    by_override = select(IamIdentity).join(OwnerOverride, OwnerOverride.resource == IamIdentity.arn).where(
+        OwnerOverride.slack_user_id.in_(values)
+    )
+    rows = {row.id: row for query in (by_tag, by_override) for row in session.exec(query)}
+    return sorted(rows.values(), key=lambda i: (i.account_id, i.name))
 
 
 def findings_owned_by(
     *, session: Session, owner_values: Iterable[str], states: Iterable[str]
 ) -> list[Finding]:
-    values = list(owner_values)
-    query = (
-        select(Finding)
-        .join(OwnerOverride, OwnerOverride.resource == Finding.resource, isouter=True)
-        .where(func.coalesce(OwnerOverride.slack_user_id, Finding.owner).in_(values))
-        .where(Finding.state.in_(list(states)))
-        .order_by(Finding.id)
+    """Findings in `states` owned by any of `owner_values` (see `identities_owned_by`)."""
+    values, states = list(owner_values), list(states)
+    by_tag = select(Finding).where(
+        Finding.owner.in_(values),
+        Finding.state.in_(states),
+        ~select(OwnerOverride.resource)
+        .where(OwnerOverride.resource == Finding.resource, OwnerOverride.slack_user_id.not_in(values))
+        .exists(),
     )
-    return list(session.exec(query))
+    by_override = select(Finding).join(OwnerOverride, OwnerOverride.resource == Finding.resource).where(
+        OwnerOverride.slack_user_id.in_(values), Finding.state.in_(states)
+    )
+    rows = {row.id: row for query in (by_tag, by_override) for row in session.exec(query)}
+    return sorted(rows.values(), key=lambda f: f.id)
 
 
 def last_successful_scan_at(*, session: Session) -> datetime | None:
@@ -142,3 +153,62 @@ def remediation_in_flight(*, session: Session, finding_id: int) -> Remediation |
             Remediation.status.in_(["planned", "approved", "executing", "undoing"]),
         )
     ).first()
+
+
+def finding_by_token(*, session: Session, token: str) -> Finding | None:
+    return session.exec(select(Finding).where(Finding.token == token)).first()
+
+
+def remediation_by_token(*, session: Session, token: str) -> Remediation | None:
+    return session.exec(select(Remediation).where(Remediation.token == token)).first()
+
+
+def latest_remediations(*, session: Session, finding_ids: Iterable[int]) -> dict[int, Remediation]:
+    """The newest remediation of each finding (for showing what happened)."""
+    ids = list(finding_ids)
+    if not ids:
+        return {}
+    rows = session.exec(select(Remediation).where(Remediation.finding_id.in_(ids)).order_by(Remediation.id))
+    return {row.finding_id: row for row in rows}  # later ids overwrite earlier ones
+
+
+def findings_to_route(*, session: Session) -> list[Finding]:
+    """Open findings nobody has been told about yet (including ones whose send was cut short)."""
+    return list(session.exec(
+        select(Finding)
+        .where(Finding.state.in_(["open", "reopened"]), Finding.notify_ts.is_(None))
+        .order_by(Finding.id)
+    ))
+
+
+def findings_in_message(*, session: Session, channel: str, ts: str) -> list[Finding]:
+    return list(session.exec(
+        select(Finding).where(Finding.notify_channel == channel, Finding.notify_ts == ts).order_by(Finding.id)
+    ))
+
+
+def overrides_for(*, session: Session, resources: Iterable[str]) -> dict[str, str]:
+    keys = list(set(resources))
+    if not keys:
+        return {}
+    rows = session.exec(select(OwnerOverride).where(OwnerOverride.resource.in_(keys)))
+    return {row.resource: row.slack_user_id for row in rows}
+
+
+def waiting_findings(*, session: Session, notified_before: datetime, field: str) -> list[Finding]:
+    """Notified findings with no decision since `notified_before`, not yet reminded/escalated."""
+    column = getattr(Finding, field)
+    return list(session.exec(
+        select(Finding)
+        .where(Finding.state == "notified", Finding.notified_at <= notified_before, column.is_(None),
+               Finding.notified_to.is_not(None), Finding.decision.is_(None))
+        .order_by(Finding.id)
+    ))
+
+
+def decisions_ending(*, session: Session, now: datetime) -> list[Finding]:
+    return list(session.exec(
+        select(Finding)
+        .where(Finding.decision_until.is_not(None), Finding.decision_until <= now, Finding.state != "resolved")
+        .order_by(Finding.id)
+    ))

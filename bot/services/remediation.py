@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot import audit
@@ -38,6 +38,8 @@ UNDOING, UNDONE, REJECTED = "undoing", "undone", "rejected"
 # (a deleted user cannot be restored with its credentials). Deleting an inactive key needs a
 # security approver instead: irreversible actions always do.
 NEEDS_EARLIER = {"delete-user": "quarantine-user"}
+# A remediation still `executing` after this long is taken to be interrupted by a crash.
+STUCK_AFTER = timedelta(minutes=10)
 
 
 class RemediationRefused(ServiceError):
@@ -174,7 +176,7 @@ class RemediationService:
                 why = "was a dry run" if row.dry_run else "cannot be undone"
                 self._refuse(actor, row, f"undo {row.action}: {why}", now)
                 raise RemediationRefused(f"{action.title} {why}.")
-            self._move(session, row, SUCCEEDED, UNDOING, actor, now)
+            self._move(session, row, SUCCEEDED, UNDOING, actor, now, started_at=now)
         try:
             applied = action.undo(self._aws(row.account_id), Target(**row.target), row.before)
         except (RemediationError, ServiceError) as exc:
@@ -192,10 +194,18 @@ class RemediationService:
                         after=applied.after, aws_request_ids=list(applied.request_ids))
             return row
 
-    def reconcile(self, *, actor: str = "system") -> list[Remediation]:
-        """Finish or fail what a crash left in `executing` or `undoing`, from live AWS state."""
+    def reconcile(self, *, actor: str = "system", older_than: timedelta = STUCK_AFTER) -> list[Remediation]:
+        """Finish or fail what a crash left in `executing` or `undoing`, from live AWS state.
+
+        Only rows that started more than `older_than` ago: an action takes seconds, so a
+        younger one may still be running in another process and must be left alone.
+        """
+        cutoff = self.clock() - older_than
         with session_scope(self.engine) as session:
-            stuck = list(session.scalars(select(Remediation).where(Remediation.status.in_([EXECUTING, UNDOING]))))
+            stuck = list(session.scalars(select(Remediation).where(
+                Remediation.status.in_([EXECUTING, UNDOING]),
+                func.coalesce(Remediation.started_at, Remediation.requested_at) <= cutoff,
+            )))
         done = []
         for row in stuck:
             action, target = registry.action(row.action), Target(**row.target)
@@ -204,7 +214,10 @@ class RemediationService:
             except (RemediationError, ServiceError) as exc:
                 log.warning("cannot reconcile remediation %s yet: %s", row.id, exc)
                 continue
-            done.append(self._reconcile_one(row, plan, actor))
+            try:
+                done.append(self._reconcile_one(row, plan, actor))
+            except RemediationRefused:
+                log.info("remediation %s was reconciled by another process", row.id)
         return done
 
     def _reconcile_one(self, row: Remediation, plan, actor: str) -> Remediation:
@@ -347,7 +360,8 @@ class RemediationService:
     def _audit(self, session, actor: str, action: A, row: Remediation, now: datetime, **payload) -> None:
         audit.record(session, actor=actor, action=action, subject_fingerprint=row.fingerprint,
                      resource=row.resource, account=row.account_id, at=now,
-                     payload={"remediation_id": row.id, "action": row.action, **payload})
+                     payload={"remediation_id": row.id, "action": row.action,
+                              "target": {k: v for k, v in row.target.items() if v}, **payload})
 
     def _handled_message(self, row: Remediation) -> str:
         who = row.undone_by or row.approved_by or row.requested_by

@@ -13,6 +13,7 @@ from bot.db import queries
 from bot.db.engine import session_scope
 from bot.db.models import Finding
 from bot.lifecycle import OPEN_STATES
+from bot.services.campaigns import Campaigns
 from bot.services.common import Clock, ServiceError, utcnow
 from bot.services.remediation import RemediationService
 from bot.services.scans import ScanService
@@ -30,14 +31,18 @@ class WhoAmIView:
 class Steward:
     """The use cases behind slash commands and buttons; one per serving process."""
 
-    def __init__(self, settings: Settings, *, engine: Engine, directory, scans: ScanService | None = None,
-                 clock: Clock = utcnow):
+    def __init__(self, settings: Settings, *, engine: Engine, directory, client=None,
+                 scans: ScanService | None = None, clock: Clock = utcnow):
         self.settings = settings
         self.engine = engine
         self.directory = directory  # bot.owners.OwnerDirectory
         self.scans = scans or ScanService(settings, engine=engine, clock=clock)
         self.remediations = RemediationService(
             settings, engine=engine, is_approver=self.is_approver, clock=clock
+        )
+        self.campaigns = Campaigns(
+            settings, engine=engine, client=client if client is not None else directory.client,
+            directory=directory, remediations=self.remediations, clock=clock,
         )
         self.clock = clock
 
@@ -101,3 +106,27 @@ class Steward:
                     f"({c.get('new', 0)} new, {c.get('resolved', 0)} resolved, {c.get('reopened', 0)} reopened)"
                 )
         return "\n".join(lines) or "No accounts are configured."
+
+    def home_view(self, user_id: str):
+        from bot import audit
+        from bot.blocks.home import ACTION_WORDS, home_view
+
+        values = self.directory.owner_values(user_id)
+        with session_scope(self.engine) as session:
+            findings = queries.findings_owned_by(session=session, owner_values=values, states=OPEN_STATES)
+            kept = queries.findings_owned_by(session=session, owner_values=values, states=["excepted"])
+            recent = [e for e in audit.events_about(session, user_id, limit=50)
+                      if e.actor == user_id and e.action in ACTION_WORDS]
+        return home_view(findings, kept, recent)
+
+    def audit_events(self, needle: str, limit: int = 20) -> list:
+        from bot import audit
+
+        with session_scope(self.engine) as session:
+            return audit.events_about(session, needle, limit=limit)
+
+    def digest_preview(self):
+        """This week's digest, built but not posted (for `/iam digest`)."""
+        from bot.services.digest import DigestService
+
+        return DigestService(self.settings, self.engine, clock=self.clock).build()

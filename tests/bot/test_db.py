@@ -129,3 +129,19 @@ def test_failed_scan_never_resolves_findings(engine):
         [event] = session.exec(select(AuditEvent)).all()
     assert (event.action, event.actor, event.account) == ("scan.failed", "test", ACCOUNT)
     assert event.payload["error"] == "AccessDenied on iam:GenerateCredentialReport"
+
+
+def test_owner_override_wins_over_tags(engine):
+    from bot.db import queries
+    from bot.db.models import IamIdentity, OwnerOverride
+
+    with session_scope(engine) as session:
+        for name in ("svc", "tool"):
+            session.add(IamIdentity(account_id=ACCOUNT, name=name, arn=f"arn:aws:iam::{ACCOUNT}:user/{name}",
+                                    owner="alice@example.com", facts={}, last_seen=NOW))
+        session.add(OwnerOverride(resource=f"arn:aws:iam::{ACCOUNT}:user/tool", slack_user_id="UBOB",
+                                  assigned_by="USEC", assigned_at=NOW))
+    with session_scope(engine) as session:
+        alice = [i.name for i in queries.identities_owned_by(session=session, owner_values={"UALICE", "alice@example.com"})]
+        bob = [i.name for i in queries.identities_owned_by(session=session, owner_values={"UBOB", "bob@example.com"})]
+    assert (alice, bob) == (["svc"], ["tool"])

@@ -1,0 +1,32 @@
+"""`steward notify`: one routing cycle (DMs, triage, reminders, escalations)."""
+
+from __future__ import annotations
+
+from bot.cli_common import err, fail, out, settings_or_exit
+
+
+def notify():
+    """Route open findings to their owners; send the reminders and escalations that are due."""
+    from bot.config import SettingsError
+    from bot.runtime import build_runtime
+
+    settings = settings_or_exit()
+    try:
+        settings.require("slack_bot_token")
+        runtime = build_runtime(settings)
+    except (SettingsError, RuntimeError) as exc:
+        raise fail(str(exc)) from None
+    campaigns = runtime.steward.campaigns
+    expired = campaigns.expire_decisions()
+    report = campaigns.run_cycle()
+    out.print(
+        f"{report.dms} DM(s) to owners covering {report.notified} finding(s); {report.triaged} to security "
+        f"triage; {report.resumed} resumed after an interruption; {report.reminders} reminder(s); "
+        f"{report.escalations} escalation(s); {expired} snooze(s)/exception(s) ended"
+    )
+    if report.unrouted:
+        err.print(f"{report.unrouted} finding(s) have no owner and STEWARD_SECURITY_CHANNEL is not set")
+    for failure in report.failures:
+        err.print(f"[red]failed:[/] {failure}")
+    if report.failures:
+        raise fail(f"{len(report.failures)} message(s) could not be sent", code=1)

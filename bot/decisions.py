@@ -1,0 +1,110 @@
+"""What an owner may decide about each kind of finding: the buttons, as a table (pure).
+
+Walked by a test: every check has a family, every remediation button names an action the
+check offers. Slack action ids are `finding:<choice>` or `finding:remediate:<action>`;
+button values are the finding's opaque token, never data.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+class Choice(enum.StrEnum):
+    REMEDIATE = "remediate"
+    REQUEST_REMOVAL = "request_removal"  # a policy change: goes to the security channel
+    KEEP = "keep"  # an exception with a reason and an end date (modal)
+    SNOOZE = "snooze"
+    NOT_MINE = "not_mine"
+    ROTATE = "rotate"  # "I'll rotate it": a deadline the next scans verify
+    ACK = "ack"  # account-level findings, seen by security
+
+
+@dataclass(frozen=True)
+class Button:
+    choice: Choice
+    label: str
+    action: str | None = None  # remediation action id, for REMEDIATE
+    style: str | None = None  # "primary" | "danger"
+    confirm: str | None = None  # a confirm dialog's text
+
+    @property
+    def action_id(self) -> str:
+        return f"finding:remediate:{self.action}" if self.action else f"finding:{self.choice}"
+
+
+KEEP = Button(Choice.KEEP, "Keep…")
+SNOOZE = Button(Choice.SNOOZE, "Snooze")
+NOT_MINE = Button(Choice.NOT_MINE, "Not mine")
+DEACTIVATE = Button(Choice.REMEDIATE, "Deactivate key", "deactivate-access-key", "primary")
+DELETE_KEY = Button(Choice.REMEDIATE, "Delete key", "delete-access-key", "danger",
+                    "Deleting a key cannot be undone. A security approver must approve it.")
+QUARANTINE = Button(Choice.REMEDIATE, "Quarantine user", "quarantine-user", "primary")
+REMOVE_PASSWORD = Button(Choice.REMEDIATE, "Remove console password", "remove-console-password", "danger",
+                         "The console password is deleted and cannot be restored; the user would need a new "
+                         "one. A security approver must approve it.")
+ROTATE = Button(Choice.ROTATE, "I'll rotate it", style="primary")
+REQUEST_REMOVAL = Button(Choice.REQUEST_REMOVAL, "Request removal", style="primary")
+ACK = Button(Choice.ACK, "Acknowledge")
+CIS_PASSWORD_POLICY = Button(Choice.REMEDIATE, "Apply CIS password policy", "apply-cis-password-policy", "primary")
+
+KEY_FAMILY = (DEACTIVATE, KEEP, SNOOZE, NOT_MINE)
+POLICY_FAMILY = (REQUEST_REMOVAL, KEEP, NOT_MINE)
+SECURITY_ONLY = frozenset({
+    "root-access-key", "root-mfa-disabled", "root-recently-used", "password-policy-weak",
+    "role-trust-external-no-external-id", "role-trust-public",
+})
+
+FAMILIES: dict[str, tuple[Button, ...]] = {
+    "unused-access-key": KEY_FAMILY,
+    "multiple-active-keys": KEY_FAMILY,
+    "inactive-access-key": (DELETE_KEY, KEEP, SNOOZE, NOT_MINE),
+    "old-access-key": (ROTATE, DEACTIVATE, KEEP),
+    "stale-user": (QUARANTINE, KEEP, NOT_MINE),
+    "compromised-key-quarantine": (QUARANTINE, KEEP),
+    "console-user-without-mfa": (REMOVE_PASSWORD, KEEP),
+    "unused-password": (REMOVE_PASSWORD, KEEP),
+    "user-direct-policy": POLICY_FAMILY,
+    "admin-policy": POLICY_FAMILY,
+    "service-wildcard-policy": POLICY_FAMILY,
+    "privilege-escalation-policy": POLICY_FAMILY,
+    "unused-role": (KEEP, SNOOZE, NOT_MINE),
+    "root-access-key": (ACK, KEEP),
+    "root-mfa-disabled": (ACK, KEEP),
+    "root-recently-used": (ACK, KEEP),
+    "password-policy-weak": (CIS_PASSWORD_POLICY, ACK, KEEP),
+    "role-trust-external-no-external-id": (ACK, KEEP),
+    "role-trust-public": (ACK, KEEP),
+}
+
+SNOOZE_DAYS = (7, 30)
+ROTATE_DEADLINE_DAYS = 14
+
+
+def buttons_for(check: str, details: Mapping[str, Any]) -> tuple[Button, ...]:
+    """The buttons for one finding; a removal request needs a single policy to remove."""
+    buttons = FAMILIES[check]
+    if REQUEST_REMOVAL in buttons and not removal_action(details):
+        buttons = tuple(b for b in buttons if b is not REQUEST_REMOVAL)
+    return buttons
+
+
+def removal_action(details: Mapping[str, Any]) -> str | None:
+    """detach-managed-policy or delete-inline-policy, from what the finding names."""
+    if details.get("policy_arn"):
+        return "detach-managed-policy"
+    if details.get("policy_name"):
+        return "delete-inline-policy"
+    return None  # e.g. an escalation combined across policies: a person must untangle it
+
+
+def parse_action_id(action_id: str) -> tuple[Choice, str | None]:
+    """`finding:remediate:deactivate-access-key` -> (REMEDIATE, "deactivate-access-key")."""
+    parts = action_id.split(":")
+    if len(parts) < 2 or parts[0] != "finding":
+        raise ValueError(f"not a finding action: {action_id!r}")
+    choice = Choice(parts[1])
+    return choice, (parts[2] if choice is Choice.REMEDIATE and len(parts) > 2 else None)

@@ -1,0 +1,120 @@
+"""Buttons, selects and the Keep… modal: ack at once, then call the campaign service.
+
+The Slack user id always comes from the signed payload (`body["user"]["id"]`); button
+values are opaque tokens. Replies to the clicker are ephemeral (`replace_original` false).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import timedelta
+
+from slack_bolt import App
+
+from bot.blocks import dm
+from bot.decisions import Choice, parse_action_id
+from bot.services.campaigns import Refusal
+
+log = logging.getLogger(__name__)
+
+FINDING_BUTTON = re.compile(r"^finding:(remediate:[a-z-]+|request_removal|not_mine|rotate|ack)$")
+
+
+def _ack(ack) -> None:
+    ack()
+
+
+def register(app: App, steward) -> None:
+    """Clicks are acked at once; the work (AWS calls, message updates) runs lazily after."""
+    campaigns = steward.campaigns
+
+    def reply(respond, text: str) -> None:
+        response = respond(text=text, response_type="ephemeral", replace_original=False)
+        if response.status_code != 200:
+            log.warning("could not reply to a click: HTTP %s", response.status_code)
+
+    def attempt(respond, work) -> None:
+        try:
+            reply(respond, work())
+        except Refusal as exc:
+            reply(respond, f":no_entry: {exc}")
+
+    def on_button(body, action, respond):
+        choice, remediation = parse_action_id(action["action_id"])
+        attempt(respond, lambda: campaigns.click(body["user"]["id"], choice, action.get("value", ""),
+                                                 action=remediation))
+
+    def on_snooze(body, action, respond):
+        token, _, days = action["selected_option"]["value"].rpartition(":")
+        attempt(respond, lambda: campaigns.click(body["user"]["id"], Choice.SNOOZE, token,
+                                                 days=int(days) if days.isdigit() else None))
+
+    def on_keep(body, action, respond, client):
+        user, token = body["user"]["id"], action.get("value", "")
+        try:
+            campaigns.check_can_decide(user, token)
+        except Refusal as exc:
+            reply(respond, f":no_entry: {exc}")
+            return
+        default_end = (campaigns.clock() + timedelta(days=min(30, steward.settings.exception_max_days))).date()
+        client.views_open(trigger_id=body["trigger_id"], view=dm.keep_modal(
+            token, max_days=steward.settings.exception_max_days, default_end=default_end.isoformat(),
+            private_metadata=token))
+
+    def on_keep_submit(ack, body, view, client):
+        values = view["state"]["values"]
+        reason = (values.get("reason", {}).get("value") or {}).get("value") or ""
+        until_text = (values.get("until", {}).get("value") or {}).get("selected_date")
+        errors, until = campaigns.validate_keep(reason, until_text)
+        if errors:
+            ack(response_action="errors", errors=errors)
+            return
+        user = body["user"]["id"]
+        try:
+            text = campaigns.keep(user, view["private_metadata"], reason=reason.strip(), until=until)
+        except Refusal as exc:
+            ack(response_action="errors", errors={"reason": str(exc)})
+            return
+        ack()
+        client.chat_postMessage(channel=user, text=f":pushpin: {text}")
+
+    def on_assign(body, action, respond):
+        token = (action.get("block_id") or "").removeprefix("f:")
+        attempt(respond, lambda: campaigns.assign(body["user"]["id"], token, action["selected_user"]))
+
+    def on_approval(body, action, respond, client):
+        approve = action["action_id"] == "remediation:approve"
+        user = body["user"]["id"]
+        try:
+            line, rem, finding = campaigns.approval(user, action.get("value", ""), approve)
+        except Refusal as exc:
+            reply(respond, f":no_entry: {exc}")
+            return
+        verb = "Approved" if approve else "Rejected"
+        decided = f"{verb} by <@{user}> {dm.when(rem.approved_at or rem.finished_at)}. {line}"
+        container = body.get("container") or {}
+        client.chat_update(channel=container.get("channel_id") or body["channel"]["id"],
+                           ts=container.get("message_ts") or body["message"]["ts"],
+                           blocks=dm.approval_request(rem, finding, decided=decided), text=decided)
+
+    def on_undo(body, action, respond):
+        attempt(respond, lambda: campaigns.undo(body["user"]["id"], action.get("value", "")))
+
+    def on_home(event, client):
+        if event.get("tab", "home") != "home":
+            return
+        client.views_publish(user_id=event["user"], view=steward.home_view(event["user"]))
+
+    for matcher, work in (
+        (FINDING_BUTTON, on_button),
+        ("finding:snooze", on_snooze),
+        ("finding:keep", on_keep),  # views.open needs the trigger id within 3 s: lazy runs at once
+        ("finding:assign", on_assign),
+        (re.compile(r"^remediation:(approve|reject)$"), on_approval),
+        ("remediation:undo", on_undo),
+    ):
+        app.action(matcher)(ack=_ack, lazy=[work])
+    # A modal's errors travel in the ack, so the submission is handled before answering.
+    app.view("keep_modal")(on_keep_submit)
+    app.event("app_home_opened")(ack=_ack, lazy=[on_home])

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     root_recent_days: int = Field(30, ge=1, validation_alias="STEWARD_ROOT_RECENT_DAYS")
     unused_role_days: int = Field(90, ge=1, validation_alias="STEWARD_UNUSED_ROLE_DAYS")
 
+    remind_after_days: int = Field(3, ge=1, validation_alias="STEWARD_REMIND_AFTER_DAYS")
+    escalate_after_days: int = Field(7, ge=1, validation_alias="STEWARD_ESCALATE_AFTER_DAYS")
+    exception_max_days: int = Field(90, ge=1, validation_alias="STEWARD_EXCEPTION_MAX_DAYS")
     delete_after_days: int = Field(30, ge=0, validation_alias="STEWARD_DELETE_AFTER_DAYS")
 
     account_roles: CommaList = Field([], validation_alias="STEWARD_ACCOUNT_ROLES")
@@ -59,6 +62,39 @@ class Settings(BaseSettings):
     external_id: str | None = Field(None, validation_alias="STEWARD_EXTERNAL_ID")
     aws_max_attempts: int = Field(8, ge=1, le=20, validation_alias="STEWARD_AWS_MAX_ATTEMPTS")
     scan_concurrency: int = Field(4, ge=1, le=32, validation_alias="STEWARD_SCAN_CONCURRENCY")
+
+    # --- scheduler and digest (bot/scheduler.py, bot/services/digest.py) ---------------
+    # Scans run every STEWARD_SCAN_INTERVAL_HOURS (aligned to midnight UTC, so restarts do
+    # not shift them) unless STEWARD_SCAN_CRON is set. Crontab day-of-week numbers are
+    # standard (0 or 7 = Sunday), whatever APScheduler 3 thinks.
+    scan_interval_hours: float = Field(6, gt=0, le=24 * 7, validation_alias="STEWARD_SCAN_INTERVAL_HOURS")
+    scan_cron: str | None = Field(None, validation_alias="STEWARD_SCAN_CRON")
+    digest_cron: str = Field("0 9 * * mon", validation_alias="STEWARD_DIGEST_CRON")
+    timezone: str = Field("UTC", validation_alias="STEWARD_TIMEZONE")
+    misfire_grace_seconds: int = Field(3600, ge=1, validation_alias="STEWARD_MISFIRE_GRACE_SECONDS")
+    leader_poll_seconds: float = Field(5, gt=0, le=30, validation_alias="STEWARD_LEADER_POLL_SECONDS")
+
+    @field_validator("scan_cron", "digest_cron", mode="before")
+    @classmethod
+    def _crontab(cls, value):
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        from bot.scheduler import cron_trigger
+
+        cron_trigger(str(value), "UTC")  # raises ValueError naming what is wrong
+        return " ".join(str(value).split())
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)") from None
+        return value
+    # --- end of scheduler and digest ---------------------------------------------------
 
     @field_validator("security_approvers", "owner_tags", "account_roles", mode="before")
     @classmethod

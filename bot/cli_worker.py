@@ -1,0 +1,38 @@
+"""`steward worker`: the scheduler process (registered in bot/cli.py).
+
+Checks its settings first and stops with one line naming what is missing; then builds the
+runtime (schema check, crash reconciliation), stands by for the leader lock and, once
+leader, runs the jobs of bot/scheduler.py until SIGTERM (exit 0).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from bot.cli_common import fail, settings_or_exit
+from bot.config import SettingsError
+
+# Posting is the worker's job: DMs and reminders, the digest, audit-chain alerts.
+REQUIRED = ("slack_bot_token", "security_channel")
+
+
+def worker():
+    """The scheduler: scans, routing, expiry, weekly digest, audit checks (one leader at a time)."""
+    from bot.runtime import build_runtime
+    from bot.scheduler import run_worker
+
+    settings = settings_or_exit()
+    try:
+        settings.require(*REQUIRED)
+    except SettingsError as exc:
+        raise fail(f"{exc} (the worker posts DMs, the weekly digest and audit alerts to Slack)") from None
+    root = logging.getLogger()
+    if root.getEffectiveLevel() > logging.INFO:  # a long-running process logs what it does
+        root.setLevel(logging.INFO)
+    try:
+        code = run_worker(settings, runtime_factory=lambda: build_runtime(settings))
+    except (SettingsError, RuntimeError) as exc:
+        raise fail(str(exc)) from None
+    raise typer.Exit(code)

@@ -1,0 +1,366 @@
+"""The scheduler process (`steward worker`): APScheduler jobs calling the services.
+
+Jobs (stable ids; the job store keeps them across restarts):
+
+| id             | when                                                      | does |
+|----------------|-----------------------------------------------------------|------|
+| `scan`         | every STEWARD_SCAN_INTERVAL_HOURS, or STEWARD_SCAN_CRON   | scan every account, then one routing cycle |
+| `route`        | hourly (at half past)                                     | DMs, triage, reminders, escalations |
+| `expire`       | daily 07:45                                               | exceptions and snoozes that ran out |
+| `digest`       | STEWARD_DIGEST_CRON (default Monday 09:00)                | the weekly digest (idempotent per week) |
+| `audit-verify` | daily 06:15                                               | recompute the audit chain; alert the security channel if broken |
+
+Cron times are in STEWARD_TIMEZONE. Intervals are aligned to a fixed midnight UTC, so a
+restart does not push the next scan back by a whole interval.
+
+The jobs are module-level functions referenced by text (`bot.scheduler:run_scan`): the
+SQLAlchemy job store pickles references, not objects. They find the process's one Runtime
+through `current_runtime()`, built once by the worker (or installed by a test).
+
+Only the leader (bot/leader.py) starts a scheduler. On SIGTERM or SIGINT the worker stops
+taking jobs, waits for the running ones (`shutdown(wait=True)`), releases the lock and
+exits 0; a standby then takes over within its poll interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from bot.config import Settings
+
+log = logging.getLogger(__name__)
+
+JOB_TABLE = "apscheduler_jobs"  # created by migration 0006 (bot.db.models.SchedulerJob)
+# Interval triggers count from here (a Monday, midnight UTC), not from process start.
+INTERVAL_ANCHOR = datetime(2000, 1, 3, tzinfo=UTC)
+ROUTE_OFFSET = timedelta(minutes=30)
+DIGEST_MIN_GRACE = 24 * 3600  # a late digest beats none; posting is idempotent per week
+EXECUTOR_THREADS = 4
+LOCK_CHECK_SECONDS = 5.0
+
+# --- triggers ------------------------------------------------------------------------------
+
+_DOW_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _standard_day_of_week(field: str) -> str:
+    """Standard crontab weekday numbers (0 or 7 = Sunday) as names.
+
+    APScheduler 3 reads 0 as Monday (its documented "historical mistake"), so `0 9 * * 1`
+    would silently run on Tuesdays. Names mean the same to both; steps stay numbers.
+    """
+
+    def name(piece: str) -> str:
+        if not piece.isdigit():
+            return piece
+        if int(piece) > 7:
+            raise ValueError(f"day of week {piece} is out of range (0-7; 0 and 7 are Sunday)")
+        return _DOW_NAMES[int(piece)]
+
+    parts = []
+    for part in field.split(","):
+        base, slash, step = part.partition("/")
+        if base == "*" and step.isdigit():  # "*/2" counts from Sunday in a crontab
+            parts.append(",".join(dict.fromkeys(_DOW_NAMES[i] for i in range(0, 7, max(1, int(step))))))
+            continue
+        low, dash, high = base.partition("-")
+        if dash and low == "0" and high.isdigit():
+            # Sunday first: APScheduler's weeks start on Monday, so "0-5" is "sun,mon-fri".
+            if slash:
+                raise ValueError(f"write day-of-week {part!r} with names (e.g. sun,tue,thu)")
+            parts.append("sun" if high == "0" else f"sun,mon-{name(high)}")
+            continue
+        text = f"{name(low)}-{name(high)}" if dash else name(low)
+        parts.append(text + (slash + step if slash else ""))
+    return ",".join(parts)
+
+
+def cron_trigger(expr: str, timezone: str | Any) -> CronTrigger:
+    """A trigger from a standard 5-field crontab (`min hour day month weekday`)."""
+    fields = expr.split()
+    if len(fields) != 5:
+        raise ValueError(f"a crontab has 5 fields (minute hour day month weekday), got {len(fields)}: {expr!r}")
+    minute, hour, day, month, dow = fields
+    zone = ZoneInfo(timezone) if isinstance(timezone, str) else timezone
+    values = {"minute": minute, "hour": hour, "day": day, "month": month, "day_of_week": _standard_day_of_week(dow)}
+    try:
+        return CronTrigger(**values, timezone=zone)
+    except ValueError as exc:
+        for name, text in values.items():  # say which field APScheduler refused
+            try:
+                CronTrigger(**{name: text}, timezone=zone)
+            except ValueError as field_error:
+                raise ValueError(f"{name.replace('_', ' ')} field {text!r} in {expr!r}: {field_error}") from None
+        raise ValueError(f"{expr!r}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    id: str
+    func: str  # textual reference, resolved by APScheduler
+    trigger: BaseTrigger
+    misfire_grace_time: int
+    name: str
+
+
+def job_specs(settings: Settings) -> list[JobSpec]:
+    """The worker's jobs and their triggers, from the settings alone (pure)."""
+    zone = ZoneInfo(settings.timezone)
+    grace = settings.misfire_grace_seconds
+    if settings.scan_cron:
+        scan = cron_trigger(settings.scan_cron, zone)
+    else:
+        seconds = max(1, round(settings.scan_interval_hours * 3600))
+        scan = IntervalTrigger(seconds=seconds, start_date=INTERVAL_ANCHOR, timezone=UTC)
+    return [
+        JobSpec("scan", "bot.scheduler:run_scan", scan, grace, "Scan every account, then route"),
+        JobSpec("route", "bot.scheduler:run_route",
+                IntervalTrigger(hours=1, start_date=INTERVAL_ANCHOR + ROUTE_OFFSET, timezone=UTC),
+                grace, "Routing cycle: DMs, reminders, escalations"),
+        JobSpec("expire", "bot.scheduler:run_expire", CronTrigger(hour=7, minute=45, timezone=zone),
+                grace, "Expire exceptions and snoozes"),
+        JobSpec("digest", "bot.scheduler:run_digest", cron_trigger(settings.digest_cron, zone),
+                max(grace, DIGEST_MIN_GRACE), "Weekly digest"),
+        JobSpec("audit-verify", "bot.scheduler:run_audit_verify", CronTrigger(hour=6, minute=15, timezone=zone),
+                grace, "Verify the audit chain"),
+        JobSpec("reconcile", "bot.scheduler:run_reconcile",
+                IntervalTrigger(minutes=10, start_date=INTERVAL_ANCHOR, timezone=UTC),
+                grace, "Settle remediations a crash left half-done"),
+    ]
+
+
+def build_scheduler(settings: Settings, engine, *, threads: int = EXECUTOR_THREADS) -> BackgroundScheduler:
+    """A scheduler over Steward's database (job store table from migration 0006)."""
+    scheduler = BackgroundScheduler(
+        jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename=JOB_TABLE)},
+        executors={"default": ThreadPoolExecutor(threads)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": settings.misfire_grace_seconds},
+        timezone=ZoneInfo(settings.timezone),
+    )
+    scheduler.add_listener(_log_job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+    return scheduler
+
+
+def sync_jobs(scheduler: BackgroundScheduler, specs: Iterable[JobSpec]) -> dict[str, str]:
+    """Make the job store hold exactly `specs`; say per id: added, kept, replaced or removed.
+
+    A job whose function and trigger are unchanged is kept with its stored next run time,
+    so a run that fell due while no worker was up still happens (within the misfire grace)
+    instead of being rescheduled from now. Call between `start(paused=True)` and `resume()`.
+    """
+    outcome: dict[str, str] = {}
+    wanted = {spec.id: spec for spec in specs}
+    for spec in wanted.values():
+        existing = scheduler.get_job(spec.id)
+        options = {"misfire_grace_time": spec.misfire_grace_time, "coalesce": True, "max_instances": 1,
+                   "name": spec.name}
+        if existing is not None and existing.func_ref == spec.func and repr(existing.trigger) == repr(spec.trigger):
+            scheduler.modify_job(spec.id, **options)
+            outcome[spec.id] = "kept"
+            continue
+        scheduler.add_job(spec.func, trigger=spec.trigger, id=spec.id, replace_existing=True, **options)
+        outcome[spec.id] = "replaced" if existing is not None else "added"
+    for job in scheduler.get_jobs():
+        if job.id not in wanted:
+            scheduler.remove_job(job.id)
+            outcome[job.id] = "removed"
+    return outcome
+
+
+def _log_job_event(event: JobExecutionEvent) -> None:
+    if event.code == EVENT_JOB_MISSED:
+        log.warning("job %s missed its %s run (worker down longer than the misfire grace)",
+                    event.job_id, event.scheduled_run_time)
+    # Errors: APScheduler's executor already logs the traceback.
+
+
+# --- the process's runtime -----------------------------------------------------------------
+
+_runtime: Any = None
+_runtime_factory: Callable[[], Any] | None = None
+_runtime_lock = threading.Lock()
+_route_lock = threading.Lock()  # a post-scan cycle and the hourly one never overlap
+
+
+def install_runtime(runtime: Any = None, *, factory: Callable[[], Any] | None = None) -> None:
+    """Give the jobs their Runtime (or a factory building it on first use)."""
+    global _runtime, _runtime_factory
+    with _runtime_lock:
+        _runtime, _runtime_factory = runtime, factory
+
+
+def current_runtime() -> Any:
+    """The worker's one Runtime (settings, engine, client, steward)."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            if _runtime_factory is None:
+                from bot.config import load_settings
+                from bot.runtime import build_runtime
+
+                _runtime = build_runtime(load_settings())
+            else:
+                _runtime = _runtime_factory()
+        return _runtime
+
+
+# --- jobs (referenced by text from the job store: keep their names) -------------------------
+
+
+def run_scan() -> None:
+    """Scan every configured account, then run a routing cycle for what it found."""
+    runtime = current_runtime()
+    began = time.monotonic()
+    report = runtime.steward.scans.run(actor="system")
+    failed = [o.account_id for o in report.failed]
+    log.info("scheduled scan %s: %d accounts, %d failed%s (%.1fs)", report.run_id, len(report.outcomes),
+             len(failed), f": {', '.join(failed)}" if failed else "", time.monotonic() - began)
+    run_route()
+
+
+def run_route() -> None:
+    """One routing cycle: new findings to owners, reminders and escalations that are due."""
+    runtime = current_runtime()
+    with _route_lock:
+        report = runtime.steward.campaigns.run_cycle()
+    log.info("routing cycle: %s", report)
+
+
+def run_expire() -> None:
+    """Exceptions and snoozes whose time ran out go back to their owners."""
+    expired = current_runtime().steward.campaigns.expire_decisions()
+    log.info("expired decisions: %s", expired)
+
+
+def run_reconcile() -> None:
+    """Remediations left `executing` by a crashed process: finish or fail them from AWS state."""
+    settled = current_runtime().steward.remediations.reconcile()
+    if settled:
+        log.warning("reconciled %d interrupted remediation(s): %s", len(settled),
+                    ", ".join(f"#{r.id} {r.status}" for r in settled))
+
+
+def run_digest() -> None:
+    """Post this week's digest to the security channel, unless it is already there."""
+    from bot.services.digest import DigestService
+
+    runtime = current_runtime()
+    result = DigestService(runtime.settings, runtime.engine).post(runtime.client, actor="system")
+    log.info("digest %s: %s", result.week, f"posted ({result.ts})" if result.posted else f"not posted: {result.note}")
+
+
+def run_audit_verify() -> None:
+    """Recompute the audit chain; a broken chain is logged and alerted in the security channel."""
+    from bot.audit import verify
+
+    runtime = current_runtime()
+    result = verify(runtime.engine)
+    if result.ok:
+        log.info("audit chain OK: %d events", result.checked)
+        return
+    where = f" at event {result.first_bad_sequence}" if result.first_bad_sequence else ""
+    message = (f":rotating_light: *The audit log's hash chain is broken{where}:* {result.reason} "
+               f"({result.checked} events verified before it). Run `steward audit verify` and "
+               "compare with an exported copy: someone may have edited or deleted audit rows.")
+    log.error("audit chain BROKEN%s: %s", where, result.reason)
+    channel = runtime.settings.security_channel
+    if not channel:
+        log.error("no STEWARD_SECURITY_CHANNEL to alert")
+        return
+    runtime.client.chat_postMessage(channel=channel, text=message)
+
+
+# --- the worker ----------------------------------------------------------------------------
+
+
+def run_worker(
+    settings: Settings,
+    *,
+    runtime_factory: Callable[[], Any],
+    lock=None,
+    stop: threading.Event | None = None,
+    handle_signals: bool = True,
+    lock_check_seconds: float = LOCK_CHECK_SECONDS,
+) -> int:
+    """Stand by until leader, then schedule until stopped. Returns the exit code.
+
+    0 after SIGTERM/SIGINT (or `stop`), 1 if the leader lock was lost (the supervisor
+    restarts the process, which stands by again). The runtime is built first, so bad
+    settings, a stale schema and crash reconciliation happen at start-up, not at takeover.
+    """
+    from bot.leader import leader_lock
+
+    stop = stop or threading.Event()
+    if handle_signals:
+        _install_signal_handlers(stop)
+    runtime = runtime_factory()
+    install_runtime(runtime)
+    lock = lock or leader_lock(settings.effective_database_url)
+    log.info("worker %s standing by for the scheduler lock", lock.holder)
+    while not _try_acquire(lock):
+        if stop.wait(settings.leader_poll_seconds):
+            log.info("worker %s stopped while standing by", lock.holder)
+            return 0
+    log.info("worker %s is the scheduler leader", lock.holder)
+    scheduler = build_scheduler(settings, runtime.engine)
+    code = 0
+    try:
+        scheduler.start(paused=True)
+        changes = sync_jobs(scheduler, job_specs(settings))
+        scheduler.resume()
+        for job in scheduler.get_jobs():
+            log.info("job %s (%s): %s, next run %s", job.id, changes.get(job.id, "kept"), job.trigger,
+                     job.next_run_time)
+        next_check = time.monotonic() + lock_check_seconds
+        while not stop.wait(min(1.0, lock_check_seconds)):
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + lock_check_seconds
+                if not lock.still_held():
+                    log.error("worker %s lost the scheduler lock: stopping", lock.holder)
+                    code = 1
+                    break
+    finally:
+        if scheduler.running:
+            log.info("worker %s shutting down the scheduler (waiting for running jobs)", lock.holder)
+            # Pause first: a stopping (not paused) scheduler may still pick a due job and
+            # fail to submit it to the closed executor, which skips that run for good.
+            scheduler.pause()
+            scheduler.shutdown(wait=code == 0)
+        lock.release()
+        log.info("worker %s released the scheduler lock", lock.holder)
+    return code
+
+
+def _try_acquire(lock) -> bool:
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        return lock.try_acquire()
+    except (DBAPIError, OSError) as exc:  # the database is unreachable for now: keep standing by
+        log.warning("worker %s cannot reach the database for the scheduler lock: %s", lock.holder, exc)
+        return False
+
+
+def _install_signal_handlers(stop: threading.Event) -> None:
+    def handler(signum, _frame):
+        log.info("received %s", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

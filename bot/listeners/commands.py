@@ -8,7 +8,6 @@ from bot import commands as cmd
 from bot.blocks.audit import audit_blocks
 from bot.blocks.digest import digest_blocks, digest_fallback
 from bot.blocks.findings import findings_blocks
-from bot.blocks.whoami import whoami_blocks
 
 log = logging.getLogger(__name__)
 
@@ -16,13 +15,13 @@ REFUSAL = "Only security approvers can {what}. You can see your own findings wit
 
 
 def register(app, steward) -> None:
-    handle, scan_later = iam_command(steward)
-    # The ack carries the answer (fast, from the database); only a scan runs after it.
-    app.command("/iam")(ack=handle, lazy=[scan_later])
+    # The ack carries the answer (fast, from the database); only a scan runs after it, in
+    # the background, replying through the response URL.
+    app.command("/iam")(iam_command(steward))
 
 
 def iam_command(steward):
-    def handle(ack, command):
+    def handle(ack, command, respond):
         user = command.get("user_id", "")
         parsed = cmd.parse(command.get("text"))
 
@@ -31,14 +30,8 @@ def iam_command(steward):
         elif isinstance(parsed, cmd.Usage):
             ack(response_type="ephemeral", text=f"{parsed.problem}.\n\n{cmd.USAGE}")
         elif isinstance(parsed, cmd.WhoAmI):
-            view = steward.whoami(user)
-            ack(
-                response_type="ephemeral",
-                text="Your IAM identities and open findings",
-                blocks=whoami_blocks(
-                    view.identities, view.findings, last_scan=view.last_scan, owner_tags=steward.settings.owner_tags
-                ),
-            )
+            text, blocks = steward.whoami_reply(user)
+            ack(response_type="ephemeral", text=text, blocks=blocks)
         elif isinstance(parsed, cmd.Findings) and not parsed.about_others:
             findings = steward.findings_of(user)
             ack(
@@ -66,15 +59,12 @@ def iam_command(steward):
         elif isinstance(parsed, cmd.Scan):
             target = f"account {parsed.account}" if parsed.account else "every configured account"
             ack(response_type="ephemeral", text=f"Scanning {target}… I'll reply here when it's done.")
+            steward.in_background(scan_and_reply, user, parsed.account, respond)
 
-    def scan_later(command, respond):
-        parsed = cmd.parse(command.get("text"))
-        user = command.get("user_id", "")
-        if not isinstance(parsed, cmd.Scan) or not steward.is_approver(user):
-            return
-        summary = steward.scan_now(user, parsed.account)
+    def scan_and_reply(user, account, respond):
+        summary = steward.scan_now(user, account)
         response = respond(response_type="ephemeral", replace_original=False, text=summary)
         if response.status_code != 200:
             log.warning("scan summary could not be delivered: HTTP %s", response.status_code)
 
-    return handle, scan_later
+    return handle

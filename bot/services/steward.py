@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from cachetools import LRUCache
 from sqlalchemy import Engine
 
 from bot.config import Settings
@@ -45,9 +46,43 @@ class Steward:
             directory=directory, remediations=self.remediations, clock=clock,
         )
         self.clock = clock
+        self._background = None
+        self._whoami_cache = LRUCache(maxsize=2048)
+
+    def in_background(self, fn, *args) -> None:
+        """Run slow work (a scan asked for in Slack) after the ack, two at a time at most."""
+        if self._background is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="steward-bg")
+        future = self._background.submit(fn, *args)
+        future.add_done_callback(lambda f: f.exception() and log.error("background work failed",
+                                                                       exc_info=f.exception()))
 
     def is_approver(self, user_id: str) -> bool:
         return self.directory.is_approver(user_id)
+
+    def whoami_reply(self, user_id: str) -> tuple[str, list[dict]]:
+        """`/iam whoami` as (fallback text, blocks), cached per person and audit-log head.
+
+        Everything whoami shows changes only through audited events (scans, decisions,
+        remediations, assignments), so the audit chain's head sequence is a version number:
+        a cached reply is served only while no event has been written since.
+        """
+        from bot import audit
+        from bot.blocks.whoami import whoami_blocks
+
+        with session_scope(self.engine) as session:
+            head = audit.chain_head(session)
+        key = (user_id, head.last_sequence if head else None)
+        cached = self._whoami_cache.get(key)
+        if cached is None:
+            view = self.whoami(user_id)
+            blocks = whoami_blocks(view.identities, view.findings, last_scan=view.last_scan,
+                                   owner_tags=self.settings.owner_tags)
+            cached = ("Your IAM identities and open findings", [b.to_dict() for b in blocks])
+            self._whoami_cache[key] = cached
+        return cached
 
     def whoami(self, user_id: str) -> WhoAmIView:
         values = self.directory.owner_values(user_id)

@@ -211,11 +211,7 @@ class Campaigns:
             except SlackApiError as exc:
                 report.failures.append(f"reminder {channel}: {exc.response.get('error')}")
                 continue
-            with session_scope(self.engine) as session:
-                session.execute(update(Finding).where(Finding.id.in_([f.id for f in findings]))
-                                .values(reminded_at=now))
-                audit.record(session, actor="system", action=A.FINDING_REMINDED, at=now,
-                             payload={"channel": channel, "ts": ts, "fingerprints": [f.fingerprint for f in findings]})
+            self._stamp(findings, "reminded_at", A.FINDING_REMINDED, now, channel=channel, ts=ts)
             report.reminders += 1
 
     def _escalate(self, now: datetime, report: CycleReport) -> None:
@@ -237,12 +233,15 @@ class Campaigns:
             except SlackApiError as exc:
                 report.failures.append(f"escalation {owner}: {exc.response.get('error')}")
                 continue
-            with session_scope(self.engine) as session:
-                session.execute(update(Finding).where(Finding.id.in_([f.id for f in findings]))
-                                .values(escalated_at=now))
-                audit.record(session, actor="system", action=A.FINDING_ESCALATED, at=now,
-                             payload={"owner": owner, "fingerprints": [f.fingerprint for f in findings]})
+            self._stamp(findings, "escalated_at", A.FINDING_ESCALATED, now, owner=owner)
             report.escalations += 1
+
+    def _stamp(self, findings: list[Finding], column: str, action: A, now: datetime, **payload) -> None:
+        """Record that a reminder or escalation about `findings` went out (and audit it)."""
+        with session_scope(self.engine) as session:
+            session.execute(update(Finding).where(Finding.id.in_([f.id for f in findings])).values({column: now}))
+            audit.record(session, actor="system", action=action, at=now,
+                         payload={**payload, "fingerprints": [f.fingerprint for f in findings]})
 
     def expire_decisions(self, now: datetime | None = None) -> int:
         """Snoozes, exceptions and rotation promises that ran out: ask the owner again."""

@@ -90,42 +90,28 @@ def unused_password(snapshot: AccountSnapshot, ctx: CheckContext) -> list[Result
     return results
 
 
-def unused_access_key(snapshot: AccountSnapshot, ctx: CheckContext) -> list[Result]:
+def _active_key_results(snapshot: AccountSnapshot, ctx: CheckContext, check: str, judge) -> list[Result]:
+    """One result per active key; `judge(key, limits)` -> (failed, extra details)."""
     results = []
     for user in _reported_users(snapshot):
         limits = _limits(user, ctx)
         for key in user.active_keys:
+            failed, extra = judge(key, limits)
             results.append(
-                result(
-                    "unused-access-key",
-                    snapshot,
-                    user.arn,
-                    _unused(key.last_used, key.last_rotated, limits, ctx),
-                    sub_key=_slot_key(key),
-                    details={**_key_details(key, ctx), "unused_days": limits.unused_days},
-                    owner=owner_of(user, ctx),
-                )
+                result(check, snapshot, user.arn, failed, sub_key=_slot_key(key),
+                       details={**_key_details(key, ctx), **extra}, owner=owner_of(user, ctx))
             )
     return results
+
+
+def unused_access_key(snapshot: AccountSnapshot, ctx: CheckContext) -> list[Result]:
+    return _active_key_results(snapshot, ctx, "unused-access-key", lambda key, limits: (
+        _unused(key.last_used, key.last_rotated, limits, ctx), {"unused_days": limits.unused_days}))
 
 
 def old_access_key(snapshot: AccountSnapshot, ctx: CheckContext) -> list[Result]:
-    results = []
-    for user in _reported_users(snapshot):
-        limits = _limits(user, ctx)
-        for key in user.active_keys:
-            results.append(
-                result(
-                    "old-access-key",
-                    snapshot,
-                    user.arn,
-                    ctx.days_since(key.last_rotated) > limits.key_max_age_days,
-                    sub_key=_slot_key(key),
-                    details={**_key_details(key, ctx), "max_age_days": limits.key_max_age_days},
-                    owner=owner_of(user, ctx),
-                )
-            )
-    return results
+    return _active_key_results(snapshot, ctx, "old-access-key", lambda key, limits: (
+        ctx.days_since(key.last_rotated) > limits.key_max_age_days, {"max_age_days": limits.key_max_age_days}))
 
 
 def multiple_active_keys(snapshot: AccountSnapshot, ctx: CheckContext) -> list[Result]:

@@ -16,8 +16,12 @@ from rich.table import Table
 
 from bot.cli_audit import audit_app
 from bot.cli_common import cli_actor, engine_for, err, fail, out, settings_or_exit
+from bot.cli_demo import demo
+from bot.cli_digest import digest
+from bot.cli_notify import notify
 from bot.cli_remediate import findings, reconcile, remediate, undo
 from bot.cli_serve import serve, socket
+from bot.cli_worker import worker
 
 app = typer.Typer(
     name="steward",
@@ -30,8 +34,11 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.command("serve")(serve)
 app.command("socket")(socket)
+app.command("demo")(demo)
+app.command("worker")(worker)
+app.command("digest")(digest)
 app.add_typer(audit_app, name="audit")
-for command in (findings, remediate, undo, reconcile):
+for command in (notify, findings, remediate, undo, reconcile):
     app.command()(command)
 
 SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}

@@ -25,8 +25,14 @@ from bot.sandbox.slack_fake import SlackFake
 from bot.services import Steward, utcnow
 from bot.services.campaigns import Pacer
 from bot.services.scans import ScanService
-from tests.aws import FAKE_CREDENTIALS, backdate_access_key, backdate_user, document, running_moto_server
-from tests.bot.test_serve_http import SECRET, running_steward
+from tests.aws import (
+    FAKE_CREDENTIALS,
+    backdate_access_key,
+    backdate_user,
+    document,
+    running_moto_server,
+)
+from tests.bot.test_serve_http import running_steward
 from tests.checks.test_remediate_base import install_deny_all
 
 BOB, DAVE, CAROL, ERIN, MALLORY = "U0BOB00001", "U0DAVE0001", "U0CAROL001", "U0ERIN0001", "U0MALLORY1"

@@ -7,11 +7,8 @@ Create Date: 2026-11-28 14:27:31.275428
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
-import sqlmodel
 from alembic import op
 
-import bot.db.types
 
 revision: str = '0007'
 down_revision: str | None = '0006'

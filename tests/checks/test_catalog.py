@@ -1,0 +1,136 @@
+"""The check catalog, walked: stable ids and severities (DESIGN.md §3), and for every check a
+fixture that fires and one that stays quiet, evaluated through the catalog itself."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from checks.catalog import BY_ID, CATALOG
+from checks.model import PasswordPolicy, ResourceType, RootAccount, Severity
+from checks.scan import evaluate
+from tests.factories import (
+    ACCOUNT,
+    OTHER_ACCOUNT,
+    ago,
+    allow,
+    ctx,
+    inline,
+    key,
+    managed,
+    ref,
+    role,
+    snapshot,
+    user,
+)
+
+DESIGN_TABLE = {
+    "root-access-key": "critical", "root-mfa-disabled": "critical", "root-recently-used": "high",
+    "password-policy-weak": "medium", "console-user-without-mfa": "high", "unused-password": "medium",
+    "unused-access-key": "medium", "old-access-key": "medium", "multiple-active-keys": "low",
+    "inactive-access-key": "low", "stale-user": "high", "user-direct-policy": "low", "admin-policy": "high",
+    "service-wildcard-policy": "medium", "privilege-escalation-policy": "high",
+    "role-trust-external-no-external-id": "high", "role-trust-public": "critical",
+    "compromised-key-quarantine": "critical", "unused-role": "low",
+}
+ROOT = f"arn:aws:iam::{ACCOUNT}:root"
+STRONG = PasswordPolicy(minimum_length=14, require_symbols=True, require_numbers=True, require_uppercase=True,
+                        require_lowercase=True, reuse_prevention=24)
+QUARANTINE = managed("AWSCompromisedKeyQuarantineV2", {"Effect": "Deny", "Action": "*", "Resource": "*"}, aws=True)
+ADMIN = managed("Everything", allow("*"))
+EC2_ALL = managed("Ec2All", allow("ec2:*"))
+ESCALATE = managed("Escalate", allow(["iam:PassRole", "ec2:RunInstances"]))
+READ_S3 = managed("ReadS3", allow(["s3:GetObject"], "arn:aws:s3:::bucket/*"))
+TRUST_OTHER = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{OTHER_ACCOUNT}:root"}, "Action": "sts:AssumeRole"}]}
+TRUST_OTHER_WITH_ID = {"Version": "2012-10-17", "Statement": [
+    {**TRUST_OTHER["Statement"][0], "Condition": {"StringEquals": {"sts:ExternalId": "s3cret-id"}}}]}
+TRUST_PUBLIC = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}
+TRUST_ORG = {"Version": "2012-10-17", "Statement": [
+    {**TRUST_PUBLIC["Statement"][0], "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-abc123"}}}]}
+
+
+def with_policy(policy, **kwargs):
+    return snapshot(users=[user("dev", attached_policies=(ref(policy),), **kwargs)], policies=[policy])
+
+
+def role_with(policy=None, **kwargs):
+    attached = (ref(policy),) if policy else ()
+    return snapshot(roles=[role("app", attached_policies=attached, last_used=ago(1), **kwargs)],
+                    policies=[policy] if policy else [])
+
+
+FIXTURES = {
+    "root-access-key": (snapshot(root=RootAccount(ROOT, access_keys=(key(1, used=400),), mfa_active=True)),
+                        snapshot(root=RootAccount(ROOT, mfa_active=True))),
+    "root-mfa-disabled": (snapshot(root=RootAccount(ROOT)), snapshot(root=RootAccount(ROOT, mfa_active=True))),
+    "root-recently-used": (snapshot(root=RootAccount(ROOT, password_last_used=ago(3))),
+                           snapshot(root=RootAccount(ROOT, password_last_used=ago(300)))),
+    "password-policy-weak": (snapshot(), snapshot(password_policy=STRONG)),
+    "console-user-without-mfa": (snapshot(users=[user(password_enabled=True)]),
+                                 snapshot(users=[user(password_enabled=True, mfa_active=True)])),
+    "unused-password": (snapshot(users=[user(password_enabled=True, password_last_used=ago(60))]),
+                        snapshot(users=[user(password_enabled=True, password_last_used=ago(2))])),
+    "unused-access-key": (snapshot(users=[user(access_keys=(key(1, age=100, used=50),))]),
+                          snapshot(users=[user(access_keys=(key(1, age=100, used=5),))])),
+    "old-access-key": (snapshot(users=[user(access_keys=(key(1, age=100),))]),
+                       snapshot(users=[user(access_keys=(key(1, age=30),))])),
+    "multiple-active-keys": (snapshot(users=[user(access_keys=(key(1), key(2)))]),
+                             snapshot(users=[user(access_keys=(key(1),))])),
+    "inactive-access-key": (snapshot(users=[user(access_keys=(key(1, active=False),))]),
+                            snapshot(users=[user(access_keys=(key(1),))])),
+    "stale-user": (snapshot(users=[user(age=200)]),
+                   snapshot(users=[user(age=200, access_keys=(key(1, used=1),))])),
+    "user-direct-policy": (with_policy(READ_S3), snapshot(users=[user("dev", groups=("devs",))])),
+    "admin-policy": (with_policy(ADMIN), with_policy(READ_S3)),
+    "service-wildcard-policy": (with_policy(EC2_ALL), with_policy(READ_S3)),
+    "privilege-escalation-policy": (
+        snapshot(users=[user("dev", inline_policies=(inline("esc", allow(["iam:PassRole", "ec2:RunInstances"])),))]),
+        with_policy(READ_S3)),
+    "role-trust-external-no-external-id": (role_with(trust=TRUST_OTHER), role_with(trust=TRUST_OTHER_WITH_ID)),
+    "role-trust-public": (role_with(trust=TRUST_PUBLIC), role_with(trust=TRUST_ORG)),
+    "compromised-key-quarantine": (with_policy(QUARANTINE), with_policy(READ_S3)),
+    "unused-role": (snapshot(roles=[role("old", age=200)]), snapshot(roles=[role("busy", age=200, last_used=ago(2))])),
+}
+
+
+def test_ids_are_unique_and_match_the_design_table():
+    ids = [spec.id for spec in CATALOG]
+    assert len(ids) == len(set(ids))
+    assert {spec.id: spec.severity.value for spec in CATALOG} == DESIGN_TABLE
+
+
+def test_every_spec_is_complete():
+    for spec in CATALOG:
+        assert isinstance(spec.severity, Severity) and isinstance(spec.resource_type, ResourceType)
+        assert spec.title and spec.rationale and spec.reference, spec.id
+        assert len(spec.rationale) < 120, f"{spec.id}: rationale is a one-liner for a DM"
+
+
+def test_every_check_has_a_firing_and_a_quiet_fixture():
+    assert set(FIXTURES) == set(BY_ID)
+
+
+@pytest.mark.parametrize("check", sorted(DESIGN_TABLE))
+def test_fixture_fires_and_stays_quiet_through_the_catalog(check):
+    firing, quiet = FIXTURES[check]
+    spec = BY_ID[check]
+    fired = [r for r in spec.evaluate(firing, ctx()) if r.failed]
+    assert fired and all(r.check == check and r.account == ACCOUNT for r in fired)
+    calm = spec.evaluate(quiet, ctx())
+    assert calm, f"{check} evaluated nothing on its quiet fixture"
+    assert not [r for r in calm if r.failed]
+
+
+def test_a_whole_catalog_run_reports_coverage_for_every_check():
+    merged = snapshot(
+        users=[user("dev", attached_policies=(ref(ESCALATE),), password_enabled=True, access_keys=(key(1, age=200),))],
+        roles=[role("app", trust=TRUST_OTHER)],
+        policies=[ESCALATE],
+        root=RootAccount(ROOT),
+    )
+    results = evaluate(merged, ctx())
+    evaluated = Counter(r.check for r in results)
+    assert set(evaluated) == set(BY_ID)

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     remind_after_days: int = Field(3, ge=1, validation_alias="STEWARD_REMIND_AFTER_DAYS")
     escalate_after_days: int = Field(7, ge=1, validation_alias="STEWARD_ESCALATE_AFTER_DAYS")
     exception_max_days: int = Field(90, ge=1, validation_alias="STEWARD_EXCEPTION_MAX_DAYS")
+    # Checks whose reversible action Steward takes itself when the owner has not decided by
+    # the deadline (STEWARD_ESCALATE_AFTER_DAYS after the DM, announced in it). Off by default.
+    auto_remediate: CommaList = Field([], validation_alias="STEWARD_AUTO_REMEDIATE")
     delete_after_days: int = Field(30, ge=0, validation_alias="STEWARD_DELETE_AFTER_DAYS")
 
     account_roles: CommaList = Field([], validation_alias="STEWARD_ACCOUNT_ROLES")
@@ -96,7 +99,20 @@ class Settings(BaseSettings):
         return value
     # --- end of scheduler and digest ---------------------------------------------------
 
-    @field_validator("security_approvers", "owner_tags", "account_roles", mode="before")
+    @field_validator("auto_remediate")
+    @classmethod
+    def _auto_checks(cls, value: list[str]) -> list[str]:
+        from bot.decisions import auto_action
+
+        wrong = [check for check in value if auto_action(check) is None]
+        if wrong:
+            raise ValueError(
+                f"no reversible owner action for {', '.join(wrong)} (possible: unused-access-key, "
+                "old-access-key, stale-user, compromised-key-quarantine)"
+            )
+        return value
+
+    @field_validator("security_approvers", "owner_tags", "account_roles", "auto_remediate", mode="before")
     @classmethod
     def _split_commas(cls, value):
         if isinstance(value, str):

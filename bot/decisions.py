@@ -60,7 +60,9 @@ SECURITY_ONLY = frozenset({
 
 FAMILIES: dict[str, tuple[Button, ...]] = {
     "unused-access-key": KEY_FAMILY,
-    "multiple-active-keys": KEY_FAMILY,
+    # Which of the two keys should go is the owner's call: each key's own finding (unused,
+    # old) carries its Deactivate button.
+    "multiple-active-keys": (KEEP, SNOOZE, NOT_MINE),
     "inactive-access-key": (DELETE_KEY, KEEP, SNOOZE, NOT_MINE),
     "old-access-key": (ROTATE, DEACTIVATE, KEEP),
     "stale-user": (QUARANTINE, KEEP, NOT_MINE),
@@ -108,3 +110,14 @@ def parse_action_id(action_id: str) -> tuple[Choice, str | None]:
         raise ValueError(f"not a finding action: {action_id!r}")
     choice = Choice(parts[1])
     return choice, (parts[2] if choice is Choice.REMEDIATE and len(parts) > 2 else None)
+
+
+def auto_action(check: str) -> str | None:
+    """The action `STEWARD_AUTO_REMEDIATE` may take for this check at the deadline: the first
+    remediation button the owner could take alone (reversible and access-reducing only)."""
+    from checks.remediate import registry
+
+    for button in FAMILIES.get(check, ()):
+        if button.action and registry.action(button.action).owner_may_apply_alone:
+            return button.action
+    return None

@@ -115,7 +115,6 @@ CATALOG: tuple[CheckSpec, ...] = (
         "Two live keys usually means a rotation that was never finished.",
         "CIS 1.13",
         credentials.multiple_active_keys,
-        ("deactivate-access-key",),
     ),
     CheckSpec(
         "inactive-access-key",

@@ -352,3 +352,25 @@ def test_iam_digest_previews_privately_for_approvers(world, served):
     assert not [m for m in world.fake.messages(world.security) if "digest" in json.dumps(m).lower()
                 and "Weekly" in json.dumps(m)]  # nothing posted to the channel
     assert "Only security approvers can preview the digest" in served.reply("digest", BOB)["text"]
+
+
+def test_auto_remediation_is_announced_then_taken_at_the_deadline(world):
+    now = utcnow()
+    world.steward(clock=lambda: now, auto_remediate=["unused-access-key"]).campaigns.run_cycle()
+    dm_text = json.dumps(dm_message(world, BOB)["blocks"])
+    deadline = (now + timedelta(days=7)).strftime("%Y-%m-%d")
+    assert f"Unless you decide by *{deadline}*" in dm_text and "deactivate access key" in dm_text.lower()
+    early = world.steward(clock=lambda: now + timedelta(days=6), auto_remediate=["unused-access-key"])
+    assert early.campaigns.run_cycle().auto_remediated == 0
+    assert world.key_status() == "Active"
+    late = world.steward(clock=lambda: now + timedelta(days=7, minutes=1), auto_remediate=["unused-access-key"])
+    assert late.campaigns.run_cycle().auto_remediated == 2  # bob's and dave's unused keys
+    assert world.key_status() == "Inactive" and world.key_status("dave") == "Inactive"
+    assert world.finding("unused-access-key", "bob").state == "remediated"
+    assert "remediation:undo" in json.dumps(dm_message(world, BOB)["blocks"])  # the owner can undo it
+    with Session(world.engine) as session:
+        rems = session.exec(select(Remediation)).all()
+    assert {(r.requested_by, r.approved_by, r.action) for r in rems} == {
+        ("system:auto-remediate", "system:auto-remediate", "deactivate-access-key")}
+    # Findings of other checks were left alone.
+    assert world.finding("stale-user", "dave").state == "notified"

@@ -87,9 +87,13 @@ def undo_actions(token: str) -> ActionsBlock:
     )
 
 
-def finding_blocks(finding, outcome: Outcome | None, *, dry_run: bool = False) -> list[Block]:
+def finding_blocks(finding, outcome: Outcome | None, *, dry_run: bool = False,
+                   deadline: tuple[datetime, str] | None = None) -> list[Block]:
     blocks: list[Block] = [finding_section(finding)]
     if outcome is None:
+        if deadline:
+            blocks.append(context(f":robot_face: Unless you decide by *{deadline[0]:%Y-%m-%d}*, Steward will "
+                                  f"*{deadline[1].lower()}* itself (reversible: you can undo it)."))
         blocks.append(finding_actions(finding, dry_run=dry_run))
         return blocks
     blocks.append(context(outcome.text))
@@ -99,7 +103,7 @@ def finding_blocks(finding, outcome: Outcome | None, *, dry_run: bool = False) -
 
 
 def owner_dm(findings: Sequence, outcomes: Mapping[str, Outcome], *, dry_run: bool = False,
-             part: tuple[int, int] = (1, 1)) -> list[Block]:
+             part: tuple[int, int] = (1, 1), deadlines: Mapping[str, tuple[datetime, str]] | None = None) -> list[Block]:
     """One DM: the owner's findings (at most FINDINGS_PER_MESSAGE), decided or not."""
     count = len(findings)
     title = "IAM Steward: a few things to tidy up in AWS" if count > 1 else "IAM Steward: one thing to tidy up in AWS"
@@ -111,7 +115,8 @@ def owner_dm(findings: Sequence, outcomes: Mapping[str, Outcome], *, dry_run: bo
                 "changes happen at once, the rest goes to the security team for approval."),
     ]
     for finding in findings:
-        blocks.extend(finding_blocks(finding, outcomes.get(finding.token), dry_run=dry_run))
+        blocks.extend(finding_blocks(finding, outcomes.get(finding.token), dry_run=dry_run,
+                                     deadline=(deadlines or {}).get(finding.token)))
     blocks.append(context(_footer(dry_run)))
     return blocks
 

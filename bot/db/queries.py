@@ -195,15 +195,16 @@ def overrides_for(*, session: Session, resources: Iterable[str]) -> dict[str, st
     return {row.resource: row.slack_user_id for row in rows}
 
 
-def waiting_findings(*, session: Session, notified_before: datetime, field: str) -> list[Finding]:
-    """Notified findings with no decision since `notified_before`, not yet reminded/escalated."""
-    column = getattr(Finding, field)
-    return list(session.exec(
-        select(Finding)
-        .where(Finding.state == "notified", Finding.notified_at <= notified_before, column.is_(None),
-               Finding.notified_to.is_not(None), Finding.decision.is_(None))
-        .order_by(Finding.id)
-    ))
+def waiting_findings(*, session: Session, notified_before: datetime, field: str | None = None) -> list[Finding]:
+    """Findings DMed to an owner before `notified_before` with no decision since, and (with
+    `field`, e.g. "reminded_at") not yet reminded or escalated."""
+    query = select(Finding).where(
+        Finding.state == "notified", Finding.notified_at <= notified_before,
+        Finding.notified_to.is_not(None), Finding.decision.is_(None),
+    )
+    if field:
+        query = query.where(getattr(Finding, field).is_(None))
+    return list(session.exec(query.order_by(Finding.id)))
 
 
 def decisions_ending(*, session: Session, now: datetime) -> list[Finding]:

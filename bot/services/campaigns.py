@@ -32,7 +32,7 @@ from bot.config import Settings
 from bot.db import queries
 from bot.db.engine import session_scope
 from bot.db.models import Finding, OwnerOverride, Remediation
-from bot.decisions import ROTATE_DEADLINE_DAYS, SECURITY_ONLY, Choice, removal_action
+from bot.decisions import ROTATE_DEADLINE_DAYS, SECURITY_ONLY, Choice, auto_action, removal_action
 from bot.lifecycle import Event, InvalidTransition, next_state
 from bot.services.common import Clock, ServiceError, utcnow
 from bot.services.remediation import RemediationRefused, RemediationService
@@ -41,6 +41,7 @@ from checks.remediate import registry
 log = logging.getLogger(__name__)
 
 METADATA_EVENT = "steward_notification"
+AUTO_ACTOR = "system:auto-remediate"
 ACTIONABLE = frozenset({"open", "notified", "reopened", "failed"})
 
 
@@ -56,6 +57,7 @@ class CycleReport:
     resumed: int = 0
     reminders: int = 0
     escalations: int = 0
+    auto_remediated: int = 0
     failures: list[str] = field(default_factory=list)
     unrouted: int = 0  # no owner and no security channel to send them to
 
@@ -119,6 +121,7 @@ class Campaigns:
                 log.warning("%d findings have no owner and STEWARD_SECURITY_CHANNEL is not set", len(triage))
         self._remind(now, report)
         self._escalate(now, report)
+        self._auto_remediate(now, report)
         return report
 
     def _slack_owner(self, finding: Finding, overrides: dict[str, str]) -> str | None:
@@ -242,6 +245,41 @@ class Campaigns:
             session.execute(update(Finding).where(Finding.id.in_([f.id for f in findings])).values({column: now}))
             audit.record(session, actor="system", action=action, at=now,
                          payload={**payload, "fingerprints": [f.fingerprint for f in findings]})
+
+    # -- optional auto-remediation (STEWARD_AUTO_REMEDIATE) ---------------------------------
+
+    def auto_deadlines(self, findings: Iterable[Finding]) -> dict[str, tuple[datetime, str]]:
+        """Per finding token: when Steward will act itself, and what it will do (for the DM)."""
+        if not self.settings.auto_remediate:
+            return {}
+        days = timedelta(days=self.settings.escalate_after_days)
+        deadlines = {}
+        for finding in findings:
+            action = auto_action(finding.check_id) if finding.check_id in self.settings.auto_remediate else None
+            if action:
+                deadlines[finding.token] = ((finding.notified_at or self.clock()) + days, registry.action(action).title)
+        return deadlines
+
+    def _auto_remediate(self, now: datetime, report: CycleReport) -> None:
+        """Take the announced reversible action on findings nobody decided about in time."""
+        if not self.settings.auto_remediate:
+            return
+        cutoff = now - timedelta(days=self.settings.escalate_after_days)
+        with session_scope(self.engine) as session:
+            due = [f for f in queries.waiting_findings(session=session, notified_before=cutoff)
+                   if f.check_id in self.settings.auto_remediate]
+        for finding in due:
+            action = auto_action(finding.check_id)
+            try:
+                rem = self.remediations.request(finding.id, action, actor=AUTO_ACTOR)
+                self.remediations.approve(rem.id, approver=AUTO_ACTOR)
+                rem = self.remediations.execute(rem.id, actor=AUTO_ACTOR)
+            except ServiceError as exc:
+                report.failures.append(f"auto {action} on {finding.resource}: {exc}")
+                continue
+            if rem.status == "succeeded":
+                report.auto_remediated += 1
+            self._refresh_finding(self._finding(finding.id))
 
     def expire_decisions(self, now: datetime | None = None) -> int:
         """Snoozes, exceptions and rotation promises that ran out: ask the owner again."""
@@ -521,7 +559,9 @@ class Campaigns:
     def _render(self, findings: list[Finding], owner: str | None, part=(1, 1)):
         outcomes = self.outcomes(findings)
         if owner:
-            return dm.owner_dm(findings, outcomes, dry_run=self.settings.dry_run, part=part), dm.dm_fallback_text(findings)
+            blocks = dm.owner_dm(findings, outcomes, dry_run=self.settings.dry_run, part=part,
+                                 deadlines=self.auto_deadlines(findings))
+            return blocks, dm.dm_fallback_text(findings)
         reason = ("Nobody could be matched to these (owner tags, email user names). Assign an owner, or act on "
                   "account-level findings here.")
         return dm.triage_message(findings, outcomes, reason=reason), f"IAM Steward triage: {len(findings)} finding(s)"

@@ -135,7 +135,7 @@ class Campaigns:
 
     def _send(self, channel: str, owner: str | None, findings: list[Finding], now: datetime,
               report: CycleReport, part: tuple[int, int] = (1, 1)) -> None:
-        resumed = self._resume(channel, findings, now)
+        resumed = self._resume(channel, owner, findings, now)
         if resumed:
             report.resumed += len(resumed)
             findings = [f for f in findings if f.id not in resumed]
@@ -179,15 +179,16 @@ class Campaigns:
                          payload={"channel": channel, "ts": ts, "to": owner or "security-triage",
                                   "fingerprints": [f.fingerprint for f in findings]})
 
-    def _resume(self, channel: str, findings: list[Finding], now: datetime) -> set[int]:
+    def _resume(self, channel: str, owner: str | None, findings: list[Finding], now: datetime) -> set[int]:
         """Findings whose message was posted but not recorded (a crash): adopt that message."""
         batches = {f.notify_batch for f in findings if f.notify_batch}
         if not batches:
             return set()
         try:
-            opened = self.client.conversations_open(users=channel) if channel[0] in "UW" else None
-            history = self.client.conversations_history(
-                channel=opened["channel"]["id"] if opened else channel, limit=50, include_all_metadata=True)
+            dm_channel = channel
+            if owner:  # a DM is addressed by the user id; its history by the IM channel's id
+                dm_channel = self.client.conversations_open(users=owner)["channel"]["id"]
+            history = self.client.conversations_history(channel=dm_channel, limit=50, include_all_metadata=True)
         except SlackApiError as exc:
             log.warning("cannot read %s to resume a campaign: %s", channel, exc.response.get("error"))
             return set()
@@ -196,9 +197,7 @@ class Campaigns:
             batch = ((message.get("metadata") or {}).get("event_payload") or {}).get("batch")
             if batch in batches:
                 mine = [f for f in findings if f.notify_batch == batch]
-                owner = channel if channel[0] in "UW" else None
-                self._mark_sent(mine, batch, history.get("channel") or message.get("channel") or
-                                (opened["channel"]["id"] if opened else channel), message["ts"], owner, now)
+                self._mark_sent(mine, batch, dm_channel, message["ts"], owner, now)
                 found.update(f.id for f in mine)
         return found
 

@@ -325,6 +325,8 @@ def test_iam_audit_shows_events_to_approvers_only(world, served):
     reply = served.reply(f"audit {key_id}", CAROL)
     text = json.dumps(reply)
     assert "remediation.succeeded" in text and "remediation.started" in text
+    by_name = json.dumps(served.reply("audit bob", CAROL))
+    assert "remediation.succeeded" in by_name and "scan.succeeded" not in by_name
     refused = served.reply(f"audit {key_id}", BOB)
     assert "Only security approvers can read the audit log" in refused["text"]
 

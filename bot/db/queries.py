@@ -57,6 +57,10 @@ def latest_scans(*, session: Session, limit: int = 20) -> list[Scan]:
     return list(session.exec(select(Scan).order_by(Scan.id.desc()).limit(limit)))
 
 
+def identities_named(*, session: Session, name: str) -> list[IamIdentity]:
+    return list(session.exec(select(IamIdentity).where(IamIdentity.name == name).limit(50)))
+
+
 def identities_of_account(*, session: Session, account_id: str) -> list[IamIdentity]:
     return list(session.exec(select(IamIdentity).where(IamIdentity.account_id == account_id)))
 

@@ -155,10 +155,16 @@ class Steward:
         return home_view(findings, kept, recent)
 
     def audit_events(self, needle: str, limit: int = 20) -> list:
+        """Recent events about an ARN, access key id, fingerprint, Slack user or account, or
+        about an IAM user given by name (every account's user of that name)."""
         from bot import audit
 
         with session_scope(self.engine) as session:
-            return audit.events_about(session, needle, limit=limit)
+            needles = [needle]
+            if not needle.startswith("arn:"):
+                needles += [i.arn for i in queries.identities_named(session=session, name=needle)]
+            events = {e.sequence: e for n in needles for e in audit.events_about(session, n, limit=limit)}
+        return sorted(events.values(), key=lambda e: e.sequence, reverse=True)[:limit]
 
     def digest_preview(self):
         """This week's digest, built but not posted (for `/iam digest`)."""

@@ -231,6 +231,7 @@ def run_scan() -> None:
     failed = [o.account_id for o in report.failed]
     log.info("scheduled scan %s: %d accounts, %d failed%s (%.1fs)", report.run_id, len(report.outcomes),
              len(failed), f": {', '.join(failed)}" if failed else "", time.monotonic() - began)
+    runtime.steward.campaigns.refresh_resolved(report.resolved)
     run_route()
 
 

@@ -376,3 +376,17 @@ def test_auto_remediation_is_announced_then_taken_at_the_deadline(world):
         ("system:auto-remediate", "system:auto-remediate", "deactivate-access-key")}
     # Findings of other checks were left alone.
     assert world.finding("stale-user", "dave").state == "notified"
+
+
+def test_a_scan_that_resolves_findings_updates_their_dm(world):
+    steward = world.steward()
+    steward.campaigns.run_cycle()
+    key_id = world.finding("unused-access-key", "bob").details["access_key_id"]
+    world.iam.delete_access_key(UserName="bob", AccessKeyId=key_id)
+    report = steward.scans.run(actor="test")
+    assert world.finding("unused-access-key", "bob").fingerprint in report.resolved
+    assert steward.campaigns.refresh_resolved(report.resolved) == 1
+    blocks = json.dumps(dm_message(world, BOB)["blocks"])
+    assert "Resolved: the scan of" in blocks
+    token = world.finding("unused-access-key", "bob").token
+    assert f'"f:{token}"' not in blocks  # its buttons are gone

@@ -185,6 +185,14 @@ def findings_to_route(*, session: Session) -> list[Finding]:
     ))
 
 
+def findings_by_fingerprints(*, session: Session, fingerprints: Iterable[str]) -> list[Finding]:
+    wanted = list(fingerprints)
+    found: list[Finding] = []
+    for start in range(0, len(wanted), 500):  # keep IN lists a reasonable size
+        found += session.exec(select(Finding).where(Finding.fingerprint.in_(wanted[start : start + 500])))
+    return found
+
+
 def findings_in_message(*, session: Session, channel: str, ts: str) -> list[Finding]:
     return list(session.exec(
         select(Finding).where(Finding.notify_channel == channel, Finding.notify_ts == ts).order_by(Finding.id)

@@ -201,6 +201,16 @@ class Campaigns:
                 found.update(f.id for f in mine)
         return found
 
+    def refresh_resolved(self, fingerprints: Iterable[str]) -> int:
+        """After a scan: replace the buttons of findings it resolved with "Resolved" in place,
+        so nobody is asked about what is already gone. Returns the messages updated."""
+        with session_scope(self.engine) as session:
+            findings = queries.findings_by_fingerprints(session=session, fingerprints=fingerprints)
+        messages = _group_by_message(findings)
+        for channel, ts in messages:
+            self.refresh_message(channel, ts)
+        return len(messages)
+
     def _remind(self, now: datetime, report: CycleReport) -> None:
         days = self.settings.remind_after_days
         with session_scope(self.engine) as session:

@@ -45,6 +45,7 @@ class AccountOutcome:
     identities: list[dict] = field(default_factory=list)
     coverage: dict[str, list[int]] = field(default_factory=dict)  # check -> [evaluated, failed]
     changes: dict[str, int] = field(default_factory=dict)  # new / reopened / resolved
+    resolved: list[str] = field(default_factory=list)  # fingerprints this scan resolved
     seconds: float = 0.0  # measured with a monotonic clock; the timestamps are whole seconds
     scan_id: int | None = None
 
@@ -61,6 +62,10 @@ class ScanReport:
     @property
     def failed(self) -> list[AccountOutcome]:
         return [o for o in self.outcomes if o.failed]
+
+    @property
+    def resolved(self) -> list[str]:
+        return [fp for o in self.outcomes for fp in o.resolved]
 
 
 ProgressCallback = Callable[[str, str], None]  # (account label, "started"|"succeeded"|"failed")
@@ -230,6 +235,7 @@ class ScanService:
                 session, outcome.account_id, outcome.findings, outcome.owners, scan_row.id, now
             )
             outcome.changes = {kind: len(fps) for kind, fps in changed.items()}
+            outcome.resolved = changed["resolved"]
             queries.replace_identities(
                 session=session, account_id=outcome.account_id, identities=outcome.identities, now=now
             )

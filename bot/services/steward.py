@@ -130,6 +130,7 @@ class Steward:
             report = self.scans.run(only_accounts=[account] if account else [], actor=actor)
         except ServiceError as exc:
             return f":x: The scan could not start: {exc}"
+        self.campaigns.refresh_resolved(report.resolved)
         lines = []
         for o in report.outcomes:
             if o.failed:

@@ -128,9 +128,10 @@ def runtime_calls():
 def fake_runtime(engine, calls, *, client=None, s: Settings | None = None):
     def scans_run(**kw):
         calls.append(("scan", kw))
-        return SimpleNamespace(run_id="r1", outcomes=[], failed=[])
+        return SimpleNamespace(run_id="r1", outcomes=[], failed=[], resolved=["fp-gone"])
 
     campaigns = SimpleNamespace(
+        refresh_resolved=lambda fingerprints: calls.append(("refresh", list(fingerprints))) or 1,
         run_cycle=lambda: calls.append(("route",)) or "cycle",
         expire_decisions=lambda: calls.append(("expire",)) or 0,
     )
@@ -198,7 +199,7 @@ def test_scan_job_scans_as_system_then_routes(engine, runtime_calls):
     sched.install_runtime(fake_runtime(engine, runtime_calls))
     sched.run_scan()
     sched.run_expire()
-    assert runtime_calls == [("scan", {"actor": "system"}), ("route",), ("expire",)]
+    assert runtime_calls == [("scan", {"actor": "system"}), ("refresh", ["fp-gone"]), ("route",), ("expire",)]
 
 
 def test_runtime_factory_is_called_once(runtime_calls):

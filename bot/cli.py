@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from contextlib import nullcontext
 from enum import StrEnum
 
 import typer
@@ -76,8 +77,12 @@ def scan(
             raise fail(f"--account takes a 12-digit AWS account id, not {account_id!r}")
     engine = None if no_save else _engine(settings)
     service = ScanService(settings, engine=engine)
+    # A spinner on a terminal (lines above it say which account started and finished);
+    # plain lines when stderr is a pipe or a CI log.
+    spinner = err.status("Scanning: credential report, authorization details…") if err.is_terminal else nullcontext()
     try:
-        report = service.run(only_accounts=account, save=not no_save, actor=cli_actor(), progress=_progress)
+        with spinner:
+            report = service.run(only_accounts=account, save=not no_save, actor=cli_actor(), progress=_progress)
     except ServiceError as exc:
         raise fail(f"scan failed: {exc}", code=1) from None
 

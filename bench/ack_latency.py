@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,43 +45,12 @@ from bot.db.migrate import upgrade  # noqa: E402
 from bot.db.models import Finding, IamIdentity  # noqa: E402
 from bot.sandbox import signing  # noqa: E402
 from bot.sandbox.slack_fake import SlackFake  # noqa: E402
+from tests.bot.test_serve_http import free_port, steward_command  # noqa: E402
+from tests.databases import scratch_postgres  # noqa: E402
 
 SECRET = "bench-signing-secret"
 TARGET_P99_MS = 100.0
 ACCOUNTS = ("111111111111", "222222222222", "333333333333", "444444444444")
-
-
-@contextlib.contextmanager
-def fresh_postgres(admin_url: str):
-    """A new empty database next to ``admin_url``'s, dropped afterwards."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    name = f"steward_bench_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(
-                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
-                {"n": name},
-            )
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def steward_command() -> list[str]:
-    script = Path(sys.executable).parent / "steward"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "bot"]
 
 
 def seed(database_url: str, users: int, people: list[tuple[str, str]]) -> tuple[int, int]:
@@ -279,7 +246,7 @@ def main() -> None:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="steward-bench-")))
         fake = stack.enter_context(SlackFake())
         if args.postgres:
-            database_url = stack.enter_context(fresh_postgres(args.postgres))
+            database_url = stack.enter_context(scratch_postgres(args.postgres, prefix="steward_bench"))
         else:
             database_url = f"sqlite:///{workdir / 'steward.db'}"
         people = [

@@ -31,8 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, event, insert, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import event, insert, text  # noqa: E402
 
 from bot.blocks.digest import digest_blocks, digest_text  # noqa: E402
 from bot.charts import history_chart_png  # noqa: E402
@@ -42,6 +41,7 @@ from bot.db.migrate import upgrade  # noqa: E402
 from bot.db.models import Account, AuditEvent, Finding, Remediation, Scan  # noqa: E402
 from bot.services.digest import DigestService  # noqa: E402
 from checks.catalog import CATALOG  # noqa: E402
+from tests.databases import scratch_postgres  # noqa: E402
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 BATCH = 10_000
@@ -181,21 +181,6 @@ def bench(label: str, url: str, args) -> None:
     engine.dispose()
 
 
-@contextmanager
-def fresh_postgres(admin_url: str):
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    name = f"steward_bench_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name})
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--findings", type=int, default=100_000)
@@ -210,7 +195,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bench("SQLite", f"sqlite:///{Path(tmp) / 'bench.db'}", args)
     if args.postgres and not args.no_postgres:
-        with fresh_postgres(args.postgres) as url:
+        with scratch_postgres(args.postgres, prefix="steward_bench") as url:
             bench("PostgreSQL", url, args)
     else:
         print("\n(PostgreSQL skipped: give --postgres or set STEWARD_TEST_DATABASE_URL)")

@@ -44,9 +44,6 @@ for command in (notify, findings, remediate, undo, reconcile):
 
 SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
 
-# Older names, used by the subcommand modules.
-_settings, _engine = settings_or_exit, engine_for
-
 
 class OutputFormat(StrEnum):
     table = "table"
@@ -71,11 +68,11 @@ def scan(
     """Collect and evaluate every configured account; save the findings."""
     from bot.services import ScanService, ServiceError
 
-    settings = _settings()
+    settings = settings_or_exit()
     for account_id in account:
         if not (account_id.isdigit() and len(account_id) == 12):
             raise fail(f"--account takes a 12-digit AWS account id, not {account_id!r}")
-    engine = None if no_save else _engine(settings)
+    engine = None if no_save else engine_for(settings)
     service = ScanService(settings, engine=engine)
     # A spinner on a terminal (lines above it say which account started and finished);
     # plain lines when stderr is a pipe or a CI log.
@@ -163,7 +160,7 @@ def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")):
     """Apply database migrations (Alembic) up to REVISION."""
     from bot.db.migrate import upgrade
 
-    settings = _settings()
+    settings = settings_or_exit()
     upgrade(settings.effective_database_url, revision)
     err.print(f"database at revision {revision}")
 

@@ -16,14 +16,13 @@ from typing import Annotated
 
 import typer
 
+from bot.cli_common import engine_for, err, settings_or_exit
+
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 
 
 def _open_engine():
-    # Imported here: bot.cli imports this module to register `audit_app`.
-    from bot import cli
-
-    return cli._engine(cli._settings())
+    return engine_for(settings_or_exit())
 
 
 @audit_app.command("verify")
@@ -32,7 +31,6 @@ def verify_command(
 ):
     """Recompute the hash chain; exit 1 naming the first bad event if it was tampered with."""
     from bot.audit import verify
-    from bot.cli import err
 
     engine = _open_engine()
     try:
@@ -101,7 +99,6 @@ def export_command(
     from sqlmodel import Session
 
     from bot.audit import export
-    from bot.cli import err
 
     since_at = parse_since(since) if since is not None else None
     if output is not None and not output.resolve().parent.is_dir():

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from bot.db.engine import make_engine
 from bot.db.migrate import upgrade
+from tests.databases import scratch_postgres
 
 PG_URL = os.environ.get("STEWARD_TEST_DATABASE_URL")
 
@@ -33,20 +31,8 @@ def _no_ambient_settings(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
 def fresh_postgres_database() -> Iterator[str]:
     """A new, empty PostgreSQL database for one test (dropped afterwards)."""
     assert PG_URL
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    name = f"steward_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
-                {"n": name},
-            )
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+    with scratch_postgres(PG_URL) as url:
+        yield url
 
 
 DIALECTS = [

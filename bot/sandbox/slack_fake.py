@@ -1666,7 +1666,8 @@ class SlackFake:
         )
         return {"channel": cid, "ts": msg["ts"], "message": copy.deepcopy(msg)}
 
-    def _chat_update(self, params: dict[str, Any], actor: str) -> dict[str, Any]:
+    def _own_message(self, params: dict[str, Any], actor: str, refusal: str) -> tuple[str, dict[str, Any]]:
+        """The (channel id, message) that `channel` + `ts` name, if `actor` posted it."""
         if not params.get("channel"):
             raise _SlackError("channel_not_found")
         if not params.get("ts"):
@@ -1676,7 +1677,11 @@ class SlackFake:
         if msg is None:
             raise _SlackError("message_not_found")
         if msg.get("user") != actor:
-            raise _SlackError("cant_update_message")
+            raise _SlackError(refusal)
+        return cid, msg
+
+    def _chat_update(self, params: dict[str, Any], actor: str) -> dict[str, Any]:
+        cid, msg = self._own_message(params, actor, "cant_update_message")
         text, blocks, attachments = self._content(params)
         if text is None and blocks is None and attachments is None:
             raise _SlackError("no_text")
@@ -1744,16 +1749,7 @@ class SlackFake:
         return ts
 
     def _chat_delete(self, params: dict[str, Any], actor: str) -> dict[str, Any]:
-        if not params.get("channel"):
-            raise _SlackError("channel_not_found")
-        if not params.get("ts"):
-            raise _missing("ts")
-        cid = self._resolve_channel(str(params["channel"]), open_im=False)
-        msg = self._find_message(cid, str(params["ts"]))
-        if msg is None:
-            raise _SlackError("message_not_found")
-        if msg.get("user") != actor:
-            raise _SlackError("cant_delete_message")
+        cid, msg = self._own_message(params, actor, "cant_delete_message")
         self._delete_message(cid, msg)
         return {"channel": cid, "ts": msg["ts"]}
 

@@ -253,13 +253,12 @@ def test_advisory_lock_is_exclusive_and_visible_in_pg_locks():
 @pytest.fixture
 def pg_database_url():
     from bot.db.migrate import upgrade
-    from tests.conftest import fresh_postgres_database
+    from tests.conftest import PG_URL
+    from tests.databases import scratch_postgres
 
-    databases = fresh_postgres_database()
-    url = next(databases)
-    upgrade(url)
-    yield url
-    databases.close()
+    with scratch_postgres(PG_URL) as url:
+        upgrade(url)
+        yield url
 
 
 @pg_only

@@ -35,7 +35,8 @@ from bot.sandbox import signing
 from bot.sandbox.slack_fake import SlackFake
 from bot.web import create_wsgi_app
 from tests.aws import FAKE_CREDENTIALS, running_moto_server
-from tests.conftest import PG_URL, fresh_postgres_database
+from tests.conftest import PG_URL
+from tests.databases import scratch_postgres
 
 SECRET = "serve-test-signing-secret"
 ACCOUNT = "111111111111"
@@ -284,7 +285,7 @@ def served(request, fake: SlackFake, moto_url: str, tmp_path_factory) -> Iterato
         if request.param == "sqlite":
             database_url = f"sqlite:///{workdir / 'steward.db'}"
         else:
-            database_url = stack.enter_context(contextlib.contextmanager(fresh_postgres_database)())
+            database_url = stack.enter_context(scratch_postgres(PG_URL))
         seed(database_url)
         aws = {
             **FAKE_CREDENTIALS,

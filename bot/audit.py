@@ -134,6 +134,9 @@ class AuditAction(StrEnum):
     REFUSED = "refused"
     # Reports
     DIGEST_POSTED = "digest.posted"
+    # Findings sent to other tools (account set; payload: region, active, archived, refused, error)
+    EXPORT_SECURITYHUB = "export.securityhub"
+    EXPORT_SECURITYHUB_FAILED = "export.securityhub_failed"
 
 
 class AuditError(RuntimeError):

@@ -19,6 +19,7 @@ from bot.cli_audit import audit_app
 from bot.cli_common import cli_actor, engine_for, err, fail, out, settings_or_exit
 from bot.cli_demo import demo
 from bot.cli_digest import digest
+from bot.cli_export import export
 from bot.cli_notify import notify
 from bot.cli_remediate import findings, reconcile, remediate, undo
 from bot.cli_serve import serve, socket
@@ -38,6 +39,7 @@ app.command("socket")(socket)
 app.command("demo")(demo)
 app.command("worker")(worker)
 app.command("digest")(digest)
+app.command("export")(export)
 app.add_typer(audit_app, name="audit")
 for command in (notify, findings, remediate, undo, reconcile):
     app.command()(command)
@@ -48,6 +50,7 @@ SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "lo
 class OutputFormat(StrEnum):
     table = "table"
     json = "json"
+    ocsf = "ocsf"  # a JSON array of OCSF Detection Findings (what Prowler and Security Lake read)
 
 
 @app.callback()
@@ -61,7 +64,7 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug
 
 @app.command()
 def scan(
-    format: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="table or json."),
+    format: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="table, json or ocsf."),
     account: list[str] = typer.Option([], "--account", "-a", help="Only this account id (repeatable)."),
     no_save: bool = typer.Option(False, "--no-save", help="Do not write the scan to the database."),
 ):
@@ -90,6 +93,8 @@ def scan(
             for result in outcome.findings
         ]
         sys.stdout.write(json.dumps(rows, indent=2, sort_keys=True, default=str) + "\n")
+    elif format is OutputFormat.ocsf:
+        sys.stdout.write(json.dumps(_ocsf_rows(report), indent=2, sort_keys=True) + "\n")
     else:
         _print_table(report)
     for outcome in report.failed:
@@ -102,6 +107,26 @@ def _finding_row(result, outcome):
     from bot.report import finding_json
 
     return finding_json(result, outcome.owners.get(result.fingerprint))
+
+
+def _ocsf_rows(report) -> list[dict]:
+    """Every finding of the scan as an OCSF Detection Finding, seen at the scan's time."""
+    from importlib.metadata import version
+
+    from checks.formats import Seen
+    from checks.formats.ocsf import detection_finding
+
+    return [
+        detection_finding(
+            _finding_row(result, outcome),
+            Seen(outcome.finished_at, outcome.finished_at),
+            now=outcome.finished_at,
+            version=version("iam-steward"),
+            account_name=outcome.label if outcome.label != outcome.account_id else None,
+        )
+        for outcome in report.outcomes
+        for result in outcome.findings
+    ]
 
 
 def _progress(label: str, event: str) -> None:

@@ -60,3 +60,17 @@ def finding_json(result: Result, owner: str | None) -> dict[str, Any]:
         "fingerprint": result.fingerprint,
         "details": dict(result.details),
     }
+
+
+def stored_finding_json(row: Any) -> dict[str, Any]:
+    """A stored finding (`bot.db.models.Finding`) in the same JSON contract as a scan's."""
+    return {
+        "check": row.check_id,
+        "account": row.account_id,
+        "resource": row.resource,
+        "severity": row.severity,
+        "title": row.title,
+        "owner": row.owner,
+        "fingerprint": row.fingerprint,
+        "details": dict(row.details or {}),
+    }

@@ -432,3 +432,47 @@ def moto_env(url: str | None = None) -> dict[str, str]:
     if url:
         env["AWS_ENDPOINT_URL"] = url
     return env
+
+
+# ---------------------------------------------------------------------------------------
+# Security Hub, as strict as AWS documents it
+
+
+def strict_security_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make moto's `BatchImportFindings` refuse what Security Hub refuses.
+
+    moto accepts any finding; Security Hub answers InvalidAccessException when the hub is
+    not enabled, takes at most 100 findings per call, accepts a default-product finding
+    only from the account it is about, refuses findings over 240 KB, and does not apply an
+    update whose UpdatedAt is older than the stored one.
+    """
+    from moto.securityhub.exceptions import InvalidInputException, SecurityHubClientError
+    from moto.securityhub.models import SecurityHubBackend
+
+    original = SecurityHubBackend.batch_import_findings
+
+    def strict(self: SecurityHubBackend, findings: list[dict[str, Any]]):
+        if not self.enabled:
+            raise SecurityHubClientError("InvalidAccessException",
+                            f"Account {self.account_id} is not subscribed to AWS Security Hub")
+        if len(findings) > 100:
+            raise InvalidInputException("BatchImportFindings", "Findings must contain at most 100 items")
+        accepted, refused = [], []
+        stored = {f.id: f.data for f in self.findings}
+        own_product = f"arn:aws:securityhub:{self.region_name}:{self.account_id}:product/{self.account_id}/default"
+        for finding in findings:
+            problem = None
+            if finding.get("AwsAccountId") != self.account_id or finding.get("ProductArn") != own_product:
+                problem = ("AccessDeniedException", "a default-product finding must be about the calling account")
+            elif len(json.dumps(finding)) > 240 * 1024:
+                problem = ("InvalidInput", "finding larger than 240 KB")
+            elif finding["Id"] in stored and finding["UpdatedAt"] < stored[finding["Id"]]["UpdatedAt"]:
+                problem = ("InvalidInput", "UpdatedAt is older than the stored finding's")
+            if problem:
+                refused.append({"Id": finding.get("Id", ""), "ErrorCode": problem[0], "ErrorMessage": problem[1]})
+            else:
+                accepted.append(finding)
+        failed_count, success_count, failed = original(self, accepted)
+        return failed_count + len(refused), success_count, failed + refused
+
+    monkeypatch.setattr(SecurityHubBackend, "batch_import_findings", strict)

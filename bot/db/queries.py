@@ -8,7 +8,16 @@ from datetime import datetime
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from bot.db.models import Account, Finding, IamIdentity, OwnerOverride, Remediation, Scan
+from bot.db.models import (
+    Account,
+    AuditEvent,
+    Finding,
+    IamIdentity,
+    OwnerOverride,
+    Remediation,
+    Scan,
+)
+from bot.lifecycle import State
 
 
 def upsert_account(
@@ -225,3 +234,22 @@ def decisions_ending(*, session: Session, now: datetime) -> list[Finding]:
         .where(Finding.decision_until.is_not(None), Finding.decision_until <= now, Finding.state != "resolved")
         .order_by(Finding.id)
     ))
+
+
+def last_audited(*, session: Session, action: str, account_id: str) -> datetime | None:
+    """When `action` was last audited for this account (e.g. the last Security Hub export)."""
+    return session.exec(
+        select(func.max(AuditEvent.at)).where(AuditEvent.action == action, AuditEvent.account == account_id)
+    ).one()
+
+
+def findings_to_export(*, session: Session, account_id: str, resolved_since: datetime | None) -> list[Finding]:
+    """Every finding still open in an account, plus those resolved since `resolved_since`."""
+    open_ = Finding.state != State.RESOLVED
+    if resolved_since is None:
+        query = select(Finding).where(Finding.account_id == account_id, open_)
+    else:
+        query = select(Finding).where(
+            Finding.account_id == account_id, open_ | (Finding.resolved_at > resolved_since)
+        )
+    return list(session.exec(query.order_by(Finding.id)))

@@ -1,0 +1,127 @@
+"""Sending stored findings to AWS Security Hub, each account's into that account.
+
+Open findings go as ACTIVE; findings a scan resolved since the account's last export go
+once more as ARCHIVED (compliance PASSED), so Security Hub closes them too. The last export
+is the account's latest `export.securityhub` audit event: no extra bookkeeping table, and
+the audit log shows every export with its counts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from bot import audit
+from bot.audit import AuditAction as A
+from bot.config import Settings
+from bot.db import queries
+from bot.db.engine import session_scope
+from bot.report import stored_finding_json
+from bot.services.common import Clock, ServiceError, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AccountExport:
+    account_id: str
+    label: str
+    active: int = 0
+    archived: int = 0
+    refused: list[dict[str, str]] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class ExportReport:
+    region: str
+    accounts: list[AccountExport]
+
+    @property
+    def failed(self) -> list[AccountExport]:
+        return [a for a in self.accounts if a.error or a.refused]
+
+
+class SecurityHubExport:
+    def __init__(self, settings: Settings, *, engine: Engine,
+                 aws_session_factory: Callable[[], object] | None = None, clock: Clock = utcnow):
+        self.settings = settings
+        self.engine = engine
+        self.clock = clock
+        self._aws_session_factory = aws_session_factory or _default_aws_session
+
+    def run(self, *, region: str | None = None, only_accounts: Iterable[str] = (), actor: str = "system") -> ExportReport:
+        """Export every configured account's findings; one account failing does not stop the others."""
+        from checks import accounts
+        from checks.collect import DEFAULT_REGION, CollectError
+
+        base = self._aws_session_factory()
+        region = region or base.region_name or DEFAULT_REGION
+        try:
+            targets = accounts.discover_targets(
+                base,
+                account_roles=list(self.settings.account_roles),
+                org_role_name=self.settings.org_role_name,
+                external_id=self.settings.external_id,
+                only_accounts=set(only_accounts) or None,
+            )
+        except CollectError as exc:
+            raise ServiceError(str(exc)) from None
+        return ExportReport(region, [self._export_account(base, target, region, actor) for target in targets])
+
+    def _export_account(self, base, target, region: str, actor: str) -> AccountExport:
+        from checks import accounts
+        from checks.collect import CollectError
+        from checks.formats import Seen
+        from checks.formats.asff import asff_finding
+        from checks.securityhub import import_findings
+
+        result = AccountExport(target.account_id or "unknown", target.label)
+        now = self.clock()
+        try:
+            session = accounts.session_for(target, base, external_id=self.settings.external_id)
+            account_id = target.account_id or _caller_account(session, self.settings.aws_max_attempts)
+            result.account_id = account_id
+            with session_scope(self.engine) as db:
+                since = queries.last_audited(session=db, action=A.EXPORT_SECURITYHUB, account_id=account_id)
+                rows = queries.findings_to_export(session=db, account_id=account_id, resolved_since=since)
+                documents = [
+                    asff_finding(stored_finding_json(row), Seen(row.first_seen, row.last_seen, row.resolved_at),
+                                 region=region, now=now, state=row.state)
+                    for row in rows
+                ]
+            outcome = import_findings(session, account_id, documents, region=region,
+                                      max_attempts=self.settings.aws_max_attempts)
+        except CollectError as exc:
+            result.error = exc.message
+        else:
+            result.archived = sum(1 for d in documents if d["RecordState"] == "ARCHIVED")
+            result.active = len(documents) - result.archived
+            result.refused = outcome.failed
+        # A clean export moves the account's "resolved since" mark; a failed or partly
+        # refused one is audited under its own name, so the next export sends those again.
+        clean = result.error is None and not result.refused
+        with session_scope(self.engine) as db:
+            audit.record(
+                db, actor=actor, account=result.account_id if result.account_id != "unknown" else None, at=now,
+                action=A.EXPORT_SECURITYHUB if clean else A.EXPORT_SECURITYHUB_FAILED,
+                payload={"region": region, "active": result.active, "archived": result.archived,
+                         "refused": sorted(f.get("Id", "") for f in result.refused), "error": result.error},
+            )
+        return result
+
+
+def _caller_account(session, max_attempts: int) -> str:
+    from checks.collect import aws_client, aws_errors
+
+    with aws_errors(None, "sts"):
+        return aws_client(session, "sts", max_attempts).get_caller_identity()["Account"]
+
+
+def _default_aws_session():
+    import boto3
+
+    return boto3.Session()

@@ -60,8 +60,11 @@ class Settings(BaseSettings):
     auto_remediate: CommaList = Field([], validation_alias="STEWARD_AUTO_REMEDIATE")
     delete_after_days: int = Field(30, ge=0, validation_alias="STEWARD_DELETE_AFTER_DAYS")
 
+    # Role ARNs separated by commas, spaces or newlines; each validated, duplicates dropped.
     account_roles: CommaList = Field([], validation_alias="STEWARD_ACCOUNT_ROLES")
     org_role_name: str | None = Field(None, validation_alias="STEWARD_ORG_ROLE_NAME")
+    # Account ids never scanned, whichever source (Organizations or a listed role) names them.
+    exclude_accounts: CommaList = Field([], validation_alias="STEWARD_EXCLUDE_ACCOUNTS")
     external_id: str | None = Field(None, validation_alias="STEWARD_EXTERNAL_ID")
     aws_max_attempts: int = Field(8, ge=1, le=20, validation_alias="STEWARD_AWS_MAX_ATTEMPTS")
     scan_concurrency: int = Field(4, ge=1, le=32, validation_alias="STEWARD_SCAN_CONCURRENCY")
@@ -112,12 +115,47 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("security_approvers", "owner_tags", "account_roles", "auto_remediate", mode="before")
+    @field_validator("security_approvers", "owner_tags", "auto_remediate", mode="before")
     @classmethod
     def _split_commas(cls, value):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("account_roles", "exclude_accounts", mode="before")
+    @classmethod
+    def _split_whitespace_too(cls, value):
+        # A list pasted one per line or separated by spaces must not become one bogus entry.
+        if isinstance(value, str):
+            return list(dict.fromkeys(value.replace(",", " ").split()))
+        return value
+
+    @field_validator("account_roles")
+    @classmethod
+    def _role_arns(cls, value: list[str]) -> list[str]:
+        from checks.accounts import ROLE_ARN
+
+        for arn in value:
+            if not ROLE_ARN.match(arn):
+                raise ValueError(f"not an IAM role ARN: {arn!r} (arn:aws:iam::<12-digit account>:role/<name>)")
+        return list(dict.fromkeys(value))
+
+    @field_validator("exclude_accounts")
+    @classmethod
+    def _account_ids(cls, value: list[str]) -> list[str]:
+        for account_id in value:
+            if not (account_id.isdigit() and len(account_id) == 12):
+                raise ValueError(f"not a 12-digit AWS account id: {account_id!r}")
+        return value
+
+    def target_options(self) -> dict:
+        """What `checks.accounts.discover_targets` needs from the settings."""
+        return {
+            "account_roles": list(self.account_roles),
+            "org_role_name": self.org_role_name,
+            "exclude_accounts": set(self.exclude_accounts),
+            "max_attempts": self.aws_max_attempts,
+        }
 
     @field_validator("slack_api_url")
     @classmethod

@@ -29,7 +29,11 @@ import boto3
 
 from checks.collect import DEFAULT_MAX_ATTEMPTS, CollectError, aws_client, aws_errors
 
-ROLE_ARN = re.compile(r"^arn:(?P<partition>aws[a-z-]*):iam::(?P<account>\d{12}):role/(?P<name>.+)$")
+# Role names (and, in practice, path segments) use IAM's name characters; anything else in
+# a configured ARN is a pasting mistake (two ARNs joined by ';', a stray quote) to report.
+ROLE_ARN = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):iam::(?P<account>\d{12}):role/(?P<name>(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64})$"
+)
 ACCOUNT_ID = re.compile(r"^\d{12}$")
 
 
@@ -80,12 +84,14 @@ def discover_targets(
     org_role_name: str | None = None,
     external_id: str | None = None,
     only_accounts: set[str] | None = None,
+    exclude_accounts: set[str] | frozenset[str] = frozenset(),
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
 ) -> list[Target]:
     """The accounts to scan, in a stable order (Organizations order, then the listed
-    roles). `only_accounts` keeps those ids (`steward scan --account ID`); an id that is
-    not among the targets is a `CollectError`. `external_id` is not needed to discover
-    (it is sent by `session_for`); it is accepted so callers can pass the settings as one.
+    roles), without `exclude_accounts`. `only_accounts` keeps those ids (`steward scan
+    --account ID`); an id that is not among the targets is a `CollectError`. `external_id`
+    is not needed to discover (it is sent by `session_for`); it is accepted so callers can
+    pass the settings as one.
     """
     del external_id  # used by session_for, not for discovery
     targets: dict[str, Target] = {}
@@ -112,9 +118,13 @@ def discover_targets(
         _, account_id, name = parse_role_arn(role_arn)
         targets[account_id] = Target(account_id, role_arn, f"{account_id} (role/{name})")
 
-    if not targets and not org_role_name:
+    for account_id in exclude_accounts:
+        targets.pop(account_id, None)
+    if not targets and not org_role_name and not account_roles:
         unresolved = Target(None, None, "current credentials")
 
+    if not targets and unresolved is None:
+        raise CollectError(None, "no account left to scan: STEWARD_EXCLUDE_ACCOUNTS excludes every configured one", False)
     if only_accounts is None:
         return [unresolved] if unresolved else list(targets.values())
 

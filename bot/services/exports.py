@@ -62,11 +62,7 @@ class SecurityHubExport:
         region = region or base.region_name or DEFAULT_REGION
         try:
             targets = accounts.discover_targets(
-                base,
-                account_roles=list(self.settings.account_roles),
-                org_role_name=self.settings.org_role_name,
-                external_id=self.settings.external_id,
-                only_accounts=set(only_accounts) or None,
+                base, only_accounts=set(only_accounts) or None, **self.settings.target_options()
             )
         except CollectError as exc:
             raise ServiceError(str(exc)) from None

@@ -75,5 +75,5 @@ def test_excluding_everything_is_an_error_not_an_empty_scan(monkeypatch, moto_se
 
 def test_exclusions_must_be_account_ids(monkeypatch):
     monkeypatch.setenv("STEWARD_EXCLUDE_ACCOUNTS", "prod")
-    with pytest.raises(SettingsError, match="STEWARD_EXCLUDE_ACCOUNTS.*'prod'"):
+    with pytest.raises(SettingsError, match=r"STEWARD_EXCLUDE_ACCOUNTS.*'prod'"):
         load_settings()

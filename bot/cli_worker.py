@@ -32,7 +32,19 @@ def worker():
     if root.getEffectiveLevel() > logging.INFO:  # a long-running process logs what it does
         root.setLevel(logging.INFO)
     try:
-        code = run_worker(settings, runtime_factory=lambda: build_runtime(settings))
-    except (SettingsError, RuntimeError) as exc:
+        code = run_worker(settings, runtime_factory=lambda: _with_metrics(build_runtime(settings)))
+    except (SettingsError, RuntimeError, OSError) as exc:
         raise fail(str(exc)) from None
     raise typer.Exit(code)
+
+
+def _with_metrics(runtime):
+    """Serve `GET /metrics` on STEWARD_WORKER_METRICS_PORT (standbys too: a scraper sees them)."""
+    settings = runtime.settings
+    if settings.worker_metrics_port:
+        if not settings.metrics_token:
+            raise SettingsError("STEWARD_WORKER_METRICS_PORT needs STEWARD_METRICS_TOKEN (scrapers send it)")
+        from bot.metrics import serve_in_background
+
+        serve_in_background(runtime.engine, port=settings.worker_metrics_port, token=settings.metrics_token)
+    return runtime

@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     aws_max_attempts: int = Field(8, ge=1, le=20, validation_alias="STEWARD_AWS_MAX_ATTEMPTS")
     scan_concurrency: int = Field(4, ge=1, le=32, validation_alias="STEWARD_SCAN_CONCURRENCY")
 
+    # Prometheus metrics: `GET /metrics` on the web port and, with a port, on the worker;
+    # scrapers send `Authorization: Bearer <token>`. No token: no metrics endpoint.
+    metrics_token: str | None = Field(None, validation_alias="STEWARD_METRICS_TOKEN")
+    worker_metrics_port: int | None = Field(None, ge=1, le=65535, validation_alias="STEWARD_WORKER_METRICS_PORT")
+
     # --- scheduler and digest (bot/scheduler.py, bot/services/digest.py) ---------------
     # Scans run every STEWARD_SCAN_INTERVAL_HOURS (aligned to midnight UTC, so restarts do
     # not shift them) unless STEWARD_SCAN_CRON is set. Crontab day-of-week numbers are

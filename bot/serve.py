@@ -100,7 +100,16 @@ class ServeOptions:
             "loglevel": "info",
             "proc_name": "steward-serve",
             "control_socket_disable": True,
+            "child_exit": _metrics_child_exit,
         }
+
+
+def _metrics_child_exit(_server, worker) -> None:
+    """A finished worker's live gauges leave the metrics (its counters stay summed)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
 
 
 class StewardServer(BaseApplication):
@@ -127,7 +136,7 @@ def build_wsgi_app(settings: Settings):
     from bot.web import create_wsgi_app
 
     runtime = build_runtime(settings)
-    return create_wsgi_app(runtime.app(), runtime.engine)
+    return create_wsgi_app(runtime.app(), runtime.engine, metrics_token=settings.metrics_token)
 
 
 def check_startup(settings: Settings, *, required: tuple[str, ...] = SERVE_SETTINGS) -> None:
@@ -181,4 +190,10 @@ def serve(
 ) -> None:
     """Check, then serve until SIGTERM. Raises StartupError before binding the port."""
     check_startup(settings)
+    if settings.metrics_token and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Before any worker imports bot.metrics: counters then live in files every worker
+        # writes, and a scrape answered by any one worker sums them all.
+        import tempfile
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="steward-metrics-")
     StewardServer(settings, ServeOptions(host=host, port=port, **options)).run()

@@ -6,6 +6,8 @@ Routes:
   one request URL); Bolt checks the signature and the five-minute timestamp window.
 * ``GET /healthz`` -> ``200 {"status": "ok"}`` after a real ``SELECT 1`` on the database,
   ``503 {"status": "unavailable", "reason": ...}`` otherwise.
+* ``GET /metrics`` -> Prometheus metrics (bot/metrics.py), only with
+  ``Authorization: Bearer $STEWARD_METRICS_TOKEN``; ``404`` when no token is configured.
 * anything else -> ``404``.
 
 Error answers are short fixed JSON: never an exception text, a stack trace, a database URL
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 
 SLACK_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
+METRICS_PATH = "/metrics"
 #: Slack's payloads are a few KiB (a modal submission with its whole view is the largest);
 #: anything bigger is not from Slack and is refused before it is read.
 MAX_BODY_BYTES = 1024 * 1024
@@ -56,10 +59,12 @@ def _json(
 class StewardWSGI:
     """The WSGI callable. ``bolt_app`` handles Slack; ``engine`` answers the health check."""
 
-    def __init__(self, bolt_app: App, engine: Engine, *, max_body_bytes: int = MAX_BODY_BYTES):
+    def __init__(self, bolt_app: App, engine: Engine, *, max_body_bytes: int = MAX_BODY_BYTES,
+                 metrics_token: str | None = None):
         self.bolt = SlackRequestHandler(bolt_app, path=SLACK_PATH)
         self.engine = engine
         self.max_body_bytes = max_body_bytes
+        self.metrics_token = metrics_token
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
@@ -69,6 +74,8 @@ class StewardWSGI:
                 return self._slack(environ, start_response, method)
             if path == HEALTH_PATH:
                 return self._health(start_response, method)
+            if path == METRICS_PATH and self.metrics_token:
+                return metrics_response(environ, start_response, self.engine, self.metrics_token)
             return _json(start_response, "404 Not Found", {"error": "not found"})
         except Exception as exc:  # last line of defence: log the type, answer nothing useful
             log.error(
@@ -134,5 +141,22 @@ def database_problem(engine: Engine) -> str | None:
     return None
 
 
-def create_wsgi_app(bolt_app: App, engine: Engine) -> StewardWSGI:
-    return StewardWSGI(bolt_app, engine)
+def metrics_response(environ: dict[str, Any], start_response: StartResponse, engine: Engine,
+                     token: str) -> Iterable[bytes]:
+    """The Prometheus exposition, for a scraper that shows the bearer token."""
+    from bot.metrics import authorized, render
+
+    if environ.get("REQUEST_METHOD", "GET").upper() not in ("GET", "HEAD"):
+        return _json(start_response, "405 Method Not Allowed", {"error": "method not allowed"},
+                     [("Allow", "GET, HEAD")])
+    if not authorized(environ.get("HTTP_AUTHORIZATION"), token):
+        return _json(start_response, "401 Unauthorized", {"error": "unauthorized"},
+                     [("WWW-Authenticate", 'Bearer realm="metrics"')])
+    body, content_type = render(engine)
+    start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body))),
+                              ("Cache-Control", "no-store")])
+    return [body]
+
+
+def create_wsgi_app(bolt_app: App, engine: Engine, *, metrics_token: str | None = None) -> StewardWSGI:
+    return StewardWSGI(bolt_app, engine, metrics_token=metrics_token)

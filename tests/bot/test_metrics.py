@@ -91,3 +91,21 @@ def test_slack_429s_are_counted(tmp_path):
 def test_authorized(header, ok):
     assert authorized(header, TOKEN) is ok
     assert authorized(header, None) is False
+
+
+def test_the_worker_serves_metrics_on_its_own_port(tmp_path):
+    from bot.metrics import serve_in_background
+    from tests.bot.test_serve_http import free_port
+
+    database_url = f"sqlite:///{tmp_path / 'metrics.db'}"
+    seed(database_url)
+    port = free_port()
+    server = serve_in_background(make_engine(database_url), port=port, token=TOKEN, host="127.0.0.1")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        assert scrape(url, token=None)[0] == 401
+        status, text = scrape(url)
+        assert status == 200
+        assert samples(text)[("steward_open_findings", (("severity", "high"),))] == 3
+    finally:
+        server.shutdown()

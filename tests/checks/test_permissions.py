@@ -11,6 +11,13 @@ import pytest
 from checks import permissions
 from checks.accounts import discover_targets, session_for
 from checks.collect import collect_account, resolve_access_key_ids
+from checks.remediate.base import (
+    REDUCE_CONDITIONS,
+    REDUCE_PERMISSIONS,
+    RESTORE_PERMISSIONS,
+    access_class,
+)
+from checks.remediate.keys import DeactivateAccessKey
 from checks.remediate.registry import ACTIONS
 from tests import aws
 from tests.aws import ACCOUNT_ID, allow, document
@@ -62,12 +69,64 @@ def test_scan_and_discovery_use_only_declared_actions(moto_session, iam):
     assert permissions.HUB_ACTIONS.keys() - set(hub_calls) == set()
 
 
-def test_the_remediation_policy_is_the_union_of_every_action_s_declarations():
+def _actions(policy: dict) -> set[str]:
+    return {a for s in policy["Statement"] if s["Effect"] == "Allow" for a in s["Action"]}
+
+
+def test_reduce_and_restore_together_are_every_action_s_declarations():
     declared = set().union(*(a.permissions | a.undo_permissions for a in ACTIONS))
-    (statement,) = permissions.remediate_policy()["Statement"]
-    assert set(statement["Action"]) == declared and statement["Effect"] == "Allow"
-    assert statement["Action"] == sorted(statement["Action"])
+    reduce, restore = permissions.reduce_policy(), permissions.restore_policy()
+    assert _actions(reduce) | _actions(restore) == declared
     assert all(a.startswith("iam:") for a in declared)
+    for policy in (reduce, restore):
+        assert all(s["Action"] == sorted(s["Action"]) for s in policy["Statement"])
+    # Every apply runs under the reduce policy; every undo under one of the two, whole.
+    for act in ACTIONS:
+        assert act.permissions <= _actions(reduce), act.id
+        assert act.undo_permissions <= _actions(restore if act.undo_needs_restore else reduce)
+
+
+def test_every_declared_permission_is_classed_and_applies_never_need_restore():
+    for act in ACTIONS:
+        for permission in act.permissions | act.undo_permissions:
+            access_class(permission)  # KeyError names an unclassed write
+        restoring = {p for p in act.permissions if access_class(p) == "restore"}
+        assert restoring <= REDUCE_CONDITIONS.keys(), (act.id, restoring)
+    assert REDUCE_PERMISSIONS.isdisjoint(RESTORE_PERMISSIONS)
+    with pytest.raises(KeyError, match="iam:CreateUser is not classed"):
+        access_class("iam:CreateUser")
+
+
+def test_which_undos_need_the_restore_role():
+    assert {a.id for a in ACTIONS if a.undo_needs_restore} == {
+        "detach-managed-policy", "delete-inline-policy", "remove-user-from-group",
+        "apply-cis-password-policy",
+    }
+    # The owner's own reversible actions undo under the default role.
+    assert not any(a.undo_needs_restore for a in ACTIONS if a.owner_may_apply_alone)
+
+
+def test_the_reduce_policy_grants_nothing_without_the_quarantine_condition():
+    """Read the shipped JSON: no Attach/Put/Add/Create/Set/Pass unless confined to AWSDenyAll."""
+    shipped = json.loads((permissions.ROOT / "deploy/iam/steward-reduce-policy.json").read_text())
+    granting = re.compile(r"^iam:(Attach|Put|Add|Create|Set|Pass|Upload|Tag)")
+    for s in shipped["Statement"]:
+        assert s["Effect"] == "Allow" and not any("*" in a for a in s["Action"])
+        grants = [a for a in s["Action"] if granting.match(a)]
+        if grants:
+            assert grants == s["Action"] == ["iam:AttachUserPolicy"], s
+            assert s["Condition"] == {"ArnEquals": {"iam:PolicyARN": [DENY_ALL_ARN]}}
+    assert "iam:AttachUserPolicy" in _actions(shipped)  # quarantine still possible
+
+
+def test_an_apply_that_would_need_restore_stops_the_generator(monkeypatch):
+    class Greedy(DeactivateAccessKey):
+        id = "greedy"
+        permissions = frozenset({"iam:AddUserToGroup"})
+
+    monkeypatch.setattr(permissions, "ACTIONS", (*ACTIONS, Greedy()))
+    with pytest.raises(ValueError, match="iam:AddUserToGroup .for greedy. would let the default role"):
+        permissions.reduce_policy()
 
 
 def test_the_scan_policy_only_reads():
@@ -122,17 +181,51 @@ def test_the_role_trusts_only_steward_with_the_external_id():
     assert template["Conditions"][condition] == {
         "Fn::Equals": [{"Ref": "EnableRemediation"}, "true"]}
     assert otherwise == {"Ref": "AWS::NoValue"}
-    allow_stmt, deny_stmt = policy["PolicyDocument"]["Statement"]
-    assert allow_stmt == permissions.remediate_policy()["Statement"][0]
+    *allows, deny_stmt = policy["PolicyDocument"]["Statement"]
+    assert _actions({"Statement": allows}) == _actions(permissions.reduce_policy())
+    (attach,) = [s for s in allows if "Condition" in s]
+    assert attach["Condition"] == {"ArnEquals": {"iam:PolicyARN": [
+        {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AWSDenyAll"}]}}
     assert deny_stmt["Effect"] == "Deny" and "iam:PutRolePolicy" in deny_stmt["Action"]
 
 
+def test_the_restore_role_is_separate_and_off_by_default():
+    template = permissions.member_role_template()
+    assert template["Parameters"]["EnableRestore"]["Default"] == "false"
+    assert template["Conditions"]["Restore"] == {"Fn::Equals": [{"Ref": "EnableRestore"}, "true"]}
+    restore = template["Resources"]["StewardRestoreRole"]
+    assert restore["Condition"] == "Restore"
+    assert template["Outputs"]["RestoreRoleArn"]["Condition"] == "Restore"
+    props = restore["Properties"]
+    main = template["Resources"]["StewardRole"]["Properties"]
+    assert props["AssumeRolePolicyDocument"] == main["AssumeRolePolicyDocument"]
+    (policy,) = props["Policies"]
+    allow_stmt, deny_stmt = policy["PolicyDocument"]["Statement"]
+    assert allow_stmt == permissions.restore_policy()["Statement"][0]
+    # Neither role can change either role's policies, the restore role included.
+    assert deny_stmt["Effect"] == "Deny" and {"iam:AttachRolePolicy", "iam:PutRolePolicy"} <= set(
+        deny_stmt["Action"])
+    assert [r["Fn::Sub"].rsplit("/", 1)[1] for r in deny_stmt["Resource"]] == [
+        "${RoleName}", "${RestoreRoleName}"]
+    rule = template["Rules"]["RestoreNeedsRemediation"]
+    assert rule["Assertions"][0]["Assert"] == {"Fn::Equals": [{"Ref": "EnableRemediation"}, "true"]}
+
+
+def test_the_hub_may_assume_both_roles_and_nothing_else():
+    (_, assume) = permissions.hub_policy()["Statement"]
+    assert assume["Action"] == ["sts:AssumeRole"]
+    assert assume["Resource"] == ["arn:*:iam::*:role/IAMSteward", "arn:*:iam::*:role/IAMStewardRestore"]
+
+
 def test_inline_policies_fit_iam_s_size_limit():
-    role = permissions.member_role_template()["Resources"]["StewardRole"]["Properties"]
+    resources = permissions.member_role_template()["Resources"]
+    role = resources["StewardRole"]["Properties"]
     scan = role["Policies"][0]["PolicyDocument"]
     remediate = role["Policies"][1]["Fn::If"][1]["PolicyDocument"]
     size = sum(len(json.dumps(doc, separators=(",", ":"))) for doc in (scan, remediate))
     assert size < 10_240  # aggregate inline policy size per role, whitespace excluded
+    restore = resources["StewardRestoreRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    assert len(json.dumps(restore, separators=(",", ":"))) < 10_240
 
 
 def test_the_yaml_reads_back_as_the_template():

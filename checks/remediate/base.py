@@ -177,10 +177,11 @@ def remediation_error(exc: Exception, account_id: str, *, context: str = "") -> 
     suffix = f" ({context})" if context else ""
     if isinstance(exc, ClientError) and error_code(exc) in ACCESS_DENIED:
         action = f"iam:{exc.operation_name}"
+        policy = RESTORE_POLICY_FILE if action in RESTORE_PERMISSIONS else REDUCE_POLICY_FILE
         return RemediationError(
             f"AccessDenied on {action} in account {account_id}{suffix}: the role Steward "
-            f"uses there lacks {action} (see {REDUCE_POLICY_FILE}, or {RESTORE_POLICY_FILE} "
-            "for an undo that gives access back), or an SCP or permissions boundary denies it",
+            f"uses there lacks {action} (see {policy}), or an SCP or permissions boundary "
+            "denies it",
             False,
             code=error_code(exc),
         )

@@ -150,3 +150,11 @@ def test_an_owner_s_own_undo_never_needs_the_restore_role(world):
 
     assert not BY_ID["quarantine-user"].undo_needs_restore
     assert not BY_ID["deactivate-access-key"].undo_needs_restore
+
+
+def test_a_restore_role_name_iam_would_refuse_is_a_settings_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("STEWARD_DATABASE_URL", f"sqlite:///{tmp_path / 'steward.db'}")
+    monkeypatch.setenv("STEWARD_RESTORE_ROLE_NAME", "IAM Steward Restore")
+    result = CliRunner().invoke(app, ["undo", "1"])
+    assert result.exit_code == 2
+    assert "STEWARD_RESTORE_ROLE_NAME" in result.stderr and "Traceback" not in result.output

@@ -12,7 +12,7 @@ import pytest
 from moto import settings as moto_settings
 
 from checks import permissions
-from checks.accounts import Target, discover_targets, session_for
+from checks.accounts import Target, discover_targets, restore_target, session_for
 from checks.collect import collect_account, resolve_access_key_ids
 from checks.model import InlinePolicy
 from checks.policy import analyse_document
@@ -72,6 +72,8 @@ def test_scan_and_discovery_use_only_declared_actions(moto_session, iam):
         targets = discover_targets(moto_session, org_role_name="IAMSteward")
         member = next(t for t in targets if t.role_arn)
         session_for(member, moto_session, external_id="shared-secret")
+        restore = restore_target(str(member.account_id), permissions.DEFAULT_RESTORE_ROLE_NAME)
+        session_for(restore, moto_session, external_id="shared-secret")
 
     assert set(scan_calls) - permissions.SCAN_ACTIONS.keys() == set()
     assert set(hub_calls) - permissions.HUB_ACTIONS.keys() == set()

@@ -121,34 +121,30 @@ def scan_policy() -> dict:
     return document(statement("IAMStewardScanReadOnly", list(SCAN_ACTIONS)))
 
 
-def reduce_policy(partition: Any = "aws") -> dict:
-    """The default remediation policy. `partition`: the ARN partition of the quarantine
-    policy in the conditions (a CloudFormation expression in the template)."""
+def reduce_policy(*, cloudformation: bool = False) -> dict:
+    """The default remediation policy. `cloudformation`: the quarantine policy's ARN in the
+    conditions takes the stack's partition (the JSON file is for the `aws` partition)."""
     actions = reduce_actions()
     plain = [a for a in actions if a not in REDUCE_CONDITIONS]
     conditioned = [
         statement(f"IAMStewardOnly{a.split(':')[1]}OfItsDenyPolicy", [a],
-                  condition=_in_partition(REDUCE_CONDITIONS[a], partition))
+                  condition=_partitioned(REDUCE_CONDITIONS[a]) if cloudformation
+                  else REDUCE_CONDITIONS[a])
         for a in actions
         if a in REDUCE_CONDITIONS
     ]
     return document(statement("IAMStewardReduceAccess", plain), *conditioned)
 
 
-def _in_partition(condition: Mapping[str, Any], partition: Any) -> dict:
-    if partition == "aws":
-        return dict(condition)
-
-    def sub(value: Any) -> Any:
-        if isinstance(value, str) and value == QUARANTINE_POLICY_ARN:
-            return {"Fn::Sub": value.replace("arn:aws:", "arn:${AWS::Partition}:", 1)}
-        if isinstance(value, Mapping):
-            return {k: sub(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [sub(v) for v in value]
-        return value
-
-    return sub(condition)
+def _partitioned(value: Any) -> Any:
+    """`value` with the quarantine policy's ARN as `arn:${AWS::Partition}:…` (Fn::Sub)."""
+    if value == QUARANTINE_POLICY_ARN:
+        return {"Fn::Sub": value.replace("arn:aws:", "arn:${AWS::Partition}:", 1)}
+    if isinstance(value, Mapping):
+        return {k: _partitioned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_partitioned(v) for v in value]
+    return value
 
 
 def restore_policy() -> dict:
@@ -228,7 +224,7 @@ def _with_self_protection(policy: dict) -> dict:
 def member_role_template() -> dict:
     """The member-account roles: scan (always) and reduce (EnableRemediation) in the Steward
     role; the restore role only with EnableRestore. Both trust only the Steward."""
-    reduce = _with_self_protection(reduce_policy({"Ref": "AWS::Partition"}))
+    reduce = _with_self_protection(reduce_policy(cloudformation=True))
     restore = _with_self_protection(restore_policy())
     return {
         "AWSTemplateFormatVersion": "2010-09-09",

@@ -429,10 +429,11 @@ class RemediationService:
 
 def _by_hand_message(reason: str, by_hand: str, before: dict | None) -> str:
     """The refusal an admin acts on: why, what to run (fenced, for Slack), the before-state."""
-    words, _, command = by_hand.rpartition("\n")
+    words, newline, command = by_hand.rpartition("\n")
+    steps = f"{words}\n```\n{command}\n```" if newline else by_hand
     state = json.dumps(before, indent=2, sort_keys=True)
     return (f"{reason}; the before-state is below so an admin can restore by hand. Nothing was "
-            f"changed.\n{words}\n```\n{command}\n```\nBefore-state (JSON):\n```\n{state}\n```")
+            f"changed.\n{steps}\nBefore-state (JSON):\n```\n{state}\n```")
 
 
 def _default_session():

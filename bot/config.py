@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     # Account ids never scanned, whichever source (Organizations or a listed role) names them.
     exclude_accounts: CommaList = Field([], validation_alias="STEWARD_EXCLUDE_ACCOUNTS")
     external_id: str | None = Field(None, validation_alias="STEWARD_EXTERNAL_ID")
+    # The role an approved undo that gives access back runs under, in each account where the
+    # member template's EnableRestore is on. Unset: such undos are left to an admin.
+    restore_role_name: str | None = Field(
+        None, pattern=r"^[\w+=,.@-]{1,64}$", validation_alias="STEWARD_RESTORE_ROLE_NAME"
+    )
     aws_max_attempts: int = Field(8, ge=1, le=20, validation_alias="STEWARD_AWS_MAX_ATTEMPTS")
     scan_concurrency: int = Field(4, ge=1, le=32, validation_alias="STEWARD_SCAN_CONCURRENCY")
 

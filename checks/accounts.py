@@ -17,6 +17,11 @@ An explicit role ARN for an account wins over the Organizations one.
 Sessions: `session_for` assumes the target's role with the ExternalId when one is set. The
 temporary credentials are not refreshed (one hour by default, far longer than one
 account's scan).
+
+The restore role (`STEWARD_RESTORE_ROLE_NAME`, off by default) is a second role of the same
+name in every account where it is enabled, the Steward's own account included (there is
+no "current credentials" shortcut: the Steward role itself never holds restore
+permissions). `restore_target` names it; `session_for` assumes it like any other.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ ROLE_ARN = re.compile(
     r"^arn:(?P<partition>aws[a-z-]*):iam::(?P<account>\d{12}):role/(?P<name>(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64})$"
 )
 ACCOUNT_ID = re.compile(r"^\d{12}$")
+ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -143,6 +149,14 @@ def discover_targets(
             False,
         )
     return [t for account_id, t in targets.items() if account_id in only_accounts]
+
+
+def restore_target(account_id: str, role_name: str, partition: str = "aws") -> Target:
+    """The restore role of `account_id`: `arn:<partition>:iam::<account>:role/<role_name>`."""
+    if not ROLE_NAME.match(role_name):
+        raise CollectError(account_id, f"not an IAM role name: {role_name!r}", False)
+    arn = f"arn:{partition}:iam::{account_id}:role/{role_name}"
+    return Target(account_id, arn, f"{account_id} (restore role/{role_name})")
 
 
 def session_for(

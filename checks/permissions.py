@@ -4,11 +4,18 @@ Three roles are involved:
 
 * the **member role**, one per scanned account (deployed by
   `deploy/cloudformation/member-account-role.yaml`): the scan policy (`SCAN_ACTIONS`: what
-  `checks.collect` calls) and, when remediation is enabled, the remediation policy (the
-  union of every `checks.remediate` action's `permissions` and `undo_permissions`);
+  `checks.collect` calls) and, when remediation is enabled, the **reduce** policy: every
+  permission the actions' applies need, and the undos that take nothing back; all of it
+  classed read or reduce by `checks.remediate.base.access_class`. The one attach in it
+  (quarantine: AWSDenyAll) is limited to that policy by an `iam:PolicyARN` condition;
+* the **restore role**, a second role in the member account, only when `EnableRestore` is
+  true (off by default): the **restore** policy, what the undos that give access back need
+  (re-attach, put an inline policy back, add to a group, remove a password policy).
+  Steward assumes it only to carry out such an undo (`STEWARD_RESTORE_ROLE_NAME`). It is an
+  escalation path by nature, which is why it is separate and off;
 * the **Steward role** the bot itself runs as: the hub policy (`HUB_ACTIONS`: what
   `checks.accounts` calls to find accounts and assume the member roles), plus the scan
-  (and remediation) policy for its own account, which it scans with its own credentials.
+  (and reduce) policy for its own account, which it scans with its own credentials.
 
 `SCAN_ACTIONS` and `HUB_ACTIONS` are data, kept honest by a test that runs a real
 `collect_account`, `resolve_access_key_ids`, `discover_targets` and `session_for` against
@@ -18,7 +25,8 @@ remediation actions are checked the same way in their own tests.
 Generated files (committed; a test compares them byte for byte):
 
     deploy/iam/steward-scan-policy.json
-    deploy/iam/steward-remediate-policy.json
+    deploy/iam/steward-reduce-policy.json
+    deploy/iam/steward-restore-policy.json
     deploy/iam/steward-hub-policy.json
     deploy/cloudformation/member-account-role.yaml
 
@@ -36,11 +44,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from checks.remediate.base import QUARANTINE_POLICY_ARN, REDUCE_CONDITIONS, access_class
 from checks.remediate.registry import ACTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY_VERSION = "2012-10-17"
 DEFAULT_ROLE_NAME = "IAMSteward"
+DEFAULT_RESTORE_ROLE_NAME = "IAMStewardRestore"
 
 # What `checks.collect` calls in every scanned account (the member role's scan policy).
 SCAN_ACTIONS: Mapping[str, str] = {
@@ -64,12 +74,30 @@ HUB_ACTIONS: Mapping[str, str] = {
 }
 
 
-def remediation_actions() -> dict[str, list[str]]:
-    """Every IAM action a remediation needs (plan, apply or undo) -> the action ids."""
+def reduce_actions() -> dict[str, list[str]]:
+    """IAM action -> the remediation ids that need it under the default role: every apply,
+    and every undo that gives nothing back."""
     needed: dict[str, list[str]] = {}
     for action in ACTIONS:
-        for permission in sorted(action.permissions | action.undo_permissions):
+        wanted = action.permissions
+        if not action.undo_needs_restore:
+            wanted = wanted | action.undo_permissions
+        for permission in sorted(wanted):
             needed.setdefault(permission, []).append(action.id)
+    for permission, users in needed.items():
+        if access_class(permission) == "restore" and permission not in REDUCE_CONDITIONS:
+            raise ValueError(f"{permission} (for {', '.join(users)}) would let the default "
+                             "role grant access; give it a REDUCE_CONDITIONS entry or move it")
+    return dict(sorted(needed.items()))
+
+
+def restore_actions() -> dict[str, list[str]]:
+    """IAM action -> the remediation ids whose undo gives access back (restore role)."""
+    needed: dict[str, list[str]] = {}
+    for action in ACTIONS:
+        if action.undo_needs_restore:
+            for permission in sorted(action.undo_permissions):
+                needed.setdefault(permission, []).append(action.id)
     return dict(sorted(needed.items()))
 
 
@@ -77,8 +105,12 @@ def remediation_actions() -> dict[str, list[str]]:
 # Policies
 
 
-def statement(sid: str, actions: Sequence[str], resource: Any = "*", effect: str = "Allow") -> dict:
-    return {"Sid": sid, "Effect": effect, "Action": sorted(set(actions)), "Resource": resource}
+def statement(sid: str, actions: Sequence[str], resource: Any = "*", effect: str = "Allow",
+              condition: Mapping[str, Any] | None = None) -> dict:
+    out = {"Sid": sid, "Effect": effect, "Action": sorted(set(actions)), "Resource": resource}
+    if condition:
+        out["Condition"] = condition
+    return out
 
 
 def document(*statements: dict) -> dict:
@@ -89,22 +121,55 @@ def scan_policy() -> dict:
     return document(statement("IAMStewardScanReadOnly", list(SCAN_ACTIONS)))
 
 
-def remediate_policy() -> dict:
-    return document(statement("IAMStewardRemediate", list(remediation_actions())))
+def reduce_policy(*, cloudformation: bool = False) -> dict:
+    """The default remediation policy. `cloudformation`: the quarantine policy's ARN in the
+    conditions takes the stack's partition (the JSON file is for the `aws` partition)."""
+    actions = reduce_actions()
+    plain = [a for a in actions if a not in REDUCE_CONDITIONS]
+    conditioned = [
+        statement(f"IAMStewardOnly{a.split(':')[1]}OfItsDenyPolicy", [a],
+                  condition=_partitioned(REDUCE_CONDITIONS[a]) if cloudformation
+                  else REDUCE_CONDITIONS[a])
+        for a in actions
+        if a in REDUCE_CONDITIONS
+    ]
+    return document(statement("IAMStewardReduceAccess", plain), *conditioned)
 
 
-def hub_policy(role_name: str = DEFAULT_ROLE_NAME) -> dict:
+def _partitioned(value: Any) -> Any:
+    """`value` with the quarantine policy's ARN as `arn:${AWS::Partition}:…` (Fn::Sub)."""
+    if value == QUARANTINE_POLICY_ARN:
+        return {"Fn::Sub": value.replace("arn:aws:", "arn:${AWS::Partition}:", 1)}
+    if isinstance(value, Mapping):
+        return {k: _partitioned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_partitioned(v) for v in value]
+    return value
+
+
+def restore_policy() -> dict:
+    return document(statement("IAMStewardRestoreAccess", list(restore_actions())))
+
+
+def hub_policy(role_name: str = DEFAULT_ROLE_NAME,
+               restore_role_name: str = DEFAULT_RESTORE_ROLE_NAME) -> dict:
     assume = [a for a in HUB_ACTIONS if a == "sts:AssumeRole"]
     return document(
         statement("IAMStewardDiscoverAccounts", [a for a in HUB_ACTIONS if a not in assume]),
-        statement("IAMStewardAssumeMemberRoles", assume, f"arn:*:iam::*:role/{role_name}"),
+        statement(
+            "IAMStewardAssumeMemberRoles",
+            assume,
+            # The restore role exists only where a member account enabled it.
+            [f"arn:*:iam::*:role/{role_name}", f"arn:*:iam::*:role/{restore_role_name}"],
+        ),
     )
 
 
 def self_protection_actions() -> list[str]:
-    """The remediation actions that could change a role's own policies: the member role
-    is denied them on itself, so Steward can never widen its own access."""
-    return [a for a in remediation_actions() if re.match(r"iam:(Attach|Detach|Put|Delete)Role", a)]
+    """The remediation actions that could change a role's own policies: Steward's roles are
+    denied them on themselves, so Steward can never widen its own access."""
+    every = {**reduce_actions(), **restore_actions()}
+    return sorted(a for a in every if re.match(r"iam:(Attach|Detach|Put|Delete)Role", a))
 
 
 # ---------------------------------------------------------------------------------------
@@ -119,23 +184,54 @@ def _not_empty(name: str) -> dict:
     return {"Fn::Not": [{"Fn::Equals": [_ref(name), ""]}]}
 
 
-def member_role_template() -> dict:
-    """The member-account role: trusts only the Steward (its role ARN, or its account)
-    with an ExternalId; scan policy always, remediation policy when enabled."""
-    remediate = remediate_policy()
-    remediate["Statement"].append(
-        statement(
-            "NeverChangeThisRole",
-            self_protection_actions(),
-            {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/${RoleName}"},
-            effect="Deny",
-        )
+def _trust() -> dict:
+    """Only the Steward (its role ARN, or its account) with the ExternalId."""
+    return document(
+        {
+            "Sid": "OnlyIAMStewardWithTheExternalId",
+            "Effect": "Allow",
+            "Principal": {
+                "AWS": {
+                    "Fn::If": [
+                        "TrustRoleArn",
+                        _ref("StewardRoleArn"),
+                        # IAM reads a bare account id as its root ARN.
+                        _ref("StewardAccountId"),
+                    ]
+                }
+            },
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"sts:ExternalId": _ref("ExternalId")}},
+        }
     )
+
+
+def _never_change_steward_roles() -> dict:
+    """Neither role may change the policies of either: Steward never widens its own access."""
+    arn = "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/"
+    return statement(
+        "NeverChangeStewardRoles",
+        self_protection_actions(),
+        [{"Fn::Sub": arn + "${RoleName}"}, {"Fn::Sub": arn + "${RestoreRoleName}"}],
+        effect="Deny",
+    )
+
+
+def _with_self_protection(policy: dict) -> dict:
+    return {**policy, "Statement": [*policy["Statement"], _never_change_steward_roles()]}
+
+
+def member_role_template() -> dict:
+    """The member-account roles: scan (always) and reduce (EnableRemediation) in the Steward
+    role; the restore role only with EnableRestore. Both trust only the Steward."""
+    reduce = _with_self_protection(reduce_policy(cloudformation=True))
+    restore = _with_self_protection(restore_policy())
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": (
-            "IAM Steward access role for one member account: read-only IAM scanning, and "
-            "optionally the remediation actions. Generated by "
+            "IAM Steward access roles for one member account: read-only IAM scanning, "
+            "optionally the remediation actions (which only reduce access), and optionally "
+            "a separate restore role for approved undos that give access back. Generated by "
             "`python -m checks.permissions --write`; do not edit."
         ),
         "Parameters": {
@@ -175,7 +271,26 @@ def member_role_template() -> dict:
                 "Type": "String",
                 "Default": "false",
                 "AllowedValues": ["false", "true"],
-                "Description": "true: also allow the remediation actions; false: scan only.",
+                "Description": (
+                    "true: also allow the remediation actions, which only reduce access; "
+                    "false: scan only."
+                ),
+            },
+            "EnableRestore": {
+                "Type": "String",
+                "Default": "false",
+                "AllowedValues": ["false", "true"],
+                "Description": (
+                    "true: also create the restore role, which can grant access back "
+                    "(re-attach a policy, add to a group) for approved undos; false: such "
+                    "undos are done by hand from the before-state Steward shows."
+                ),
+            },
+            "RestoreRoleName": {
+                "Type": "String",
+                "Default": DEFAULT_RESTORE_ROLE_NAME,
+                "AllowedPattern": r"^[\w+=,.@-]{1,64}$",
+                "Description": "Name of the restore role (STEWARD_RESTORE_ROLE_NAME).",
             },
         },
         "Rules": {
@@ -188,10 +303,20 @@ def member_role_template() -> dict:
                         "AssertDescription": "Set StewardRoleArn or StewardAccountId.",
                     }
                 ]
-            }
+            },
+            "RestoreNeedsRemediation": {
+                "RuleCondition": {"Fn::Equals": [_ref("EnableRestore"), "true"]},
+                "Assertions": [
+                    {
+                        "Assert": {"Fn::Equals": [_ref("EnableRemediation"), "true"]},
+                        "AssertDescription": "EnableRestore needs EnableRemediation.",
+                    }
+                ],
+            },
         },
         "Conditions": {
             "Remediation": {"Fn::Equals": [_ref("EnableRemediation"), "true"]},
+            "Restore": {"Fn::Equals": [_ref("EnableRestore"), "true"]},
             "TrustRoleArn": _not_empty("StewardRoleArn"),
         },
         "Resources": {
@@ -201,43 +326,46 @@ def member_role_template() -> dict:
                     "RoleName": _ref("RoleName"),
                     "Description": "IAM Steward: IAM hygiene scanning and remediation",
                     "MaxSessionDuration": 3600,
-                    "AssumeRolePolicyDocument": document(
-                        {
-                            "Sid": "OnlyIAMStewardWithTheExternalId",
-                            "Effect": "Allow",
-                            "Principal": {
-                                "AWS": {
-                                    "Fn::If": [
-                                        "TrustRoleArn",
-                                        _ref("StewardRoleArn"),
-                                        # IAM reads a bare account id as its root ARN.
-                                        _ref("StewardAccountId"),
-                                    ]
-                                }
-                            },
-                            "Action": "sts:AssumeRole",
-                            "Condition": {"StringEquals": {"sts:ExternalId": _ref("ExternalId")}},
-                        }
-                    ),
+                    "AssumeRolePolicyDocument": _trust(),
                     "Policies": [
                         {"PolicyName": "iam-steward-scan", "PolicyDocument": scan_policy()},
                         {
                             "Fn::If": [
                                 "Remediation",
-                                {"PolicyName": "iam-steward-remediate", "PolicyDocument": remediate},
+                                {"PolicyName": "iam-steward-reduce", "PolicyDocument": reduce},
                                 _ref("AWS::NoValue"),
                             ]
                         },
                     ],
                     "Tags": [{"Key": "managed-by", "Value": "iam-steward"}],
                 },
-            }
+            },
+            "StewardRestoreRole": {
+                "Type": "AWS::IAM::Role",
+                "Condition": "Restore",
+                "Properties": {
+                    "RoleName": _ref("RestoreRoleName"),
+                    "Description": (
+                        "IAM Steward: grants access back, only for approved undos (can "
+                        "escalate: enable knowingly)"
+                    ),
+                    "MaxSessionDuration": 3600,
+                    "AssumeRolePolicyDocument": _trust(),
+                    "Policies": [{"PolicyName": "iam-steward-restore", "PolicyDocument": restore}],
+                    "Tags": [{"Key": "managed-by", "Value": "iam-steward"}],
+                },
+            },
         },
         "Outputs": {
             "RoleArn": {
                 "Description": "Give this to Steward (STEWARD_ACCOUNT_ROLES).",
                 "Value": {"Fn::GetAtt": ["StewardRole", "Arn"]},
-            }
+            },
+            "RestoreRoleArn": {
+                "Condition": "Restore",
+                "Description": "Steward assumes it by name (STEWARD_RESTORE_ROLE_NAME).",
+                "Value": {"Fn::GetAtt": ["StewardRestoreRole", "Arn"]},
+            },
         },
     }
 
@@ -302,7 +430,8 @@ def generated() -> dict[str, str]:
     """Path relative to the repository -> the file's exact content."""
     return {
         "deploy/iam/steward-scan-policy.json": to_json(scan_policy()),
-        "deploy/iam/steward-remediate-policy.json": to_json(remediate_policy()),
+        "deploy/iam/steward-reduce-policy.json": to_json(reduce_policy()),
+        "deploy/iam/steward-restore-policy.json": to_json(restore_policy()),
         "deploy/iam/steward-hub-policy.json": to_json(hub_policy()),
         "deploy/cloudformation/member-account-role.yaml": to_yaml(
             member_role_template(),

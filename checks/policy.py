@@ -64,7 +64,10 @@ Semantics, decided here once so every rule reads the same way:
   `NotResource`, or an ARN whose resource part is `*` or `type/*`, e.g.
   `arn:aws:iam::*:role/*`) and no always-applying Deny removes it; as in cloudsplaining,
   grants scoped to named resources do not count (PassRole to one named role is the
-  normal deploy pattern).
+  normal deploy pattern). One condition is read for what it grants: an attach limited by
+  `iam:PolicyARN` (ArnEquals/ArnLike/StringEquals/StringLike, no IfExists) to AWSDenyAll or
+  the AWSCompromisedKeyQuarantine policies can only take access away, so it is not the
+  Attach*Policy escalation (Steward's own quarantine permission is written that way).
 
 Per document, analysis is cached per snapshot (`sources_of`): a managed policy attached
 to a thousand principals, or an inline document repeated verbatim, is analysed once.
@@ -534,6 +537,8 @@ def analyse_document(document: Any) -> PolicyAnalysis | None:
         if not s.unbounded_resources:
             continue
         members = s.actions.members(_ESCALATION_UNIVERSE)
+        if _attaches_only_deny_policies(s):
+            members -= _ATTACH_ACTIONS
         granted |= members
         if not s.conditional:
             unconditional |= members
@@ -552,6 +557,24 @@ def analyse_document(document: Any) -> PolicyAnalysis | None:
         escalation_actions=effective,
         conditional_actions=frozenset(effective - unconditional),
         denied_actions=frozenset(denied),
+    )
+
+
+_ATTACH_ACTIONS = frozenset(f"iam:attach{kind}policy" for kind in ("user", "group", "role"))
+_POLICY_ARN_OPERATORS = frozenset({"arnequals", "arnlike", "stringequals", "stringlike"})
+
+
+def _attaches_only_deny_policies(s: Statement) -> bool:
+    """An `iam:PolicyARN` condition that admits only the AWS deny-only quarantine policies.
+    A request without the key fails it (no IfExists), so the statement cannot attach
+    anything else."""
+    return any(
+        c.key == "iam:policyarn"
+        and c.base in _POLICY_ARN_OPERATORS
+        and not c.if_exists
+        and not c.set_operator  # ForAllValues passes when the key is missing
+        and all(is_aws_quarantine(v) for v in c.values)
+        for c in s.conditions
     )
 
 

@@ -10,6 +10,7 @@ Every step writes its audit event in the same transaction as the state change.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import asdict
@@ -44,6 +45,16 @@ STUCK_AFTER = timedelta(minutes=10)
 
 class RemediationRefused(ServiceError):
     """The request is not allowed (wrong person, wrong state, precondition); nothing changed."""
+
+
+class RestoreRoleOff(RemediationRefused):
+    """An undo that gives access back, with Steward's restore role off: nothing changed.
+    `by_hand` says what an admin does instead; `before` is the recorded before-state."""
+
+    def __init__(self, message: str, *, by_hand: str, before: dict):
+        super().__init__(message)
+        self.by_hand = by_hand
+        self.before = before
 
 
 class RemediationService:
@@ -176,9 +187,10 @@ class RemediationService:
                 why = "was a dry run" if row.dry_run else "cannot be undone"
                 self._refuse(actor, row, f"undo {row.action}: {why}", now)
                 raise RemediationRefused(f"{action.title} {why}.")
+            self._require_restore_role(actor, row, action, now)
             self._move(session, row, SUCCEEDED, UNDOING, actor, now, started_at=now)
         try:
-            applied = action.undo(self._aws(row.account_id), Target(**row.target), row.before)
+            applied = action.undo(self._undo_session(row, action), Target(**row.target), row.before)
         except (RemediationError, ServiceError) as exc:
             with session_scope(self.engine) as session:
                 row = self._get(session, remediation_id)
@@ -243,6 +255,39 @@ class RemediationService:
                 self._move(session, current, UNDOING, SUCCEEDED, actor, now, error="undo interrupted; not undone")
             self._audit(session, actor, A.REMEDIATION_RECONCILED, current, now, status=current.status)
             return current
+
+    # -- the restore role: an undo that gives access back -------------------------------
+    # The default role can only reduce access; re-attaching a policy, putting one back or
+    # adding to a group runs under the restore role (STEWARD_RESTORE_ROLE_NAME), and only
+    # for an undo. With it off, the undo is refused before anything changes, with what an
+    # admin needs to restore by hand.
+
+    def _require_restore_role(self, actor: str, row: Remediation, action: Action, now: datetime) -> None:
+        if not action.undo_needs_restore or self.settings.restore_role_name:
+            return
+        reason = f"Steward's restore role is not enabled in account {row.account_id}"
+        self._refuse(actor, row, f"undo {row.action}: {reason}", now)
+        by_hand = action.restore_by_hand(Target(**row.target), row.before)
+        raise RestoreRoleOff(_by_hand_message(reason, by_hand, row.before), by_hand=by_hand,
+                             before=row.before)
+
+    def _undo_session(self, row: Remediation, action: Action):
+        if not action.undo_needs_restore:
+            return self._aws(row.account_id)
+        from checks import accounts
+        from checks.collect import CollectError
+
+        name = str(self.settings.restore_role_name)
+        try:
+            target = accounts.restore_target(row.account_id, name, row.target.get("partition", "aws"))
+            return self._assumed(row.account_id, target)
+        except ServiceError as exc:
+            reason = (f"Steward's restore role {name} could not be used in account {row.account_id} "
+                      f"(is EnableRestore on there?): {exc}")
+            by_hand = action.restore_by_hand(Target(**row.target), row.before)
+            raise ServiceError(_by_hand_message(reason, by_hand, row.before)) from None
+        except CollectError as exc:  # a role name IAM would refuse
+            raise ServiceError(str(exc)) from None
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -333,13 +378,19 @@ class RemediationService:
 
     def _aws(self, account_id: str):
         from checks import accounts
+
+        with session_scope(self.engine) as session:
+            role_arn = queries.account_role(session=session, account_id=account_id)
+        return self._assumed(account_id, accounts.Target(account_id=account_id, role_arn=role_arn,
+                                                         label=account_id))
+
+    def _assumed(self, account_id: str, target):
+        """A session for `target` (a `checks.accounts.Target`), checked to be in `account_id`."""
+        from checks import accounts
         from checks.collect import CollectError, aws_client
 
         base = self._aws_session_factory() if self._aws_session_factory else _default_session()
-        with session_scope(self.engine) as session:
-            role_arn = queries.account_role(session=session, account_id=account_id)
         try:
-            target = accounts.Target(account_id=account_id, role_arn=role_arn, label=account_id)
             aws = accounts.session_for(target, base, external_id=self.settings.external_id)
             actual = aws_client(aws, "sts", self.settings.aws_max_attempts).get_caller_identity()["Account"]
         except CollectError as exc:
@@ -374,6 +425,15 @@ class RemediationService:
         if row is None:
             return "Another remediation of this finding is in progress."
         return f"Remediation #{row.id} ({row.action}, {row.status}) is already in progress for this finding."
+
+
+def _by_hand_message(reason: str, by_hand: str, before: dict | None) -> str:
+    """The refusal an admin acts on: why, what to run (fenced, for Slack), the before-state."""
+    words, newline, command = by_hand.rpartition("\n")
+    steps = f"{words}\n```\n{command}\n```" if newline else by_hand
+    state = json.dumps(before, indent=2, sort_keys=True)
+    return (f"{reason}; the before-state is below so an admin can restore by hand. Nothing was "
+            f"changed.\n{steps}\nBefore-state (JSON):\n```\n{state}\n```")
 
 
 def _default_session():

@@ -13,8 +13,15 @@ that declares, next to its code:
   rule itself lives in the orchestrator; `owner_may_apply_alone` is the one test to use;
 * `permissions`: the IAM actions `plan` and `apply` call (precondition reads included);
   `undo_permissions`: the ones `undo` calls. `checks.permissions` builds the shipped
-  remediation policy from these, and the tests record every AWS operation each action
-  makes on moto and check it is declared.
+  policies from these, and the tests record every AWS operation each action makes on moto
+  and check it is declared.
+
+Every permission is classed (`access_class`): a read, one that can only *reduce* access, or
+one that can *restore* (grant) access. Steward's default role holds the reads and the
+reduce class only; an apply never needs more (an attach of Steward's own deny policy is
+allowed there under an `iam:PolicyARN` condition, `REDUCE_CONDITIONS`). An undo that needs
+a restore permission (`undo_needs_restore`: re-attach, put back, add to a group, delete a
+password policy) runs under a separate restore role, off by default.
 
 Behaviour every action shares (implemented once, in `Action`):
 
@@ -66,7 +73,79 @@ IAM_ARN = re.compile(
     r"^arn:(?P<partition>aws[a-z-]*):iam::(?P<account>\d{12}):"
     r"(?:(?P<root>root)|(?P<kind>user|group|role)/(?P<rest>.+))$"
 )
-REMEDIATE_POLICY_FILE = "deploy/iam/steward-remediate-policy.json"
+REDUCE_POLICY_FILE = "deploy/iam/steward-reduce-policy.json"
+RESTORE_POLICY_FILE = "deploy/iam/steward-restore-policy.json"
+
+# ---------------------------------------------------------------------------------------
+# What each IAM write can do to access
+
+# Writes that can only take access away. `UpdateAccessKey` and `UpdateAccountPasswordPolicy`
+# are here although they can also give access back (reactivate a key, loosen the policy):
+# IAM cannot tell the two directions apart, the applies need them, and the app's
+# two-person rule covers the undo that goes the other way.
+REDUCE_PERMISSIONS = frozenset(
+    {
+        "iam:UpdateAccessKey",
+        "iam:DeleteAccessKey",
+        "iam:DeleteLoginProfile",
+        "iam:DeleteSigningCertificate",
+        "iam:DeleteSSHPublicKey",
+        "iam:DeleteServiceSpecificCredential",
+        "iam:DeactivateMFADevice",
+        "iam:DeleteVirtualMFADevice",
+        "iam:DetachUserPolicy",
+        "iam:DetachGroupPolicy",
+        "iam:DetachRolePolicy",
+        "iam:DeleteUserPolicy",
+        "iam:DeleteGroupPolicy",
+        "iam:DeleteRolePolicy",
+        "iam:RemoveUserFromGroup",
+        "iam:DeleteUser",
+        "iam:UpdateAccountPasswordPolicy",
+    }
+)
+# Writes that can grant access: never in the default role (except as REDUCE_CONDITIONS
+# allow). Includes the usual escalation paths so a future declaration is classed.
+RESTORE_PERMISSIONS = frozenset(
+    {
+        "iam:AttachUserPolicy",
+        "iam:AttachGroupPolicy",
+        "iam:AttachRolePolicy",
+        "iam:PutUserPolicy",
+        "iam:PutGroupPolicy",
+        "iam:PutRolePolicy",
+        "iam:AddUserToGroup",
+        "iam:CreateLoginProfile",
+        "iam:UpdateLoginProfile",
+        "iam:CreateAccessKey",
+        "iam:DeleteAccountPasswordPolicy",
+        "iam:CreatePolicyVersion",
+        "iam:SetDefaultPolicyVersion",
+        "iam:UpdateAssumeRolePolicy",
+        "iam:DeleteUserPermissionsBoundary",
+        "iam:DeleteRolePermissionsBoundary",
+        "iam:PassRole",
+    }
+)
+# The quarantine attaches AWSDenyAll, and only that: the default role may call
+# AttachUserPolicy for exactly this policy (IAM's `iam:PolicyARN` condition key).
+QUARANTINE_POLICY_ARN = "arn:aws:iam::aws:policy/AWSDenyAll"
+REDUCE_CONDITIONS: dict[str, dict[str, dict[str, list[str]]]] = {
+    "iam:AttachUserPolicy": {"ArnEquals": {"iam:PolicyARN": [QUARANTINE_POLICY_ARN]}},
+}
+AccessClass = Literal["read", "reduce", "restore"]
+
+
+def access_class(permission: str) -> AccessClass:
+    """`read` (Get/List), `reduce` or `restore`; KeyError for an unclassed write, so a new
+    declaration must say which it is."""
+    if re.match(r"^iam:(Get|List)[A-Z]", permission):
+        return "read"
+    if permission in REDUCE_PERMISSIONS:
+        return "reduce"
+    if permission in RESTORE_PERMISSIONS:
+        return "restore"
+    raise KeyError(f"{permission} is not classed as reduce or restore (checks/remediate/base.py)")
 
 
 # ---------------------------------------------------------------------------------------
@@ -98,10 +177,11 @@ def remediation_error(exc: Exception, account_id: str, *, context: str = "") -> 
     suffix = f" ({context})" if context else ""
     if isinstance(exc, ClientError) and error_code(exc) in ACCESS_DENIED:
         action = f"iam:{exc.operation_name}"
+        policy = RESTORE_POLICY_FILE if action in RESTORE_PERMISSIONS else REDUCE_POLICY_FILE
         return RemediationError(
             f"AccessDenied on {action} in account {account_id}{suffix}: the role Steward "
-            f"uses there lacks {action} (see {REMEDIATE_POLICY_FILE}), or an SCP or "
-            "permissions boundary denies it",
+            f"uses there lacks {action} (see {policy}), or an SCP or permissions boundary "
+            "denies it",
             False,
             code=error_code(exc),
         )
@@ -343,6 +423,18 @@ class Action:
         raise NotUndoable(f"{self.id} cannot be undone", False)
 
     # -- the shared behaviour -------------------------------------------------------------
+
+    @property
+    def undo_needs_restore(self) -> bool:
+        """The undo gives access back (re-attach, put back, add to a group...): it runs under
+        Steward's restore role, never the default one."""
+        return any(access_class(p) == "restore" for p in self.undo_permissions)
+
+    def restore_by_hand(self, target: Target, before: Mapping[str, Any]) -> str:
+        """What an administrator does to put back what the apply that recorded `before`
+        changed, in words and AWS CLI commands (for when the restore role is off)."""
+        return (f"Put back the {self.title.lower()} on {target.label} in account "
+                f"{target.account_id} from the before-state below.")
 
     @property
     def owner_may_apply_alone(self) -> bool:

@@ -19,6 +19,9 @@ Decisions:
 
 from __future__ import annotations
 
+import json
+import shlex
+from collections.abc import Mapping
 from typing import Any
 
 from checks.remediate.base import Action, Iam, Plan, State, Target
@@ -126,6 +129,18 @@ class ApplyCisPasswordPolicy(Action):
 
     def change(self, iam: Iam, target: Target, state: State) -> None:
         iam.write("update_account_password_policy", **cis_parameters(parameters(state["policy"])))
+
+    def restore_by_hand(self, target: Target, before: Mapping[str, Any]) -> str:
+        previous = parameters(before.get("policy"))
+        where = f"account {target.account_id}"
+        if previous is None:
+            return (f"{where} had no password policy before; delete the one Steward set:\n"
+                    "aws iam delete-account-password-policy")
+        return (
+            f"Set the password policy of {where} back to what it was:\n"
+            "aws iam update-account-password-policy --cli-input-json "
+            f"{shlex.quote(json.dumps(previous, separators=(',', ':'), sort_keys=True))}"
+        )
 
     def revert(self, iam: Iam, target: Target, before: State, current: State) -> bool:
         previous = parameters(before.get("policy"))

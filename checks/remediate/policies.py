@@ -14,6 +14,8 @@ take access away, and detaching them would lift a quarantine (undo the quarantin
 from __future__ import annotations
 
 import json
+import shlex
+from collections.abc import Mapping
 from typing import Any
 
 from checks.policy import is_aws_quarantine
@@ -38,6 +40,11 @@ def principal(target: Target) -> tuple[str, dict[str, str]]:
         raise Impossible(f"{target.resource} is not an IAM user, group or role")
     kind = target.principal_type
     return kind, {NAME_PARAM[kind]: target.principal_name}
+
+
+def cli_name(kind: str, name: str | None) -> str:
+    """`--user-name alice` for the AWS CLI."""
+    return f"--{kind}-name {shlex.quote(str(name))}"
 
 
 def _per_kind(template: str) -> frozenset[str]:
@@ -121,6 +128,15 @@ class DetachManagedPolicy(Action):
         kind, who = principal(target)
         iam.write(f"detach_{kind}_policy", missing=True, PolicyArn=state["policy_arn"], **who)
 
+    def restore_by_hand(self, target: Target, before: Mapping[str, Any]) -> str:
+        kind, arn = before.get("principal_type", target.principal_type), before.get("policy_arn")
+        return (
+            f"Attach the managed policy {before.get('policy_name') or arn} to {target.label} "
+            f"in account {target.account_id} again:\n"
+            f"aws iam attach-{kind}-policy {cli_name(kind, target.principal_name)} "
+            f"--policy-arn {shlex.quote(str(arn))}"
+        )
+
     def revert(self, iam: Iam, target: Target, before: State, current: State) -> bool:
         if not before.get("attached") or current["attached"]:
             return False
@@ -185,6 +201,17 @@ class DeleteInlinePolicy(Action):
     def change(self, iam: Iam, target: Target, state: State) -> None:
         kind, who = principal(target)
         iam.write(f"delete_{kind}_policy", missing=True, PolicyName=state["policy_name"], **who)
+
+    def restore_by_hand(self, target: Target, before: Mapping[str, Any]) -> str:
+        kind, name = before.get("principal_type", target.principal_type), before.get("policy_name")
+        document = before.get("document")
+        text = document if isinstance(document, str) else json.dumps(document, separators=(",", ":"))
+        return (
+            f"Put the inline policy {name} back on {target.label} in account "
+            f"{target.account_id} (its document is `document` in the before-state):\n"
+            f"aws iam put-{kind}-policy {cli_name(kind, target.principal_name)} "
+            f"--policy-name {shlex.quote(str(name))} --policy-document {shlex.quote(text)}"
+        )
 
     def revert(self, iam: Iam, target: Target, before: State, current: State) -> bool:
         if not before.get("exists"):

@@ -20,6 +20,8 @@ of whatever remains; a second conflict fails with a message naming what still bl
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Mapping
 from typing import Any
 
 from checks.remediate.base import (
@@ -467,6 +469,14 @@ class RemoveUserFromGroup(Action):
     def change(self, iam: Iam, target: Target, state: State) -> None:
         iam.write("remove_user_from_group", missing=True, UserName=state["user_name"],
                   GroupName=state["group_name"])
+
+    def restore_by_hand(self, target: Target, before: Mapping[str, Any]) -> str:
+        user, group = before.get("user_name"), before.get("group_name")
+        return (
+            f"Add IAM user {user} to group {group} in account {target.account_id} again:\n"
+            f"aws iam add-user-to-group --user-name {shlex.quote(str(user))} "
+            f"--group-name {shlex.quote(str(group))}"
+        )
 
     def revert(self, iam: Iam, target: Target, before: State, current: State) -> bool:
         if not before.get("member") or current["member"]:

@@ -6,7 +6,7 @@ import boto3
 import pytest
 from moto.sts.models import sts_backends
 
-from checks.accounts import Target, discover_targets, parse_role_arn, session_for
+from checks.accounts import Target, discover_targets, parse_role_arn, restore_target, session_for
 from checks.collect import ApiCallCounter, CollectError, collect_account
 from tests import aws
 from tests.aws import (
@@ -145,3 +145,11 @@ def test_assume_role_denied_names_the_role(moto_session: boto3.Session) -> None:
         f"AccessDenied on sts:AssumeRole (role arn:aws:iam::{OTHER}:role/Scanner;"
     )
     assert not err.value.retryable
+
+
+def test_the_restore_role_of_an_account_by_name():
+    target = restore_target("111122223333", "IAMStewardRestore", "aws-us-gov")
+    assert target.role_arn == "arn:aws-us-gov:iam::111122223333:role/IAMStewardRestore"
+    assert target.account_id == "111122223333"
+    with pytest.raises(CollectError, match="not an IAM role name"):
+        restore_target("111122223333", "bad name")

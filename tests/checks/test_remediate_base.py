@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import shlex
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -111,6 +112,23 @@ def answer(
     session.events.register(f"before-call.iam.{operation}", hook)
 
 
+def restore_by_hand(iam: Any, act: Action, target: Target, before: dict[str, Any]) -> str:
+    """Carry out the AWS CLI command of `act.restore_by_hand` (its last line) with boto3,
+    as an admin would with the CLI; returns the text. `--cli-input-json` becomes the
+    parameters, `--user-name` becomes `UserName`."""
+    text = act.restore_by_hand(target, before)
+    command = shlex.split(text.splitlines()[-1])
+    assert command[:2] == ["aws", "iam"], text
+    params: dict[str, Any] = {}
+    for flag, value in zip(command[3::2], command[4::2], strict=True):
+        if flag == "--cli-input-json":
+            params.update(json.loads(value))
+        else:
+            params["".join(w.capitalize() for w in flag[2:].split("-"))] = value
+    getattr(iam, command[2].replace("-", "_"))(**params)
+    return text
+
+
 @pytest.fixture
 def iam(moto_session: boto3.Session) -> Any:
     install_deny_all()
@@ -183,7 +201,9 @@ def _client_error(code: str, operation: str = "DeleteUser", retries: int = 0) ->
 def test_access_denied_names_the_missing_action():
     err = remediation_error(_client_error("AccessDenied"), "123456789012")
     assert "iam:DeleteUser" in err.message and "123456789012" in err.message
-    assert "steward-remediate-policy.json" in err.message
+    assert "steward-reduce-policy.json" in err.message
+    restoring = remediation_error(_client_error("AccessDenied", operation="AddUserToGroup"), "1")
+    assert "steward-restore-policy.json" in restoring.message
     assert not err.retryable and err.code == "AccessDenied"
 
 
@@ -243,6 +263,12 @@ def test_every_action_declares_its_contract(act: Action):
         assert not act.undo_permissions and not overrides_revert
         with pytest.raises(NotUndoable):
             act.undo(None, user_target("x"), {})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("act", [a for a in ACTIONS if a.undo_needs_restore], ids=lambda a: a.id)
+def test_an_undo_needing_the_restore_role_says_how_to_restore_by_hand(act: Action):
+    assert type(act).restore_by_hand is not Action.restore_by_hand
+    assert act.owner_may_apply_alone is False  # giving access back is never one click
 
 
 def test_only_reversible_access_reducing_actions_may_be_taken_by_the_owner_alone():

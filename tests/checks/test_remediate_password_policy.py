@@ -9,7 +9,7 @@ from checks.remediate.password_policy import ApplyCisPasswordPolicy, cis_paramet
 from tests import aws
 from tests.aws import ACCOUNT_ID
 from tests.checks import test_remediate_base as base
-from tests.checks.test_remediate_base import assert_declared, recording
+from tests.checks.test_remediate_base import assert_declared, recording, restore_by_hand
 
 # Fixtures used here.
 aws_env = aws.aws_env
@@ -90,6 +90,20 @@ def test_undo_restores_the_previous_policy_exactly(moto_session, iam, previous):
     assert after["HardExpiry"] == original["HardExpiry"]
     ACTION.undo(moto_session, ACCOUNT, applied.before)
     assert current(iam) == original
+
+
+@pytest.mark.parametrize("previous", [
+    None,
+    {"MinimumPasswordLength": 8, "RequireNumbers": True, "MaxPasswordAge": 60, "HardExpiry": True},
+])
+def test_the_previous_policy_can_be_restored_by_hand(moto_session, iam, previous):
+    if previous:
+        iam.update_account_password_policy(**previous)
+    original = current(iam)
+    applied = ACTION.apply(moto_session, ACCOUNT)
+    text = restore_by_hand(iam, ACTION, ACCOUNT, applied.before)
+    assert current(iam) == original
+    assert ("had no password policy" in text) is (previous is None)
 
 
 def test_a_policy_that_meets_the_baseline_is_already_done(moto_session, iam):

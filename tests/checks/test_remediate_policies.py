@@ -11,7 +11,12 @@ from checks.remediate.policies import DeleteInlinePolicy, DetachManagedPolicy
 from tests import aws
 from tests.aws import ACCOUNT_ID, TRUST_EC2, allow, document
 from tests.checks import test_remediate_base as base
-from tests.checks.test_remediate_base import DENY_ALL_ARN, assert_declared, recording
+from tests.checks.test_remediate_base import (
+    DENY_ALL_ARN,
+    assert_declared,
+    recording,
+    restore_by_hand,
+)
 
 # Fixtures used here.
 aws_env = aws.aws_env
@@ -80,6 +85,16 @@ def test_detach_round_trip(moto_session, iam, principals, policy_arn, kind):
     assert DETACH.undo(moto_session, target, applied.before).already_done
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_detach_can_be_restored_by_hand(moto_session, iam, principals, policy_arn, kind):
+    getattr(iam, f"attach_{kind}_policy")(PolicyArn=policy_arn, **{PARAM[kind]: NAMES[kind]})
+    target = Target.from_finding("admin-policy", principals[kind], {"policy_arn": policy_arn})
+    applied = DETACH.apply(moto_session, target)
+    text = restore_by_hand(iam, DETACH, target, applied.before)
+    assert text.startswith(f"Attach the managed policy ec2-all to IAM {kind} {NAMES[kind]}")
+    assert attached_arns(iam, kind) == [policy_arn]
+
+
 def test_detach_refuses_to_lift_a_quarantine(moto_session, iam, principals):
     iam.attach_user_policy(UserName="alice", PolicyArn=DENY_ALL_ARN)
     target = Target.from_finding("user-direct-policy", principals["user"],
@@ -140,6 +155,19 @@ def test_delete_inline_round_trip(moto_session, iam, principals, kind):
     assert inline_names(iam, kind) == ["ec2-inline"]
     assert undone.after == applied.before
     assert DELETE_INLINE.undo(moto_session, target, applied.before).already_done
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_delete_inline_can_be_restored_by_hand(moto_session, iam, principals, kind):
+    quoted = {"Version": "2012-10-17", "Statement": [{  # survives the shell quoting
+        "Effect": "Allow", "Action": "s3:GetObject", "Resource": "*",
+        "Condition": {"StringEquals": {"aws:username": "o'brien \"ops\" $HOME"}}}]}
+    getattr(iam, f"put_{kind}_policy")(PolicyName="ec2-inline", PolicyDocument=json.dumps(quoted),
+                                       **{PARAM[kind]: NAMES[kind]})
+    target = Target.from_finding("admin-policy", principals[kind], {"policy_name": "ec2-inline"})
+    applied = DELETE_INLINE.apply(moto_session, target)
+    restore_by_hand(iam, DELETE_INLINE, target, applied.before)
+    assert DELETE_INLINE.read(DELETE_INLINE.iam(moto_session, target), target) == applied.before
 
 
 def test_delete_inline_undo_does_not_overwrite_a_newer_policy(moto_session, iam, principals):

@@ -32,6 +32,7 @@ from tests.checks.test_remediate_base import (
     answer,
     assert_declared,
     recording,
+    restore_by_hand,
     user_target,
 )
 
@@ -400,6 +401,14 @@ def test_remove_user_from_group_round_trip(moto_session, iam, admins):
         undone = REMOVE_FROM_GROUP.undo(moto_session, target, applied.before)
     assert_declared(calls, REMOVE_FROM_GROUP.undo_permissions)
     assert members(iam) == ["alice"] and undone.after == applied.before
+
+
+def test_remove_user_from_group_can_be_restored_by_hand(moto_session, iam, admins):
+    target = user_target("alice", "/ops/", group_name="admins")
+    applied = REMOVE_FROM_GROUP.apply(moto_session, target)
+    text = restore_by_hand(iam, REMOVE_FROM_GROUP, target, applied.before)
+    assert text.startswith("Add IAM user alice to group admins")
+    assert members(iam) == ["alice"]
 
 
 def test_remove_user_from_group_needs_both_names(moto_session, iam, admins):

@@ -188,8 +188,15 @@ def test_the_role_trusts_only_steward_with_the_external_id():
     assert trust["Condition"] == {"StringEquals": {"sts:ExternalId": {"Ref": "ExternalId"}}}
     assert trust["Principal"]["AWS"]["Fn::If"][1:] == [
         {"Ref": "StewardRoleArn"}, {"Ref": "StewardAccountId"}]
-    scan, remediate = role["Policies"]
+    scan, remediate, export = role["Policies"]
     assert scan["PolicyDocument"] == permissions.scan_policy()
+    # Security Hub export: off by default, and only the account's own default product.
+    when, policy, _ = export["Fn::If"]
+    assert template["Conditions"][when] == {"Fn::Equals": [{"Ref": "EnableSecurityHubExport"}, "true"]}
+    assert template["Parameters"]["EnableSecurityHubExport"]["Default"] == "false"
+    (grant,) = policy["PolicyDocument"]["Statement"]
+    assert grant["Action"] == ["securityhub:BatchImportFindings"]
+    assert "${AWS::AccountId}:product/${AWS::AccountId}/default" in grant["Resource"]["Fn::Sub"]
     condition, policy, otherwise = remediate["Fn::If"]
     assert template["Conditions"][condition] == {
         "Fn::Equals": [{"Ref": "EnableRemediation"}, "true"]}
@@ -277,7 +284,8 @@ def _judged(**roles: tuple[str, ...]) -> dict[str, list]:
 def test_steward_s_default_roles_are_not_flagged_by_its_own_checks():
     # The Steward role in its own account holds all three (hub, scan, reduce) together;
     # the member role holds scan and reduce.
-    judged = _judged(IAMStewardHub=("hub", "scan", "reduce"), IAMSteward=("scan", "reduce"))
+    # The export policy rides along where Security Hub export is enabled.
+    judged = _judged(IAMStewardHub=("hub", "scan", "reduce", "export"), IAMSteward=("scan", "reduce", "export"))
     assert judged == {"IAMStewardHub": [], "IAMSteward": []}
 
 

@@ -62,13 +62,16 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bot.sandbox import block_limits
+from bot.slack_methods import METHODS, TIER_PER_MINUTE
 
 __all__ = [
     "DEFAULT_APP_ID",
@@ -102,9 +105,9 @@ DEFAULT_BOT_NAME = "steward"
 
 #: Slack truncates ``text`` longer than this (chat.postMessage "Truncating content").
 MAX_TEXT_CHARS = 40_000
-#: Block Kit: at most 50 blocks in a message, 100 in a modal or Home tab.
-MAX_MESSAGE_BLOCKS = 50
-MAX_VIEW_BLOCKS = 100
+#: Block Kit: at most 50 blocks in a message, 100 in a modal or Home tab (more in block_limits).
+MAX_MESSAGE_BLOCKS = block_limits.MAX_BLOCKS["message"]
+MAX_VIEW_BLOCKS = block_limits.MAX_BLOCKS["modal"]
 #: views.push: "After a modal is opened, you can push up to two additional views" (3 total).
 MAX_VIEW_STACK = 3
 #: response_url: usable up to 5 times within 30 minutes.
@@ -112,11 +115,8 @@ RESPONSE_URL_MAX_USES = 5
 RESPONSE_URL_TTL_SECONDS = 30 * 60
 #: trigger_id lifetime (only enforced with ``strict_triggers=True``).
 TRIGGER_TTL_SECONDS = 3.0
-#: Minimum calls per minute of Slack's Web API rate-limit tiers.
-TIER_PER_MINUTE = {1: 1, 2: 20, 3: 50, 4: 100}
-
 #: Web API methods that take an app-level token (and refuse a bot or user token).
-APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
+APP_TOKEN_METHODS = frozenset(name for name, facts in METHODS.items() if facts.app_token)
 _WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 RESPONSE_URL_METHOD = "response_url"
@@ -237,6 +237,16 @@ def _decode_cursor(prefix: str, cursor: str) -> str:
     return value
 
 
+def _manifest_scopes(manifest: Mapping[str, Any] | None) -> list[str]:
+    """The bot scopes an app manifest requests (the project's own manifest by default)."""
+    if manifest is None:
+        # The code's own manifest (bot.manifest never imports the sandbox: no cycle).
+        from bot.manifest import build
+
+        manifest = build("http")
+    return list(((manifest.get("oauth_config") or {}).get("scopes") or {}).get("bot") or [])
+
+
 def _missing(*names: str) -> _SlackError:
     return _SlackError(
         "invalid_arguments",
@@ -258,6 +268,12 @@ class SlackFake:
             issued by :meth:`trigger_id` and not older than 3 s (Slack's lifetime); by
             default any non-empty trigger id is accepted.
         app_token: the app-level token accepted by ``apps.connections.open`` (Socket Mode).
+        manifest: the app manifest installed (a parsed ``manifest.yml``): its bot scopes are
+            the token's, and every call is checked against them as Slack does. By default the
+            project's own manifest, generated from the code (``bot.manifest``).
+        scopes: the granted bot scopes instead of the manifest's (a narrower install).
+        rate_limits: when true every method is limited to its tier (``bot.slack_methods``),
+            as Slack does; off by default so tests are not paced by real minutes.
 
     The server starts with :meth:`start` (or ``with SlackFake() as fake``) and the
     workspace holds only the bot user until you add users, channels and usergroups.
@@ -279,8 +295,13 @@ class SlackFake:
         clock: Callable[[], float] = time.monotonic,
         strict_triggers: bool = False,
         app_token: str = DEFAULT_APP_TOKEN,
+        manifest: Mapping[str, Any] | None = None,
+        scopes: Iterable[str] | None = None,
+        rate_limits: bool = False,
     ) -> None:
         self.token = token
+        self.scopes = frozenset(scopes if scopes is not None else _manifest_scopes(manifest))
+        self.rate_limits = rate_limits
         self.app_token = app_token
         self.team_id = team_id
         self.team_domain = team_domain
@@ -308,6 +329,7 @@ class SlackFake:
             "users.list": self._users_list,
             "conversations.open": self._conversations_open,
             "conversations.history": self._conversations_history,
+            "conversations.info": self._conversations_info,
             "conversations.replies": self._conversations_replies,
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
@@ -390,6 +412,9 @@ class SlackFake:
 
     def _init_workspace(self) -> None:
         self._tokens: dict[str, str] = {self.token: self.bot_user_id}
+        self._granted: frozenset[str] = frozenset()  # the scopes of the call being answered
+        self._token_scopes: dict[str, frozenset[str]] = {}  # tokens granted other scopes
+        self._revoked: set[str] = set()  # tokens of an uninstalled app
         self._app_tokens: set[str] = {self.app_token}
         self._users: dict[str, dict[str, Any]] = {}
         self._channels: dict[str, dict[str, Any]] = {}
@@ -432,12 +457,32 @@ class SlackFake:
         with self._lock:
             self._app_tokens.add(token)
 
-    def add_token(self, token: str, user_id: str) -> None:
-        """Accept another token, acting as ``user_id`` (for example a user token)."""
+    def add_token(self, token: str, user_id: str, scopes: Iterable[str] | None = None) -> None:
+        """Accept another token, acting as ``user_id`` (for example a user token), granted
+        ``scopes`` (default: the app's)."""
         with self._lock:
             if user_id not in self._users:
                 raise KeyError(f"unknown user {user_id}")
             self._tokens[token] = user_id
+            if scopes is not None:
+                self._token_scopes[token] = frozenset(scopes)
+
+    def set_scopes(self, scopes: Iterable[str], token: str | None = None) -> None:
+        """Grant ``token`` (default: the bot token) exactly ``scopes``, as a reinstall would."""
+        with self._lock:
+            if token is None:
+                self.scopes = frozenset(scopes)
+            else:
+                self._token_scopes[token] = frozenset(scopes)
+
+    def granted_scopes(self, token: str | None = None) -> frozenset[str]:
+        with self._lock:
+            return self._token_scopes.get(token or self.token, self.scopes)
+
+    def revoke_token(self, token: str | None = None) -> None:
+        """Revoke a token (the app was uninstalled): its calls answer ``account_inactive``."""
+        with self._lock:
+            self._revoked.add(token or self.token)
 
     def add_user(
         self,
@@ -528,12 +573,14 @@ class SlackFake:
         members: Iterable[str] | None = None,
         is_private: bool = False,
         bot_member: bool = True,
+        is_archived: bool = False,
     ) -> str:
         """Add a channel named ``name`` (without ``#``); returns its id (``C...``, or
         ``G...`` when private).
 
         ``members=None`` means every user is a member. The bot is a member unless
-        ``bot_member=False`` (then posting there answers ``not_in_channel``).
+        ``bot_member=False`` (then posting there answers ``not_in_channel``). An archived
+        channel answers ``is_archived`` to posts.
         """
         with self._changed:
             cid = channel_id or self._new_id("G" if is_private else "C")
@@ -545,6 +592,7 @@ class SlackFake:
                 "is_im": False,
                 "is_mpim": False,
                 "is_private": is_private,
+                "is_archived": is_archived,
                 "created": int(time.time()),
                 "members": self._channel_members(members, bot_member),
             }
@@ -561,6 +609,21 @@ class SlackFake:
         else:
             found.discard(self.bot_user_id)
         return found
+
+    def archive_channel(self, channel: str, archived: bool = True) -> None:
+        """Archive (or unarchive) a channel, as a member of the workspace would."""
+        with self._changed:
+            self._channels[self._known_channel(channel)]["is_archived"] = archived
+            self._notify()
+
+    def set_bot_member(self, channel: str, member: bool = True) -> None:
+        """Invite the bot to a channel (``/invite @app``) or remove it."""
+        with self._changed:
+            ch = self._channels[self._known_channel(channel)]
+            if ch["members"] is None:
+                ch["members"] = set(self._users)
+            (ch["members"].add if member else ch["members"].discard)(self.bot_user_id)
+            self._notify()
 
     def add_usergroup(
         self,
@@ -1159,6 +1222,9 @@ class SlackFake:
 
     def _check_budget(self, method: str, params: dict[str, Any]) -> _Reply | None:
         budget = self._budgets.get(method)
+        if budget is None and self.rate_limits and method in METHODS:
+            facts = METHODS[method]
+            budget = self._budgets[method] = _Budget(facts.limit_per_minute, 60.0, facts.per_channel)
         if budget is None:
             return None
         key = str(params.get("channel", "")) if budget.per_channel else ""
@@ -1203,18 +1269,73 @@ class SlackFake:
         if (method in APP_TOKEN_METHODS) != is_app_token:
             # Slack: app-level tokens only work with apps.connections.*, and those need one.
             return _Reply(200, {"ok": False, "error": "not_allowed_token_type"})
+        if token in self._revoked:
+            # Slack: a bot token of an uninstalled app (or a deactivated bot) is inactive.
+            return _Reply(200, {"ok": False, "error": "account_inactive"})
         actor = actor or self.app_id
+        granted = self._token_scopes.get(token, self.scopes)
+        headers = {} if is_app_token else {"x-oauth-scopes": ",".join(sorted(granted))}
+        reply = self._authorised_dispatch(method, handler, params, token, actor, granted, is_app_token)
+        reply.headers = {**headers, **reply.headers}
+        return reply
+
+    def _authorised_dispatch(
+        self,
+        method: str,
+        handler: Callable[[dict[str, Any], str], dict[str, Any]],
+        params: dict[str, Any],
+        token: str,
+        actor: str,
+        granted: frozenset[str],
+        is_app_token: bool,
+    ) -> _Reply:
         fault = self._take_fault(method)
         if fault is not None:
             return self._fault_reply(fault)
+        if not is_app_token:
+            refusal = self._scope_refusal(method, params, granted)
+            if refusal is not None:
+                return refusal
         limited = self._check_budget(method, params)
         if limited is not None:
             return limited
+        self._granted = granted  # for handlers whose rules depend on scopes (chat:write.public)
         try:
             body = handler(params, actor)
         except _SlackError as exc:
             return _Reply(200, {"ok": False, "error": exc.error, **exc.extra})
         return _Reply(200, {"ok": True, **body})
+
+    def _conversation_kind(self, method: str, params: dict[str, Any]) -> str | None:
+        """The kind of conversation a call acts on (for per-kind scopes), if known."""
+        if method == "conversations.open" and not params.get("channel"):
+            users = params.get("users")
+            count = len(users) if isinstance(users, list) else len(
+                [u for u in str(users or "").split(",") if u.strip()])
+            return "im" if count <= 1 else "mpim"
+        cid = self._resolve_channel(str(params.get("channel") or ""), open_im=False, missing_ok=True)
+        if cid is None:
+            return None
+        ch = self._channels[cid]
+        if ch["is_im"]:
+            return "im"
+        if ch["is_mpim"]:
+            return "mpim"
+        return "private" if ch["is_private"] else "public"
+
+    def _scope_refusal(self, method: str, params: dict[str, Any], granted: frozenset[str]) -> _Reply | None:
+        facts = METHODS.get(method)
+        if facts is None:
+            return None
+        needed = facts.needed(self._conversation_kind(method, params) if facts.by_kind else None)
+        if not needed or granted.intersection(needed):
+            return None
+        return _Reply(200, {
+            "ok": False,
+            "error": "missing_scope",
+            "needed": ",".join(needed),
+            "provided": ",".join(sorted(granted)),
+        }, {"x-accepted-oauth-scopes": ",".join(needed)})
 
     def handle_response_url(self, hook_id: str, raw: bytes) -> tuple[int, str]:
         """Answer a POST to a response URL: ``(status, text)`` like Slack (``ok``)."""
@@ -1288,6 +1409,18 @@ class SlackFake:
         except _SlackError as exc:
             raise KeyError(f"unknown channel {ref!r}") from exc
 
+    def _check_can_post(self, channel_id: str, actor: str) -> None:
+        """Slack's posting rules: not into an archived channel, and only where the bot is a
+        member unless it holds ``chat:write.public`` and the channel is public."""
+        ch = self._channels[channel_id]
+        if ch.get("is_archived"):
+            raise _SlackError("is_archived")
+        if self._is_member(channel_id, actor):
+            return
+        public = ch["is_channel"] and not ch["is_private"]
+        if not (public and "chat:write.public" in self._granted):
+            raise _SlackError("not_in_channel")
+
     def _is_member(self, channel_id: str, user_id: str) -> bool:
         members = self._channels[channel_id]["members"]
         return members is None or user_id in members
@@ -1330,23 +1463,25 @@ class SlackFake:
                 raise _SlackError(error) from exc
         return value
 
-    def _blocks(
-        self, params: dict[str, Any], limit: int, error: str = "invalid_blocks"
-    ) -> list[dict[str, Any]] | None:
+    def _blocks(self, params: dict[str, Any]) -> list[dict[str, Any]] | None:
         blocks = self._json_param(params, "blocks", "invalid_blocks_format")
         if blocks is None:
             return None
-        return self._check_blocks(blocks, limit, error)
+        self._well_formed(blocks)
+        details = block_limits.problems(blocks, "message")
+        if details:
+            raise _SlackError("invalid_blocks", errors=details, messages=[f"[ERROR] {d}" for d in details])
+        return self._fill_block_ids(blocks)
 
     @staticmethod
-    def _check_blocks(blocks: Any, limit: int, error: str) -> list[dict[str, Any]]:
+    def _well_formed(blocks: Any) -> None:
         if not isinstance(blocks, list) or not all(
             isinstance(b, dict) and isinstance(b.get("type"), str) for b in blocks
         ):
             raise _SlackError("invalid_blocks_format")
-        if len(blocks) > limit:
-            detail = f"no more than {limit} items allowed [json-pointer:/blocks]"
-            raise _SlackError(error, errors=[detail], messages=[f"[ERROR] {detail}"])
+
+    @staticmethod
+    def _fill_block_ids(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         filled = copy.deepcopy(blocks)
         for block in filled:
             block.setdefault("block_id", secrets.token_urlsafe(3))
@@ -1364,7 +1499,7 @@ class SlackFake:
         self, params: dict[str, Any]
     ) -> tuple[str | None, list[dict[str, Any]] | None, list[Any] | None]:
         text = self._text(params)
-        blocks = self._blocks(params, MAX_MESSAGE_BLOCKS)
+        blocks = self._blocks(params)
         attachments = self._json_param(params, "attachments", "invalid_attachments")
         if attachments is not None and not isinstance(attachments, list):
             raise _SlackError("invalid_attachments")
@@ -1580,6 +1715,15 @@ class SlackFake:
         self._messages.setdefault(cid, [])
         return {"channel": {"id": cid}}
 
+    def _conversations_info(self, params: dict[str, Any], actor: str) -> dict[str, Any]:
+        if not params.get("channel"):
+            raise _missing("channel")
+        cid = self._resolve_channel(str(params["channel"]), open_im=False)
+        ch = self._channels[cid]
+        if ch["is_private"] and not self._is_member(cid, actor):
+            raise _SlackError("channel_not_found")  # Slack hides private channels from non-members
+        return {"channel": {**self._channel_object(cid), "is_member": self._is_member(cid, actor)}}
+
     def _conversations_history(self, params: dict[str, Any], actor: str) -> dict[str, Any]:
         if not params.get("channel"):
             raise _SlackError("channel_not_found")
@@ -1651,8 +1795,7 @@ class SlackFake:
         text, blocks, attachments = self._content(params)
         if not text and not blocks and not attachments:
             raise _SlackError("no_text")
-        if not self._is_member(cid, actor):
-            raise _SlackError("not_in_channel")
+        self._check_can_post(cid, actor)
         metadata = self._json_param(params, "metadata", "invalid_metadata_format")
         msg = self._store_message(
             cid,
@@ -1682,6 +1825,8 @@ class SlackFake:
 
     def _chat_update(self, params: dict[str, Any], actor: str) -> dict[str, Any]:
         cid, msg = self._own_message(params, actor, "cant_update_message")
+        if self._channels[cid].get("is_archived"):
+            raise _SlackError("is_archived")
         text, blocks, attachments = self._content(params)
         if text is None and blocks is None and attachments is None:
             raise _SlackError("no_text")
@@ -1711,6 +1856,7 @@ class SlackFake:
         if user_id not in self._users:
             raise _SlackError("user_not_found")
         cid = self._resolve_channel(str(params["channel"]))
+        self._check_can_post(cid, actor)
         if not self._is_member(cid, user_id):
             raise _SlackError("user_not_in_channel")
         text, blocks, attachments = self._content(params)
@@ -1798,9 +1944,11 @@ class SlackFake:
                 ],
             )
         view = copy.deepcopy(view)
-        view["blocks"] = self._check_blocks(
-            view.get("blocks", []), MAX_VIEW_BLOCKS, "invalid_arguments"
-        )
+        self._well_formed(view.get("blocks", []))
+        details = block_limits.view_problems(view)
+        if details:
+            raise _SlackError("invalid_arguments", messages=[f"[ERROR] {d}" for d in details])
+        view["blocks"] = self._fill_block_ids(view.get("blocks", []))
         return view
 
     def _make_view(
@@ -1976,6 +2124,8 @@ class SlackFake:
                 for c in str(params["channels"]).split(",")
                 if c.strip()
             ]
+        for cid in targets:
+            self._check_can_post(cid, actor)
         records = []
         for item in files:
             record = self._files.get(str(item["id"]))
@@ -2025,7 +2175,7 @@ class SlackFake:
             return 400, "invalid_payload"
         hook.uses += 1
         try:
-            blocks = self._blocks(payload, MAX_MESSAGE_BLOCKS)
+            blocks = self._blocks(payload)
         except _SlackError as exc:
             return 400, exc.error
         text = self._text(payload)

@@ -38,6 +38,8 @@ OUTPUT = {"http": "deploy/slack/manifest.yml", "socket": "deploy/slack/manifest-
 PLACEHOLDER_URL = "https://steward.example.com"
 EVENTS_PATH = "/slack/events"
 
+CALLED = re.compile(r"\.(\w+)\(")
+
 #: Methods called by the libraries rather than by our code.
 IMPLICIT_METHODS = {
     "auth.test": "slack_bolt.App verifies the bot token when it is built",
@@ -57,30 +59,35 @@ CONVERSATION_KINDS: dict[str, tuple[str, ...]] = {
 @functools.cache
 def _python_names() -> dict[str, tuple[str, ...]]:
     """slack_sdk WebClient method name -> the Web API methods it calls (files_upload_v2
-    calls two)."""
-    direct: dict[str, tuple[str, ...]] = {}
+    calls two), read from the SDK's source once."""
+    tree = ast.parse(Path(inspect.getfile(WebClient)).read_text())
+    [cls] = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == WebClient.__name__]
+    direct: dict[str, list[str]] = {}
     delegates: dict[str, list[str]] = {}
-    for name, func in inspect.getmembers(WebClient, inspect.isfunction):
-        if name.startswith("_"):
+    for func in cls.body:
+        if not isinstance(func, ast.FunctionDef) or func.name.startswith("_"):
             continue
-        source = inspect.getsource(func)
-        direct[name] = tuple(re.findall(r'api_call\(\s*"([^"]+)"', source))
-        delegates[name] = re.findall(r"self\.(\w+)\(", source)
+        direct[func.name], delegates[func.name] = [], []
+        for node in ast.walk(func):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                    isinstance(node.func.value, ast.Name) and node.func.value.id == "self":
+                if node.func.attr == "api_call" and node.args and isinstance(node.args[0], ast.Constant):
+                    direct[func.name].append(str(node.args[0].value))
+                else:
+                    delegates[func.name].append(node.func.attr)
     resolved: dict[str, tuple[str, ...]] = {}
     for name, found in direct.items():
-        calls = list(found)
-        for other in delegates[name]:
-            calls.extend(direct.get(other, ()))
+        calls = found + [m for other in delegates[name] for m in direct.get(other, ())]
         if calls:
             resolved[name] = tuple(dict.fromkeys(calls))
     return resolved
 
 
-def _source_files() -> list[Path]:
+def _source_files(root: Path) -> list[Path]:
     files = []
     for top in SOURCES:
-        for path in sorted((ROOT / top).rglob("*.py")):
-            rel = path.relative_to(ROOT).as_posix()
+        for path in sorted((root / top).rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
             if not rel.startswith(EXCLUDED):
                 files.append(path)
     return files
@@ -88,11 +95,19 @@ def _source_files() -> list[Path]:
 
 def called_methods() -> dict[str, set[str]]:
     """Every Web API method the product's code calls -> the files that call it."""
+    return {method: set(files) for method, files in _scan(ROOT).items()}
+
+
+@functools.cache
+def _scan(root: Path) -> dict[str, frozenset[str]]:
     names = _python_names()
     found: dict[str, set[str]] = {}
-    for path in _source_files():
-        rel = path.relative_to(ROOT).as_posix()
-        for node in ast.walk(ast.parse(path.read_text(), filename=rel)):
+    for path in _source_files(root):
+        rel = path.relative_to(root).as_posix()
+        text = path.read_text()
+        if not {"api_call", *names} & set(CALLED.findall(text)):
+            continue  # a cheap look first: most files call no Slack method at all
+        for node in ast.walk(ast.parse(text, filename=rel)):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                 continue
             attr = node.func.attr
@@ -103,7 +118,7 @@ def called_methods() -> dict[str, set[str]]:
                 found.setdefault(method, set()).add(rel)
     for method, why in IMPLICIT_METHODS.items():
         found.setdefault(method, set()).add(why)
-    return found
+    return {method: frozenset(files) for method, files in found.items()}
 
 
 def _registrations(kind: str) -> list[str]:

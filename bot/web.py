@@ -5,7 +5,9 @@ Routes:
 * ``POST /slack/events`` -> Bolt (slash commands, interactivity and the Events API, all on
   one request URL); Bolt checks the signature and the five-minute timestamp window.
 * ``GET /healthz`` -> ``200 {"status": "ok"}`` after a real ``SELECT 1`` on the database,
-  ``503 {"status": "unavailable", "reason": ...}`` otherwise.
+  ``503 {"status": "unavailable", "reason": ...}`` otherwise. With a Slack health source it
+  also says ``"slack": "ok"`` or ``"degraded: scopes, security channel (run `steward doctor`)"``
+  and stays 200: the process is alive and serving; the Slack app's setup needs a person.
 * anything else -> ``404``.
 
 Error answers are short fixed JSON: never an exception text, a stack trace, a database URL
@@ -56,9 +58,11 @@ def _json(
 class StewardWSGI:
     """The WSGI callable. ``bolt_app`` handles Slack; ``engine`` answers the health check."""
 
-    def __init__(self, bolt_app: App, engine: Engine, *, max_body_bytes: int = MAX_BODY_BYTES):
+    def __init__(self, bolt_app: App, engine: Engine, *, max_body_bytes: int = MAX_BODY_BYTES,
+                 slack_health: Callable[[], str] | None = None):
         self.bolt = SlackRequestHandler(bolt_app, path=SLACK_PATH)
         self.engine = engine
+        self.slack_health = slack_health
         self.max_body_bytes = max_body_bytes
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -119,7 +123,10 @@ class StewardWSGI:
                 "503 Service Unavailable",
                 {"status": "unavailable", "reason": reason},
             )
-        return _json(start_response, "200 OK", {"status": "ok"})
+        body = {"status": "ok"}
+        if self.slack_health is not None:
+            body["slack"] = self.slack_health()
+        return _json(start_response, "200 OK", body)
 
 
 def database_problem(engine: Engine) -> str | None:
@@ -134,5 +141,5 @@ def database_problem(engine: Engine) -> str | None:
     return None
 
 
-def create_wsgi_app(bolt_app: App, engine: Engine) -> StewardWSGI:
-    return StewardWSGI(bolt_app, engine)
+def create_wsgi_app(bolt_app: App, engine: Engine, slack_health: Callable[[], str] | None = None) -> StewardWSGI:
+    return StewardWSGI(bolt_app, engine, slack_health=slack_health)

@@ -93,7 +93,8 @@ METHODS: dict[str, MethodFacts] = {
         by_kind={"public": "channels:manage", "private": "groups:write", "im": "im:write",
                  "mpim": "mpim:write"},
         errors=_errors("channel_not_found", "user_not_found", "user_disabled", "cannot_dm_bot",
-                       "users_list_not_supplied", "too_many_users")),
+                       "users_list_not_supplied", "too_many_users", "not_enough_users",
+                       "method_not_supported_for_channel_type", "invalid_user_combination")),
     "conversations.history": MethodFacts(by_kind=_kinds("history"), errors=_errors(
         "channel_not_found", "not_in_channel", "invalid_cursor", "invalid_metadata_filter_keys")),
     "conversations.replies": MethodFacts(by_kind=_kinds("history"), errors=_errors(
@@ -103,7 +104,7 @@ METHODS: dict[str, MethodFacts] = {
     "users.list": MethodFacts(scopes=("users:read",), tier=2, errors=_errors("invalid_cursor")),
     "users.lookupByEmail": MethodFacts(scopes=("users:read.email",), errors=_errors("users_not_found")),
     "usergroups.users.list": MethodFacts(scopes=("usergroups:read",), tier=2, errors=_errors(
-        "no_such_subteam")),
+        "no_such_subteam", "plan_upgrade_required")),
     "views.open": MethodFacts(tier=4, errors=_errors(*_VIEW, "expired_trigger_id", "invalid_trigger_id")),
     "views.push": MethodFacts(tier=4, errors=_errors(*_VIEW, "expired_trigger_id", "invalid_trigger_id",
                                                      "push_limit_reached")),

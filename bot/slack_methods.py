@@ -27,7 +27,7 @@ TIER_PER_MINUTE = {1: 1, 2: 20, 3: 50, 4: 100}
 COMMON_ERRORS = frozenset({
     "not_authed", "invalid_auth", "account_inactive", "token_revoked", "token_expired",
     "no_permission", "missing_scope", "not_allowed_token_type", "ratelimited",
-    "invalid_arguments", "internal_error", "fatal_error", "request_timeout",
+    "invalid_arguments", "internal_error", "fatal_error", "request_timeout", "service_unavailable",
 })
 
 

@@ -488,10 +488,6 @@ class SlackFake:
             else:
                 self._token_scopes[token] = frozenset(scopes)
 
-    def granted_scopes(self, token: str | None = None) -> frozenset[str]:
-        with self._lock:
-            return self._token_scopes.get(token or self.token, self.scopes)
-
     def revoke_token(self, token: str | None = None) -> None:
         """Revoke a token (the app was uninstalled): its calls answer ``account_inactive``."""
         with self._lock:
@@ -1288,7 +1284,7 @@ class SlackFake:
         actor = actor or self.app_id
         granted = self._token_scopes.get(token, self.scopes)
         headers = {} if is_app_token else {"x-oauth-scopes": ",".join(sorted(granted))}
-        reply = self._authorised_dispatch(method, handler, params, token, actor, granted, is_app_token)
+        reply = self._authorised_dispatch(method, handler, params, actor, granted, is_app_token)
         reply.headers = {**headers, **reply.headers}
         return reply
 
@@ -1297,7 +1293,6 @@ class SlackFake:
         method: str,
         handler: Callable[[dict[str, Any], str], dict[str, Any]],
         params: dict[str, Any],
-        token: str,
         actor: str,
         granted: frozenset[str],
         is_app_token: bool,
@@ -1741,6 +1736,8 @@ class SlackFake:
         if not params.get("channel"):
             raise _SlackError("channel_not_found")
         cid = self._resolve_channel(str(params["channel"]), open_im=False)
+        if not self._is_member(cid, actor):
+            raise _SlackError("not_in_channel")  # a bot reads only where it is a member
         limit = max(1, min(int(params.get("limit") or 100), 999))
         inclusive = _as_bool(params.get("inclusive"))
         latest = params.get("latest")

@@ -21,6 +21,7 @@ from bot.sandbox.slack_fake import (
     RESPONSE_URL_MAX_USES,
     SlackFake,
 )
+from bot.slack_methods import METHODS
 
 TS_RE = re.compile(r"^\d{10}\.\d{6}$")
 
@@ -42,6 +43,11 @@ def clock() -> FakeClock:
 def fake(clock: FakeClock) -> Iterator[SlackFake]:
     with SlackFake(clock=clock) as f:
         yield f
+    # Every error the fake answered is one Slack documents for that method.
+    undocumented = {(c.method, c.response["error"]) for c in f.calls() if c.method in METHODS
+                    and isinstance(c.response, dict) and not c.response.get("ok")
+                    and c.response["error"] not in METHODS[c.method].errors}
+    assert undocumented == set()
 
 
 @pytest.fixture

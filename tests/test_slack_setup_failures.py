@@ -20,7 +20,7 @@ from bot.slack_checks import SlackChecks, SlackHealth
 from bot.web import create_wsgi_app
 from tests import test_campaigns
 from tests.bot.test_serve_http import _call, _offline_app, running_steward
-from tests.test_campaigns import BOB, CAROL, FAKE_CREDENTIALS, World
+from tests.test_campaigns import BOB, CAROL, FAKE_CREDENTIALS, World, interrupt_first_send
 
 world = test_campaigns.world  # the fixture: moto, the enforcing fake, a scanned database
 
@@ -62,18 +62,7 @@ def test_a_token_without_chat_write_stops_the_cycle_after_one_refusal(world: Wor
 def test_resuming_without_history_scope_holds_instead_of_sending_twice(world: World, monkeypatch, caplog) -> None:
     """The bug that started #12: a crash between post and record, then a token that cannot
     read the DM's history. Before, the owner got the same DM twice."""
-    steward = world.steward()
-    original, calls = steward.campaigns._mark_sent, {"n": 0}
-
-    def crash_once(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise SystemExit("killed after chat.postMessage, before the ts was stored")
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(steward.campaigns, "_mark_sent", crash_once)
-    with pytest.raises(SystemExit):
-        steward.campaigns.run_cycle()
+    interrupt_first_send(world, monkeypatch)
     channel = world.fake.calls("chat.postMessage")[0].params["channel"]
     world.fake.set_scopes(sorted(set(needed_scopes()) - {"im:history"}))  # the old manifest
     with caplog.at_level(logging.ERROR):

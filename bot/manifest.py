@@ -27,7 +27,7 @@ from typing import Any
 from slack_sdk import WebClient
 
 from bot import commands
-from bot.slack_methods import METHODS, scopes_for
+from bot.slack_methods import scopes_for
 from checks.permissions import to_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -233,6 +233,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
-
-__all__ = ["METHODS", "build", "called_methods", "needed_scopes", "render"]

@@ -11,7 +11,6 @@ AWS per account, the database, the scheduler.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import boto3
@@ -19,12 +18,13 @@ from slack_sdk import WebClient
 from sqlalchemy.engine import make_url
 
 from bot.config import Settings
+from bot.db.engine import make_engine
+from bot.db.migrate import current_revision, head_revision
+from bot.leader import leader_lock
 from bot.slack_checks import Check, SlackChecks
 from bot.slack_client import make_web_client
 from checks.accounts import Target, discover_targets, session_for
 from checks.collect import CollectError, collect_account
-
-log = logging.getLogger(__name__)
 
 AWS, DATABASE, SCHEDULER = "AWS", "Database", "Scheduler"
 #: Inline policies of the member role (deploy/cloudformation/member-account-role.yaml) other
@@ -88,9 +88,6 @@ def _account_checks(settings: Settings, base_session: boto3.Session, target: Tar
 
 
 def database_checks(settings: Settings) -> list[Check]:
-    from bot.db.engine import make_engine
-    from bot.db.migrate import current_revision, head_revision
-
     url = settings.effective_database_url
     name = "reachable and migrated"
     parsed = make_url(url)
@@ -113,8 +110,6 @@ def database_checks(settings: Settings) -> list[Check]:
 
 
 def scheduler_checks(settings: Settings) -> list[Check]:
-    from bot.leader import leader_lock
-
     name = "a worker leads the scheduler"
     try:
         lock = leader_lock(settings.effective_database_url, holder="steward-doctor")

@@ -41,7 +41,13 @@ def hub_role_template() -> dict[str, Any]:
             "TrustedService": {"Type": "String", "Default": SERVICES[0], "AllowedValues": list(SERVICES),
                                "Description": "The compute service Steward runs on (it assumes this role)."},
         },
+        "Conditions": {"OnEC2": {"Fn::Equals": [{"Ref": "TrustedService"}, "ec2.amazonaws.com"]}},
         "Resources": {
+            "StewardInstanceProfile": {  # EC2 hands a role to instances through a profile
+                "Type": "AWS::IAM::InstanceProfile",
+                "Condition": "OnEC2",
+                "Properties": {"Roles": [{"Ref": "StewardHubRole"}]},
+            },
             "StewardHubRole": {
                 "Type": "AWS::IAM::Role",
                 "Properties": {

@@ -70,9 +70,11 @@ def _account_checks(settings: Settings, base_session: boto3.Session, target: Tar
         snapshot = collect_account(session, expected_account=target.account_id,
                                    max_attempts=min(settings.aws_max_attempts, 3))
     except CollectError as exc:
-        checks.append(Check(AWS, f"{label}: scan reads allowed", False, str(exc),
-                            "deploy/update the member stack (deploy/cloudformation/member-account-role.yaml); "
-                            "its scan policy is exactly the reads a scan makes"))
+        fix = ("deploy/update the member stack (deploy/cloudformation/member-account-role.yaml); "
+               "its scan policy is exactly the reads a scan makes") if target.role_arn else (
+               "run Steward on an IAM role with the hub and scan policies "
+               "(deploy/cloudformation/hub-role.yaml)")
+        checks.append(Check(AWS, f"{label}: scan reads allowed", False, str(exc), fix))
         return checks
     checks.append(Check(AWS, f"{label}: scan reads allowed", True,
                         f"{len(snapshot.users)} users, {len(snapshot.roles)} roles read, nothing saved"))

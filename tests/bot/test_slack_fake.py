@@ -980,3 +980,10 @@ def test_views_over_the_limits_are_refused(client: WebClient, alice: str, fake: 
         client.views_open(trigger_id=fake.trigger_id(alice), view={
             "type": "modal", "title": {"type": "plain_text", "text": "x" * 25}, "blocks": [section]})
     assert "/view/title/text" in excinfo.value.response["response_metadata"]["messages"][0]
+
+
+def test_a_bot_reads_history_only_where_it_is_a_member(fake: SlackFake, client: WebClient) -> None:
+    outside = fake.add_channel("elsewhere", bot_member=False)
+    with pytest.raises(SlackApiError) as excinfo:
+        client.conversations_history(channel=outside)
+    assert slack_error(excinfo) == "not_in_channel"

@@ -19,6 +19,7 @@ from bot.cli_audit import audit_app
 from bot.cli_common import cli_actor, engine_for, err, fail, out, settings_or_exit
 from bot.cli_demo import demo
 from bot.cli_digest import digest
+from bot.cli_doctor import doctor
 from bot.cli_export import export
 from bot.cli_notify import notify
 from bot.cli_remediate import findings, reconcile, remediate, undo
@@ -40,6 +41,7 @@ app.command("demo")(demo)
 app.command("worker")(worker)
 app.command("digest")(digest)
 app.command("export")(export)
+app.command("doctor")(doctor)
 app.add_typer(audit_app, name="audit")
 for command in (notify, findings, remediate, undo, reconcile):
     app.command()(command)

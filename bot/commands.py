@@ -14,6 +14,14 @@ MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
 ACCOUNT = re.compile(r"^account:(\d{12})$")
 CHECK = re.compile(r"^check:([a-z0-9-]+)$")
 
+#: The slash command as registered in Slack (the manifest is generated from these).
+SLASH_COMMAND = "/iam"
+DESCRIPTION = "Your IAM identities and findings; security tools"
+#: Verbs everyone has, shown by Slack as the command's usage hint; approvers have more.
+EVERYONE_VERBS = ("whoami", "findings", "help")
+APPROVER_VERBS = ("scan", "audit", "digest")
+USAGE_HINT = " | ".join(EVERYONE_VERBS)
+
 USAGE = """*IAM Steward* — `/iam <command>`
 • `/iam whoami` — your IAM users, keys, groups and policies across accounts, and your open findings
 • `/iam findings` — your open findings

@@ -136,7 +136,17 @@ def build_wsgi_app(settings: Settings):
     from bot.web import create_wsgi_app
 
     runtime = build_runtime(settings)
-    return create_wsgi_app(runtime.app(), runtime.engine, metrics_token=settings.metrics_token)
+    return create_wsgi_app(runtime.app(), runtime.engine, slack_health=slack_health(settings, runtime.client),
+                           metrics_token=settings.metrics_token)
+
+
+def slack_health(settings: Settings, client):
+    """The Slack part of /healthz: the doctor's Slack checks, refreshed in the background."""
+    from bot.manifest import needed_scopes
+    from bot.slack_checks import SlackChecks, SlackHealth
+
+    checks = SlackChecks(settings, client, needed_scopes())
+    return SlackHealth(lambda: checks.run(delivery=False))
 
 
 def check_startup(settings: Settings, *, required: tuple[str, ...] = SERVE_SETTINGS) -> None:

@@ -5,7 +5,9 @@ Routes:
 * ``POST /slack/events`` -> Bolt (slash commands, interactivity and the Events API, all on
   one request URL); Bolt checks the signature and the five-minute timestamp window.
 * ``GET /healthz`` -> ``200 {"status": "ok"}`` after a real ``SELECT 1`` on the database,
-  ``503 {"status": "unavailable", "reason": ...}`` otherwise.
+  ``503 {"status": "unavailable", "reason": ...}`` otherwise. With a Slack health source it
+  also says ``"slack": "ok"`` or ``"degraded: scopes, security channel (run `steward doctor`)"``
+  and stays 200: the process is alive and serving; the Slack app's setup needs a person.
 * ``GET /metrics`` -> Prometheus metrics (bot/metrics.py), only with
   ``Authorization: Bearer $STEWARD_METRICS_TOKEN``; ``404`` when no token is configured.
 * anything else -> ``404``.
@@ -60,9 +62,10 @@ class StewardWSGI:
     """The WSGI callable. ``bolt_app`` handles Slack; ``engine`` answers the health check."""
 
     def __init__(self, bolt_app: App, engine: Engine, *, max_body_bytes: int = MAX_BODY_BYTES,
-                 metrics_token: str | None = None):
+                 slack_health: Callable[[], str] | None = None, metrics_token: str | None = None):
         self.bolt = SlackRequestHandler(bolt_app, path=SLACK_PATH)
         self.engine = engine
+        self.slack_health = slack_health
         self.max_body_bytes = max_body_bytes
         self.metrics_token = metrics_token
 
@@ -126,7 +129,10 @@ class StewardWSGI:
                 "503 Service Unavailable",
                 {"status": "unavailable", "reason": reason},
             )
-        return _json(start_response, "200 OK", {"status": "ok"})
+        body = {"status": "ok"}
+        if self.slack_health is not None:
+            body["slack"] = self.slack_health()
+        return _json(start_response, "200 OK", body)
 
 
 def database_problem(engine: Engine) -> str | None:
@@ -158,5 +164,6 @@ def metrics_response(environ: dict[str, Any], start_response: StartResponse, eng
     return [body]
 
 
-def create_wsgi_app(bolt_app: App, engine: Engine, *, metrics_token: str | None = None) -> StewardWSGI:
-    return StewardWSGI(bolt_app, engine, metrics_token=metrics_token)
+def create_wsgi_app(bolt_app: App, engine: Engine, slack_health: Callable[[], str] | None = None, *,
+                    metrics_token: str | None = None) -> StewardWSGI:
+    return StewardWSGI(bolt_app, engine, slack_health=slack_health, metrics_token=metrics_token)

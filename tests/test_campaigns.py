@@ -293,7 +293,8 @@ def test_reminders_escalation_and_expiry_with_a_controlled_clock(world):
     assert again.notified == 1  # asked again
 
 
-def test_campaign_interrupted_after_sending_resumes_without_resending(world, monkeypatch):
+def interrupt_first_send(world, monkeypatch) -> None:
+    """A routing cycle killed after its first chat.postMessage, before the ts was stored."""
     steward = world.steward()
     original = steward.campaigns._mark_sent
     calls = {"n": 0}
@@ -307,6 +308,10 @@ def test_campaign_interrupted_after_sending_resumes_without_resending(world, mon
     monkeypatch.setattr(steward.campaigns, "_mark_sent", crash_once)
     with pytest.raises(SystemExit):
         steward.campaigns.run_cycle()
+
+
+def test_campaign_interrupted_after_sending_resumes_without_resending(world, monkeypatch):
+    interrupt_first_send(world, monkeypatch)
     first = [m for m in world.fake.calls("chat.postMessage")]
     report = world.steward().campaigns.run_cycle()
     assert report.resumed >= 1

@@ -1,27 +1,91 @@
-"""The shipped Slack manifests declare what the code needs."""
+"""The shipped Slack manifests and install files are generated from the code, and the
+method table they come from covers every Web API method the code calls."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
+from bot import commands, manifest
+from bot.slack_methods import METHODS
+from checks import hub_role, permissions
+
 ROOT = Path(__file__).resolve().parents[1]
-SCOPES = {"commands", "chat:write", "im:write", "users:read", "users:read.email", "usergroups:read", "files:write"}
 
 
-@pytest.mark.parametrize("name", ["manifest.yml", "manifest-socket-mode.yml"])
-def test_manifest_has_command_scopes_and_events(name):
-    manifest = yaml.safe_load((ROOT / "deploy" / "slack" / name).read_text())
-    assert set(manifest["oauth_config"]["scopes"]["bot"]) == SCOPES
-    [command] = manifest["features"]["slash_commands"]
-    assert command["command"] == "/iam" and command["should_escape"] is True
-    assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened"]
-    assert manifest["settings"]["interactivity"]["is_enabled"] is True
-    socket = manifest["settings"]["socket_mode_enabled"]
-    assert socket is (name == "manifest-socket-mode.yml")
-    if not socket:
-        urls = {command["url"], manifest["settings"]["event_subscriptions"]["request_url"],
-                manifest["settings"]["interactivity"]["request_url"]}
-        assert {u.rsplit("/", 2)[-2:] == ["slack", "events"] for u in urls} == {True}
+@pytest.mark.parametrize("mode", ["http", "socket"])
+def test_committed_manifests_are_what_the_code_generates(mode):
+    path = ROOT / manifest.OUTPUT[mode]
+    assert path.read_text() == manifest.render(mode), "run: python -m bot.manifest --write"
+    assert manifest.main(["--check"]) == 0
+
+
+def test_every_called_method_is_in_slacks_table():
+    called = manifest.called_methods()
+    assert set(called) - METHODS.keys() == set(), "add Slack's facts for these methods to bot/slack_methods.py"
+    # The scan sees what the product calls, including through files_upload_v2 and Bolt.
+    assert {"chat.postMessage", "conversations.history", "conversations.open", "views.publish",
+            "files.getUploadURLExternal", "files.completeUploadExternal", "auth.test",
+            "users.lookupByEmail", "usergroups.users.list", "conversations.info"} <= set(called)
+    assert "bot/services/campaigns.py" in called["conversations.history"]
+    for method in called:  # per-conversation methods say which conversations they touch
+        assert not METHODS[method].by_kind or method in manifest.CONVERSATION_KINDS, method
+
+
+def test_the_scopes_include_what_resuming_a_campaign_reads():
+    scopes = manifest.build("http")["oauth_config"]["scopes"]["bot"]
+    assert {"im:history", "channels:history", "groups:history", "commands", "chat:write"} <= set(scopes)
+    assert "mpim:history" not in scopes and "chat:write.public" not in scopes  # least privilege
+
+
+def test_the_scanner_finds_a_new_call(tmp_path, monkeypatch):
+    (tmp_path / "bot").mkdir()
+    (tmp_path / "checks").mkdir()
+    (tmp_path / "bot" / "x.py").write_text(
+        "def f(client):\n    client.reactions_add(name='eyes')\n    client.api_call('pins.add')\n")
+    monkeypatch.setattr(manifest, "ROOT", tmp_path)
+    assert {"reactions.add", "pins.add"} <= set(manifest.called_methods())
+
+
+def test_command_and_events_come_from_the_registry_and_listeners():
+    http, socket = manifest.build("http"), manifest.build("socket")
+    [command] = http["features"]["slash_commands"]
+    assert command["command"] == commands.SLASH_COMMAND and command["should_escape"] is True
+    for verb in command["usage_hint"].split(" | "):  # every hinted verb is one the parser knows
+        assert not isinstance(commands.parse(verb), commands.Usage), verb
+    assert http["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened"]
+    assert http["settings"]["interactivity"]["is_enabled"] is True
+    assert http["settings"]["socket_mode_enabled"] is False and socket["settings"]["socket_mode_enabled"] is True
+    urls = {command["url"], http["settings"]["event_subscriptions"]["request_url"],
+            http["settings"]["interactivity"]["request_url"]}
+    assert urls == {manifest.PLACEHOLDER_URL + "/slack/events"}
+    assert "url" not in socket["features"]["slash_commands"][0]
+    assert "request_url" not in socket["settings"]["interactivity"]
+
+
+def test_one_member_role_name_everywhere():
+    name = permissions.DEFAULT_ROLE_NAME
+    template = yaml.safe_load((ROOT / "deploy/cloudformation/member-account-role.yaml").read_text())
+    assert template["Parameters"]["RoleName"]["Default"] == name
+    hub = yaml.safe_load((ROOT / hub_role.PATH).read_text())
+    assert hub["Parameters"]["MemberRoleName"]["Default"] == name
+    hub_name = hub["Parameters"]["RoleName"]["Default"]
+    for path in (".env.example", "README.md"):
+        text = (ROOT / path).read_text()
+        in_arns = set(re.findall(r":role/([\w+=.@-]+)", text)) - {hub_name}
+        in_settings = set(re.findall(r"STEWARD_ORG_ROLE_NAME=([\w+=.@-]+)", text))
+        assert in_arns | in_settings == {name}, path
+
+
+def test_hub_role_template_is_generated_and_cfn_lint_clean():
+    assert (ROOT / hub_role.PATH).read_text() == hub_role.render(), "run: python -m checks.hub_role --write"
+    api = pytest.importorskip("cfnlint.api")
+    assert [str(m) for m in api.lint((ROOT / hub_role.PATH).read_text())] == []
+
+
+def test_the_procfile_says_steward_runs_on_a_role():
+    text = (ROOT / "Procfile").read_text()
+    assert "steward db upgrade" in text and "role" in text.lower()

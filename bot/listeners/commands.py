@@ -17,7 +17,7 @@ REFUSAL = "Only security approvers can {what}. You can see your own findings wit
 def register(app, steward) -> None:
     # The ack carries the answer (fast, from the database); only a scan runs after it, in
     # the background, replying through the response URL.
-    app.command("/iam")(iam_command(steward))
+    app.command(cmd.SLASH_COMMAND)(iam_command(steward))
 
 
 def iam_command(steward):

@@ -43,6 +43,21 @@ log = logging.getLogger(__name__)
 METADATA_EVENT = "steward_notification"
 AUTO_ACTOR = "system:auto-remediate"
 ACTIONABLE = frozenset({"open", "notified", "reopened", "failed"})
+#: Slack errors that are the app's setup, not one message: every further post (anywhere, or
+#: to that channel) would fail the same way, so a cycle stops trying after the first, logs
+#: it once and leaves the findings pending for the next cycle.
+APP_ERRORS = frozenset({"missing_scope", "account_inactive", "invalid_auth", "token_revoked", "not_authed"})
+CHANNEL_ERRORS = frozenset({"not_in_channel", "is_archived", "channel_not_found"})
+
+
+class _HistoryUnreadable(Exception):
+    """A DM's history cannot be read, so whether an interrupted send went out is unknown."""
+
+
+def _describe(exc: SlackApiError) -> str:
+    """Slack's error code, with the scope it needs when that is the problem."""
+    error = str(exc.response.get("error") or exc)
+    return f"{error} (needs {exc.response['needed']})" if exc.response.get("needed") else error
 
 
 class Refusal(ServiceError):
@@ -88,6 +103,7 @@ class Campaigns:
         self.remediations = remediations
         self.clock = clock
         self.pacer = pacer or Pacer()
+        self._blocked: dict[str, str] = {}  # "*" or a channel -> why Slack refuses it, this cycle
 
     # =====================================================================================
     # Routing
@@ -96,6 +112,7 @@ class Campaigns:
         """One routing cycle: new findings to owners or triage; reminders; escalations."""
         now = now or self.clock()
         report = CycleReport()
+        self._blocked = {}
         with session_scope(self.engine) as session:
             pending = queries.findings_to_route(session=session)
             overrides = queries.overrides_for(session=session, resources=[f.resource for f in pending])
@@ -135,7 +152,18 @@ class Campaigns:
 
     def _send(self, channel: str, owner: str | None, findings: list[Finding], now: datetime,
               report: CycleReport, part: tuple[int, int] = (1, 1)) -> None:
-        resumed = self._resume(channel, owner, findings, now)
+        if self._is_blocked(channel):
+            return  # already refused this cycle: said once, tried again next cycle
+        try:
+            resumed = self._resume(channel, owner, findings, now)
+        except _HistoryUnreadable as exc:  # did the DM go out? Unknown: hold rather than send it twice
+            held = [f for f in findings if f.notify_batch]
+            report.failures.append(f"{channel}: holding {len(held)} finding(s), history unreadable: {exc}")
+            self._audit_failure(channel, f"history unreadable: {exc}", held, now)
+            findings = [f for f in findings if not f.notify_batch]
+            resumed = set()
+            if not findings:
+                return
         if resumed:
             report.resumed += len(resumed)
             findings = [f for f in findings if f.id not in resumed]
@@ -153,13 +181,11 @@ class Campaigns:
                 metadata={"event_type": METADATA_EVENT, "event_payload": {"batch": batch}},
             )
         except SlackApiError as exc:
-            error = exc.response.get("error", str(exc))
+            error = self._refused(channel, exc)
             report.failures.append(f"{channel}: {error}")
             with session_scope(self.engine) as session:
                 session.execute(update(Finding).where(Finding.notify_batch == batch).values(notify_batch=None))
-                audit.record(session, actor="system", action=A.FINDING_NOTIFY_FAILED, at=now,
-                             payload={"channel": channel, "error": error,
-                                      "fingerprints": [f.fingerprint for f in findings]})
+            self._audit_failure(channel, error, findings, now)
             return
         self._mark_sent(findings, batch, response["channel"], response["ts"], owner, now)
         report.dms += 1 if owner else 0
@@ -179,8 +205,31 @@ class Campaigns:
                          payload={"channel": channel, "ts": ts, "to": owner or "security-triage",
                                   "fingerprints": [f.fingerprint for f in findings]})
 
+    def _is_blocked(self, channel: str) -> bool:
+        return "*" in self._blocked or channel in self._blocked
+
+    def _refused(self, channel: str, exc: SlackApiError) -> str:
+        """Slack's reason for refusing a post; a setup error is logged once and stops further
+        posts (everywhere, or to that channel) for the rest of the cycle."""
+        error = _describe(exc)
+        code = exc.response.get("error")
+        key = "*" if code in APP_ERRORS else channel if code in CHANNEL_ERRORS else None
+        if key is not None and key not in self._blocked:
+            self._blocked[key] = error
+            where = "anywhere" if key == "*" else f"to {channel}"
+            log.error("Slack refused a post to %s: %s; not posting %s until the next cycle "
+                      "(run `steward doctor`)", channel, error, where)
+        return error
+
+    def _audit_failure(self, channel: str, error: str, findings: list[Finding], now: datetime) -> None:
+        with session_scope(self.engine) as session:
+            audit.record(session, actor="system", action=A.FINDING_NOTIFY_FAILED, at=now,
+                         payload={"channel": channel, "error": error,
+                                  "fingerprints": [f.fingerprint for f in findings]})
+
     def _resume(self, channel: str, owner: str | None, findings: list[Finding], now: datetime) -> set[int]:
-        """Findings whose message was posted but not recorded (a crash): adopt that message."""
+        """Findings whose message was posted but not recorded (a crash): adopt that message.
+        Raises _HistoryUnreadable when the history cannot be read."""
         batches = {f.notify_batch for f in findings if f.notify_batch}
         if not batches:
             return set()
@@ -190,8 +239,9 @@ class Campaigns:
                 dm_channel = self.client.conversations_open(users=owner)["channel"]["id"]
             history = self.client.conversations_history(channel=dm_channel, limit=50, include_all_metadata=True)
         except SlackApiError as exc:
-            log.warning("cannot read %s to resume a campaign: %s", channel, exc.response.get("error"))
-            return set()
+            log.error("cannot read %s to resume a campaign, holding its findings: %s (run `steward doctor`)",
+                      channel, _describe(exc))
+            raise _HistoryUnreadable(_describe(exc)) from None
         found: set[int] = set()
         for message in history.get("messages", []):
             batch = ((message.get("metadata") or {}).get("event_payload") or {}).get("batch")
@@ -217,11 +267,13 @@ class Campaigns:
             waiting = queries.waiting_findings(session=session, notified_before=now - timedelta(days=days),
                                                field="reminded_at")
         for (channel, ts), findings in _group_by_message(waiting).items():
+            if self._is_blocked(channel):
+                continue
             try:
                 self.pacer.wait(channel)
                 self.client.chat_postMessage(channel=channel, thread_ts=ts, text=dm.reminder_text(len(findings), days))
             except SlackApiError as exc:
-                report.failures.append(f"reminder {channel}: {exc.response.get('error')}")
+                report.failures.append(f"reminder {channel}: {self._refused(channel, exc)}")
                 continue
             self._stamp(findings, "reminded_at", A.FINDING_REMINDED, now, channel=channel, ts=ts)
             report.reminders += 1
@@ -238,12 +290,14 @@ class Campaigns:
         for finding in waiting:
             by_owner[finding.notified_to].append(finding)
         for owner, findings in sorted(by_owner.items()):
+            if self._is_blocked(channel):
+                break
             try:
                 self.pacer.wait(channel)
                 self.client.chat_postMessage(channel=channel, blocks=dm.escalation_message(owner, findings, days),
                                              text=f"Escalation: <@{owner}> has {len(findings)} findings waiting")
             except SlackApiError as exc:
-                report.failures.append(f"escalation {owner}: {exc.response.get('error')}")
+                report.failures.append(f"escalation {owner}: {self._refused(channel, exc)}")
                 continue
             self._stamp(findings, "escalated_at", A.FINDING_ESCALATED, now, owner=owner)
             report.escalations += 1

@@ -303,7 +303,7 @@ def served(request, fake: SlackFake, moto_url: str, tmp_path_factory) -> Iterato
 def test_health(served: Served) -> None:
     with urllib.request.urlopen(served.url + "/healthz", timeout=5) as response:
         assert response.status == 200
-        assert json.loads(response.read()) == {"status": "ok"}
+        assert json.loads(response.read())["status"] == "ok"
 
 
 def test_signed_request_is_accepted(served: Served) -> None:

@@ -21,6 +21,7 @@ from bot.sandbox.slack_fake import (
     RESPONSE_URL_MAX_USES,
     SlackFake,
 )
+from bot.slack_methods import METHODS
 
 TS_RE = re.compile(r"^\d{10}\.\d{6}$")
 
@@ -42,6 +43,11 @@ def clock() -> FakeClock:
 def fake(clock: FakeClock) -> Iterator[SlackFake]:
     with SlackFake(clock=clock) as f:
         yield f
+    # Every error the fake answered is one Slack documents for that method.
+    undocumented = {(c.method, c.response["error"]) for c in f.calls() if c.method in METHODS
+                    and isinstance(c.response, dict) and not c.response.get("ok")
+                    and c.response["error"] not in METHODS[c.method].errors}
+    assert undocumented == set()
 
 
 @pytest.fixture
@@ -830,3 +836,154 @@ def test_state_route_serves_a_snapshot(fake: SlackFake, client: WebClient, alice
     (im,) = [c for c in state["channels"] if c.get("is_im")]
     assert im["user"] == alice and im["messages"][0]["text"] == "x"
     assert state["calls"][-1]["method"] == "chat.postMessage"
+
+
+# --------------------------------------------------------------------------- enforcing the manifest
+
+
+def test_the_default_install_has_the_projects_generated_scopes(fake: SlackFake, client: WebClient) -> None:
+    from bot.manifest import build
+
+    resp = client.auth_test()
+    granted = set(resp.headers["x-oauth-scopes"].split(","))
+    assert granted == set(build("http")["oauth_config"]["scopes"]["bot"]) == fake.scopes
+    assert {"chat:write", "im:history", "channels:history", "groups:history"} <= granted
+
+
+def test_a_method_outside_the_granted_scopes_answers_missing_scope(
+    fake: SlackFake, client: WebClient, alice: str
+) -> None:
+    client.chat_postMessage(channel=alice, text="hi")
+    dm = fake.im_channel(alice)
+    fake.set_scopes(["chat:write", "im:write"])
+    with pytest.raises(SlackApiError) as excinfo:
+        client.conversations_history(channel=dm)
+    body = excinfo.value.response.data
+    assert body["error"] == "missing_scope"
+    assert body["needed"] == "im:history"  # the scope of this conversation's kind
+    assert body["provided"] == "chat:write,im:write"
+    with pytest.raises(SlackApiError) as excinfo:
+        client.users_info(user=alice)
+    assert excinfo.value.response["needed"] == "users:read"
+    client.views_publish(user_id=alice, view={"type": "home", "blocks": []})  # needs no scope
+
+
+def test_history_of_a_channel_needs_that_kinds_scope(fake: SlackFake, client: WebClient) -> None:
+    public = fake.add_channel("security")
+    private = fake.add_channel("sec-private", is_private=True)
+    fake.set_scopes(["channels:history"])
+    client.conversations_history(channel=public)
+    with pytest.raises(SlackApiError) as excinfo:
+        client.conversations_history(channel=private)
+    assert excinfo.value.response["needed"] == "groups:history"
+
+
+def test_posting_needs_membership_unless_chat_write_public(fake: SlackFake, client: WebClient) -> None:
+    public = fake.add_channel("security", bot_member=False)
+    private = fake.add_channel("secret", is_private=True, bot_member=False)
+    with pytest.raises(SlackApiError) as excinfo:
+        client.chat_postMessage(channel=public, text="hi")
+    assert slack_error(excinfo) == "not_in_channel"
+    fake.set_scopes([*fake.scopes, "chat:write.public"])
+    client.chat_postMessage(channel=public, text="hi")
+    with pytest.raises(SlackApiError) as excinfo:  # chat:write.public never covers private channels
+        client.chat_postMessage(channel=private, text="hi")
+    assert slack_error(excinfo) == "not_in_channel"
+    fake.set_bot_member(private)
+    client.chat_postMessage(channel=private, text="invited")
+    assert [m["text"] for m in fake.messages(private)] == ["invited"]
+
+
+def test_archived_channels_refuse_posts_and_uploads(fake: SlackFake, client: WebClient) -> None:
+    channel = fake.add_channel("security")
+    ts = client.chat_postMessage(channel=channel, text="before")["ts"]
+    fake.archive_channel(channel)
+    for call in (lambda: client.chat_postMessage(channel=channel, text="x"),
+                 lambda: client.chat_update(channel=channel, ts=ts, text="y"),
+                 lambda: client.files_upload_v2(channel=channel, content=b"x", filename="x.txt")):
+        with pytest.raises(SlackApiError) as excinfo:
+            call()
+        assert slack_error(excinfo) == "is_archived"
+    info = client.conversations_info(channel=channel)["channel"]
+    assert info["is_archived"] is True and info["is_member"] is True
+
+
+def test_a_revoked_token_is_inactive_and_an_unknown_one_invalid(fake: SlackFake) -> None:
+    fake.revoke_token()
+    with pytest.raises(SlackApiError) as excinfo:
+        WebClient(base_url=fake.base_url, token=fake.token).auth_test()
+    assert slack_error(excinfo) == "account_inactive"
+    with pytest.raises(SlackApiError) as excinfo:
+        WebClient(base_url=fake.base_url, token="xoxb-nope").auth_test()
+    assert slack_error(excinfo) == "invalid_auth"
+
+
+def test_conversations_info_hides_private_channels_from_non_members(fake: SlackFake, client: WebClient) -> None:
+    hidden = fake.add_channel("secret", is_private=True, bot_member=False)
+    visible = fake.add_channel("open", bot_member=False)
+    with pytest.raises(SlackApiError) as excinfo:
+        client.conversations_info(channel=hidden)
+    assert slack_error(excinfo) == "channel_not_found"
+    assert client.conversations_info(channel=visible)["channel"]["is_member"] is False
+
+
+def test_rate_limits_by_method_tier(clock: FakeClock) -> None:
+    with SlackFake(clock=clock, rate_limits=True) as fake:
+        client = WebClient(base_url=fake.base_url, token=fake.token)
+        for _ in range(20):  # users.list is Tier 2: 20 a minute
+            client.users_list()
+        with pytest.raises(SlackApiError) as excinfo:
+            client.users_list()
+        assert excinfo.value.response.status_code == 429
+        assert excinfo.value.response.headers["Retry-After"] == "60"
+        client.users_info(user=fake.bot_user_id)  # another method, another budget
+        clock.now += 60
+        client.users_list()
+
+
+@pytest.mark.parametrize(
+    ("block", "pointer"),
+    [
+        ({"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3001}}, "/blocks/0/text/text"),
+        ({"type": "header", "text": {"type": "plain_text", "text": "x" * 151}}, "/blocks/0/text/text"),
+        ({"type": "section", "fields": [{"type": "mrkdwn", "text": "f"}] * 11}, "/blocks/0/fields"),
+        ({"type": "actions", "elements": [{"type": "button", "action_id": "a",
+                                           "text": {"type": "plain_text", "text": "x" * 76}}]},
+         "/blocks/0/elements/0/text/text"),
+        ({"type": "actions", "elements": [{"type": "button", "action_id": "a", "value": "v" * 2001,
+                                           "text": {"type": "plain_text", "text": "ok"}}]},
+         "/blocks/0/elements/0/value"),
+        ({"type": "actions", "elements": [{"type": "button", "action_id": "a" * 256,
+                                           "text": {"type": "plain_text", "text": "ok"}}]},
+         "/blocks/0/elements/0/action_id"),
+        ({"type": "section", "text": {"type": "mrkdwn", "text": "pick"},
+          "accessory": {"type": "static_select", "action_id": "s", "options": [
+              {"text": {"type": "plain_text", "text": str(i)}, "value": str(i)} for i in range(101)]}},
+         "/blocks/0/accessory/options"),
+    ],
+)
+def test_block_kit_limits_answer_invalid_blocks(client: WebClient, alice: str, block, pointer) -> None:
+    with pytest.raises(SlackApiError) as excinfo:
+        client.chat_postMessage(channel=alice, text="x", blocks=[block])
+    body = excinfo.value.response.data
+    assert body["error"] == "invalid_blocks"
+    assert any(pointer + "]" in line for line in body["errors"])
+
+
+def test_views_over_the_limits_are_refused(client: WebClient, alice: str, fake: SlackFake) -> None:
+    section = {"type": "section", "text": {"type": "mrkdwn", "text": "ok"}}
+    client.views_publish(user_id=alice, view={"type": "home", "blocks": [section] * 100})
+    with pytest.raises(SlackApiError) as excinfo:
+        client.views_publish(user_id=alice, view={"type": "home", "blocks": [section] * 101})
+    assert slack_error(excinfo) == "invalid_arguments"
+    with pytest.raises(SlackApiError) as excinfo:
+        client.views_open(trigger_id=fake.trigger_id(alice), view={
+            "type": "modal", "title": {"type": "plain_text", "text": "x" * 25}, "blocks": [section]})
+    assert "/view/title/text" in excinfo.value.response["response_metadata"]["messages"][0]
+
+
+def test_a_bot_reads_history_only_where_it_is_a_member(fake: SlackFake, client: WebClient) -> None:
+    outside = fake.add_channel("elsewhere", bot_member=False)
+    with pytest.raises(SlackApiError) as excinfo:
+        client.conversations_history(channel=outside)
+    assert slack_error(excinfo) == "not_in_channel"

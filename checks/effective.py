@@ -1,0 +1,919 @@
+"""Effective permissions per principal, escalation methods and role chains (pure).
+
+What a principal can really do is judged over all its documents together, the way IAM
+evaluates a request:
+
+* **Union.** A user's inline and managed policies and those of its groups; a role's or a
+  group's own. An action is granted on a resource when some Allow statement matches both
+  (`Resource` patterns, or everything but `NotResource`).
+* **Deny subtracts**, from whichever document it comes (identity policy, boundary, SCP),
+  for the resources it matches: `Deny iam:PassRole` on `role/admin` leaves PassRole on
+  every other role. A Deny applies when its conditions surely hold; a Deny whose
+  conditions are undecided (the usual "deny unless MFA") leaves the grant in place,
+  marked conditional on the Deny's condition.
+* **A permissions boundary intersects**: the boundary must allow the action on the
+  resource too. **SCPs** attached to the account, when the scan could read them, intersect
+  the same way (one of the attached SCPs must allow it). SCPs attached to OUs above the
+  account are not read; leaving them out can only make a verdict more alarming, never
+  hide a grant.
+* **Conditions** are decided by `checks.conditions`: a grant whose conditions are false
+  is no grant; one with undecided conditions stays, marked "conditional: <condition>".
+* **Resources.** For IAM resources (users, groups, roles, customer managed policies) the
+  resource element is matched against the account's resources: `arn:aws:iam::*:policy/team-*`
+  reaches the team-* policies. A pattern whose resource name is only wildcards (`*`,
+  `role/*`) is *unbounded*; a pattern that matches nothing existing but could match a
+  resource created later is kept as latent. Resources Steward does not inventory (Lambda
+  functions, stacks, instances) count when the element is unbounded or a wildcard pattern.
+
+Escalation methods come from `checks.escalation_methods`; a method is *exploitable* when
+its prerequisite exists in the snapshot and *latent* otherwise (see that module).
+
+Role chains: `assume_edges` builds, once per pass, who can assume which role: the trust
+policy admits the principal (its ARN, its account, or anyone) and either the principal's
+effective permissions allow `sts:AssumeRole` on the role or, in the same account, the
+trust names the principal's own ARN (IAM needs no identity permission then). A breadth-
+first search back from the roles that are administrators or hold an exploitable method
+gives every principal its shortest chain; the search visits each role once, so cycles and
+long chains end (`MAX_CHAIN` hops at most).
+
+Everything is cached per policy document (compiled statements by action) and per
+snapshot; `analyse(snapshots, now)` is the whole pass.
+"""
+
+from __future__ import annotations
+
+import re
+import weakref
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from checks import escalation_methods as catalogue
+from checks.conditions import ALWAYS, Subject, Verdict, judge, subject_dependent
+from checks.escalation_methods import Method
+from checks.model import AccountSnapshot, Group, Role, User
+from checks.policy import (
+    ActionSet,
+    Statement,
+    _glob,
+    _Universe,
+    has_wildcard,
+    load_document,
+    normalise,
+    principal_account,
+    wildcard_match,
+)
+
+Principal = User | Group | Role
+
+ASSUME = "sts:assumerole"
+MAX_CHAIN = 8
+UNIVERSE = _Universe.of({*catalogue.ACTIONS, ASSUME})
+_ALL = re.compile(r"^\*+$")
+# The resource part names no particular resource: `*`, `role/*`, `function:*`.
+_UNBOUNDED = re.compile(r"^(\*+|[A-Za-z0-9-]+[/:]\*+)$")
+ADMIN = "administrator"
+
+
+# ---------------------------------------------------------------------------------------
+# Compiled documents
+
+
+@dataclass(frozen=True)
+class Stmt:
+    """One statement as the pass uses it: where it comes from, and its facts."""
+
+    source: str  # `inline:x`, a policy ARN, `group:devs/<...>`, `boundary:<arn>`, `scp:<name>`
+    statement: Statement
+    unbounded: bool  # Allow/Deny on every resource of a kind (or NotResource for Allow)
+    everything: bool  # Resource "*" exactly (or NotResource for an Allow)
+    wildcard: bool  # some resource pattern has a wildcard
+    subject_dependent: bool
+
+    @property
+    def index(self) -> int:
+        return self.statement.index
+
+    def matches(self, arn: str, name: str = "") -> bool:
+        s = self.statement
+        hit = any(_match(_resolve(p, name), arn) for p in s.resources)
+        return hit != s.not_resource
+
+    def candidates(self, pool: Pool, name: str) -> Iterable[str]:
+        """The ARNs of `pool` this statement's resource element may match (a superset
+        for NotResource, checked again by `matches`)."""
+        if self.everything or self.statement.not_resource:
+            return pool.items
+        out: list[str] = []
+        for p in self.statement.resources:
+            out.extend(pool.matching(_resolve(p, name)))
+        return out
+
+
+_VARIABLE = re.compile(r"\$\{([^}]*)\}")
+_ESCAPES = {"*": "*", "?": "?", "$": "$"}
+
+
+def _resolve(pattern: str, name: str) -> str:
+    """Policy variables: `${aws:username}` is the calling user's name (a role has none:
+    such a pattern then matches nothing); `${*}`, `${?}`, `${$}` are the literal chars.
+    Other variables (tags, ids) are left in place and match nothing: undecidable here."""
+    if "${" not in pattern:
+        return pattern
+
+    def sub(m: re.Match[str]) -> str:
+        var = m.group(1)
+        if var in _ESCAPES:
+            return _ESCAPES[var]
+        if var.lower() == "aws:username" and name:
+            return name
+        return "\x00"  # matches no ARN
+
+    return _VARIABLE.sub(sub, pattern)
+
+
+@lru_cache(maxsize=65536)
+def _match(pattern: str, arn: str) -> bool:
+    return wildcard_match(pattern, arn, ignore_case=False)
+
+
+class Pool:
+    """Existing resources of one kind; remembers which of them each pattern matches."""
+
+    __slots__ = ("_matched", "items", "members")
+
+    def __init__(self, items: Iterable[str]) -> None:
+        self.items = tuple(items)
+        self.members = frozenset(self.items)
+        self._matched: dict[str, tuple[str, ...]] = {}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def matching(self, pattern: str) -> tuple[str, ...]:
+        found = self._matched.get(pattern)
+        if found is None:
+            if not has_wildcard(pattern):
+                found = (pattern,) if pattern in self.members else ()
+            else:
+                compiled = _glob(pattern)
+                found = tuple(a for a in self.items if compiled.fullmatch(a))
+            self._matched[pattern] = found
+        return found
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A document's statements indexed by the actions the pass looks at."""
+
+    allows: Mapping[str, tuple[Stmt, ...]]
+    denies: Mapping[str, tuple[Stmt, ...]]
+    admin: tuple[Stmt, ...]  # Allow of every action (iam whole) on every resource
+    iam_denies: tuple[Stmt, ...]  # Deny touching iam on every resource
+    statements: int
+    readable: bool = True
+
+
+def _resource_part(pattern: str) -> str:
+    parts = pattern.split(":", 5)
+    return parts[5] if len(parts) == 6 else pattern
+
+
+def _stmt(source: str, s: Statement) -> Stmt:
+    everything = (s.not_resource and s.allow) or any(_ALL.match(r) for r in s.resources)
+    unbounded = everything or (
+        not s.not_resource and any(_UNBOUNDED.match(_resource_part(r)) for r in s.resources)
+    )
+    return Stmt(
+        source=source,
+        statement=s,
+        unbounded=unbounded,
+        everything=everything,
+        wildcard=s.not_resource or any(has_wildcard(r) for r in s.resources),
+        subject_dependent=subject_dependent(s.conditions),
+    )
+
+
+def _covers_iam(actions: ActionSet) -> bool:
+    return actions.everything_shaped and actions.covers_service("iam")
+
+
+def compile_document(document: Any, source: str) -> Compiled:
+    normalised = normalise(document)
+    if normalised is None:
+        return Compiled({}, {}, (), (), 0, readable=False)
+    allows: dict[str, list[Stmt]] = {}
+    denies: dict[str, list[Stmt]] = {}
+    admin: list[Stmt] = []
+    iam_denies: list[Stmt] = []
+    for s in normalised.statements:
+        compiled = _stmt(source, s)
+        target = allows if s.allow else denies
+        for action in s.actions.members(UNIVERSE):
+            target.setdefault(action, []).append(compiled)
+        if s.allow and compiled.everything and _covers_iam(s.actions):
+            admin.append(compiled)
+        if not s.allow and compiled.everything and s.actions.touches_service("iam"):
+            iam_denies.append(compiled)
+    return Compiled(
+        {a: tuple(v) for a, v in allows.items()},
+        {a: tuple(v) for a, v in denies.items()},
+        tuple(admin),
+        tuple(iam_denies),
+        len(normalised.statements) + normalised.malformed,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Verdicts on one action
+
+
+@dataclass(frozen=True)
+class Grant:
+    """An action granted on some resources: the statements that grant it, what took part
+    of it away, and the conditions it still hangs on."""
+
+    action: str
+    granted_by: tuple[Stmt, ...]
+    removed_by: tuple[Stmt, ...] = ()
+    conditions: tuple[str, ...] = ()
+
+
+@dataclass
+class Layered:
+    """One principal's documents by layer: identity (union), boundary, SCPs."""
+
+    identity: list[Compiled]
+    boundary: Compiled | None
+    scps: list[Compiled] | None
+    subject: Subject
+    now: datetime
+    # Verdicts of statements whose conditions do not depend on the caller, shared by
+    # every principal of the pass; the others are kept per principal.
+    shared: dict[int, Verdict] = field(default_factory=dict)
+    _own: dict[int, Verdict] = field(default_factory=dict)
+
+    def verdict(self, s: Stmt) -> Verdict:
+        if not s.statement.conditions:
+            return ALWAYS
+        cache = self._own if s.subject_dependent else self.shared
+        found = cache.get(id(s))
+        if found is None:
+            subject = self.subject if s.subject_dependent else None
+            found = cache[id(s)] = judge(s.statement.conditions, now=self.now, subject=subject)
+        return found
+
+    @property
+    def name(self) -> str:
+        return self.subject.name if self.subject.kind == "user" else ""
+
+    def allows(self, action: str) -> list[Stmt]:
+        """The identity statements allowing `action` whose conditions can hold."""
+        return self._allows(self.identity, action)
+
+    def _allows(self, layer: Iterable[Compiled], action: str) -> list[Stmt]:
+        return [
+            s
+            for doc in layer
+            for s in doc.allows.get(action, ())
+            if self.verdict(s).holds is not False
+        ]
+
+    def denies(self, action: str) -> list[Stmt]:
+        layers = [*self.identity, *([self.boundary] if self.boundary else []), *(self.scps or [])]
+        return [s for doc in layers for s in doc.denies.get(action, ())]
+
+    def allowed_on(self, action: str, arn: str) -> Grant | None:
+        """May the principal do `action` on `arn`? With the evidence, or None."""
+        name = self.name
+        granted = [s for s in self._allows(self.identity, action) if s.matches(arn, name)]
+        if not granted:
+            return None
+        for layer in self._limits():
+            if not any(s.matches(arn, name) for s in self._allows(layer, action)):
+                return None
+        return self._minus_denies(action, granted, lambda s: s.matches(arn, name))
+
+    def anywhere(self, action: str, *, wildcard_ok: bool = True) -> Grant | None:
+        """Granted on every resource of some kind (or, with `wildcard_ok`, on a wildcard
+        pattern of resources Steward does not inventory)."""
+
+        def broad(s: Stmt) -> bool:
+            return s.unbounded or (wildcard_ok and s.wildcard)
+
+        granted = [s for s in self._allows(self.identity, action) if broad(s)]
+        if not granted:
+            return None
+        for layer in self._limits():
+            if not any(broad(s) for s in self._allows(layer, action)):
+                return None
+        return self._minus_denies(action, granted, lambda s: s.everything)
+
+    def _limits(self) -> list[list[Compiled]]:
+        limits = [[self.boundary]] if self.boundary is not None else []
+        if self.scps is not None:
+            limits.append(self.scps)
+        return limits
+
+    def _minus_denies(self, action: str, granted: list[Stmt], applies) -> Grant | None:
+        removed: list[Stmt] = []
+        conditions: list[str] = []
+        for s in granted:
+            conditions.extend(self.verdict(s).undecided)
+        for d in self.denies(action):
+            if not applies(d):
+                continue
+            v = self.verdict(d)
+            if v.holds is True:
+                return None
+            if v.holds is None:
+                removed.append(d)
+                conditions.extend(f"unless {c}" for c in v.undecided)
+        return Grant(action, tuple(granted), tuple(removed), tuple(dict.fromkeys(conditions)))
+
+    def scoped_denies(self, action: str) -> list[Stmt]:
+        """Denies on some resources only: evidence of what they took away."""
+        return [d for d in self.denies(action) if not d.everything and self.verdict(d).holds]
+
+    def is_admin(self) -> tuple[Stmt, ...]:
+        grants = [s for doc in self.identity for s in doc.admin if self.verdict(s).holds is not False]
+        if not grants:
+            return ()
+        for layer in self._limits():
+            if not any(self.verdict(s).holds is not False for doc in layer for s in doc.admin):
+                return ()
+        layers = [*self.identity, *([self.boundary] if self.boundary else []), *(self.scps or [])]
+        if any(self.verdict(d).holds is True for doc in layers for d in doc.iam_denies):
+            return ()
+        return tuple(grants)
+
+
+# ---------------------------------------------------------------------------------------
+# Per snapshot: documents, principals, resources
+
+
+@dataclass(frozen=True)
+class Resources:
+    """The account's IAM resources a method can target, by kind."""
+
+    users: Pool
+    groups: Pool
+    roles: Pool
+    policies: Pool  # customer managed
+    bounded_users: Pool
+    bounded_roles: Pool
+    by_service: Mapping[str, Pool]  # service principal -> roles it may assume
+    with_profile: frozenset[str]  # roles in an instance profile
+
+
+def _service_principals(trust: Any) -> set[str]:
+    normalised = normalise(trust, trust=True)
+    out: set[str] = set()
+    if normalised is None:
+        return out
+    for s in normalised.statements:
+        if s.allow and s.principal and s.actions.matches(ASSUME):
+            out.update(v.lower() for v in s.principal.get("Service", ()))
+    return out
+
+
+def _resources(snapshot: AccountSnapshot) -> Resources:
+    by_service: dict[str, list[str]] = {}
+    roles = [r for r in snapshot.roles if not r.service_linked]
+    for r in roles:
+        for service in _service_principals(r.trust_policy):
+            by_service.setdefault(service, []).append(r.arn)
+    return Resources(
+        users=Pool(u.arn for u in snapshot.users),
+        groups=Pool(g.arn for g in snapshot.groups),
+        roles=Pool(r.arn for r in roles),
+        policies=Pool(p.arn for p in snapshot.policies if not p.aws_managed),
+        bounded_users=Pool(u.arn for u in snapshot.users if u.permissions_boundary),
+        bounded_roles=Pool(r.arn for r in roles if r.permissions_boundary),
+        by_service={k: Pool(v) for k, v in by_service.items()},
+        with_profile=frozenset(r.arn for r in roles if r.instance_profiles),
+    )
+
+
+class _Documents:
+    """Compiled documents of one snapshot, by policy ARN and by inline document identity."""
+
+    def __init__(self, snapshot: AccountSnapshot) -> None:
+        self.snapshot = snapshot
+        self._by_arn: dict[str, Compiled | None] = {}
+        self._by_text: dict[tuple[str, str], Compiled] = {}
+
+    def managed(self, arn: str, source: str) -> Compiled | None:
+        key = f"{source}\x1f{arn}"
+        if key not in self._by_arn:
+            policy = self.snapshot.policy_by_arn.get(arn)
+            self._by_arn[key] = self._compile(policy.document, source) if policy else None
+        return self._by_arn[key]
+
+    def inline(self, document: Any, source: str) -> Compiled:
+        return self._compile(document, source)
+
+    def _compile(self, document: Any, source: str) -> Compiled:
+        loaded = load_document(document)
+        text = repr(sorted(loaded.items())) if loaded is not None else repr(document)
+        key = (source, text)
+        found = self._by_text.get(key)
+        if found is None:
+            found = self._by_text[key] = compile_document(document, source)
+        return found
+
+
+@dataclass(frozen=True)
+class Unevaluated:
+    source: str
+    reason: str  # "missing document" | "unreadable document" | "missing group"
+
+
+def _kind(principal: Principal) -> str:
+    return type(principal).__name__.lower()
+
+
+def short_name(arn: str) -> str:
+    """`arn:aws:iam::123:role/ops/deploy` -> `role/ops/deploy` (for chains people read)."""
+    return arn.split(":", 5)[-1] if arn.startswith("arn:") else arn
+
+
+def _own_documents(
+    docs: _Documents, principal: Principal, prefix: str = ""
+) -> tuple[list[Compiled], list[Unevaluated]]:
+    out: list[Compiled] = []
+    gaps: list[Unevaluated] = []
+    for ref in principal.attached_policies:
+        compiled = docs.managed(ref.arn, prefix + ref.arn)
+        if compiled is None or not compiled.readable:
+            reason = "missing document" if compiled is None else "unreadable document"
+            gaps.append(Unevaluated(prefix + ref.arn, reason))
+        else:
+            out.append(compiled)
+    for inline in principal.inline_policies:
+        source = f"{prefix}inline:{inline.name}"
+        compiled = docs.inline(inline.document, source)
+        if compiled.readable:
+            out.append(compiled)
+        else:
+            gaps.append(Unevaluated(source, "unreadable document"))
+    return out, gaps
+
+
+# ---------------------------------------------------------------------------------------
+# Verdicts per principal
+
+
+@dataclass(frozen=True)
+class MethodVerdict:
+    name: str
+    exploitable: bool
+    grants: tuple[Grant, ...]
+    targets: tuple[str, ...] = ()  # short names of what it reaches, a few
+    note: str = ""  # e.g. what was assumed because the snapshot lacks an inventory
+
+    @property
+    def method(self) -> Method:
+        return catalogue.BY_NAME[self.name]
+
+    @property
+    def conditions(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(c for g in self.grants for c in g.conditions))
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(s.source for g in self.grants for s in g.granted_by))
+
+
+@dataclass(frozen=True)
+class PrincipalVerdict:
+    arn: str
+    account: str
+    kind: str
+    admin: tuple[Stmt, ...]
+    methods: tuple[MethodVerdict, ...]
+    unevaluated: tuple[Unevaluated, ...]
+    removed: tuple[Stmt, ...] = ()  # denies, boundary or SCP statements that took grants away
+    bounded_by: str | None = None
+    scps: bool = False
+
+    @property
+    def exploitable(self) -> bool:
+        return bool(self.admin) or any(m.exploitable for m in self.methods)
+
+
+_TARGETS = {
+    "other-user": "users",
+    "user": "users",
+    "group": "groups",
+    "policy": "policies",
+    "role": "roles",
+    "bounded-user": "bounded_users",
+    "bounded-role": "bounded_roles",
+}
+_TYPES = {"users": "user", "groups": "group", "roles": "role", "policies": "policy",
+          "bounded_users": "user", "bounded_roles": "role"}
+_SHOWN = 3
+
+
+def _could_create(grant: Grant, account: str, kind: str) -> bool:
+    """Could a grant's patterns match an IAM resource of `kind` that does not exist yet?"""
+    for s in grant.granted_by:
+        for pattern in s.statement.resources:
+            parts = pattern.split(":", 5)
+            if len(parts) != 6 or not wildcard_match(parts[2], "iam"):
+                continue
+            if not wildcard_match(parts[4], account, ignore_case=False):
+                continue
+            resource = parts[5]
+            if has_wildcard(resource) and wildcard_match(
+                resource.split("/", 1)[0] + "/", f"{kind}/", ignore_case=False
+            ):
+                return True
+    return False
+
+
+def _reach(
+    layered: Layered, action: str, pool: Pool, *, exclude: str = ""
+) -> tuple[list[str], list[Grant]]:
+    """Up to a few resources of `pool` the principal may do `action` on, with the grants."""
+    name = layered.subject.name if layered.subject.kind == "user" else ""
+    seen: set[str] = set()
+    found: list[str] = []
+    grants: list[Grant] = []
+    for s in layered.allows(action):
+        for arn in s.candidates(pool, name):
+            if arn == exclude or arn in seen:
+                continue
+            seen.add(arn)
+            grant = layered.allowed_on(action, arn)
+            if grant is not None:
+                found.append(arn)
+                grants.append(grant)
+                if len(found) >= _SHOWN:
+                    return sorted(found), grants
+    return sorted(found), grants
+
+
+def _judge_method(
+    m: Method, layered: Layered, res: Resources, principal_arn: str, account: str,
+    known_profiles: bool,
+) -> MethodVerdict | None:
+    others: list[Grant] = []
+    for action in sorted(m.actions - {m.target}):
+        grant = layered.anywhere(action)
+        if grant is None:
+            return None
+        others.append(grant)
+    kind, _, service = m.requires.partition(":")
+    if kind in _TARGETS:
+        attr = _TARGETS[kind]
+        exclude = principal_arn if kind == "other-user" else ""
+        found, grants = _reach(layered, m.target, getattr(res, attr), exclude=exclude)
+        if found:
+            return MethodVerdict(m.name, True, (grants[0], *others),
+                                 tuple(short_name(a) for a in found))
+        broad = layered.anywhere(m.target, wildcard_ok=True)
+        if broad is None or not (
+            broad.granted_by[0].unbounded or _could_create(broad, account, _TYPES[attr])
+        ):
+            return None
+        what = {"other-user": "no other user", "bounded-user": "no user with a boundary",
+                "bounded-role": "no role with a boundary"}.get(kind, f"no matching {_TYPES[attr]}")
+        return MethodVerdict(m.name, False, (broad, *others), note=f"{what} exists yet")
+    if kind == "pass":
+        found, grants = _reach(layered, m.target, res.by_service.get(service, Pool(())))
+        if found:
+            return MethodVerdict(m.name, True, (grants[0], *others),
+                                 tuple(short_name(a) for a in found))
+        broad = layered.anywhere(m.target, wildcard_ok=True)
+        if broad is None:
+            return None
+        return MethodVerdict(m.name, False, (broad, *others),
+                             note=f"it may pass no role that {service} may assume")
+    # runs-as: an existing resource of `service` that runs with a role.
+    grant = layered.anywhere(m.target)
+    if grant is None:
+        return None
+    roles = res.by_service.get(service, ())
+    roles = roles.items if roles else ()
+    if service == catalogue.EC2 and known_profiles:
+        roles = tuple(r for r in roles if r in res.with_profile)
+        what = "instance profiles"
+    else:
+        what = f"roles {service} may assume"
+    if not roles:
+        return MethodVerdict(m.name, False, (grant, *others), note=f"no {what} exist")
+    note = ""
+    if service != catalogue.EC2 or not known_profiles:
+        note = f"{service.split('.')[0]} resources are not inventoried; assumed to use one of the {what}"
+    return MethodVerdict(m.name, True, (grant, *others),
+                         tuple(short_name(a) for a in roles[:_SHOWN]), note)
+
+
+# ---------------------------------------------------------------------------------------
+# The pass
+
+
+@dataclass(frozen=True)
+class Edge:
+    role: str  # ARN of the role assumed
+    granted_by: tuple[str, ...]  # identity sources allowing sts:AssumeRole ("trust" when explicit)
+    conditions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Chain:
+    path: tuple[str, ...]  # ARNs, the principal first
+    reaches: str  # ADMIN or a method name
+    conditions: tuple[str, ...] = ()
+
+
+@dataclass
+class Analysis:
+    verdicts: dict[str, PrincipalVerdict]
+    edges: dict[str, tuple[Edge, ...]]
+    chains: dict[str, Chain]
+    groups_of: dict[str, tuple[str, ...]]  # user ARN -> its groups' ARNs
+
+
+def _layered(
+    docs: _Documents, snapshot: AccountSnapshot, principal: Principal, now: datetime,
+    scps: list[Compiled] | None, shared: dict[int, Verdict],
+) -> tuple[Layered, list[Unevaluated]]:
+    identity, gaps = _own_documents(docs, principal)
+    if isinstance(principal, User):
+        for name in principal.groups:
+            g = snapshot.group_by_name.get(name)
+            if g is None:
+                gaps.append(Unevaluated(f"group:{name}", "missing group"))
+                continue
+            more, more_gaps = _own_documents(docs, g, prefix=f"group:{name}/")
+            identity.extend(more)
+            gaps.extend(more_gaps)
+    boundary = None
+    arn = getattr(principal, "permissions_boundary", None)
+    if arn:
+        boundary = docs.managed(arn, f"boundary:{arn}")
+        if boundary is None or not boundary.readable:
+            # An unreadable boundary limits nothing we can prove: judged without it.
+            gaps.append(Unevaluated(f"boundary:{arn}", "missing document"))
+            boundary = None
+    subject = Subject(principal.arn, snapshot.account_id, _kind(principal), principal.name)
+    return Layered(identity, boundary, scps, subject, now, shared), gaps
+
+
+def _principal_verdict(
+    snapshot: AccountSnapshot, res: Resources, principal: Principal, layered: Layered,
+    gaps: list[Unevaluated],
+) -> PrincipalVerdict:
+    present: set[str] = set()
+    for doc in layered.identity:
+        present.update(doc.allows)
+    methods = []
+    for m in catalogue.METHODS:
+        if not m.actions <= present:
+            continue
+        found = _judge_method(m, layered, res, principal.arn, snapshot.account_id,
+                              snapshot.instance_profiles_known)
+        if found is not None:
+            methods.append(found)
+    removed: dict[int, Stmt] = {}
+    for action in sorted(present & catalogue.ACTIONS):
+        for d in layered.scoped_denies(action):
+            removed[id(d)] = d
+    for m in methods:
+        for g in m.grants:
+            for d in g.removed_by:
+                removed[id(d)] = d
+    return PrincipalVerdict(
+        arn=principal.arn,
+        account=snapshot.account_id,
+        kind=_kind(principal),
+        admin=layered.is_admin(),
+        methods=tuple(methods),
+        unevaluated=tuple(gaps),
+        removed=tuple(sorted(removed.values(), key=lambda s: (s.source, s.index))),
+        bounded_by=getattr(principal, "permissions_boundary", None),
+        scps=layered.scps is not None,
+    )
+
+
+@dataclass(frozen=True)
+class _Trust:
+    role: Role
+    account: str
+    statements: tuple[Statement, ...]
+
+
+def _trusts(snapshot: AccountSnapshot) -> list[_Trust]:
+    out = []
+    for role in snapshot.roles:
+        if role.service_linked:
+            continue
+        normalised = normalise(role.trust_policy, trust=True)
+        if normalised is not None:
+            out.append(_Trust(role, snapshot.account_id, normalised.statements))
+    return out
+
+
+def _admits(
+    trust: _Trust, subject: Subject, now: datetime
+) -> tuple[bool, bool, tuple[str, ...]] | None:
+    """(admitted, named explicitly, undecided conditions), or None when not admitted."""
+    admitted = explicit = False
+    conditions: list[str] = []
+    for s in trust.statements:
+        if not s.actions.matches(ASSUME) or s.principal is None:
+            continue
+        values = s.principal.get("AWS", ())
+        named = subject.arn in values
+        account_wide = any(
+            v in (subject.account, f"arn:aws:iam::{subject.account}:root") for v in values
+        )
+        anyone = any(principal_account(v) == "*" for v in values)
+        hit = named or account_wide or anyone
+        if s.not_principal:
+            hit = not (named or account_wide)
+        if not hit:
+            continue
+        verdict = judge(s.conditions, now=now, subject=subject)
+        if not s.allow:
+            if verdict.holds is True:
+                return None
+            continue
+        if verdict.holds is False:
+            continue
+        admitted = True
+        explicit = explicit or (named and not s.not_principal)
+        conditions.extend(verdict.undecided)
+    return (admitted, explicit, tuple(dict.fromkeys(conditions))) if admitted else None
+
+
+def assume_edges(
+    snapshots: Sequence[AccountSnapshot],
+    layered: Mapping[str, Layered],
+    now: datetime,
+) -> dict[str, tuple[Edge, ...]]:
+    """principal ARN -> the roles it can assume (within and across the given accounts)."""
+    trusts = [t for snap in snapshots for t in _trusts(snap)]
+    # Index the trusts by who they name, so each principal looks only at its candidates.
+    by_arn: dict[str, list[_Trust]] = {}
+    by_account: dict[str, list[_Trust]] = {}
+    anyone: list[_Trust] = []
+    for t in trusts:
+        for s in t.statements:
+            if not s.allow or s.principal is None:
+                continue
+            if s.not_principal:
+                anyone.append(t)
+                continue
+            for v in s.principal.get("AWS", ()):
+                account = principal_account(v)
+                if account == "*":
+                    anyone.append(t)
+                elif v.startswith("arn:") and not v.endswith(":root"):
+                    by_arn.setdefault(v, []).append(t)
+                elif account:
+                    by_account.setdefault(account, []).append(t)
+    edges: dict[str, tuple[Edge, ...]] = {}
+    for arn, lay in layered.items():
+        if lay.subject.kind == "group":
+            continue
+        candidates = {
+            id(t): t
+            for t in (*by_arn.get(arn, ()), *by_account.get(lay.subject.account, ()), *anyone)
+        }
+        found = []
+        for t in candidates.values():
+            if t.role.arn == arn:
+                continue
+            admitted = _admits(t, lay.subject, now)
+            if admitted is None:
+                continue
+            _, explicit, conditions = admitted
+            grant = lay.allowed_on(ASSUME, t.role.arn)
+            if grant is not None:
+                sources = tuple(dict.fromkeys(s.source for s in grant.granted_by))
+                conditions = (*conditions, *grant.conditions)
+            elif explicit and t.account == lay.subject.account and not _denied(lay, t.role.arn):
+                sources = ("trust",)
+            else:
+                continue
+            found.append(Edge(t.role.arn, sources, tuple(dict.fromkeys(conditions))))
+        if found:
+            edges[arn] = tuple(sorted(found, key=lambda e: e.role))
+    return edges
+
+
+def _denied(lay: Layered, role_arn: str) -> bool:
+    return any(
+        d.matches(role_arn, lay.name) and lay.verdict(d).holds is True for d in lay.denies(ASSUME)
+    )
+
+
+def chains(
+    verdicts: Mapping[str, PrincipalVerdict], edges: Mapping[str, tuple[Edge, ...]]
+) -> dict[str, Chain]:
+    """For each principal that reaches, through at least one role, an administrator or an
+    exploitable method: the shortest chain (ties broken by ARN, so scans are repeatable)."""
+    goal: dict[str, str] = {}
+    for arn, v in verdicts.items():
+        if v.kind != "role":
+            continue
+        if v.admin:
+            goal[arn] = ADMIN
+        else:
+            exploitable = sorted(m.name for m in v.methods if m.exploitable)
+            if exploitable:
+                goal[arn] = exploitable[0]
+    reverse: dict[str, list[tuple[str, Edge]]] = {}
+    for source, out in edges.items():
+        for e in out:
+            reverse.setdefault(e.role, []).append((source, e))
+    # Multi-source BFS backwards from the goals: next_hop[x] = the edge x takes.
+    next_hop: dict[str, Edge | None] = {g: None for g in goal}
+    depth = {g: 0 for g in goal}
+    queue = deque(sorted(goal))
+    while queue:
+        node = queue.popleft()
+        if depth[node] >= MAX_CHAIN:
+            continue
+        for source, e in sorted(reverse.get(node, ()), key=lambda p: p[0]):
+            if source in next_hop:
+                continue
+            next_hop[source] = e
+            depth[source] = depth[node] + 1
+            queue.append(source)
+    out: dict[str, Chain] = {}
+    for start, hop in next_hop.items():
+        if hop is None:
+            continue
+        path, conditions, node = [start], [], start
+        while next_hop.get(node) is not None:
+            e = next_hop[node]
+            assert e is not None
+            conditions.extend(e.conditions)
+            node = e.role
+            path.append(node)
+        out[start] = Chain(tuple(path), goal[node], tuple(dict.fromkeys(conditions)))
+    return out
+
+
+def _principals(snapshot: AccountSnapshot) -> Iterable[Principal]:
+    yield from snapshot.users
+    yield from snapshot.groups
+    yield from (r for r in snapshot.roles if not r.service_linked)
+
+
+def _scps(docs: _Documents, snapshot: AccountSnapshot) -> list[Compiled] | None:
+    if snapshot.scps is None:
+        return None
+    out = []
+    for p in snapshot.scps:
+        compiled = docs.inline(p.document, f"scp:{p.name}")
+        if compiled.readable:
+            out.append(compiled)
+    return out or None
+
+
+def analyse(snapshots: Sequence[AccountSnapshot], now: datetime) -> Analysis:
+    """The whole pass over the given accounts (one per scan; cached per snapshot set)."""
+    key = (tuple(id(s) for s in snapshots), now)
+    cached = _CACHE.get(key)
+    if cached is not None:
+        return cached
+    verdicts: dict[str, PrincipalVerdict] = {}
+    layered: dict[str, Layered] = {}
+    groups_of: dict[str, tuple[str, ...]] = {}
+    shared: dict[int, Verdict] = {}
+    for snapshot in snapshots:
+        docs = _Documents(snapshot)
+        res = _resources(snapshot)
+        scps = _scps(docs, snapshot)
+        for principal in _principals(snapshot):
+            lay, gaps = _layered(docs, snapshot, principal, now, scps, shared)
+            layered[principal.arn] = lay
+            verdicts[principal.arn] = _principal_verdict(snapshot, res, principal, lay, gaps)
+            if isinstance(principal, User):
+                groups_of[principal.arn] = tuple(
+                    snapshot.group_by_name[g].arn for g in principal.groups
+                    if g in snapshot.group_by_name
+                )
+    edges = assume_edges(snapshots, layered, now)
+    found = Analysis(verdicts, edges, chains(verdicts, edges), groups_of)
+    _CACHE[key] = found
+    for s in snapshots:
+        weakref.finalize(s, _CACHE.pop, key, None)
+    return found
+
+
+_CACHE: dict[tuple[tuple[int, ...], datetime], Analysis] = {}
+
+

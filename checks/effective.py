@@ -42,14 +42,15 @@ snapshot; `analyse(snapshots, now)` is the whole pass.
 
 from __future__ import annotations
 
+import bisect
 import re
 import weakref
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from checks import escalation_methods as catalogue
 from checks.conditions import ALWAYS, Subject, Verdict, judge, subject_dependent
@@ -59,6 +60,7 @@ from checks.policy import (
     ActionSet,
     Statement,
     _glob,
+    _literal_prefix,
     _Universe,
     has_wildcard,
     load_document,
@@ -90,6 +92,7 @@ class Stmt:
     statement: Statement
     unbounded: bool  # Allow/Deny on every resource of a kind (or NotResource for Allow)
     everything: bool  # Resource "*" exactly (or NotResource for an Allow)
+    star: bool  # Resource "*" exactly: every resource, no exception
     wildcard: bool  # some resource pattern has a wildcard
     subject_dependent: bool
 
@@ -141,13 +144,20 @@ def _match(pattern: str, arn: str) -> bool:
 
 
 class Pool:
-    """Existing resources of one kind; remembers which of them each pattern matches."""
+    """Existing resources of one kind; remembers which of them each pattern matches.
 
-    __slots__ = ("_matched", "items", "members")
+    Patterns are looked up by the literal start of their resource part (`policy/team-`
+    of `arn:aws:iam::*:policy/team-*`) in a sorted index, so a pattern is matched against
+    the few resources sharing that start, not the whole account."""
+
+    __slots__ = ("items", "members", "_keys", "_sorted", "_matched")
 
     def __init__(self, items: Iterable[str]) -> None:
         self.items = tuple(items)
         self.members = frozenset(self.items)
+        pairs = sorted((_resource_part(a), a) for a in self.items)
+        self._keys = [k for k, _ in pairs]
+        self._sorted = [a for _, a in pairs]
         self._matched: dict[str, tuple[str, ...]] = {}
 
     def __len__(self) -> int:
@@ -162,8 +172,13 @@ class Pool:
             if not has_wildcard(pattern):
                 found = (pattern,) if pattern in self.members else ()
             else:
+                parts = pattern.split(":", 5)
+                # `*` or `arn:*`: no resource part to index by; scan them all.
+                prefix = _literal_prefix(parts[5]) if len(parts) == 6 else ""
+                lo = bisect.bisect_left(self._keys, prefix)
+                hi = bisect.bisect_left(self._keys, prefix + "\U0010ffff")
                 compiled = _glob(pattern)
-                found = tuple(a for a in self.items if compiled.fullmatch(a))
+                found = tuple(a for a in self._sorted[lo:hi] if compiled.fullmatch(a))
             self._matched[pattern] = found
         return found
 
@@ -178,6 +193,9 @@ class Compiled:
     iam_denies: tuple[Stmt, ...]  # Deny touching iam on every resource
     statements: int
     readable: bool = True
+    # Actions allowed on an unbounded or wildcard resource element (under any condition):
+    # a cheap superset of what `Layered.anywhere` can grant, to skip methods early.
+    broad: frozenset[str] = frozenset()
 
 
 def _resource_part(pattern: str) -> str:
@@ -186,7 +204,8 @@ def _resource_part(pattern: str) -> str:
 
 
 def _stmt(source: str, s: Statement) -> Stmt:
-    everything = (s.not_resource and s.allow) or any(_ALL.match(r) for r in s.resources)
+    star = not s.not_resource and any(_ALL.match(r) for r in s.resources)
+    everything = star or (s.not_resource and s.allow)
     unbounded = everything or (
         not s.not_resource and any(_UNBOUNDED.match(_resource_part(r)) for r in s.resources)
     )
@@ -195,6 +214,7 @@ def _stmt(source: str, s: Statement) -> Stmt:
         statement=s,
         unbounded=unbounded,
         everything=everything,
+        star=star,
         wildcard=s.not_resource or any(has_wildcard(r) for r in s.resources),
         subject_dependent=subject_dependent(s.conditions),
     )
@@ -202,6 +222,12 @@ def _stmt(source: str, s: Statement) -> Stmt:
 
 def _covers_iam(actions: ActionSet) -> bool:
     return actions.everything_shaped and actions.covers_service("iam")
+
+
+@lru_cache(maxsize=65536)
+def _members(patterns: tuple[str, ...], negated: bool) -> tuple[str, ...]:
+    """The actions of the pass's universe an Action/NotAction list names (sorted)."""
+    return tuple(sorted(ActionSet(patterns, negated).members(UNIVERSE)))
 
 
 def compile_document(document: Any, source: str) -> Compiled:
@@ -215,18 +241,19 @@ def compile_document(document: Any, source: str) -> Compiled:
     for s in normalised.statements:
         compiled = _stmt(source, s)
         target = allows if s.allow else denies
-        for action in s.actions.members(UNIVERSE):
+        for action in _members(s.actions.patterns, s.actions.negated):
             target.setdefault(action, []).append(compiled)
         if s.allow and compiled.everything and _covers_iam(s.actions):
             admin.append(compiled)
         if not s.allow and compiled.everything and s.actions.touches_service("iam"):
             iam_denies.append(compiled)
     return Compiled(
-        {a: tuple(v) for a, v in allows.items()},
-        {a: tuple(v) for a, v in denies.items()},
+        allows,  # type: ignore[arg-type]  # read-only from here on
+        denies,  # type: ignore[arg-type]
         tuple(admin),
         tuple(iam_denies),
         len(normalised.statements) + normalised.malformed,
+        broad=frozenset(a for a, stmts in allows.items() if any(s.unbounded or s.wildcard for s in stmts)),
     )
 
 
@@ -245,19 +272,38 @@ class Grant:
     conditions: tuple[str, ...] = ()
 
 
-@dataclass
 class Layered:
-    """One principal's documents by layer: identity (union), boundary, SCPs."""
+    """One principal's documents by layer: identity (union), boundary, SCPs; answers are
+    memoised per action (many methods share an action, e.g. iam:PassRole)."""
 
-    identity: list[Compiled]
-    boundary: Compiled | None
-    scps: list[Compiled] | None
-    subject: Subject
-    now: datetime
-    # Verdicts of statements whose conditions do not depend on the caller, shared by
-    # every principal of the pass; the others are kept per principal.
-    shared: dict[int, Verdict] = field(default_factory=dict)
-    _own: dict[int, Verdict] = field(default_factory=dict)
+    def __init__(
+        self,
+        identity: list[Compiled],
+        boundary: Compiled | None,
+        scps: list[Compiled] | None,
+        subject: Subject,
+        now: datetime,
+        shared: dict[int, Verdict] | None = None,
+    ) -> None:
+        self.identity = identity
+        self.boundary = boundary
+        self.scps = scps
+        self.subject = subject
+        self.now = now
+        self.name = subject.name if subject.kind == "user" else ""
+        # Verdicts of statements whose conditions do not depend on the caller are shared
+        # by every principal of the pass; the others are kept per principal.
+        self.shared: dict[int, Verdict] = {} if shared is None else shared
+        self._own: dict[int, Verdict] = {}
+        self._limit_layers = ([[boundary]] if boundary is not None else []) + (
+            [scps] if scps is not None else []
+        )
+        self._all_layers = [*identity, *([boundary] if boundary else []), *(scps or [])]
+        self._allow_memo: dict[tuple[int, str], list[Stmt]] = {}
+        self._deny_memo: dict[str, list[Stmt]] = {}
+        self._anywhere_memo: dict[tuple[str, bool], Grant | None] = {}
+        self._everywhere_memo: dict[str, Grant | None] = {}
+        self.reach_memo: dict[tuple[str, int, str], tuple[list[str], list[Grant]]] = {}
 
     def verdict(self, s: Stmt) -> Verdict:
         if not s.statement.conditions:
@@ -269,57 +315,83 @@ class Layered:
             found = cache[id(s)] = judge(s.statement.conditions, now=self.now, subject=subject)
         return found
 
-    @property
-    def name(self) -> str:
-        return self.subject.name if self.subject.kind == "user" else ""
-
     def allows(self, action: str) -> list[Stmt]:
         """The identity statements allowing `action` whose conditions can hold."""
-        return self._allows(self.identity, action)
+        return self._allows(0, self.identity, action)
 
-    def _allows(self, layer: Iterable[Compiled], action: str) -> list[Stmt]:
-        return [
-            s
-            for doc in layer
-            for s in doc.allows.get(action, ())
-            if self.verdict(s).holds is not False
-        ]
+    def _allows(self, layer_id: int, layer: Iterable[Compiled], action: str) -> list[Stmt]:
+        key = (layer_id, action)
+        found = self._allow_memo.get(key)
+        if found is None:
+            found = self._allow_memo[key] = [
+                s
+                for doc in layer
+                for s in doc.allows.get(action, ())
+                if self.verdict(s).holds is not False
+            ]
+        return found
+
+    def _limits(self) -> Iterable[tuple[int, list[Compiled]]]:
+        return enumerate(self._limit_layers, start=1)
 
     def denies(self, action: str) -> list[Stmt]:
-        layers = [*self.identity, *([self.boundary] if self.boundary else []), *(self.scps or [])]
-        return [s for doc in layers for s in doc.denies.get(action, ())]
+        found = self._deny_memo.get(action)
+        if found is None:
+            found = self._deny_memo[action] = [
+                s for doc in self._all_layers for s in doc.denies.get(action, ())
+            ]
+        return found
 
     def allowed_on(self, action: str, arn: str) -> Grant | None:
         """May the principal do `action` on `arn`? With the evidence, or None."""
+        everywhere = self.everywhere(action)
+        if everywhere is not None:
+            return everywhere
         name = self.name
-        granted = [s for s in self._allows(self.identity, action) if s.matches(arn, name)]
+        granted = [s for s in self.allows(action) if s.matches(arn, name)]
         if not granted:
             return None
-        for layer in self._limits():
-            if not any(s.matches(arn, name) for s in self._allows(layer, action)):
+        for i, layer in self._limits():
+            if not any(s.matches(arn, name) for s in self._allows(i, layer, action)):
                 return None
         return self._minus_denies(action, granted, lambda s: s.matches(arn, name))
+
+    def everywhere(self, action: str) -> Grant | None:
+        """The grant when `action` is allowed on every resource with no Deny in sight
+        (the common case, answered once instead of once per resource)."""
+        if action not in self._everywhere_memo:
+            found = None
+            granted = [s for s in self.allows(action) if s.star]
+            if (
+                granted
+                and not self.denies(action)
+                and all(
+                    any(s.star for s in self._allows(i, layer, action))
+                    for i, layer in self._limits()
+                )
+            ):
+                found = self._minus_denies(action, granted, lambda s: False)
+            self._everywhere_memo[action] = found
+        return self._everywhere_memo[action]
 
     def anywhere(self, action: str, *, wildcard_ok: bool = True) -> Grant | None:
         """Granted on every resource of some kind (or, with `wildcard_ok`, on a wildcard
         pattern of resources Steward does not inventory)."""
+        key = (action, wildcard_ok)
+        if key in self._anywhere_memo:
+            return self._anywhere_memo[key]
 
         def broad(s: Stmt) -> bool:
             return s.unbounded or (wildcard_ok and s.wildcard)
 
-        granted = [s for s in self._allows(self.identity, action) if broad(s)]
-        if not granted:
-            return None
-        for layer in self._limits():
-            if not any(broad(s) for s in self._allows(layer, action)):
-                return None
-        return self._minus_denies(action, granted, lambda s: s.everything)
-
-    def _limits(self) -> list[list[Compiled]]:
-        limits = [[self.boundary]] if self.boundary is not None else []
-        if self.scps is not None:
-            limits.append(self.scps)
-        return limits
+        found = None
+        granted = [s for s in self.allows(action) if broad(s)]
+        if granted and all(
+            any(broad(s) for s in self._allows(i, layer, action)) for i, layer in self._limits()
+        ):
+            found = self._minus_denies(action, granted, lambda s: s.everything)
+        self._anywhere_memo[key] = found
+        return found
 
     def _minus_denies(self, action: str, granted: list[Stmt], applies) -> Grant | None:
         removed: list[Stmt] = []
@@ -345,17 +417,19 @@ class Layered:
         grants = [s for doc in self.identity for s in doc.admin if self.verdict(s).holds is not False]
         if not grants:
             return ()
-        for layer in self._limits():
+        for _, layer in self._limits():
             if not any(self.verdict(s).holds is not False for doc in layer for s in doc.admin):
                 return ()
-        layers = [*self.identity, *([self.boundary] if self.boundary else []), *(self.scps or [])]
-        if any(self.verdict(d).holds is True for doc in layers for d in doc.iam_denies):
+        if any(self.verdict(d).holds is True for doc in self._all_layers for d in doc.iam_denies):
             return ()
         return tuple(grants)
 
 
 # ---------------------------------------------------------------------------------------
 # Per snapshot: documents, principals, resources
+
+
+_NO_ROLES = Pool(())
 
 
 @dataclass(frozen=True)
@@ -369,7 +443,7 @@ class Resources:
     bounded_users: Pool
     bounded_roles: Pool
     by_service: Mapping[str, Pool]  # service principal -> roles it may assume
-    with_profile: frozenset[str]  # roles in an instance profile
+    with_profile: tuple[str, ...]  # roles EC2 may assume that are in an instance profile
 
 
 def _service_principals(trust: Any) -> set[str]:
@@ -397,7 +471,10 @@ def _resources(snapshot: AccountSnapshot) -> Resources:
         bounded_users=Pool(u.arn for u in snapshot.users if u.permissions_boundary),
         bounded_roles=Pool(r.arn for r in roles if r.permissions_boundary),
         by_service={k: Pool(v) for k, v in by_service.items()},
-        with_profile=frozenset(r.arn for r in roles if r.instance_profiles),
+        with_profile=tuple(
+            r.arn for r in roles
+            if r.instance_profiles and r.arn in by_service.get(catalogue.EC2, ())
+        ),
     )
 
 
@@ -407,7 +484,7 @@ class _Documents:
     def __init__(self, snapshot: AccountSnapshot) -> None:
         self.snapshot = snapshot
         self._by_arn: dict[str, Compiled | None] = {}
-        self._by_text: dict[tuple[str, str], Compiled] = {}
+        self._by_text: dict[tuple[str, int], Compiled] = {}
 
     def managed(self, arn: str, source: str) -> Compiled | None:
         key = f"{source}\x1f{arn}"
@@ -420,9 +497,8 @@ class _Documents:
         return self._compile(document, source)
 
     def _compile(self, document: Any, source: str) -> Compiled:
-        loaded = load_document(document)
-        text = repr(sorted(loaded.items())) if loaded is not None else repr(document)
-        key = (source, text)
+        # Documents live in the snapshot for the whole pass, so their identity is a key.
+        key = (source, id(document))
         found = self._by_text.get(key)
         if found is None:
             found = self._by_text[key] = compile_document(document, source)
@@ -543,7 +619,17 @@ def _reach(
     layered: Layered, action: str, pool: Pool, *, exclude: str = ""
 ) -> tuple[list[str], list[Grant]]:
     """Up to a few resources of `pool` the principal may do `action` on, with the grants."""
-    name = layered.subject.name if layered.subject.kind == "user" else ""
+    key = (action, id(pool), exclude)
+    memo = layered.reach_memo.get(key)
+    if memo is None:
+        memo = layered.reach_memo[key] = _reach_uncached(layered, action, pool, exclude)
+    return memo
+
+
+def _reach_uncached(
+    layered: Layered, action: str, pool: Pool, exclude: str
+) -> tuple[list[str], list[Grant]]:
+    name = layered.name
     seen: set[str] = set()
     found: list[str] = []
     grants: list[Grant] = []
@@ -588,7 +674,7 @@ def _judge_method(
                 "bounded-role": "no role with a boundary"}.get(kind, f"no matching {_TYPES[attr]}")
         return MethodVerdict(m.name, False, (broad, *others), note=f"{what} exists yet")
     if kind == "pass":
-        found, grants = _reach(layered, m.target, res.by_service.get(service, Pool(())))
+        found, grants = _reach(layered, m.target, res.by_service.get(service, _NO_ROLES))
         if found:
             return MethodVerdict(m.name, True, (grants[0], *others),
                                  tuple(short_name(a) for a in found))
@@ -604,7 +690,7 @@ def _judge_method(
     roles = res.by_service.get(service, ())
     roles = roles.items if roles else ()
     if service == catalogue.EC2 and known_profiles:
-        roles = tuple(r for r in roles if r in res.with_profile)
+        roles = res.with_profile
         what = "instance profiles"
     else:
         what = f"roles {service} may assume"
@@ -619,13 +705,6 @@ def _judge_method(
 
 # ---------------------------------------------------------------------------------------
 # The pass
-
-
-@dataclass(frozen=True)
-class Edge:
-    role: str  # ARN of the role assumed
-    granted_by: tuple[str, ...]  # identity sources allowing sts:AssumeRole ("trust" when explicit)
-    conditions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -674,18 +753,24 @@ def _principal_verdict(
     gaps: list[Unevaluated],
 ) -> PrincipalVerdict:
     present: set[str] = set()
+    broad: set[str] = set()
     for doc in layered.identity:
         present.update(doc.allows)
+        broad.update(doc.broad)
     methods = []
+    judged: set[str] = set()
     for m in catalogue.METHODS:
-        if not m.actions <= present:
+        # Every action but the target must be granted broadly somewhere (set arithmetic
+        # first: most methods of most principals stop here).
+        if m.target not in present or not (m.actions - {m.target}) <= broad:
             continue
+        judged |= m.actions
         found = _judge_method(m, layered, res, principal.arn, snapshot.account_id,
                               snapshot.instance_profiles_known)
         if found is not None:
             methods.append(found)
     removed: dict[int, Stmt] = {}
-    for action in sorted(present & catalogue.ACTIONS):
+    for action in sorted(judged):
         for d in layered.scoped_denies(action):
             removed[id(d)] = d
     for m in methods:
@@ -706,10 +791,30 @@ def _principal_verdict(
 
 
 @dataclass(frozen=True)
+class _Clause:
+    """One trust statement about sts:AssumeRole, read once."""
+
+    allow: bool
+    names: frozenset[str]  # principal ARNs named
+    accounts: frozenset[str]  # accounts named (id or :root)
+    anyone: bool  # `*` or an ARN with a wildcard account
+    negated: bool  # NotPrincipal
+    statement: Statement
+
+    def hits(self, subject: Subject) -> tuple[bool, bool]:
+        """(applies to the subject, names it explicitly)."""
+        named = subject.arn in self.names
+        hit = named or subject.account in self.accounts
+        if self.negated:
+            return not hit, False
+        return hit or self.anyone, named
+
+
+@dataclass(frozen=True)
 class _Trust:
     role: Role
     account: str
-    statements: tuple[Statement, ...]
+    clauses: tuple[_Clause, ...]
 
 
 def _trusts(snapshot: AccountSnapshot) -> list[_Trust]:
@@ -718,42 +823,65 @@ def _trusts(snapshot: AccountSnapshot) -> list[_Trust]:
         if role.service_linked:
             continue
         normalised = normalise(role.trust_policy, trust=True)
-        if normalised is not None:
-            out.append(_Trust(role, snapshot.account_id, normalised.statements))
+        if normalised is None:
+            continue
+        clauses = []
+        for s in normalised.statements:
+            if s.principal is None or not s.actions.matches(ASSUME):
+                continue
+            values = s.principal.get("AWS", ())
+            accounts = {principal_account(v) for v in values if v.endswith(":root") or v.isdigit()}
+            clauses.append(_Clause(
+                allow=s.allow,
+                names=frozenset(v for v in values if v.startswith("arn:") and not v.endswith(":root")),
+                accounts=frozenset(a for a in accounts if a and a != "*"),
+                anyone=any(principal_account(v) == "*" for v in values),
+                negated=s.not_principal,
+                statement=s,
+            ))
+        if clauses:
+            out.append(_Trust(role, snapshot.account_id, tuple(clauses)))
     return out
 
 
-def _admits(
-    trust: _Trust, subject: Subject, now: datetime
-) -> tuple[bool, bool, tuple[str, ...]] | None:
-    """(admitted, named explicitly, undecided conditions), or None when not admitted."""
+def _admits(trust: _Trust, subject: Subject, now: datetime) -> tuple[bool, tuple[str, ...]] | None:
+    """(the trust names the subject explicitly, undecided conditions), or None."""
     admitted = explicit = False
     conditions: list[str] = []
-    for s in trust.statements:
-        if not s.actions.matches(ASSUME) or s.principal is None:
-            continue
-        values = s.principal.get("AWS", ())
-        named = subject.arn in values
-        account_wide = any(
-            v in (subject.account, f"arn:aws:iam::{subject.account}:root") for v in values
-        )
-        anyone = any(principal_account(v) == "*" for v in values)
-        hit = named or account_wide or anyone
-        if s.not_principal:
-            hit = not (named or account_wide)
+    for c in trust.clauses:
+        hit, named = c.hits(subject)
         if not hit:
             continue
-        verdict = judge(s.conditions, now=now, subject=subject)
-        if not s.allow:
+        verdict = judge(c.statement.conditions, now=now, subject=subject)
+        if not c.allow:
             if verdict.holds is True:
                 return None
             continue
         if verdict.holds is False:
             continue
         admitted = True
-        explicit = explicit or (named and not s.not_principal)
+        explicit = explicit or named
         conditions.extend(verdict.undecided)
-    return (admitted, explicit, tuple(dict.fromkeys(conditions))) if admitted else None
+    return (explicit, tuple(dict.fromkeys(conditions))) if admitted else None
+
+
+class Edge(NamedTuple):
+    role: str  # ARN of the role assumed
+    granted_by: tuple[str, ...]  # identity sources allowing sts:AssumeRole ("trust" when explicit)
+    conditions: tuple[str, ...] = ()
+
+
+HUB = "hub:"
+
+
+def _open_to(t: _Trust, account: str) -> bool:
+    """Does the trust admit every principal of `account`, unconditionally, no Deny?"""
+    if any(not c.allow for c in t.clauses):
+        return False
+    return any(
+        (c.anyone or account in c.accounts) and not c.negated and not c.statement.conditions
+        for c in t.clauses
+    )
 
 
 def assume_edges(
@@ -761,55 +889,86 @@ def assume_edges(
     layered: Mapping[str, Layered],
     now: datetime,
 ) -> dict[str, tuple[Edge, ...]]:
-    """principal ARN -> the roles it can assume (within and across the given accounts)."""
-    trusts = [t for snap in snapshots for t in _trusts(snap)]
-    # Index the trusts by who they name, so each principal looks only at its candidates.
+    """principal ARN -> the roles it can assume (within and across the given accounts).
+
+    A principal allowed sts:AssumeRole on every role (no Deny) reaches all the roles that
+    trust its whole account through one shared node, `hub:<account>`, instead of one edge
+    per role: a few hundred such roles times thousands of such principals would otherwise
+    be millions of edges. Chains never show the hub."""
     by_arn: dict[str, list[_Trust]] = {}
     by_account: dict[str, list[_Trust]] = {}
     anyone: list[_Trust] = []
-    for t in trusts:
-        for s in t.statements:
-            if not s.allow or s.principal is None:
+    by_role: dict[str, _Trust] = {}
+    for t in (t for snap in snapshots for t in _trusts(snap)):
+        by_role[t.role.arn] = t
+        for c in t.clauses:
+            if not c.allow:
                 continue
-            if s.not_principal:
+            if c.anyone or c.negated:
                 anyone.append(t)
-                continue
-            for v in s.principal.get("AWS", ()):
-                account = principal_account(v)
-                if account == "*":
-                    anyone.append(t)
-                elif v.startswith("arn:") and not v.endswith(":root"):
-                    by_arn.setdefault(v, []).append(t)
-                elif account:
-                    by_account.setdefault(account, []).append(t)
+            for name in c.names:
+                by_arn.setdefault(name, []).append(t)
+            for account in c.accounts:
+                by_account.setdefault(account, []).append(t)
+    role_pool = Pool(sorted(by_role))
+    hubs: dict[str, tuple[Edge, ...]] = {}
+    closed: dict[str, list[_Trust]] = {}
+    used_hubs: set[str] = set()
     edges: dict[str, tuple[Edge, ...]] = {}
     for arn, lay in layered.items():
         if lay.subject.kind == "group":
             continue
-        candidates = {
-            id(t): t
-            for t in (*by_arn.get(arn, ()), *by_account.get(lay.subject.account, ()), *anyone)
-        }
-        found = []
-        for t in candidates.values():
-            if t.role.arn == arn:
+        account = lay.subject.account
+        if account not in hubs:
+            admitting = {id(t): t for t in (*by_account.get(account, ()), *anyone)}.values()
+            hubs[account] = tuple(
+                Edge(t.role.arn, ("trust",))
+                for t in sorted((t for t in admitting if _open_to(t, account)),
+                                key=lambda t: t.role.arn)
+            )
+            closed[account] = [t for t in admitting if not _open_to(t, account)]
+        found: dict[str, Edge] = {}
+        allows = lay.allows(ASSUME)
+        everywhere = lay.everywhere(ASSUME) if allows else None
+        if everywhere is not None and not everywhere.conditions:
+            # Every role open to its account in one edge; only the others one by one.
+            found[HUB + account] = Edge(HUB + account, _sources(everywhere))
+            used_hubs.add(account)
+            candidates: Iterable[_Trust] = (*by_arn.get(arn, ()), *closed[account])
+        elif allows:
+            # Only the roles its sts:AssumeRole grants can name (a few, usually).
+            named = {r for s in allows for r in s.candidates(role_pool, lay.name)}
+            candidates = (*by_arn.get(arn, ()), *(by_role[r] for r in sorted(named)))
+        else:
+            # Without any sts:AssumeRole grant only a same-account trust naming it admits it.
+            candidates = by_arn.get(arn, ())
+        for t in candidates:
+            role = t.role.arn
+            if role == arn or role in found:
                 continue
             admitted = _admits(t, lay.subject, now)
             if admitted is None:
                 continue
-            _, explicit, conditions = admitted
-            grant = lay.allowed_on(ASSUME, t.role.arn)
+            explicit, conditions = admitted
+            grant = lay.allowed_on(ASSUME, role) if allows else None
             if grant is not None:
-                sources = tuple(dict.fromkeys(s.source for s in grant.granted_by))
+                sources = _sources(grant)
                 conditions = (*conditions, *grant.conditions)
-            elif explicit and t.account == lay.subject.account and not _denied(lay, t.role.arn):
+            elif explicit and t.account == account and not _denied(lay, role):
                 sources = ("trust",)
             else:
                 continue
-            found.append(Edge(t.role.arn, sources, tuple(dict.fromkeys(conditions))))
+            found[role] = Edge(role, sources, tuple(dict.fromkeys(conditions)))
         if found:
-            edges[arn] = tuple(sorted(found, key=lambda e: e.role))
+            edges[arn] = tuple(found[k] for k in sorted(found))
+    for account in sorted(used_hubs):
+        if hubs[account]:
+            edges[HUB + account] = hubs[account]
     return edges
+
+
+def _sources(grant: Grant) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(s.source for s in grant.granted_by))
 
 
 def _denied(lay: Layered, role_arn: str) -> bool:
@@ -849,11 +1008,15 @@ def chains(
             if source in next_hop:
                 continue
             next_hop[source] = e
-            depth[source] = depth[node] + 1
-            queue.append(source)
+            if source.startswith(HUB):  # a hub is no hop: visit it before the next level
+                depth[source] = depth[node]
+                queue.appendleft(source)
+            else:
+                depth[source] = depth[node] + 1
+                queue.append(source)
     out: dict[str, Chain] = {}
     for start, hop in next_hop.items():
-        if hop is None:
+        if hop is None or start.startswith(HUB):
             continue
         path, conditions, node = [start], [], start
         while next_hop.get(node) is not None:
@@ -862,7 +1025,8 @@ def chains(
             conditions.extend(e.conditions)
             node = e.role
             path.append(node)
-        out[start] = Chain(tuple(path), goal[node], tuple(dict.fromkeys(conditions)))
+        shown = tuple(a for a in path if not a.startswith(HUB))
+        out[start] = Chain(shown, goal[node], tuple(dict.fromkeys(conditions)))
     return out
 
 

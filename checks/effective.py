@@ -63,7 +63,6 @@ from checks.policy import (
     _literal_prefix,
     _Universe,
     has_wildcard,
-    load_document,
     normalise,
     principal_account,
     wildcard_match,
@@ -102,6 +101,8 @@ class Stmt:
 
     def matches(self, arn: str, name: str = "") -> bool:
         s = self.statement
+        if self.star:
+            return True
         hit = any(_match(_resolve(p, name), arn) for p in s.resources)
         return hit != s.not_resource
 
@@ -150,7 +151,7 @@ class Pool:
     of `arn:aws:iam::*:policy/team-*`) in a sorted index, so a pattern is matched against
     the few resources sharing that start, not the whole account."""
 
-    __slots__ = ("items", "members", "_keys", "_sorted", "_matched")
+    __slots__ = ("_keys", "_matched", "_sorted", "items", "members")
 
     def __init__(self, items: Iterable[str]) -> None:
         self.items = tuple(items)
@@ -300,6 +301,7 @@ class Layered:
         )
         self._all_layers = [*identity, *([boundary] if boundary else []), *(scps or [])]
         self._allow_memo: dict[tuple[int, str], list[Stmt]] = {}
+        self._identity_memo: dict[str, list[Stmt]] = {}
         self._deny_memo: dict[str, list[Stmt]] = {}
         self._anywhere_memo: dict[tuple[str, bool], Grant | None] = {}
         self._everywhere_memo: dict[str, Grant | None] = {}
@@ -317,7 +319,10 @@ class Layered:
 
     def allows(self, action: str) -> list[Stmt]:
         """The identity statements allowing `action` whose conditions can hold."""
-        return self._allows(0, self.identity, action)
+        found = self._identity_memo.get(action)
+        if found is None:
+            found = self._identity_memo[action] = self._allows(0, self.identity, action)
+        return found
 
     def _allows(self, layer_id: int, layer: Iterable[Compiled], action: str) -> list[Stmt]:
         key = (layer_id, action)
@@ -327,7 +332,7 @@ class Layered:
                 s
                 for doc in layer
                 for s in doc.allows.get(action, ())
-                if self.verdict(s).holds is not False
+                if not s.statement.conditions or self.verdict(s).holds is not False
             ]
         return found
 
@@ -652,7 +657,7 @@ def _judge_method(
     known_profiles: bool,
 ) -> MethodVerdict | None:
     others: list[Grant] = []
-    for action in sorted(m.actions - {m.target}):
+    for action in m.others:
         grant = layered.anywhere(action)
         if grant is None:
             return None
@@ -762,7 +767,7 @@ def _principal_verdict(
     for m in catalogue.METHODS:
         # Every action but the target must be granted broadly somewhere (set arithmetic
         # first: most methods of most principals stop here).
-        if m.target not in present or not (m.actions - {m.target}) <= broad:
+        if m.target not in present or not broad.issuperset(m.others):
             continue
         judged |= m.actions
         found = _judge_method(m, layered, res, principal.arn, snapshot.account_id,

@@ -44,6 +44,7 @@ class Method:
     explanation: str  # "can <explanation>"
     reference: str
     source: str = "cloudsplaining"
+    others: tuple[str, ...] = ()  # the actions besides the target, sorted
 
 
 def _m(
@@ -57,9 +58,9 @@ def _m(
     source: str = "cloudsplaining",
 ) -> Method:
     acts = tuple(a.strip().lower() for a in actions.split(","))
-    return Method(
-        name, frozenset(acts), (target or acts[0]).lower(), requires, explanation, reference, source
-    )
+    aim = (target or acts[0]).lower()
+    others = tuple(sorted(set(acts) - {aim}))
+    return Method(name, frozenset(acts), aim, requires, explanation, reference, source, others)
 
 
 EC2 = "ec2.amazonaws.com"

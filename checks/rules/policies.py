@@ -311,10 +311,10 @@ def explanation(
     if chain:
         path = " → ".join(effective.short_name(a) for a in chain.path)
         if chain.reaches == effective.ADMIN:
-            end = "which has administrator access"
+            sentence = f"{who} can become administrator by assuming roles: {path}"
         else:
-            end = "which can " + catalogue.BY_NAME[chain.reaches].explanation
-        sentence = f"{path}: {who} can assume its way to the last role, {end}"
+            method = catalogue.BY_NAME[chain.reaches].explanation
+            sentence = f"{who} can assume roles {path}, and the last one can {method}"
         return sentence + _conditional(chain.conditions)
     if not methods:
         return ""

@@ -258,7 +258,10 @@ def test_chain_is_in_the_finding_and_the_sentence():
     finding = escalation(snap, ALICE)
     assert finding.details["path"] == ["user/alice", "role/deploy", "role/admin"]
     assert finding.details["path_reaches"] == "administrator"
-    assert finding.details["explanation"].startswith("user/alice → role/deploy → role/admin")
+    assert finding.details["explanation"] == (
+        "user/alice can become administrator by assuming roles: "
+        "user/alice → role/deploy → role/admin"
+    )
     deploy = escalation(snap, arn_of("role", "deploy"))
     assert deploy.failed and deploy.details["path"] == ["role/deploy", "role/admin"]
 

@@ -305,7 +305,7 @@ class Layered:
         self._deny_memo: dict[str, list[Stmt]] = {}
         self._anywhere_memo: dict[tuple[str, bool], Grant | None] = {}
         self._everywhere_memo: dict[str, Grant | None] = {}
-        self.reach_memo: dict[tuple[str, int, str], tuple[list[str], list[Grant]]] = {}
+        self.reach_memo: dict[tuple[str, int, str, bool], tuple[list[str], list[Grant]]] = {}
 
     def verdict(self, s: Stmt) -> Verdict:
         if not s.statement.conditions:
@@ -621,24 +621,29 @@ def _could_create(grant: Grant, account: str, kind: str) -> bool:
 
 
 def _reach(
-    layered: Layered, action: str, pool: Pool, *, exclude: str = ""
+    layered: Layered, action: str, pool: Pool, *, exclude: str = "", patterns_only: bool = False
 ) -> tuple[list[str], list[Grant]]:
-    """Up to a few resources of `pool` the principal may do `action` on, with the grants."""
-    key = (action, id(pool), exclude)
+    """Up to a few resources of `pool` the principal may do `action` on, with the grants.
+    `patterns_only`: through wildcard or unbounded resource elements only."""
+    key = (action, id(pool), exclude, patterns_only)
     memo = layered.reach_memo.get(key)
     if memo is None:
-        memo = layered.reach_memo[key] = _reach_uncached(layered, action, pool, exclude)
+        memo = layered.reach_memo[key] = _reach_uncached(
+            layered, action, pool, exclude, patterns_only
+        )
     return memo
 
 
 def _reach_uncached(
-    layered: Layered, action: str, pool: Pool, exclude: str
+    layered: Layered, action: str, pool: Pool, exclude: str, patterns_only: bool
 ) -> tuple[list[str], list[Grant]]:
     name = layered.name
     seen: set[str] = set()
     found: list[str] = []
     grants: list[Grant] = []
     for s in layered.allows(action):
+        if patterns_only and not (s.wildcard or s.unbounded):
+            continue
         for arn in s.candidates(pool, name):
             if arn == exclude or arn in seen:
                 continue
@@ -672,14 +677,19 @@ def _judge_method(
                                  tuple(short_name(a) for a in found))
         broad = layered.anywhere(m.target, wildcard_ok=True)
         if broad is None or not (
-            broad.granted_by[0].unbounded or _could_create(broad, account, _TYPES[attr])
+            any(s.unbounded for s in broad.granted_by)
+            or _could_create(broad, account, _TYPES[attr])
         ):
             return None
         what = {"other-user": "no other user", "bounded-user": "no user with a boundary",
                 "bounded-role": "no role with a boundary"}.get(kind, f"no matching {_TYPES[attr]}")
         return MethodVerdict(m.name, False, (broad, *others), note=f"{what} exists yet")
     if kind == "pass":
-        found, grants = _reach(layered, m.target, res.by_service.get(service, _NO_ROLES))
+        # Passing one named role is the normal deploy pattern (as in cloudsplaining); a
+        # wildcard that reaches roles the service may assume is the escalation.
+        found, grants = _reach(
+            layered, m.target, res.by_service.get(service, _NO_ROLES), patterns_only=True
+        )
         if found:
             return MethodVerdict(m.name, True, (grants[0], *others),
                                  tuple(short_name(a) for a in found))

@@ -430,3 +430,12 @@ def test_decide(operator, key, value, expected):
 def test_username_is_absent_for_a_role():
     role_subject = Subject(arn_of("role", "app"), ACCOUNT, "role", "app")
     assert decide(Condition("StringEquals", "aws:username", ("app",)), now=NOW, subject=role_subject) is False
+
+
+def test_passing_one_named_role_is_the_deploy_pattern_but_a_wildcard_reaches_roles():
+    named = inline("run", allow("ec2:RunInstances"), allow("iam:PassRole", EC2_ROLE.arn))
+    snap = snapshot(users=[user(inline_policies=(named,))], roles=[EC2_ROLE])
+    assert not fires(snap, ALICE)
+    pattern = inline("run", allow("ec2:RunInstances"), allow("iam:PassRole", "arn:aws:iam::*:role/ap*"))
+    finding = escalation(snapshot(users=[user(inline_policies=(pattern,))], roles=[EC2_ROLE]), ALICE)
+    assert finding.details["methods"][0]["targets"] == ["role/app"]

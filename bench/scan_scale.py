@@ -22,7 +22,7 @@ console passwords, MFA, N/10 roles; seeding is not timed), then measure over HTT
 4. If `checks.scan.scan_account` exists: evaluation time (pure) and the whole account scan
    (collect + evaluate + key-id resolution for users with key findings).
 
-5. The effective-permission and role-graph pass (`checks.effective.analyse`, pure, no moto)
+5. The effective-permission and role-graph pass (`checks.escalation.analyse`, pure, no moto)
    on a synthetic account of --principals principals and --policies customer managed
    policies (fixed seed: read-only and service grants, scoped and wildcard ARNs, denies,
    conditions, boundaries, escalation grants, roles trusting the account, each other and
@@ -357,7 +357,7 @@ def synthetic_account(principals: int, policies: int, seed: int = 11):
 def analysis_pass(principals: int, policies: int, repeat: int) -> None:
     from dataclasses import replace
 
-    from checks import effective
+    from checks import escalation
     from checks.context import CheckContext
     from checks.rules.policies import privilege_escalation_policy
 
@@ -366,7 +366,7 @@ def analysis_pass(principals: int, policies: int, repeat: int) -> None:
     for _ in range(max(1, repeat)):
         fresh = replace(snapshot)  # a new snapshot object: nothing cached carries over
         started = time.process_time()
-        analysis, seconds = timed(effective.analyse, [fresh], now)
+        analysis, seconds = timed(escalation.analyse, [fresh], now)
         cpu.append(time.process_time() - started)
         runs.append(seconds)
     best = min(runs)

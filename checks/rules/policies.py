@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from checks import effective
+from checks import effective, escalation
 from checks import escalation_methods as catalogue
 from checks.context import CheckContext
 from checks.model import AccountSnapshot, Result, Severity, User
@@ -199,7 +199,7 @@ def privilege_escalation_policy(snapshot: AccountSnapshot, ctx: CheckContext) ->
     that one of its groups already has (by name) are reported on the group only. A principal with a
     document that could not be read gets no PASS (it may fail, never falsely pass).
     """
-    analysis = effective.analyse([snapshot], ctx.now)
+    analysis = escalation.analyse([snapshot], ctx.now)
     results = []
     for principal in _principals(snapshot):
         verdict = analysis.verdicts[principal.arn]
@@ -239,7 +239,7 @@ def escalation_details(
     principal: Principal,
     verdict: effective.PrincipalVerdict,
     methods: list[effective.MethodVerdict],
-    chain: effective.Chain | None,
+    chain: escalation.Chain | None,
 ) -> dict[str, Any]:
     """The evidence of one principal's escalation verdict, JSON-ready and deterministic."""
     details: dict[str, Any] = principal_details(principal)
@@ -304,7 +304,7 @@ def _method(m: effective.MethodVerdict) -> dict[str, Any]:
 def explanation(
     principal: Principal,
     methods: list[effective.MethodVerdict],
-    chain: effective.Chain | None,
+    chain: escalation.Chain | None,
 ) -> str:
     """One sentence a person understands: the chain, or the first method and its target."""
     who = effective.short_name(principal.arn)

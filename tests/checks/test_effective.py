@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from cloudsplaining.shared.constants import PRIVILEGE_ESCALATION_METHODS
 
-from checks import effective
+from checks import escalation as graph
 from checks import escalation_methods as catalogue
 from checks.conditions import Subject, decide
 from checks.model import ManagedPolicy
@@ -299,7 +299,7 @@ def test_cycles_terminate_and_an_exit_is_found():
 
 
 def test_long_chains_stop_at_the_limit():
-    n = effective.MAX_CHAIN + 3
+    n = graph.MAX_CHAIN + 3
     hop = (inline("hop", allow("sts:AssumeRole")),)
     roles = [role(f"r{i}", trust=trust_of(arn_of("role", f"r{i - 1}")), inline_policies=hop) for i in range(1, n)]
     roles.insert(0, role("r0", inline_policies=hop))
@@ -315,10 +315,10 @@ def test_cross_account_chain_needs_both_trust_and_permission():
                 arn=f"arn:aws:iam::{OTHER_ACCOUNT}:role/admin"),
     ], policies=[ADMIN])
     mine = snapshot(users=[user()])
-    analysis = effective.analyse([mine, other], NOW)
+    analysis = graph.analyse([mine, other], NOW)
     assert ALICE not in analysis.chains  # named in the trust, but no sts:AssumeRole
     mine = snapshot(users=[user(inline_policies=(inline("x", allow("sts:AssumeRole")),))])
-    analysis = effective.analyse([mine, other], NOW)
+    analysis = graph.analyse([mine, other], NOW)
     assert analysis.chains[ALICE].path == (ALICE, f"arn:aws:iam::{OTHER_ACCOUNT}:role/admin")
 
 
@@ -439,3 +439,12 @@ def test_passing_one_named_role_is_the_deploy_pattern_but_a_wildcard_reaches_rol
     pattern = inline("run", allow("ec2:RunInstances"), allow("iam:PassRole", "arn:aws:iam::*:role/ap*"))
     finding = escalation(snapshot(users=[user(inline_policies=(pattern,))], roles=[EC2_ROLE]), ALICE)
     assert finding.details["methods"][0]["targets"] == ["role/app"]
+
+
+def test_the_analysis_modules_never_import_boto3():
+    from tests.test_architecture import imported_modules, python_files, top
+
+    modules = ["effective.py", "escalation.py", "conditions.py", "escalation_methods.py"]
+    pure = [p for name in modules for p in python_files("checks", name)]
+    assert len(pure) == len(modules)
+    assert [str(p) for p in pure if top(imported_modules(p)) & {"boto3", "botocore"}] == []

@@ -9,7 +9,7 @@ unreadable document) gets *no* Result: not evaluated is not passed
 
 `privilege-escalation-policy` is principal-level instead (sub_key ""): it judges what
 the principal can really do across all its documents and the roles it can reach
-(`checks.effective`), with the granting policies in its details.
+(`checks.effective`, `checks.escalation`), with the granting policies in its details.
 
 Users, groups and roles are evaluated; a group's policies are reported on the group,
 never on each member. Service-linked roles are skipped: AWS owns their policies and
@@ -192,6 +192,7 @@ def privilege_escalation_policy(snapshot: AccountSnapshot, ctx: CheckContext) ->
     escalation methods its effective permissions allow (all its policies and, for a user,
     its groups', minus every Deny, within its boundary and the account's SCPs, conditions
     decided where they can be; `checks.effective`), and any chain of roles it can assume
+    (`checks.escalation`)
     up to an administrator or an exploitable method.
 
     A method whose prerequisite exists is exploitable (the check's severity); one whose

@@ -1,4 +1,4 @@
-"""Effective permissions per principal, escalation methods and role chains (pure).
+"""Effective permissions and escalation methods of one principal (pure).
 
 What a principal can really do is judged over all its documents together, the way IAM
 evaluates a request:
@@ -113,7 +113,8 @@ _ESCAPES = {"*": "*", "?": "?", "$": "$"}
 
 def _resolve(pattern: str, name: str) -> str:
     """Policy variables: `${aws:username}` is the calling user's name (a role has none:
-    such a pattern then matches nothing); `${*}`, `${?}`, `${$}` are the literal chars.
+    such a pattern then matches nothing); `${*}`, `${?}`, `${$}` become those characters
+    (a literal `*` or `?` is then matched as a wildcard: loosely, never missing a grant).
     Other variables (tags, ids) are left in place and match nothing: undecidable here."""
     if "${" not in pattern:
         return pattern

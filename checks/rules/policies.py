@@ -192,13 +192,13 @@ def privilege_escalation_policy(snapshot: AccountSnapshot, ctx: CheckContext) ->
     escalation methods its effective permissions allow (all its policies and, for a user,
     its groups', minus every Deny, within its boundary and the account's SCPs, conditions
     decided where they can be; `checks.effective`), and any chain of roles it can assume
-    (`checks.escalation`)
-    up to an administrator or an exploitable method.
+    up to an administrator or an exploitable method (`checks.escalation`).
 
     A method whose prerequisite exists is exploitable (the check's severity); one whose
     prerequisite is absent is latent (`severity: medium` in the details). A user's methods
-    that one of its groups already has (by name) are reported on the group only. A principal with a
-    document that could not be read gets no PASS (it may fail, never falsely pass).
+    that one of its groups already has (by name) are reported on the group only. A
+    principal with a document that could not be read gets no PASS (it may fail, never
+    falsely pass).
     """
     analysis = escalation.analyse([snapshot], ctx.now)
     results = []

@@ -14,6 +14,7 @@ person reads in a DM, and where it is documented.
     group             an IAM group the target action reaches
     policy            a customer managed policy the target action reaches
     role              an IAM role the target action reaches
+    bounded-user/-role  a user or role with a permissions boundary the target action reaches
     pass:<service>    a role that iam:PassRole reaches and that <service> may assume
     runs-as:<service> an existing <service> resource running with a role (a function, a
                       stack, an instance profile...). Steward inventories IAM only, so it
@@ -258,16 +259,16 @@ METHODS: tuple[Method, ...] = (
        "iam:PassRole,autoscaling:CreateLaunchConfiguration,autoscaling:CreateAutoScalingGroup",
        f"pass:{EC2}", "launch instances with a privileged profile through Auto Scaling",
        reference=PMAPPER, source="Principal Mapper"),
-    _m("DeleteRolePermissionsBoundary", "iam:DeleteRolePermissionsBoundary", "role",
+    _m("DeleteRolePermissionsBoundary", "iam:DeleteRolePermissionsBoundary", "bounded-role",
        "remove the permissions boundary that limits a role",
        reference=PATHFINDING, source="pathfinding.cloud"),
-    _m("DeleteUserPermissionsBoundary", "iam:DeleteUserPermissionsBoundary", "user",
+    _m("DeleteUserPermissionsBoundary", "iam:DeleteUserPermissionsBoundary", "bounded-user",
        "remove the permissions boundary that limits a user",
        reference=PATHFINDING, source="pathfinding.cloud"),
-    _m("PutRolePermissionsBoundary", "iam:PutRolePermissionsBoundary", "role",
+    _m("PutRolePermissionsBoundary", "iam:PutRolePermissionsBoundary", "bounded-role",
        "replace a role's permissions boundary with a broader one",
        reference=PATHFINDING, source="pathfinding.cloud"),
-    _m("PutUserPermissionsBoundary", "iam:PutUserPermissionsBoundary", "user",
+    _m("PutUserPermissionsBoundary", "iam:PutUserPermissionsBoundary", "bounded-user",
        "replace a user's permissions boundary with a broader one",
        reference=PATHFINDING, source="pathfinding.cloud"),
 )

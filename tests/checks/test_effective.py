@@ -448,3 +448,13 @@ def test_the_analysis_modules_never_import_boto3():
     pure = [p for name in modules for p in python_files("checks", name)]
     assert len(pure) == len(modules)
     assert [str(p) for p in pure if top(imported_modules(p)) & {"boto3", "botocore"}] == []
+
+
+def test_removing_a_boundary_needs_a_bounded_role():
+    grant = inline("b", allow("iam:DeleteRolePermissionsBoundary"))
+    plain = snapshot(users=[user(inline_policies=(grant,))], roles=[EC2_ROLE])
+    assert escalation(plain, ALICE).details["status"] == "latent"
+    bounded = replace(EC2_ROLE, permissions_boundary=TEAM_POLICY.arn)
+    finding = escalation(replace(plain, roles=(bounded,), policies=(TEAM_POLICY,)), ALICE)
+    assert finding.details["status"] == "exploitable"
+    assert finding.details["methods"][0]["targets"] == ["role/app"]

@@ -65,7 +65,10 @@ Semantics, decided here once so every rule reads the same way:
   `NotResource`, or an ARN whose resource part is `*` or `type/*`, e.g.
   `arn:aws:iam::*:role/*`) and no always-applying Deny removes it; as in cloudsplaining,
   grants scoped to named resources do not count (PassRole to one named role is the
-  normal deploy pattern).
+  normal deploy pattern). This is the one-document view (`PolicyAnalysis.escalation_*`,
+  kept in agreement with cloudsplaining on plain documents by a test); the finding is
+  judged per principal by `checks.effective` (all documents, resource patterns against
+  the account, conditions, boundaries, SCPs, role chains).
 
 Per document, analysis is cached per snapshot (`sources_of`): a managed policy attached
 to a thousand principals, or an inline document repeated verbatim, is analysed once.

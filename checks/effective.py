@@ -39,7 +39,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -440,6 +440,9 @@ class Resources:
     bounded_roles: Pool
     by_service: Mapping[str, Pool]  # service principal -> roles it may assume
     with_profile: tuple[str, ...]  # roles EC2 may assume that are in an instance profile
+    runs_as: dict[tuple[str, bool], tuple[bool, tuple[str, ...], str]] = field(
+        default_factory=dict
+    )  # memo of `_runs_as`
 
 
 def _service_principals(trust: Any) -> set[str]:
@@ -693,20 +696,35 @@ def _judge_method(
     grant = layered.anywhere(m.target)
     if grant is None:
         return None
-    roles = res.by_service.get(service, ())
-    roles = roles.items if roles else ()
+    exploitable, targets, note = _runs_as(res, service, known_profiles)
+    return MethodVerdict(m.name, exploitable, (grant, *others), targets, note)
+
+
+def _runs_as(res: Resources, service: str, known_profiles: bool) -> tuple[bool, tuple[str, ...], str]:
+    """Whether a `service` resource running with a role can exist: (exploitable, a few
+    roles, the note saying what was assumed). Once per snapshot and service."""
+    key = (service, known_profiles)
+    if key not in res.runs_as:
+        res.runs_as[key] = _runs_as_uncached(res, service, known_profiles)
+    return res.runs_as[key]
+
+
+def _runs_as_uncached(
+    res: Resources, service: str, known_profiles: bool
+) -> tuple[bool, tuple[str, ...], str]:
+    pool = res.by_service.get(service)
+    roles = pool.items if pool else ()
     if service == catalogue.EC2 and known_profiles:
-        roles = res.with_profile
-        what = "instance profiles"
+        roles, what = res.with_profile, "instance profiles"
     else:
         what = f"roles {service} may assume"
     if not roles:
-        return MethodVerdict(m.name, False, (grant, *others), note=f"no {what} exist")
+        return False, (), f"no {what} exist"
     note = ""
     if service != catalogue.EC2 or not known_profiles:
-        note = f"{service.split('.')[0]} resources are not inventoried; assumed to use one of the {what}"
-    return MethodVerdict(m.name, True, (grant, *others),
-                         tuple(short_name(a) for a in roles[:_SHOWN]), note)
+        kind = service.split(".")[0]
+        note = f"{kind} resources are not inventoried; assumed to use one of the {what}"
+    return True, tuple(short_name(a) for a in roles[:_SHOWN]), note
 
 
 # ---------------------------------------------------------------------------------------

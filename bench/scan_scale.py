@@ -1,6 +1,7 @@
 """How collecting one account scales: API calls, seconds, memory (not a test; prints figures).
 
     python bench/scan_scale.py [--users 1000 5000] [--repeat 3] [--per-user-limit N]
+    python bench/scan_scale.py --analysis-only [--principals 5000 --policies 10000]
 
 For each size: start moto's ThreadedMotoServer on a free port in this process (with the
 ~1,500 AWS managed policies loaded, as MOTO_IAM_LOAD_MANAGED_POLICIES=true does), seed N
@@ -20,6 +21,12 @@ console passwords, MFA, N/10 roles; seeding is not timed), then measure over HTT
    ListGroupsForUser, ListMFADevices, GetLoginProfile. Calls, seconds, ratios.
 4. If `checks.scan.scan_account` exists: evaluation time (pure) and the whole account scan
    (collect + evaluate + key-id resolution for users with key findings).
+
+5. The effective-permission and role-graph pass (`checks.escalation.analyse`, pure, no moto)
+   on a synthetic account of --principals principals and --policies customer managed
+   policies (fixed seed: read-only and service grants, scoped and wildcard ARNs, denies,
+   conditions, boundaries, escalation grants, roles trusting the account, each other and
+   services), best of --repeat, target <= 2 s; and the whole escalation check on it.
 
 Every figure is printed next to its target. Moto serves everything from one Python thread
 pool in this process, so its own time is inside every "seconds" figure.
@@ -250,6 +257,138 @@ def run_size(url: str, users: int, repeat: int, per_user_limit: int | None) -> N
     evaluation(session, snapshot)
 
 
+TARGET_ANALYSIS_SECONDS = 2.0
+
+
+def synthetic_account(principals: int, policies: int, seed: int = 11):
+    """An account shaped like a large real one, for the pure analysis pass."""
+    import random
+
+    from checks.model import (
+        AccountSnapshot,
+        Group,
+        InlinePolicy,
+        ManagedPolicy,
+        PolicyRef,
+        Role,
+        User,
+    )
+
+    rng = random.Random(seed)
+    account = "111122223333"
+    now = datetime(2026, 11, 28, tzinfo=UTC)
+    services = ["s3", "ec2", "lambda", "dynamodb", "sqs", "sns", "logs", "cloudwatch", "kms", "ssm"]
+
+    def statement() -> dict:
+        kind = rng.random()
+        service = rng.choice(services)
+        if kind < 0.35:
+            return {"Effect": "Allow", "Action": [f"{service}:Get*", f"{service}:List*", f"{service}:Describe*"], "Resource": "*"}
+        if kind < 0.55:
+            return {"Effect": "Allow", "Action": [f"{service}:Put*", f"{service}:Create*"],
+                    "Resource": f"arn:aws:{service}:*:{account}:team-{rng.randrange(200)}-*"}
+        if kind < 0.65:
+            return {"Effect": "Allow", "Action": f"{service}:*", "Resource": "*"}
+        if kind < 0.72:
+            return {"Effect": "Allow", "Action": ["iam:PassRole"], "Resource": f"arn:aws:iam::{account}:role/app-{rng.randrange(300)}"}
+        if kind < 0.78:
+            return {"Effect": "Allow", "Action": ["iam:CreateAccessKey", "iam:UpdateLoginProfile"],
+                    "Resource": "arn:aws:iam::*:user/${aws:username}"}
+        if kind < 0.82:
+            return {"Effect": "Allow", "Action": "iam:CreatePolicyVersion", "Resource": f"arn:aws:iam::*:policy/team-{rng.randrange(200)}-*"}
+        if kind < 0.86:
+            return {"Effect": "Deny", "Action": f"{service}:Delete*", "Resource": "*",
+                    "Condition": {"BoolIfExists": {"aws:MultiFactorAuthPresent": "false"}}}
+        if kind < 0.90:
+            return {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": f"arn:aws:iam::{account}:role/app-{rng.randrange(300)}"}
+        if kind < 0.93:
+            return {"Effect": "Allow", "Action": ["lambda:UpdateFunctionCode", "ssm:SendCommand"], "Resource": "*",
+                    "Condition": {"DateLessThan": {"aws:CurrentTime": "2024-01-01T00:00:00Z"}}}
+        if kind < 0.95:
+            return {"Effect": "Deny", "Action": "iam:*", "Resource": "*"}
+        return {"Effect": "Allow", "NotAction": ["iam:*", "organizations:*"], "Resource": "*"}
+
+    def doc(n: int) -> dict:
+        return {"Version": "2012-10-17", "Statement": [statement() for _ in range(n)]}
+
+    managed = tuple(
+        ManagedPolicy(name=f"team-{i % 200}-p{i}", arn=f"arn:aws:iam::{account}:policy/team-{i % 200}-p{i}",
+                      document=doc(rng.randint(1, 4)), attachment_count=1)
+        for i in range(policies)
+    )
+    refs = [PolicyRef(p.name, p.arn) for p in managed]
+    admin = ManagedPolicy("AdministratorAccess", "arn:aws:iam::aws:policy/AdministratorAccess",
+                          {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
+    n_groups, n_roles = principals // 20, principals // 4
+    n_users = principals - n_groups - n_roles
+    groups = tuple(
+        Group(f"g{i}", f"arn:aws:iam::{account}:group/g{i}", now, tuple(rng.sample(refs, 2)))
+        for i in range(n_groups)
+    )
+
+    def trust(i: int) -> dict:
+        r = rng.random()
+        if r < 0.4:
+            principal: dict = {"Service": rng.choice(["ec2.amazonaws.com", "lambda.amazonaws.com", "ecs-tasks.amazonaws.com"])}
+        elif r < 0.7:
+            principal = {"AWS": f"arn:aws:iam::{account}:root"}
+        else:
+            principal = {"AWS": f"arn:aws:iam::{account}:role/app-{rng.randrange(n_roles)}"}
+        return {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}]}
+
+    roles = tuple(
+        Role(f"app-{i}", f"arn:aws:iam::{account}:role/app-{i}", now, trust(i),
+             attached_policies=(PolicyRef(admin.name, admin.arn),) if i % 97 == 0 else tuple(rng.sample(refs, 2)),
+             inline_policies=(InlinePolicy("hop", doc(1)),) if i % 5 == 0 else (),
+             permissions_boundary=managed[i].arn if i % 13 == 0 else None,
+             instance_profiles=(f"app-{i}",) if i % 3 == 0 else ())
+        for i in range(n_roles)
+    )
+    users = tuple(
+        User(f"u{i}", f"arn:aws:iam::{account}:user/u{i}", now,
+             groups=tuple(f"g{rng.randrange(n_groups)}" for _ in range(rng.randint(0, 2))),
+             attached_policies=tuple(rng.sample(refs, rng.randint(0, 2))),
+             inline_policies=(InlinePolicy("own", doc(2)),) if i % 4 == 0 else ())
+        for i in range(n_users)
+    )
+    return AccountSnapshot(account, now, users, groups, roles, (*managed, admin), instance_profiles_known=True), now
+
+
+def analysis_pass(principals: int, policies: int, repeat: int) -> None:
+    from dataclasses import replace
+
+    from checks import escalation
+    from checks.context import CheckContext
+    from checks.rules.policies import privilege_escalation_policy
+
+    snapshot, now = synthetic_account(principals, policies)
+    runs, cpu = [], []
+    for _ in range(max(1, repeat)):
+        fresh = replace(snapshot)  # a new snapshot object: nothing cached carries over
+        started = time.process_time()
+        analysis, seconds = timed(escalation.analyse, [fresh], now)
+        cpu.append(time.process_time() - started)
+        runs.append(seconds)
+    best = min(runs)
+    load = os.getloadavg()[0]
+    edges = sum(len(v) for v in analysis.edges.values())
+    exploitable = sum(1 for v in analysis.verdicts.values() if v.exploitable)
+    print(
+        f"\n== effective permissions + role graph: {principals} principals "
+        f"({len(snapshot.users)} users, {len(snapshot.groups)} groups, {len(snapshot.roles)} roles), "
+        f"{len(snapshot.policies)} managed policies\n"
+        f"  analyse (pure):             {best:7.3f} s best of {len(runs)} (first {runs[0]:.3f} s), "
+        f"{min(cpu):.3f} s CPU, load average {load:.1f} on {os.cpu_count()} cores  "
+        f"(target <= {TARGET_ANALYSIS_SECONDS:g} s: {mark(best <= TARGET_ANALYSIS_SECONDS)})\n"
+        f"    {exploitable} principals with an exploitable method or admin, {edges} assume edges, "
+        f"{len(analysis.chains)} chains"
+    )
+    fresh = replace(snapshot)
+    results, seconds = timed(privilege_escalation_policy, fresh, CheckContext(now=now))
+    failed = sum(1 for r in results if r.failed)
+    print(f"  privilege-escalation-policy (analyse + findings): {seconds:.3f} s, {failed} FAIL of {len(results)}")
+
+
 def _by_operation(session: boto3.Session) -> dict[str, int]:
     counter = collect.ApiCallCounter()
     with counter.attached(session):
@@ -267,7 +406,13 @@ def main(argv: list[str] | None = None) -> int:
         default=1000,
         help="scan only the first N users the per-user way and extrapolate (0: all; ~5 ms a call)",
     )
+    parser.add_argument("--principals", type=int, default=5000)
+    parser.add_argument("--policies", type=int, default=10000)
+    parser.add_argument("--analysis-only", action="store_true", help="only the pure analysis pass")
     args = parser.parse_args(argv)
+    analysis_pass(args.principals, args.policies, args.repeat)
+    if args.analysis_only:
+        return 0
     with running_moto_server() as url:
         os.environ["AWS_ENDPOINT_URL"] = url
         print(f"moto server {url}; python {sys.version.split()[0]}; boto3 {boto3.__version__}")

@@ -168,10 +168,10 @@ CATALOG: tuple[CheckSpec, ...] = (
     ),
     CheckSpec(
         "privilege-escalation-policy",
-        "Policy allows privilege escalation",
+        "Principal can escalate its privileges",
         Severity.HIGH,
         ResourceType.USER,
-        "These permissions let the holder grant themselves more, up to administrator.",
+        "All its policies together, or the roles it can assume, let it grant itself more.",
         "Least privilege",
         policies.privilege_escalation_policy,
         ("detach-managed-policy", "delete-inline-policy"),

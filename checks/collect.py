@@ -11,8 +11,12 @@ A scan is a handful of calls whatever the number of principals:
     iam:GetAccountSummary                       1
     iam:GetCredentialReport                     1 (+1 per poll while the report is built)
 
-That is 6 calls plus, when AWS managed policies are attached, 1 + one per distinct attached
-AWS managed policy: it grows with the policies in use, never with the number of principals.
+That is 6 calls plus, when AWS managed policies are attached (or used as permissions
+boundaries), 1 + one per distinct such AWS managed policy: it grows with the policies in use,
+never with the number of principals. Boundaries and instance profiles come with the
+authorization details (no extra call). With `scps=True`, `fetch_scps` adds one
+organizations:ListPoliciesForTarget and one DescribePolicy per custom SCP on the account;
+an account that cannot see its SCPs (AccessDenied, no organization) is scanned without them.
 The report is requested first and fetched last, so AWS builds it while the other calls run.
 
 AWS managed policies: by default (`aws_policies="attached"`) the authorization details are
@@ -597,7 +601,15 @@ def _role(item: Mapping[str, Any]) -> Role:
         inline_policies=_inline(item.get("RolePolicyList"), item["Arn"]),
         last_used=utc(last_used.get("LastUsedDate")),
         last_used_region=last_used.get("Region") or None,
+        permissions_boundary=_boundary(item),
+        instance_profiles=tuple(
+            sorted(p["InstanceProfileName"] for p in item.get("InstanceProfileList") or ())
+        ),
     )
+
+
+def _boundary(item: Mapping[str, Any]) -> str | None:
+    return (item.get("PermissionsBoundary") or {}).get("PermissionsBoundaryArn") or None
 
 
 def _user(item: Mapping[str, Any], row: ReportRow | None) -> User:
@@ -611,6 +623,7 @@ def _user(item: Mapping[str, Any], row: ReportRow | None) -> User:
         "groups": tuple(item.get("GroupList") or ()),
         "attached_policies": _refs(item.get("AttachedManagedPolicies")),
         "inline_policies": _inline(item.get("UserPolicyList"), item["Arn"]),
+        "permissions_boundary": _boundary(item),
     }
     if row is None:
         # Created after the report was generated (AWS reuses a report for up to 4 hours).
@@ -706,6 +719,7 @@ def collect_account(
     report_timeout: float = 300.0,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    scps: bool = False,
 ) -> AccountSnapshot:
     """Read one account's IAM state into an `AccountSnapshot`.
 
@@ -713,6 +727,8 @@ def collect_account(
     policies' documents) or "all" (one unfiltered pass). `include_unattached_aws_policies`
     keeps every AWS managed policy in the snapshot (implies "all"). `expected_account`:
     fail if the credentials belong to another account (a role ARN pointing elsewhere).
+    `scps`: also read the SCPs attached to the account (`fetch_scps`; off until the scan
+    policy grants organizations:ListPoliciesForTarget and organizations:DescribePolicy).
     Raises `CollectError`.
     """
     if aws_policies not in ("attached", "all"):
@@ -746,13 +762,15 @@ def collect_account(
             listed = [_managed_policy(p) for p in details["Policies"]]
         except (KeyError, ValueError) as exc:
             raise CollectError(account, f"unreadable authorization details: {exc}", False) from exc
-        attached = {
-            ref.arn
-            for principal in itertools.chain(
+        principals = list(
+            itertools.chain(
                 details["UserDetailList"], details["GroupDetailList"], details["RoleDetailList"]
             )
-            for ref in _refs(principal.get("AttachedManagedPolicies"))
-        }
+        )
+        # Boundaries are managed policies too: their documents are needed to intersect.
+        attached = {
+            ref.arn for p in principals for ref in _refs(p.get("AttachedManagedPolicies"))
+        } | {arn for p in principals if (arn := _boundary(p))}
         policies = {
             p.arn: p
             for p in listed
@@ -769,6 +787,11 @@ def collect_account(
                 raise CollectError(account, f"unreadable policy: {exc}", False) from exc
             password_policy = _password_policy(iam)
             summary = {k: int(v) for k, v in iam.get_account_summary()["SummaryMap"].items()}
+        scp_documents = None
+        if scps:
+            with aws_errors(account, "organizations"):
+                scp_documents = fetch_scps(aws_client(session, "organizations", max_attempts), account)
+        with aws_errors(account, "iam"):
             content = poller.fetch()
         try:
             report = parse_credential_report(content)
@@ -801,7 +824,53 @@ def collect_account(
         root=report.root,
         summary=summary,
         api_calls=counter.calls,
+        scps=scp_documents,
+        instance_profiles_known=True,
     )
+
+
+# ---------------------------------------------------------------------------------------
+# Service control policies
+
+FULL_AWS_ACCESS = "p-FullAWSAccess"
+# Organizations answers these when the account cannot see its SCPs: a member account
+# (only the management account and delegated administrators may ask), or no organization.
+SCP_NOT_VISIBLE = ACCESS_DENIED | {
+    "AWSOrganizationsNotInUseException",
+    "AccessDeniedForDependencyException",
+    "TargetNotFoundException",
+}
+
+
+def fetch_scps(organizations: Any, account: str) -> tuple[ManagedPolicy, ...] | None:
+    """The SCPs attached directly to `account`, or None when it cannot see them (normal
+    for a member account: never a scan failure).
+
+    Calls: one ListPoliciesForTarget (one page: an account has at most 5 SCPs), plus one
+    DescribePolicy per attached SCP other than AWS's FullAWSAccess, whose content is
+    known. SCPs attached to OUs and the root are not read (that would be a walk up the
+    tree per account); leaving them out only makes verdicts more alarming.
+    """
+    try:
+        listed = organizations.list_policies_for_target(
+            TargetId=account, Filter="SERVICE_CONTROL_POLICY"
+        )["Policies"]
+    except ClientError as exc:
+        if error_code(exc) in SCP_NOT_VISIBLE:
+            log.info("%s: SCPs not visible (%s); judged without them", account, error_code(exc))
+            return None
+        raise
+    out = []
+    for summary in sorted(listed, key=lambda p: p["Id"]):
+        if summary["Id"] == FULL_AWS_ACCESS:
+            document: Any = {"Version": "2012-10-17",
+                             "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+        else:
+            content = organizations.describe_policy(PolicyId=summary["Id"])["Policy"]["Content"]
+            document = decode_document(content, f"SCP {summary['Id']}")
+        out.append(ManagedPolicy(name=summary.get("Name") or summary["Id"],
+                                 arn=summary.get("Arn") or summary["Id"], document=document))
+    return tuple(out)
 
 
 # ---------------------------------------------------------------------------------------

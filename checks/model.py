@@ -119,6 +119,7 @@ class User:
     groups: tuple[str, ...] = ()
     attached_policies: tuple[PolicyRef, ...] = ()
     inline_policies: tuple[InlinePolicy, ...] = ()
+    permissions_boundary: str | None = None  # the boundary policy's ARN
     # From the credential report. None where the report has no information.
     password_enabled: bool = False
     password_last_used: datetime | None = None
@@ -157,6 +158,8 @@ class Role:
     inline_policies: tuple[InlinePolicy, ...] = ()
     last_used: datetime | None = None
     last_used_region: str | None = None
+    permissions_boundary: str | None = None  # the boundary policy's ARN
+    instance_profiles: tuple[str, ...] = ()  # names of the instance profiles holding it
 
     @property
     def service_linked(self) -> bool:
@@ -206,6 +209,11 @@ class AccountSnapshot:
     root: RootAccount | None = None
     summary: Mapping[str, int] = field(default_factory=dict)
     api_calls: int = 0
+    # The Organizations SCPs attached to the account, when the scan could read them; None
+    # when it could not (not an organization member, or no permission): no SCP is assumed.
+    scps: tuple[ManagedPolicy, ...] | None = None
+    # Whether roles' `instance_profiles` were collected (hand-made snapshots leave it False).
+    instance_profiles_known: bool = False
 
     # Lookup indexes; cached_property writes to __dict__ directly, so this works on a
     # frozen dataclass.

@@ -24,8 +24,9 @@ Semantics, decided here once so every rule reads the same way:
   resource element covers every resource (`"Resource": "*"`). A Deny with a condition
   (the usual "deny unless MFA") or scoped to some ARNs leaves the Allow in place for the
   rest, so the Allow is still reported. Within one document these carve-outs are
-  subtracted; across documents they are subtracted only for the combined escalation
-  check (`combined_escalation`). A per-policy finding is about what that policy grants:
+  subtracted; across documents, with resource scoping, conditions, boundaries and SCPs,
+  `checks.effective` judges the principal as a whole (the escalation check). A per-policy
+  admin or wildcard finding is about what that policy grants:
   it stays true while the policy stays attached, even if a deny-all sits next to it (the
   deny can be detached independently, for instance by undoing a quarantine).
 
@@ -64,7 +65,10 @@ Semantics, decided here once so every rule reads the same way:
   `NotResource`, or an ARN whose resource part is `*` or `type/*`, e.g.
   `arn:aws:iam::*:role/*`) and no always-applying Deny removes it; as in cloudsplaining,
   grants scoped to named resources do not count (PassRole to one named role is the
-  normal deploy pattern). One condition is read for what it grants: an attach limited by
+  normal deploy pattern). This is the one-document view (`PolicyAnalysis.escalation_*`,
+  kept in agreement with cloudsplaining on plain documents by a test); the finding is
+  judged per principal by `checks.effective` (all documents, resource patterns against
+  the account, conditions, boundaries, SCPs, role chains). One condition is read for what it grants: an attach limited by
   `iam:PolicyARN` (ArnEquals/ArnLike/StringEquals/StringLike, no IfExists) to AWSDenyAll or
   the AWSCompromisedKeyQuarantine policies can only take access away, so it is not the
   Attach*Policy escalation (Steward's own quarantine permission is written that way).
@@ -697,7 +701,6 @@ class _SnapshotMemo:
     by_object: dict[int, tuple[Any, PolicyAnalysis | None]] = field(default_factory=dict)
     by_arn: dict[str, PolicyAnalysis | None] = field(default_factory=dict)
     by_principal: dict[str, PrincipalPolicies] = field(default_factory=dict)
-    combined: dict[str, CombinedEscalation | None] = field(default_factory=dict)
 
 
 _MEMOS: dict[int, _SnapshotMemo] = {}
@@ -787,91 +790,6 @@ def unevaluated_policies(snapshot: AccountSnapshot) -> list[Unevaluated]:
     for principal in (*snapshot.users, *snapshot.groups, *snapshot.roles):
         out.extend(sources_of(snapshot, principal).unevaluated)
     return out
-
-
-# ---------------------------------------------------------------------------------------
-# Escalation split over several documents
-
-COMBINED_SUB_KEY = "combined"
-
-
-@dataclass(frozen=True)
-class CombinedEscalation:
-    """Escalation paths that appear only when a principal's documents are taken together.
-
-    For a user the documents are its own and those of its groups. Paths a single
-    document already allows are excluded (they are reported per policy), and so are paths
-    a group's own documents combine to (they are reported on the group). Always-applying
-    Denies in any of the documents cancel Allows in all of them, as IAM evaluates them.
-    """
-
-    methods: tuple[str, ...]
-    actions: tuple[str, ...]
-    policies: tuple[
-        str, ...
-    ]  # contributing documents: sub-keys, `group:<name>/<sub-key>` for groups
-    conditional: bool
-    unevaluated: tuple[Unevaluated, ...] = ()
-
-
-def _combine(
-    sources: Sequence[tuple[str, PolicyAnalysis]],
-) -> tuple[frozenset[str], frozenset[str]]:
-    """(allowed, granted only under conditions) over several documents."""
-    granted: set[str] = set()
-    unconditional: set[str] = set()
-    denied: set[str] = set()
-    for _, a in sources:
-        granted |= a.escalation_actions
-        unconditional |= a.escalation_actions - a.conditional_actions
-        denied |= a.denied_actions
-    allowed = frozenset(granted - denied)
-    return allowed, frozenset(allowed - unconditional)
-
-
-def _group_sources(snapshot: AccountSnapshot, group: Group) -> list[tuple[str, PolicyAnalysis]]:
-    return [
-        (f"group:{group.name}/{s.sub_key}", s.analysis) for s in sources_of(snapshot, group).sources
-    ]
-
-
-def combined_escalation(
-    snapshot: AccountSnapshot, principal: Principal
-) -> CombinedEscalation | None:
-    """None when there is nothing to combine (fewer than two readable documents)."""
-    memo = _memo(snapshot)
-    if principal.arn in memo.combined:
-        return memo.combined[principal.arn]
-    own = sources_of(snapshot, principal)
-    labelled = [(s.sub_key, s.analysis) for s in own.sources]
-    unevaluated = list(own.unevaluated)
-    already: set[str] = set()
-    if isinstance(principal, User):
-        for name in principal.groups:
-            group = snapshot.group_by_name.get(name)
-            if group is None:
-                unevaluated.append(Unevaluated(principal.arn, f"group:{name}", "missing group"))
-                continue
-            group_sources = _group_sources(snapshot, group)
-            labelled.extend(group_sources)
-            unevaluated.extend(sources_of(snapshot, group).unevaluated)
-            already.update(escalation_methods(_combine(group_sources)[0]))
-    found: CombinedEscalation | None = None
-    if len(labelled) >= 2:
-        for _, a in labelled:
-            already.update(a.escalation_methods)
-        allowed, conditional = _combine(labelled)
-        methods = tuple(m for m in escalation_methods(allowed) if m not in already)
-        needed = set(escalation_actions(methods))
-        found = CombinedEscalation(
-            methods=methods,
-            actions=tuple(sorted(needed)),
-            policies=tuple(label for label, a in labelled if a.escalation_actions & needed),
-            conditional=bool(methods) and all(ESCALATION_METHODS[m] & conditional for m in methods),
-            unevaluated=tuple(unevaluated),
-        )
-    memo.combined[principal.arn] = found
-    return found
 
 
 # ---------------------------------------------------------------------------------------

@@ -53,6 +53,8 @@ def finding_section(finding, *, with_rationale: bool = True) -> Block:
     facts = summary(finding.check_id, finding.details or {})
     if facts:
         lines.append(escape(facts))
+    if (finding.details or {}).get("explanation"):  # escalation: the path or method, one line
+        lines.append(escape(finding.details["explanation"]))
     if with_rationale:
         lines.append(f"_{escape(spec.rationale)}_")
     return mrkdwn_section("\n".join(lines))

@@ -1,11 +1,15 @@
 """Identity-policy rules: direct user policies, admin, service wildcards, escalation, quarantine.
 
-Granularity (one shape for the four policy checks): one Result per (principal, policy)
+Granularity of admin, wildcard and direct-policy checks: one Result per (principal, policy)
 with `sub_key` = the policy ARN, or `inline:<name>` for an inline policy, PASS or FAIL; a
 principal with no policies at all gets one PASS with sub_key "" so a scan can say what it
 covered. A managed attachment whose document is missing from the snapshot (or any
 unreadable document) gets *no* Result: not evaluated is not passed
 (`checks.policy.unevaluated_policies` lists those gaps).
+
+`privilege-escalation-policy` is principal-level instead (sub_key ""): it judges what
+the principal can really do across all its documents and the roles it can reach
+(`checks.effective`, `checks.escalation`), with the granting policies in its details.
 
 Users, groups and roles are evaluated; a group's policies are reported on the group,
 never on each member. Service-linked roles are skipped: AWS owns their policies and
@@ -19,15 +23,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from checks import effective, escalation
+from checks import escalation_methods as catalogue
 from checks.context import CheckContext
-from checks.model import AccountSnapshot, Result
+from checks.model import AccountSnapshot, Result, Severity, User
 from checks.policy import (
-    COMBINED_SUB_KEY,
     COMPROMISED_KEY_QUARANTINE_PREFIX,
     Grant,
     PolicyAnalysis,
-    combined_escalation,
-    escalation_actions,
     inline_analysis,
     is_aws_quarantine,
     managed_analysis,
@@ -185,52 +188,152 @@ def service_wildcard_policy(snapshot: AccountSnapshot, ctx: CheckContext) -> lis
 
 
 def privilege_escalation_policy(snapshot: AccountSnapshot, ctx: CheckContext) -> list[Result]:
-    """A known escalation path (cloudsplaining's methods, our matcher) per policy, and
-    one `combined` Result per principal with two or more documents for the paths only
-    their combination opens (e.g. `iam:PassRole` in one policy, `ec2:RunInstances` in
-    another; for a user, group policies count too). A combined Result whose documents
-    could not all be read is emitted only when it fails: a pass would claim too much.
+    """What the principal can really do, one Result per principal (sub_key ""): the
+    escalation methods its effective permissions allow (all its policies and, for a user,
+    its groups', minus every Deny, within its boundary and the account's SCPs, conditions
+    decided where they can be; `checks.effective`), and any chain of roles it can assume
+    up to an administrator or an exploitable method (`checks.escalation`).
+
+    A method whose prerequisite exists is exploitable (the check's severity); one whose
+    prerequisite is absent is latent (`severity: medium` in the details). A user's methods
+    that one of its groups already has (by name) are reported on the group only. A
+    principal with a document that could not be read gets no PASS (it may fail, never
+    falsely pass).
     """
-
-    def judge(a: PolicyAnalysis) -> tuple[bool, dict[str, Any]]:
-        methods = a.escalation_methods
-        if not methods:
-            return False, {}
-        return True, {
-            "escalation_methods": list(methods),
-            "actions": list(escalation_actions(methods)),
-            "conditional": a.escalation_conditional,
-        }
-
-    results = _per_policy(PRIVILEGE_ESCALATION_POLICY, snapshot, ctx, judge)
+    analysis = escalation.analyse([snapshot], ctx.now)
+    results = []
     for principal in _principals(snapshot):
-        combined = combined_escalation(snapshot, principal)
-        if combined is None or (combined.unevaluated and not combined.methods):
+        verdict = analysis.verdicts[principal.arn]
+        methods = list(verdict.methods)
+        via_groups: list[str] = []
+        if isinstance(principal, User):
+            held: dict[str, str] = {}
+            for group_arn in analysis.groups_of.get(principal.arn, ()):
+                for m in analysis.verdicts[group_arn].methods:
+                    held.setdefault(m.name, group_arn)
+            via_groups = sorted({held[m.name] for m in methods if m.name in held})
+            methods = [m for m in methods if m.name not in held]
+        chain = None if verdict.admin else analysis.chains.get(principal.arn)
+        failed = bool(methods) or chain is not None
+        if not failed and verdict.unevaluated:
             continue
-        details: dict[str, Any] = {
-            **principal_details(principal),
-            "policies": list(combined.policies),
-        }
-        if combined.methods:
-            details.update(
-                escalation_methods=list(combined.methods),
-                actions=list(combined.actions),
-                conditional=combined.conditional,
-            )
-        if combined.unevaluated:
-            details["unevaluated_policies"] = [u.sub_key for u in combined.unevaluated]
+        details = escalation_details(principal, verdict, methods, chain)
+        if via_groups:
+            details["also_via_groups"] = [effective.short_name(g) for g in via_groups]
         results.append(
             result(
                 PRIVILEGE_ESCALATION_POLICY,
                 snapshot,
                 principal.arn,
-                bool(combined.methods),
-                sub_key=COMBINED_SUB_KEY,
+                failed,
                 details=details,
                 owner=owner_of(principal, ctx),
             )
         )
     return results
+
+
+_METHODS_SHOWN = 10
+
+
+def escalation_details(
+    principal: Principal,
+    verdict: effective.PrincipalVerdict,
+    methods: list[effective.MethodVerdict],
+    chain: escalation.Chain | None,
+) -> dict[str, Any]:
+    """The evidence of one principal's escalation verdict, JSON-ready and deterministic."""
+    details: dict[str, Any] = principal_details(principal)
+    exploitable = [m for m in methods if m.exploitable]
+    if methods or chain:
+        details["status"] = "exploitable" if exploitable or chain else "latent"
+        if not exploitable and not chain:
+            details["severity"] = Severity.MEDIUM.value
+    if methods:
+        sources = sorted({s for m in methods for s in m.sources})
+        details.update(
+            escalation_methods=[m.name for m in methods],
+            actions=sorted({a for m in methods for a in m.method.actions}),
+            conditional=all(m.conditions for m in methods) and not (chain and not chain.conditions),
+            policies=sources,
+            methods=[_method(m) for m in methods[:_METHODS_SHOWN]],
+        )
+        if len(methods) > _METHODS_SHOWN:
+            details["more_methods"] = len(methods) - _METHODS_SHOWN
+        own = [s for s in sources if not s.startswith("group:")]
+        if len(sources) == 1 and own:
+            key = "policy_name" if own[0].startswith("inline:") else "policy_arn"
+            details[key] = own[0].removeprefix("inline:")
+    if chain:
+        details["path"] = [effective.short_name(a) for a in chain.path]
+        details["path_reaches"] = chain.reaches
+        if chain.conditions:
+            details["path_conditions"] = list(chain.conditions)
+    if verdict.removed:
+        details["removed_by"] = [
+            {"policy": s.source, "statement_index": s.index, "actions": list(s.statement.actions.written)}
+            for s in verdict.removed
+        ]
+    if verdict.bounded_by:
+        details["permissions_boundary"] = verdict.bounded_by
+    if verdict.scps:
+        details["scps_applied"] = True
+    if verdict.unevaluated:
+        details["unevaluated_policies"] = [u.source for u in verdict.unevaluated]
+    sentence = explanation(principal, methods, chain)
+    if sentence:
+        details["explanation"] = sentence
+    return details
+
+
+def _method(m: effective.MethodVerdict) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "name": m.name,
+        "status": "exploitable" if m.exploitable else "latent",
+        "granted_by": list(m.sources),
+    }
+    if m.targets:
+        out["targets"] = list(m.targets)
+    if m.conditions:
+        out["conditional"] = list(m.conditions)
+    if m.note:
+        out["note"] = m.note
+    out["reference"] = m.method.reference
+    return out
+
+
+def explanation(
+    principal: Principal,
+    methods: list[effective.MethodVerdict],
+    chain: escalation.Chain | None,
+) -> str:
+    """One sentence a person understands: the chain, or the first method and its target."""
+    who = effective.short_name(principal.arn)
+    if chain:
+        path = " → ".join(effective.short_name(a) for a in chain.path)
+        if chain.reaches == effective.ADMIN:
+            sentence = f"{who} can become administrator by assuming roles: {path}"
+        else:
+            method = catalogue.BY_NAME[chain.reaches].explanation
+            sentence = f"{who} can assume roles {path}, and the last one can {method}"
+        return sentence + _conditional(chain.conditions)
+    if not methods:
+        return ""
+    exploitable = [m for m in methods if m.exploitable]
+    first = (exploitable or methods)[0]
+    more = len(methods) - 1
+    target = f" (e.g. {first.targets[0]})" if first.targets else ""
+    if first.exploitable:
+        sentence = f"{who} can {first.method.explanation}{target}"
+    else:
+        sentence = f"{who} could {first.method.explanation} once it exists ({first.note})"
+    if more:
+        sentence += f", and {more} more way{'s' if more > 1 else ''}"
+    return sentence + _conditional(first.conditions)
+
+
+def _conditional(conditions: tuple[str, ...]) -> str:
+    return f" — conditional: {'; '.join(conditions)}" if conditions else ""
 
 
 def compromised_key_quarantine(snapshot: AccountSnapshot, ctx: CheckContext) -> list[Result]:

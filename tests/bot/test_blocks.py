@@ -71,3 +71,13 @@ def test_console_urls_for_each_kind():
 def test_chunk_lines_respects_limit():
     chunks = chunk_lines(["a" * 1000] * 7, limit=3000)
     assert all(len(c) <= 3000 for c in chunks) and sum(c.count("a") for c in chunks) == 7000
+
+
+def test_escalation_dm_shows_the_path_in_one_line():
+    from bot.blocks.dm import finding_section
+
+    sentence = "user/ci → role/deploy → role/admin: user/ci can assume its way to the last role"
+    block = finding_section(finding(check="privilege-escalation-policy", explanation=sentence))
+    assert sentence in block.to_dict()["text"]["text"]
+    plain = finding_section(finding()).to_dict()["text"]["text"]
+    assert "→" not in plain

@@ -180,9 +180,12 @@ def test_missing_document_gets_no_result_and_is_listed_as_a_gap():
     alice = user("alice", attached_policies=(orphan, ref(READ_ONLY)))
     bob = user("bob", attached_policies=(orphan,))
     snap = snapshot(users=[alice, bob], policies=[READ_ONLY])
-    for rule in POLICY_RULES:
+    for rule in POLICY_RULES[:2]:
         results = rule(snap, ctx())
         assert {(r.resource, r.sub_key) for r in results} == {(alice.arn, READ_ONLY.arn)}
+    # The escalation check judges the principal as a whole: with a document unread it
+    # cannot pass anyone (it could still fail them).
+    assert p.privilege_escalation_policy(snap, ctx()) == []
     assert {(u.principal_arn, u.reason) for u in policy.unevaluated_policies(snap)} == {
         (alice.arn, "missing document"),
         (bob.arn, "missing document"),
@@ -274,30 +277,31 @@ def test_deny_all_never_trips_policy_checks():
 # privilege-escalation-policy ------------------------------------------------------------
 
 
+# Semantics changed by issue 11: the check is principal-level (sub_key ""), judged on the
+# principal's effective permissions, so the per-policy and `combined` Results are gone;
+# what each old test protected is asserted on the principal's one Result instead.
+
+
 def test_escalation_in_one_policy():
     alice = user("alice", inline_policies=(inline("versions", allow("iam:CreatePolicyVersion")),))
-    results = by_key(p.privilege_escalation_policy(snapshot(users=[alice]), ctx()))
-    finding = results[(alice.arn, "inline:versions")]
+    (finding,) = p.privilege_escalation_policy(snapshot(users=[alice], policies=[EC2_FULL]), ctx())
+    assert (finding.resource, finding.sub_key) == (alice.arn, "")
     assert finding.failed
     assert finding.details["escalation_methods"] == ["CreateNewPolicyVersion"]
     assert finding.details["actions"] == ["iam:createpolicyversion"]
     assert finding.details["conditional"] is False
-    assert (alice.arn, "combined") not in results  # one document: nothing to combine
+    assert finding.details["policies"] == ["inline:versions"]
+    assert finding.details["policy_name"] == "versions"  # one granting policy: removable
 
 
-def test_escalation_split_over_two_policies_is_reported_combined():
+def test_escalation_split_over_two_policies_is_found_on_the_principal():
     alice = user("alice", attached_policies=(ref(PASS_ROLE), ref(RUN_INSTANCES)))
-    results = by_key(
-        p.privilege_escalation_policy(
-            snapshot(users=[alice], policies=[PASS_ROLE, RUN_INSTANCES]), ctx()
-        )
-    )
-    assert not results[(alice.arn, PASS_ROLE.arn)].failed
-    assert not results[(alice.arn, RUN_INSTANCES.arn)].failed
-    combined = results[(alice.arn, "combined")]
-    assert combined.failed
-    assert "CreateEC2WithExistingIP" in combined.details["escalation_methods"]
-    assert combined.details["policies"] == [PASS_ROLE.arn, RUN_INSTANCES.arn]
+    snap = snapshot(users=[alice], roles=[role()], policies=[PASS_ROLE, RUN_INSTANCES])
+    (finding,) = failed(p.privilege_escalation_policy(snap, ctx()))
+    assert finding.resource == alice.arn
+    assert "CreateEC2WithExistingIP" in finding.details["escalation_methods"]
+    assert finding.details["policies"] == [PASS_ROLE.arn, RUN_INSTANCES.arn]
+    assert "policy_arn" not in finding.details  # two policies: a person must untangle it
 
 
 def test_escalation_split_between_user_and_group_is_on_the_user():
@@ -305,10 +309,10 @@ def test_escalation_split_between_user_and_group_is_on_the_user():
     alice = user(
         "alice", groups=("devs",), inline_policies=(inline("pass", allow("iam:PassRole")),)
     )
-    snap = snapshot(users=[alice], groups=[devs], policies=[RUN_INSTANCES])
+    snap = snapshot(users=[alice], groups=[devs], roles=[role()], policies=[RUN_INSTANCES])
     (finding,) = failed(p.privilege_escalation_policy(snap, ctx()))
-    assert (finding.resource, finding.sub_key) == (alice.arn, "combined")
-    assert finding.details["policies"] == ["inline:pass", f"group:devs/{RUN_INSTANCES.arn}"]
+    assert finding.resource == alice.arn
+    assert finding.details["policies"] == [f"group:devs/{RUN_INSTANCES.arn}", "inline:pass"]
 
 
 def test_escalation_split_inside_a_group_is_on_the_group_not_its_members():
@@ -316,44 +320,44 @@ def test_escalation_split_inside_a_group_is_on_the_group_not_its_members():
     alice = user(
         "alice", groups=("devs",), inline_policies=(inline("read", allow("s3:GetObject")),)
     )
-    snap = snapshot(users=[alice], groups=[devs], policies=[PASS_ROLE, RUN_INSTANCES])
+    snap = snapshot(users=[alice], groups=[devs], roles=[role()], policies=[PASS_ROLE, RUN_INSTANCES])
     results = by_key(p.privilege_escalation_policy(snap, ctx()))
-    assert results[(devs.arn, "combined")].failed
-    assert not results[(alice.arn, "combined")].failed
+    assert results[(devs.arn, "")].failed
+    assert not results[(alice.arn, "")].failed
+    assert results[(alice.arn, "")].details["also_via_groups"] == ["group/devs"]
     assert [r.resource for r in failed(results.values())] == [devs.arn]
 
 
-def test_single_policy_escalation_is_not_repeated_as_combined():
-    both = managed("Both", allow(["iam:PassRole", "ec2:RunInstances"]))
-    alice = user("alice", attached_policies=(ref(both), ref(READ_ONLY)))
-    results = by_key(
-        p.privilege_escalation_policy(snapshot(users=[alice], policies=[both, READ_ONLY]), ctx())
-    )
-    assert results[(alice.arn, both.arn)].failed
-    assert not results[(alice.arn, "combined")].failed
-
-
-def test_deny_in_another_policy_cancels_the_combination_not_the_policy():
+def test_deny_in_another_policy_cancels_what_it_denies_only():
     alice = user(
         "alice",
         attached_policies=(ref(PASS_ROLE), ref(RUN_INSTANCES), ref(QUARANTINE_V2)),
         inline_policies=(inline("versions", allow("iam:CreatePolicyVersion")),),
     )
-    snap = snapshot(users=[alice], policies=[PASS_ROLE, RUN_INSTANCES, QUARANTINE_V2])
-    results = by_key(p.privilege_escalation_policy(snap, ctx()))
-    assert not results[(alice.arn, "combined")].failed  # PassRole/RunInstances are denied
-    assert results[(alice.arn, "inline:versions")].failed  # the policy still grants it
+    snap = snapshot(users=[alice], roles=[role()], policies=[PASS_ROLE, RUN_INSTANCES, QUARANTINE_V2, EC2_FULL])
+    (finding,) = failed(p.privilege_escalation_policy(snap, ctx()))
+    assert finding.resource == alice.arn
+    # PassRole/RunInstances are denied by the quarantine policy; CreatePolicyVersion is not.
+    assert finding.details["escalation_methods"] == ["CreateNewPolicyVersion"]
 
 
-def test_combined_with_an_unreadable_policy_does_not_claim_a_pass():
+def test_deny_all_elsewhere_cancels_the_escalation():
+    alice = user("alice", attached_policies=(ref(DENY_ALL),),
+                 inline_policies=(inline("versions", allow("iam:CreatePolicyVersion")),))
+    (finding,) = p.privilege_escalation_policy(snapshot(users=[alice], policies=[DENY_ALL]), ctx())
+    assert not finding.failed
+
+
+def test_unreadable_policy_does_not_claim_a_pass_but_can_fail():
     orphan = PolicyRef(name="Gone", arn=f"arn:aws:iam::{ACCOUNT}:policy/Gone")
-    alice = user("alice", attached_policies=(ref(READ_ONLY), ref(EC2_FULL), orphan))
+    alice = user("alice", attached_policies=(ref(READ_ONLY), ref(PASS_ROLE), orphan))
     bob = user("bob", attached_policies=(ref(PASS_ROLE), ref(RUN_INSTANCES), orphan))
-    snap = snapshot(users=[alice, bob], policies=[READ_ONLY, EC2_FULL, PASS_ROLE, RUN_INSTANCES])
+    snap = snapshot(users=[alice, bob], roles=[role(path="/svc/")],
+                    policies=[READ_ONLY, EC2_FULL, PASS_ROLE, RUN_INSTANCES])
     results = by_key(p.privilege_escalation_policy(snap, ctx()))
-    assert (alice.arn, "combined") not in results
-    assert results[(bob.arn, "combined")].failed
-    assert results[(bob.arn, "combined")].details["unevaluated_policies"] == [orphan.arn]
+    assert (alice.arn, "") not in results
+    assert results[(bob.arn, "")].failed
+    assert results[(bob.arn, "")].details["unevaluated_policies"] == [orphan.arn]
 
 
 def test_conditioned_escalation_still_fires_marked_conditional():

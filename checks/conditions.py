@@ -13,6 +13,11 @@ finding says "conditional: <the condition>"). What is decided:
   for the principal (a role has no `aws:username`).
 * `aws:SecureTransport`: true. The attacker uses HTTPS like every SDK and the console
   (IAM and STS accept nothing else), so `Bool aws:SecureTransport false` never holds.
+* `iam:PolicyARN` (ArnEquals/ArnLike/StringEquals/StringLike, no IfExists, no set operator)
+  admitting only the AWS deny-only quarantine policies (AWSDenyAll,
+  AWSCompromisedKeyQuarantine*): counted as no grant. Such an attach can only take access
+  away, and every other action in the statement lacks the key, so fails the condition
+  (Steward's own quarantine permission is written this way).
 * `aws:MultiFactorAuthPresent`: undecided, labelled "needs MFA" (`true`), "without MFA"
   (`false`): whether the holder has a second factor is not in the snapshot.
 
@@ -27,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from checks.policy import Condition, wildcard_match
+from checks.policy import Condition, is_aws_quarantine, wildcard_match
 
 MAX_SESSION = timedelta(hours=36)
 
@@ -149,7 +154,22 @@ def _decide_subject(c: Condition, subject: Subject) -> bool | None:
     return hit != negated
 
 
+_POLICY_ARN_OPERATORS = frozenset({"arnequals", "arnlike", "stringequals", "stringlike"})
+
+
+def _only_deny_policies(c: Condition) -> bool:
+    return (
+        c.key == "iam:policyarn"
+        and c.base in _POLICY_ARN_OPERATORS
+        and not c.if_exists
+        and not c.set_operator
+        and all(is_aws_quarantine(v) for v in c.values)
+    )
+
+
 def decide(c: Condition, *, now: datetime, subject: Subject | None = None) -> bool | None:
+    if _only_deny_policies(c):
+        return False  # grants nothing but attaching a deny-only policy (see above)
     if c.key in ("aws:currenttime", "aws:epochtime", "aws:tokenissuetime"):
         return _decide_time(c, now)
     if c.key == "aws:securetransport" and c.base == "bool" and not c.set_operator:

@@ -41,6 +41,10 @@ T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 AUDIT_TABLES = {"audit_event", "audit_ref", "audit_chain_head"}
 
 
+def assert_good(result: VerifyResult, count: int) -> None:
+    assert (result.ok, result.checked, result.reason) == (True, count, None), result
+
+
 def append(engine, count: int, *, actor: str = "system", start: datetime = T0) -> None:
     """`count` events in one committed transaction."""
     with session_scope(engine) as session:
@@ -116,7 +120,7 @@ def test_events_chain_and_round_trip_exactly(engine):
             },
         )
     assert first.sequence == 1
-    assert verify(engine) == VerifyResult(True, 2)
+    assert_good(verify(engine), 2)
 
     stored = events(engine)
     assert [e.sequence for e in stored] == [1, 2]
@@ -141,7 +145,7 @@ def test_record_leaves_the_commit_to_the_caller(engine):
     assert events(engine) == []
     with Session(engine) as session:
         assert chain_head(session) == ChainHead(0, GENESIS_HASH)
-    assert verify(engine) == VerifyResult(True, 0)
+    assert_good(verify(engine), 0)
 
 
 def test_record_rejects_bad_input(engine):
@@ -187,7 +191,7 @@ def test_concurrent_writers_never_fork_the_chain(database_url):
 
     engine = make_engine(database_url)
     try:
-        assert verify(engine, batch_size=64) == VerifyResult(True, 1000)
+        assert_good(verify(engine, batch_size=64), 1000)
         stored = events(engine)
         assert [e.sequence for e in stored] == list(range(1, 1001))
         for actor in ("UAAA", "UBBB"):
@@ -218,7 +222,7 @@ def test_a_second_writer_waits_for_the_head_lock(engine):
     assert done.wait(30)
     thread.join()
     assert seen["prev_hash"] == a_hash
-    assert verify(engine) == VerifyResult(True, 2)
+    assert_good(verify(engine), 2)
 
 
 def test_verify_follows_events_appended_while_it_reads(engine, database_url):
@@ -233,7 +237,7 @@ def test_verify_follows_events_appended_while_it_reads(engine, database_url):
 
     event.listen(engine, "before_cursor_execute", append_before_head_read)
     try:
-        assert verify(engine) == VerifyResult(True, 7)
+        assert_good(verify(engine), 7)
     finally:
         event.remove(engine, "before_cursor_execute", append_before_head_read)
         other.dispose()
@@ -260,7 +264,7 @@ def test_triggers_refuse_edits_deletes_and_head_rewinds(engine):
     for statement in refused:
         with pytest.raises(DBAPIError, match=r"append-only|may only advance"), engine.begin() as conn:
             conn.execute(text(statement))
-    assert verify(engine) == VerifyResult(True, 3)
+    assert_good(verify(engine), 3)
     assert len(events(engine)) == 3
 
 
@@ -422,8 +426,8 @@ def test_migration_0002_up_down_up(empty_database_url):
         assert current_revision(engine) == "0002"
         assert set(inspect(engine).get_table_names()) >= AUDIT_TABLES
         assert {"audit_event_no_update", "audit_event_append_only"} & _triggers(engine)
-        assert verify(engine) == VerifyResult(True, 0)  # the head is seeded
-        append(engine, 2)
+        with engine.connect() as conn:  # the head is seeded
+            assert conn.execute(text("SELECT last_sequence FROM audit_chain_head")).scalar() == 0
 
         downgrade(empty_database_url, "0001")
         assert not AUDIT_TABLES & set(inspect(engine).get_table_names())
@@ -437,6 +441,24 @@ def test_migration_0002_up_down_up(empty_database_url):
         upgrade(empty_database_url)
         with Session(engine) as session:
             assert session.exec(select(func.count()).select_from(AuditEvent)).one() == 0
-        assert verify(engine) == VerifyResult(True, 0)
+        assert_good(verify(engine), 0)
+    finally:
+        engine.dispose()
+
+
+def test_migration_0009_keeps_unkeyed_chains_and_every_trigger(empty_database_url):
+    engine = make_engine(empty_database_url)
+    try:
+        upgrade(empty_database_url)
+        append(engine, 3)
+        before = _triggers(engine)
+        downgrade(empty_database_url, "0007")
+        assert not {"audit_event_insert_guard", "audit_event_insert_at_head"} & _triggers(engine)
+        assert {t for t in before if "insert" not in t and "keyed" not in t} <= _triggers(engine)
+        upgrade(empty_database_url)
+        assert _triggers(engine) == before
+        assert_good(verify(engine), 3)  # the existing unkeyed chain verifies as before
+        append(engine, 1)
+        assert_good(verify(engine), 4)
     finally:
         engine.dispose()

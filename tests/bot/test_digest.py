@@ -15,6 +15,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import func, select
 
 from bot import audit
+from bot.audit_anchors import anchors_in
 from bot.blocks.digest import digest_blocks, digest_fallback, digest_text
 from bot.charts import encode_png, history_chart_png, nice_step
 from bot.config import Settings
@@ -148,7 +149,7 @@ def test_build_aggregates_in_sql(seeded):
     assert [(p.account_id, p.label, p.counts) for p in d.posture] == [
         (A1, "prod", {"critical": 1, "high": 2}), (A2, "dev", {"medium": 2, "low": 1})]
     assert d.accounts_known == 3
-    assert d.audit_head is not None and d.audit_head[0] == 1
+    assert d.audit_head is not None and d.audit_head.last_sequence == 1
 
 
 @pytest.mark.parametrize(("durations", "median"), [((1, 2, 10, 30), 6.0), ((3, 1, 2), 2.0), ((5,), 5.0)])
@@ -228,7 +229,7 @@ def test_blocks_from_the_database_value_mention_owners(seeded):
     assert "security triage" in text  # the unassigned overdue one
     assert "break-glass role" in text and "delete-user" in text and "sandbox" in text
     assert "*6 open findings*" in text and "▲" in text
-    assert "audit chain head #1" in text
+    assert anchors_in(text) == [(1, d.audit_head.last_hash)]  # the published head, parseable
     fallback = digest_fallback(d)
     assert fallback.startswith("IAM weekly digest 2026-W49: 6 open findings (1 critical, 2 high, 2 medium, 1 low)")
     plain = digest_text(d)

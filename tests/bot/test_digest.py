@@ -385,3 +385,43 @@ def test_chart_of_nothing_and_the_png_encoder():
     with pytest.raises(ValueError):
         encode_png(2, 2, b"\x00")
     assert [nice_step(n) for n in (0, 5, 7, 40, 93, 1234)] == [1, 1, 2, 10, 20, 500]
+
+
+@pytest.fixture
+def audit_keys():
+    """This process writes with a key (as STEWARD_AUDIT_KEY would make it), for one test."""
+    from bot.audit_key import resolve, set_process_keyring
+
+    keys = resolve("digest-test-audit-key-0123456789abcdef012345")
+    set_process_keyring(keys)
+    yield keys
+    set_process_keyring(None)
+
+
+def test_the_digest_publishes_the_chain_head_and_it_reads_back(seeded, fake, audit_keys):
+    from bot.audit_anchors import anchors_from_slack
+
+    keys = audit_keys
+    with session_scope(seeded) as s:  # a keyed chain: the head names its key id
+        audit.record(s, actor="system", action=audit.AuditAction.SCAN_STARTED)
+    channel = fake.add_channel("security")
+    client = client_for(fake)
+    service = DigestService(settings(), seeded)
+    d = service.build(NOW)
+    assert d.audit_head.key_id == keys.current.key_id and d.audit_head.last_sequence == 3
+    result = service.post(client, now=NOW, channel=channel)
+    (message,) = fake.messages(channel, replies=False)
+    footer = message["blocks"][-1]
+    assert footer["type"] == "context" and f"key id {keys.current.key_id}" in footer["elements"][0]["text"]
+    with session_scope(seeded) as s:
+        posted = s.execute(select(AuditEvent).where(AuditEvent.action == "digest.posted")).scalar_one()
+    assert posted.payload["audit_head"] == {"sequence": 3, "hash": d.audit_head.last_hash}
+    assert posted.payload["ts"] == result.ts
+    # Read back through conversations.history, a page at a time; only Steward's own count.
+    fake.post_as_user(channel, fake.add_user(name="eve"), f"Audit chain head #1 `{'0' * 64}`")
+    found, read = anchors_from_slack(client, channel, page_size=1)
+    assert found == {(3, d.audit_head.last_hash)} and read == 2
+    # The same head survives the 50-block cut of a huge digest.
+    many = tuple(AccountPosture(f"{i:012d}", f"a{i}", {"high": 1}) for i in range(300))
+    blocks = digest_blocks(replace(d, posture=many, accounts_known=300))
+    assert len(blocks) <= 50 and d.audit_head.last_hash in str(blocks[-1].to_dict())

@@ -391,13 +391,19 @@ def _lock_head(session: Session) -> ChainHead:
             .where(_HEAD.c.id == HEAD_ID)
             .values(last_sequence=_HEAD.c.last_sequence)
         )
-    head = session.execute(_head_query().with_for_update(of=_HEAD)).one_or_none()
+    head = session.execute(
+        select(_HEAD.c.last_sequence, _HEAD.c.last_hash).where(_HEAD.c.id == HEAD_ID).with_for_update()
+    ).one_or_none()
     if head is None:
         raise AuditError(
             "the audit chain head row is missing: run `steward db upgrade`, "
             "or the audit log was tampered with (run `steward audit verify`)"
         )
-    return ChainHead(head.last_sequence, head.last_hash, head.key_id)
+    # A statement of its own: on PostgreSQL a join locked in the same statement would read
+    # the last event from the snapshot taken *before* the lock wait, missing the event the
+    # previous lock holder just committed.
+    key_id = session.execute(select(_EVENT.c.key_id).where(_EVENT.c.sequence == head.last_sequence)).scalar()
+    return ChainHead(head.last_sequence, head.last_hash, key_id)
 
 
 # What `events_about` can find an event by, besides actor, fingerprint, resource and account:

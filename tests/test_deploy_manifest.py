@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SCOPES = {"commands", "chat:write", "im:write", "users:read", "users:read.email", "usergroups:read", "files:write"}
+SCOPES = {"commands", "chat:write", "im:write", "users:read", "users:read.email", "usergroups:read", "files:write",
+          "channels:history", "groups:history"}
 
 
 @pytest.mark.parametrize("name", ["manifest.yml", "manifest-socket-mode.yml"])

@@ -421,6 +421,7 @@ def test_the_digest_publishes_the_chain_head_and_it_reads_back(seeded, fake, aud
     fake.post_as_user(channel, fake.add_user(name="eve"), f"Audit chain head #1 `{'0' * 64}`")
     found, read = anchors_from_slack(client, channel, page_size=1)
     assert found == {(3, d.audit_head.last_hash)} and read == 2
+    assert "digest-test-audit-key" not in str(fake.messages(channel))  # the key id only, never the key
     # The same head survives the 50-block cut of a huge digest.
     many = tuple(AccountPosture(f"{i:012d}", f"a{i}", {"high": 1}) for i in range(300))
     blocks = digest_blocks(replace(d, posture=many, accounts_known=300))

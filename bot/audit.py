@@ -694,7 +694,8 @@ class _Walk:
         if unchecked:
             given = ", ".join(self.keyring.key_ids) or "no key (STEWARD_AUDIT_KEY is not set)"
             spans = ", ".join(f"events {s.first}–{s.last} under key id {s.key_id}" for s in unchecked)
-            return VerifyResult(False, last, None, f"cannot check {spans}: that key was not given (given: {given}); "
+            return VerifyResult(False, unchecked[0].first - 1, unchecked[0].first,
+                                f"cannot check {spans}: that key was not given (given: {given}); "
                                 "if it is not one of your keys, the chain was rewritten",
                                 unverifiable=True, segments=segments, anchors_matched=len(self.matched))
         current = self.keyring.current

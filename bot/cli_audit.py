@@ -103,27 +103,28 @@ def verify_command(
         result = verify(engine, batch_size=batch_size, keyring=keyring, anchors=anchors.items())
     finally:
         engine.dispose()
-    _report(result, keyring, len(anchors))
+    _report(result, len(anchors))
 
 
-def _report(result, keyring, anchors: int) -> None:
+def _report(result, anchors: int) -> None:
     if result.ok:
         typer.echo(f"audit chain OK: {result.checked} events")
         for segment in result.segments:
             if segment.key_id:
                 typer.echo(f"  events {segment.first}–{segment.last}: MACs checked with key id {segment.key_id}")
         if anchors:
-            typer.echo(f"  passes through {result.anchors_matched} published heads")
+            n = result.anchors_matched
+            typer.echo(f"  passes through {n} published head{'' if n == 1 else 's'}")
         if not any(s.key_id for s in result.segments) and result.checked:
             err.print("note: the chain is not keyed (STEWARD_AUDIT_KEY): whoever can write the database "
                       "could rewrite it; only published heads (--anchor, --anchors-from-slack) show that.",
                       soft_wrap=True, highlight=False)
         return
+    where = "" if result.first_bad_sequence is None else f" at event {result.first_bad_sequence}"
     if result.unverifiable:
-        err.print(f"[bold red]audit chain NOT VERIFIED:[/] {result.reason}",
+        err.print(f"[bold red]audit chain NOT VERIFIED{where}:[/] {result.reason}",
                   soft_wrap=True, markup=True, highlight=False)
         raise typer.Exit(2)
-    where = "" if result.first_bad_sequence is None else f" at event {result.first_bad_sequence}"
     err.print(
         f"[bold red]audit chain BROKEN{where}:[/] {result.reason} "
         f"({result.checked} events verified before it)",
@@ -166,10 +167,13 @@ def head_command(
                                              blocks=[context(text).to_dict()], unfurl_links=False)
         except SlackApiError as exc:
             raise fail(f"Slack refused the head: {exc.response.get('error')}", code=1) from None
-        with session_scope(engine) as session:
-            audit.record(session, actor=cli_actor(), action=audit.AuditAction.AUDIT_HEAD_PUBLISHED, keyring=keyring,
-                         payload={"sequence": head.last_sequence, "hash": head.last_hash,
-                                  "channel": answer.get("channel"), "ts": answer.get("ts")})
+        try:
+            with session_scope(engine) as session:
+                audit.record(session, actor=cli_actor(), action=audit.AuditAction.AUDIT_HEAD_PUBLISHED,
+                             keyring=keyring, payload={"sequence": head.last_sequence, "hash": head.last_hash,
+                                                       "channel": answer.get("channel"), "ts": answer.get("ts")})
+        except audit.AuditError as exc:
+            raise fail(f"the head was posted (ts {answer.get('ts')}) but not recorded: {exc}", code=1) from None
         err.print(f"published to {settings.security_channel} (ts {answer.get('ts')})", highlight=False)
     finally:
         engine.dispose()
@@ -189,7 +193,7 @@ def rekey_command():
     try:
         result = audit.verify(engine, keyring=keyring)
         if not result.ok and not (result.unverifiable and all(s.checked for s in result.segments)):
-            _report(result, keyring, 0)  # exits: never start a new segment over a chain that fails
+            _report(result, 0)  # exits: never start a new segment over a chain that fails
         try:
             with session_scope(engine) as session:
                 event = audit.rekey(session, actor=cli_actor(), keyring=keyring)

@@ -560,7 +560,7 @@ def test_without_the_key_a_keyed_chain_is_never_called_good(engine):
     keyed(engine, 3)
     for keys in (NO_KEYS, OTHER_KEYS):
         result = verify(engine, keyring=keys)
-        assert (result.ok, result.unverifiable, result.first_bad_sequence) == (False, True, None)
+        assert (result.ok, result.unverifiable, result.first_bad_sequence) == (False, True, 1)
         assert KEYS.current.key_id in result.reason and "not given" in result.reason
         assert result.segments == (Segment(KEYS.current.key_id, 1, 4, False),)  # the rekey event + 3
     # Nor can a process without it (or with another key) extend the chain.
@@ -654,6 +654,15 @@ def test_with_the_key_a_forged_appended_event_is_named(engine, keep_key_id):
     result = verify(engine, keyring=KEYS)
     assert (result.ok, result.unverifiable, result.first_bad_sequence, result.checked) == (False, False, 7, 6)
     assert ("MAC" if keep_key_id else "not keyed") in result.reason
+
+
+def test_an_attackers_own_key_is_never_accepted(engine):
+    keyed(engine, 3)  # events 1..4 under KEYS
+    # The triggers allow a well-formed keyed append: a rekey to a key the attacker made up.
+    keyed(engine, 2, keys=Keyring((OTHER_KEYS.current, KEYS.current)))
+    result = verify(engine, keyring=KEYS)
+    assert (result.ok, result.unverifiable, result.first_bad_sequence, result.checked) == (False, True, 5, 4)
+    assert f"events 5–7 under key id {OTHER_KEYS.current.key_id}" in result.reason
 
 
 @pytest.mark.parametrize("keep_key_id", [False, True], ids=["unkeyed", "key-id-kept"])

@@ -121,6 +121,8 @@ class AuditRef(SQLModel, table=True):
     """Search index for "recent events about X": one row per (thing mentioned, event)."""
 
     __tablename__ = "audit_ref"
+    # `verify` compares each run of events with its refs (by sequence).
+    __table_args__ = (Index("ix_audit_ref_sequence", "sequence"),)
 
     ref: str = Field(primary_key=True, max_length=1024)
     sequence: int = Field(primary_key=True, foreign_key="audit_event.sequence")

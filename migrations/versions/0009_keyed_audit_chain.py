@@ -1,7 +1,8 @@
 """keyed audit chain: key id per event, the head's MAC, INSERT guards
 
 Columns: `audit_event.key_id` (null for unkeyed events, so existing chains stay as they
-are) and `audit_chain_head.head_mac`. Triggers added by hand, on SQLite and PostgreSQL:
+are) and `audit_chain_head.head_mac`; an index on `audit_ref.sequence` (verify reads the
+references event range by event range). Triggers added by hand, on SQLite and PostgreSQL:
 
 * an event may only be inserted at the head: sequence = head + 1 and prev_hash = the head's
   hash, and never unkeyed after a keyed event;
@@ -169,6 +170,9 @@ def upgrade() -> None:
 
     with op.batch_alter_table('audit_event', schema=None) as batch_op:
         batch_op.add_column(sa.Column('key_id', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True))
+
+    with op.batch_alter_table('audit_ref', schema=None) as batch_op:
+        batch_op.create_index('ix_audit_ref_sequence', ['sequence'], unique=False)
     # ### end Alembic commands ###
     if dialect == "postgresql":
         for statement in PG_UPGRADE:
@@ -184,6 +188,8 @@ def downgrade() -> None:
             op.execute(statement)
     elif dialect == "sqlite":
         _sqlite_triggers(())
+    with op.batch_alter_table('audit_ref', schema=None) as batch_op:
+        batch_op.drop_index('ix_audit_ref_sequence')
     if dialect == "sqlite":
         # Batch mode would copy audit_event, which audit_ref's foreign key forbids (and
         # foreign_keys cannot be switched off inside the migration's transaction); SQLite

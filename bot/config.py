@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from checks.context import CheckContext, Thresholds
@@ -44,6 +44,9 @@ class Settings(BaseSettings):
         ["owner", "Owner", "email", "contact"], validation_alias="STEWARD_OWNER_TAGS"
     )
     dry_run: bool = Field(False, validation_alias="STEWARD_DRY_RUN")
+    # The audit chain's MAC key(s) (bot/audit_key.py): a key or a secretsmanager:/ssm:
+    # reference, then retired ones, comma-separated. Checked for form here, fetched at start.
+    audit_key: SecretStr | None = Field(None, validation_alias="STEWARD_AUDIT_KEY")
 
     key_max_age_days: int = Field(90, ge=1, validation_alias="STEWARD_KEY_MAX_AGE_DAYS")
     unused_days: int = Field(45, ge=1, validation_alias="STEWARD_UNUSED_DAYS")
@@ -111,6 +114,16 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)") from None
         return value
     # --- end of scheduler and digest ---------------------------------------------------
+
+    @field_validator("audit_key")
+    @classmethod
+    def _audit_key(cls, value: SecretStr | None) -> SecretStr | None:
+        from bot.audit_key import split_entries
+
+        if value is None or not value.get_secret_value().strip():
+            return None
+        split_entries(value.get_secret_value())  # ValueError naming the entry, never the key
+        return value
 
     @field_validator("auto_remediate")
     @classmethod

@@ -8,6 +8,7 @@ from slack_bolt import App
 from slack_sdk import WebClient
 from sqlalchemy import Engine
 
+from bot.audit_key import load_process_keyring
 from bot.config import Settings
 from bot.db.engine import make_engine
 from bot.db.migrate import ensure_schema
@@ -31,6 +32,7 @@ class Runtime:
 
 def build_runtime(settings: Settings) -> Runtime:
     """Everything a Slack-serving process needs. Raises SettingsError / RuntimeError early."""
+    load_process_keyring(settings)  # STEWARD_AUDIT_KEY's secrets, fetched once at start
     engine = make_engine(settings.effective_database_url)
     ensure_schema(engine, upgrade=settings.uses_embedded_database)
     client = make_web_client(settings)

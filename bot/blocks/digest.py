@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from slack_sdk.models.blocks import Block, DividerBlock, HeaderBlock, PlainTextObject, SectionBlock
 from slack_sdk.models.blocks.basic_components import MarkdownTextObject
 
+from bot.audit_anchors import anchor_text
 from bot.blocks.common import (
     MESSAGE_BLOCK_LIMIT,
     SECTION_LIMIT,
@@ -224,17 +225,16 @@ def digest_blocks(digest: Digest, *, max_blocks: int = MESSAGE_BLOCK_LIMIT) -> l
     for lines in (_checks_lines(digest), _overdue_lines(digest), _oldest_lines(digest),
                   _exception_lines(digest), _approval_lines(digest), _failed_lines(digest)):
         body.extend(_sections(lines)[:2])
-    footer_parts = [f"Chart of the last {len(digest.history)} weeks in the thread"]
-    if digest.audit_head:
-        sequence, digest_hash = digest.audit_head
-        footer_parts.append(f"audit chain head #{sequence} `{digest_hash[:16]}`")
-    footer_parts.append("`steward digest --print` shows everything")
-    footer = context(" · ".join(footer_parts))
+    footer = [context(f"Chart of the last {len(digest.history)} weeks in the thread · "
+                      "`steward digest --print` shows everything")]
+    if digest.audit_head:  # the published anchor: always kept, whatever is cut
+        h = digest.audit_head
+        footer.append(context(anchor_text(h.last_sequence, h.last_hash, h.key_id)))
 
-    room = max_blocks - len(head) - len(body) - 2  # divider + footer
+    room = max_blocks - len(head) - len(body) - 1 - len(footer)  # divider + footer
     posture = _posture_blocks(digest, room)
-    blocks = [*head, *body, DividerBlock(), *posture, footer] if posture else [*head, *body, footer]
-    return [*blocks[:max_blocks - 1], footer] if len(blocks) > max_blocks else blocks
+    blocks = [*head, *body, DividerBlock(), *posture] if posture else [*head, *body]
+    return [*blocks[:max_blocks - len(footer)], *footer]
 
 
 def _posture_blocks(digest: Digest, room: int) -> list[Block]:
@@ -328,6 +328,7 @@ def digest_text(digest: Digest) -> str:
         add(f"  {_local(digest, point.at)}  {sum(point.counts.values()):>6}  "
             f"({_severity_counts(point.counts, slack=False)})")
     if digest.audit_head:
+        h = digest.audit_head
         add("")
-        add(f"Audit chain head: #{digest.audit_head[0]} {digest.audit_head[1]}")
+        add(anchor_text(h.last_sequence, h.last_hash, h.key_id).replace("`", ""))
     return "\n".join(out) + "\n"

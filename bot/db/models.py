@@ -90,13 +90,16 @@ class Finding(SQLModel, table=True):
 
 # --- Audit log (bot/audit.py) ----------------------------------------------------------
 # Append-only: migration 0002 adds triggers (PostgreSQL and SQLite) refusing UPDATE,
-# DELETE and TRUNCATE on audit_event/audit_ref and any backward move of audit_chain_head.
+# DELETE and TRUNCATE on audit_event/audit_ref and any backward move of audit_chain_head;
+# 0009 adds INSERT guards (an event only at the head, linked to it, never unkeyed after a
+# keyed one; refs only for the event being appended) and covers the head's MAC.
 # Alembic does not see triggers: a later migration that rebuilds one of these tables
 # (SQLite batch mode copies the table) must recreate them.
 
 
 class AuditEvent(SQLModel, table=True):
-    """One audited event, chained: hash = sha256(prev_hash + canonical JSON of the row)."""
+    """One audited event, chained: hash = sha256(prev_hash + canonical JSON of the row), or
+    for a keyed event (`key_id` set) HMAC-SHA-256 with that key over the same bytes."""
 
     __tablename__ = "audit_event"
     __table_args__ = (Index("ix_audit_event_at", "at"),)
@@ -111,12 +114,15 @@ class AuditEvent(SQLModel, table=True):
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
+    key_id: str | None = Field(default=None, max_length=16)  # of STEWARD_AUDIT_KEY, never the key
 
 
 class AuditRef(SQLModel, table=True):
     """Search index for "recent events about X": one row per (thing mentioned, event)."""
 
     __tablename__ = "audit_ref"
+    # `verify` compares each run of events with its refs (by sequence).
+    __table_args__ = (Index("ix_audit_ref_sequence", "sequence"),)
 
     ref: str = Field(primary_key=True, max_length=1024)
     sequence: int = Field(primary_key=True, foreign_key="audit_event.sequence")
@@ -130,6 +136,8 @@ class AuditChainHead(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True, sa_column_kwargs={"autoincrement": False})
     last_sequence: int = 0
     last_hash: str = Field(max_length=64)
+    # For a keyed head: HMAC over (sequence, hash), so rewinding the head needs the key.
+    head_mac: str | None = Field(default=None, max_length=64)
 
 
 # --- Who is who ---------------------------------------------------------------------------

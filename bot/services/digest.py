@@ -26,7 +26,8 @@ Definitions (a window is [start, end), "this week" is the 7 days before `now`):
 Posting (`post`) is idempotent per ISO week (in STEWARD_TIMEZONE) and channel: a
 `digest_post` row is claimed before chat.postMessage, completed with the message ts in the
 transaction that records DIGEST_POSTED, and the chart goes into the message's thread with
-files_upload_v2.
+files_upload_v2. The message carries the audit chain head as of the build (an anchor for
+`steward audit verify --anchors-from-slack`, bot/audit_anchors.py).
 """
 
 from __future__ import annotations
@@ -177,7 +178,7 @@ class Digest:
     posture: tuple[AccountPosture, ...]  # accounts with open findings, worst first
     accounts_known: int
     history: tuple[HistoryPoint, ...]  # oldest first; the last one is `generated_at`
-    audit_head: tuple[int, str] | None = None
+    audit_head: audit.ChainHead | None = None  # published in the message (an anchor)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -261,7 +262,7 @@ class DigestService:
                 posture=posture,
                 accounts_known=q.accounts_known(),
                 history=history,
-                audit_head=(head.last_sequence, head.last_hash) if head and head.last_sequence else None,
+                audit_head=head if head and head.last_sequence else None,
             )
 
     # --- posting ----------------------------------------------------------------------------
@@ -297,8 +298,10 @@ class DigestService:
                 .where(DigestPost.week == week, DigestPost.channel == channel)
                 .values(ts=ts, posted_at=now, summary=digest.summary())
             )
+            head = digest.audit_head
+            published = {"audit_head": {"sequence": head.last_sequence, "hash": head.last_hash}} if head else {}
             audit.record(session, actor=actor, action=audit.AuditAction.DIGEST_POSTED, at=now,
-                         payload={**digest.summary(), "channel": posted_channel, "ts": ts})
+                         payload={**digest.summary(), "channel": posted_channel, "ts": ts, **published})
         file_id = self._upload_chart(client, digest, posted_channel, ts, history_chart_png)
         if file_id:
             with session_scope(self.engine) as session:

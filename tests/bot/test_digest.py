@@ -15,6 +15,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import func, select
 
 from bot import audit
+from bot.audit_anchors import anchors_in
 from bot.blocks.digest import digest_blocks, digest_fallback, digest_text
 from bot.charts import encode_png, history_chart_png, nice_step
 from bot.config import Settings
@@ -148,7 +149,7 @@ def test_build_aggregates_in_sql(seeded):
     assert [(p.account_id, p.label, p.counts) for p in d.posture] == [
         (A1, "prod", {"critical": 1, "high": 2}), (A2, "dev", {"medium": 2, "low": 1})]
     assert d.accounts_known == 3
-    assert d.audit_head is not None and d.audit_head[0] == 1
+    assert d.audit_head is not None and d.audit_head.last_sequence == 1
 
 
 @pytest.mark.parametrize(("durations", "median"), [((1, 2, 10, 30), 6.0), ((3, 1, 2), 2.0), ((5,), 5.0)])
@@ -228,7 +229,7 @@ def test_blocks_from_the_database_value_mention_owners(seeded):
     assert "security triage" in text  # the unassigned overdue one
     assert "break-glass role" in text and "delete-user" in text and "sandbox" in text
     assert "*6 open findings*" in text and "▲" in text
-    assert "audit chain head #1" in text
+    assert anchors_in(text) == [(1, d.audit_head.last_hash)]  # the published head, parseable
     fallback = digest_fallback(d)
     assert fallback.startswith("IAM weekly digest 2026-W49: 6 open findings (1 critical, 2 high, 2 medium, 1 low)")
     plain = digest_text(d)
@@ -384,3 +385,44 @@ def test_chart_of_nothing_and_the_png_encoder():
     with pytest.raises(ValueError):
         encode_png(2, 2, b"\x00")
     assert [nice_step(n) for n in (0, 5, 7, 40, 93, 1234)] == [1, 1, 2, 10, 20, 500]
+
+
+@pytest.fixture
+def audit_keys():
+    """This process writes with a key (as STEWARD_AUDIT_KEY would make it), for one test."""
+    from bot.audit_key import resolve, set_process_keyring
+
+    keys = resolve("digest-test-audit-key-0123456789abcdef012345")
+    set_process_keyring(keys)
+    yield keys
+    set_process_keyring(None)
+
+
+def test_the_digest_publishes_the_chain_head_and_it_reads_back(seeded, fake, audit_keys):
+    from bot.audit_anchors import anchors_from_slack
+
+    keys = audit_keys
+    with session_scope(seeded) as s:  # a keyed chain: the head names its key id
+        audit.record(s, actor="system", action=audit.AuditAction.SCAN_STARTED)
+    channel = fake.add_channel("security")
+    client = client_for(fake)
+    service = DigestService(settings(), seeded)
+    d = service.build(NOW)
+    assert d.audit_head.key_id == keys.current.key_id and d.audit_head.last_sequence == 3
+    result = service.post(client, now=NOW, channel=channel)
+    (message,) = fake.messages(channel, replies=False)
+    footer = message["blocks"][-1]
+    assert footer["type"] == "context" and f"key id {keys.current.key_id}" in footer["elements"][0]["text"]
+    with session_scope(seeded) as s:
+        posted = s.execute(select(AuditEvent).where(AuditEvent.action == "digest.posted")).scalar_one()
+    assert posted.payload["audit_head"] == {"sequence": 3, "hash": d.audit_head.last_hash}
+    assert posted.payload["ts"] == result.ts
+    # Read back through conversations.history, a page at a time; only Steward's own count.
+    fake.post_as_user(channel, fake.add_user(name="eve"), f"Audit chain head #1 `{'0' * 64}`")
+    found, read = anchors_from_slack(client, channel, page_size=1)
+    assert found == {(3, d.audit_head.last_hash)} and read == 2
+    assert "digest-test-audit-key" not in str(fake.messages(channel))  # the key id only, never the key
+    # The same head survives the 50-block cut of a huge digest.
+    many = tuple(AccountPosture(f"{i:012d}", f"a{i}", {"high": 1}) for i in range(300))
+    blocks = digest_blocks(replace(d, posture=many, accounts_known=300))
+    assert len(blocks) <= 50 and d.audit_head.last_hash in str(blocks[-1].to_dict())

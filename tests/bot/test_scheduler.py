@@ -241,11 +241,12 @@ def test_audit_verify_alerts_the_security_channel_only_when_broken(engine, fake,
     sched.run_audit_verify()
     assert fake.messages(channel) == []
 
-    # Inserting is the one thing the triggers allow: a forged event after the head.
+    # Inserting at the head is the one thing the triggers allow: a forged event linked to it.
     with engine.begin() as conn:
+        head_hash = conn.execute(select(AuditEvent.hash).where(AuditEvent.sequence == 1)).scalar_one()
         conn.execute(insert(AuditEvent.__table__).values(
             sequence=2, at=datetime.now(UTC), actor="mallory", action="refused", payload={},
-            prev_hash="0" * 64, hash="f" * 64))
+            prev_hash=head_hash, hash="f" * 64))
     sched.run_audit_verify()
     (alert,) = fake.messages(channel)
     assert "hash chain is broken at event 2" in alert["text"]

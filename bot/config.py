@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     slack_signing_secret: str | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")
     slack_app_token: str | None = Field(None, validation_alias="SLACK_APP_TOKEN")
     slack_api_url: str = Field("https://slack.com/api/", validation_alias="SLACK_API_URL")
+    # Requests from another workspace or app are refused; unset: learnt from auth.test.
+    slack_team_id: str | None = Field(None, validation_alias="STEWARD_SLACK_TEAM_ID")
+    slack_app_id: str | None = Field(None, validation_alias="STEWARD_SLACK_APP_ID")
 
     security_channel: str | None = Field(None, validation_alias="STEWARD_SECURITY_CHANNEL")
     security_approvers: CommaList = Field([], validation_alias="STEWARD_SECURITY_APPROVERS")

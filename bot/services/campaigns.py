@@ -28,6 +28,7 @@ from sqlalchemy import Engine, update
 from bot import audit
 from bot.audit import AuditAction as A
 from bot.blocks import dm
+from bot.blocks.common import escape
 from bot.config import Settings
 from bot.db import queries
 from bot.db.engine import session_scope
@@ -39,6 +40,9 @@ from bot.services.remediation import RemediationRefused, RemediationService
 from checks.remediate import registry
 
 log = logging.getLogger(__name__)
+
+#: The Keep… reason: the modal's max_length and the column's (Finding.decision_reason).
+KEEP_REASON_MAX = 1000
 
 METADATA_EVENT = "steward_notification"
 AUTO_ACTOR = "system:auto-remediate"
@@ -353,6 +357,8 @@ class Campaigns:
         errors: dict[str, str] = {}
         if len((reason or "").strip()) < 5:
             errors["reason"] = "Say in a few words why this is needed."
+        elif len(reason.strip()) > KEEP_REASON_MAX:  # the modal says so too; a forged submission may not
+            errors["reason"] = f"Keep the reason under {KEEP_REASON_MAX:,} characters (this one has {len(reason.strip()):,})."
         until = None
         try:
             day = datetime.strptime(until_text or "", "%Y-%m-%d").date()
@@ -621,7 +627,7 @@ def outcome_of(finding: Finding | None, rem: Remediation | None) -> dm.Outcome |
         who = _mention(finding.decided_by)
         text = {
             "snooze": f":zzz: Snoozed{until} by {who}.",
-            "exception": f":pushpin: Kept{until} by {who}: “{finding.decision_reason or ''}”",
+            "exception": f":pushpin: Kept{until} by {who}: “{escape(finding.decision_reason or '')}”",
             "rotate": f":repeat: {who} will rotate it{until.replace(' until', ' by')}; the scans will check.",
             "ack": f":eyes: Acknowledged by {who} {dm.when(finding.decided_at)}.",
             "not_mine": f":leftwards_arrow_with_hook: {who} says this is not theirs; sent to security triage.",

@@ -280,7 +280,7 @@ def _token(served: Served, user_name: str) -> str:
 
 def test_a_replayed_click_does_nothing_and_says_so(served: Served) -> None:
     fake = served.fake
-    body, hook = _ack_click(served, ALICE, _token(served, "alice"))
+    body, _hook = _ack_click(served, ALICE, _token(served, "alice"))
     since = len(fake.calls("response_url"))
     assert served.post(body).status == 200
     first = fake.wait_for(lambda: hook_posts(fake, since) or None, timeout=15)[0]
@@ -309,7 +309,7 @@ def test_a_replayed_command_is_not_run_twice(served: Served) -> None:
 @pytest.mark.parametrize("field", [{"team_id": "T0ELSEWHERE"}, {"api_app_id": "A0OTHERAPP1"}])
 def test_requests_from_another_workspace_or_app_are_refused(served: Served, field) -> None:
     token = _token(served, "bob")
-    body, hook = _ack_click(served, ALICE, token, **field)
+    body, _hook = _ack_click(served, ALICE, token, **field)
     since = len(served.fake.calls("response_url"))
     assert served.post(body).status == 200
     post = served.fake.wait_for(lambda: hook_posts(served.fake, since) or None, timeout=15)[0]

@@ -381,7 +381,7 @@ class Campaigns:
         with session_scope(self.engine) as session:
             finding = queries.finding_by_token(session=session, token=token)
         if finding is None:
-            raise Refusal("This finding no longer exists.")
+            raise self._unknown(approver, "assign owner", "This finding no longer exists.")
         if not self.directory.is_approver(approver):
             self._refuse(approver, finding, "assign owner: not a security approver", now)
             raise Refusal("Only security approvers can assign owners.")
@@ -414,7 +414,7 @@ class Campaigns:
         with session_scope(self.engine) as session:
             rem = queries.remediation_by_token(session=session, token=token)
         if rem is None:
-            raise Refusal("This request no longer exists.")
+            raise self._unknown(user, "approve" if approve else "reject", "This request no longer exists.")
         try:
             if approve:
                 self.remediations.approve(rem.id, approver=user)
@@ -432,7 +432,7 @@ class Campaigns:
         with session_scope(self.engine) as session:
             rem = queries.remediation_by_token(session=session, token=token)
         if rem is None:
-            raise Refusal("This remediation no longer exists.")
+            raise self._unknown(user, "undo", "This remediation no longer exists.")
         finding = self._finding(rem.finding_id)
         if not (self._is_owner(user, finding) or self.directory.is_approver(user)):
             self._refuse(user, finding, f"undo {rem.action}: not the owner or a security approver", now)
@@ -451,7 +451,7 @@ class Campaigns:
             finding = queries.finding_by_token(session=session, token=token)
             in_flight = queries.remediation_in_flight(session=session, finding_id=finding.id) if finding else None
         if finding is None:
-            raise Refusal("This finding no longer exists.")
+            raise self._unknown(user, attempted, "This finding no longer exists.")
         if not (self._is_owner(user, finding) or self.directory.is_approver(user)):
             self._refuse(user, finding, f"{attempted}: not the owner or a security approver", now)
             raise Refusal("Only the owner of this IAM identity or a security approver can decide about it.")
@@ -594,6 +594,14 @@ class Campaigns:
 
     def _outcome_line(self, rem: Remediation) -> str:
         return outcome_of(None, rem).text
+
+    def _unknown(self, actor: str, attempted: str, message: str) -> Refusal:
+        """A click whose token matches nothing (forged, mistyped, of another kind, or of a
+        deleted row): audited like every refusal; the token itself is not stored."""
+        with session_scope(self.engine) as session:
+            audit.record(session, actor=actor, action=A.REFUSED, at=self.clock(),
+                         payload={"attempted": attempted[:200], "reason": "unknown token"})
+        return Refusal(message)
 
     def _refuse(self, actor: str, finding: Finding, reason: str, now: datetime) -> None:
         with session_scope(self.engine) as session:

@@ -68,3 +68,38 @@ def test_clicks_with_forged_tokens_are_refused_and_audited(world, served, kind) 
     assert "no longer exists" in _replies(world, since)[0]
     assert world.actions()[before:] == ["refused"]
     assert world.key_status() == "Active"
+
+
+def test_keep_reasons_are_limited_and_shown_inert(world, served) -> None:  # noqa: F811
+    from datetime import timedelta
+
+    from bot.services import utcnow
+    from tests.test_campaigns import DAVE, click
+
+    world.steward().campaigns.run_cycle()
+    message = dm_message(world, DAVE)
+    token = world.finding("stale-user", "dave").token
+    click(served, world, DAVE, message, "finding:keep", token)
+    world.fake.wait_for(lambda: world.fake.calls("views.open"), timeout=20)
+    day = (utcnow() + timedelta(days=30)).date().isoformat()
+
+    def submit(reason: str):
+        values = {"reason": {"value": {"type": "plain_text_input", "value": reason}},
+                  "until": {"value": {"type": "datepicker", "selected_date": day}}}
+        return served.post(signing.view_submission_body(DAVE, "keep_modal", token, values))
+
+    too_long = submit("batch " * 1000)  # 6,000 characters: the modal allows 1,000; a forged form may not
+    assert too_long.status == 200 and too_long.json()["response_action"] == "errors"
+    assert "1,000 characters" in too_long.json()["errors"]["reason"]
+    assert world.finding("stale-user", "dave").state != "excepted"
+
+    hostile = "<!channel> <!here> <http://evil.example|click> & friends"
+    assert submit(hostile).status == 200
+    assert world.finding("stale-user", "dave").decision_reason == hostile  # stored as typed
+    posted = [json.dumps(c.params) for c in world.fake.calls()
+              if c.method in ("chat.postMessage", "chat.update", "chat.postEphemeral", "response_url")]
+    shown = [p for p in posted if "evil.example" in p]
+    assert shown, "the reason is shown somewhere"
+    for text in shown:
+        assert "<!channel>" not in text and "<!here>" not in text and "<http://evil" not in text
+        assert "&lt;!channel&gt;" in text

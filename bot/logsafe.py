@@ -3,7 +3,8 @@
 Slack's libraries log what they send and receive: slack_sdk logs every Web API call and
 webhook (a ``response_url`` is a bearer credential for replying) at DEBUG, Bolt logs the
 whole request body when a request is unhandled or unacknowledged (WARNING), and the Socket
-Mode client logs envelopes. :func:`install` puts a filter on the root handlers: records from
+Mode client logs envelopes; botocore logs signed AWS requests (access key id, signature)
+and urllib3 the URLs it calls. :func:`install` puts a filter on the root handlers: records from
 those libraries below WARNING are dropped, and the text of the others is cut before the
 first bracket or brace, where the data starts ("Unhandled request ({...})" -> "Unhandled
 request").
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 
-NOISY = ("slack_sdk", "slack_bolt", "slack")
+NOISY = ("slack_sdk", "slack_bolt", "slack", "botocore", "boto3", "urllib3", "s3transfer")
 DATA_START = re.compile(r"[({\[]|https?://")
 
 

@@ -400,3 +400,31 @@ def test_typed_text_comes_back_escaped(served: Served, text: str) -> None:
     first = reply["text"].split("\n")[0]
     assert "<!" not in first and "<http" not in first and "<b>" not in first
     assert "&lt;" in first
+
+
+# ---------------------------------------------------------------------------------------
+# Logs
+
+
+def test_verbose_logs_hold_no_bodies_tokens_or_response_urls(fake: SlackFake, tmp_path: Path) -> None:
+    database_url = f"sqlite:///{tmp_path / 'steward.db'}"
+    seed_more(database_url)
+    secret_text = "audit payload-processor-secret-words"
+    with running_steward(fake, database_url, tmp_path, verbose=True) as server:
+        channel = fake.open_im(NOBODY)
+        hook = fake.response_url(channel, NOBODY)
+        body = signing.slash_command_body(text=secret_text, user_id=NOBODY, channel_id=channel, response_url=hook)
+        assert server.post(body).status == 200
+        click = signing.block_actions_body(ALICE, "finding:ack", value="forged-token-value",
+                                           channel_id=fake.open_im(ALICE),
+                                           response_url=fake.response_url(fake.open_im(ALICE), ALICE))
+        assert server.post(click).status == 200
+        fake.wait_for(lambda: any("no longer exists" in json.dumps(c.params) for c in fake.calls("response_url"))
+                      or None, timeout=15)
+        unhandled = signing.event_callback_body({"type": "reaction_added", "user": ALICE})
+        assert server.post(unhandled).status in (200, 404)
+        log = server.log_tail(1_000_000)
+    assert "DEBUG" in log or "INFO" in log  # verbose really was on
+    for needle in ("secret-words", hook.rsplit("/", 1)[-1], "/hooks/response/", "forged-token-value",
+                   fake.token, SECRET, "sandbox-verification-token", "reaction_added"):
+        assert needle not in log, needle

@@ -198,6 +198,7 @@ def running_steward(
     workers: int = 1,
     threads: int = 4,
     access_log: bool = True,
+    verbose: bool = False,
 ) -> Iterator[Served]:
     """`steward serve` on 127.0.0.1 and a free port until the block ends (then SIGTERM,
     which must stop it cleanly with exit 0)."""
@@ -213,6 +214,7 @@ def running_steward(
     )
     args = [
         *steward_command(),
+        *(["--verbose"] if verbose else []),
         "serve",
         "--port",
         str(port),

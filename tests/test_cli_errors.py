@@ -127,3 +127,15 @@ def test_no_aws_credentials_is_a_settings_error_without_a_phantom_scan(tmp_path:
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     result = run(["--debug", "findings"], tmp_path, STEWARD_DATABASE_URL="mysql://u:p@h/d")
     assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_slack_refusing_the_token_is_one_line(tmp_path: Path) -> None:
+    from bot.sandbox.slack_fake import SlackFake
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    upgrade(url)
+    with SlackFake() as fake:
+        channel = fake.add_channel("security")
+        result = run(["digest", "--post"], tmp_path, STEWARD_DATABASE_URL=url, SLACK_BOT_TOKEN="xoxb-wrong",
+                     SLACK_API_URL=fake.base_url, STEWARD_SECURITY_CHANNEL=channel)
+    one_line_error(result, 2, "SLACK_BOT_TOKEN", "invalid_auth")

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
 import sqlite3
-import subprocess
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -39,12 +37,10 @@ from tests.bot.test_serve_http import (
     Served,
     add_people,
     blocks_text,
-    clean_env,
     finding,
     identity,
     running_steward,
     seed,
-    steward_command,
 )
 
 ODD = "payload-processor"
@@ -132,27 +128,13 @@ def test_a_tampered_payload_command_is_still_refused(served: Served) -> None:
 
 
 def test_audit_of_a_payload_user_over_socket_mode(fake: SlackFake, tmp_path: Path) -> None:
+    from tests.bot.test_socket_mode import running_socket
+
     database_url = f"sqlite:///{tmp_path / 'steward.db'}"
     seed_more(database_url)
-    env = clean_env(SLACK_BOT_TOKEN=fake.token, SLACK_APP_TOKEN=fake.app_token,
-                    SLACK_API_URL=fake.base_url, STEWARD_DATABASE_URL=database_url,
-                    STEWARD_SECURITY_APPROVERS=CAROL)
-    log = tmp_path / "socket.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen([*steward_command(), "socket"], cwd=tmp_path, env=env,
-                                   stdout=out, stderr=subprocess.STDOUT)
-    try:
-        fake.wait_for_socket(timeout=30)
+    with running_socket(fake, database_url, tmp_path, STEWARD_SECURITY_APPROVERS=CAROL) as log:
         ack = fake.wait_for_ack(fake.push_slash_command(f"audit {ODD}", user_id=CAROL), timeout=10)
         assert f"Audit events about {ODD}: 1" in ack["payload"]["text"], log.read_text()[-2000:]
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, log.read_text()[-2000:]
 
 
 # ---------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ def describe(error: BaseException) -> str:
     if isinstance(error, SlackApiError):
         code = error.response.get("error") if error.response is not None else None
         return f"Slack refused a call Steward needed ({code or 'no reason given'})"
-    if isinstance(error, TimeoutError | ConnectionError | OSError):
+    if isinstance(error, OSError):  # timeouts, refused connections, unreachable hosts
         return "a service Steward needs did not answer in time"
     return f"something unexpected went wrong ({type(error).__name__})"
 

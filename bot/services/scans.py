@@ -102,6 +102,10 @@ class ScanService:
         from checks.collect import CollectError
 
         base = self._aws_session_factory()
+        if base.get_credentials() is None:
+            # Said once, before anything is recorded: no failed scan of an account nobody can name.
+            raise ServiceError("no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
+                               "AWS_SECRET_ACCESS_KEY, or run where an instance or task role is available)")
         try:
             targets = accounts.discover_targets(
                 base,

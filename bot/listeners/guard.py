@@ -53,6 +53,16 @@ def team_of(body: Mapping[str, Any]) -> str | None:
     return user.get("team_id") if isinstance(user, dict) else None
 
 
+def answer(body: Mapping[str, Any], respond, text: str) -> BoltResponse:
+    """The one reply to a request stopped here: in the ack for a command, else privately
+    through the response URL (a modal or an event has none: the ack is empty)."""
+    if "command" in body:
+        return BoltResponse(status=200, body={"response_type": "ephemeral", "text": text})
+    if body.get("response_url"):
+        reply_privately(respond, text)
+    return BoltResponse(status=200, body="")
+
+
 def build(steward, *, team_id: str | None, app_id: str | None):
     """The middleware; `team_id`/`app_id` None means not checked (see bot/app.py)."""
 
@@ -61,11 +71,7 @@ def build(steward, *, team_id: str | None, app_id: str | None):
             steward.record_refusal(actor_of(body), attempted(body), reason)
         except Exception as exc:
             log.error("could not audit a refused request: %s", type(exc).__name__)
-        if "command" in body:
-            return BoltResponse(status=200, body={"response_type": "ephemeral", "text": text})
-        if body.get("response_url"):
-            reply_privately(respond, text)
-        return BoltResponse(status=200, body="")
+        return answer(body, respond, text)
 
     def guard(body, request, respond, next):
         if team_id and team_of(body) != team_id:
@@ -77,12 +83,7 @@ def build(steward, *, team_id: str | None, app_id: str | None):
         except Exception as error:  # the database is locked or gone: say so, change nothing
             log.error("replay check failed: %s", type(error).__name__)
             record_failure(steward.engine, body, error)
-            text = failure_text("take this request", error)
-            if "command" in body:
-                return BoltResponse(status=200, body={"response_type": "ephemeral", "text": text})
-            if body.get("response_url"):
-                reply_privately(respond, text)
-            return BoltResponse(status=200, body="")
+            return answer(body, respond, failure_text("take this request", error))
         if not fresh:
             return refuse(body, respond, "replayed request", REPLAYED)
         return next()

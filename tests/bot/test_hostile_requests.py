@@ -81,7 +81,11 @@ def served(fake: SlackFake, tmp_path_factory) -> Iterator[Served]:
 
 
 def events(served: Served, **where) -> list[AuditEvent]:
-    engine = make_engine(served.database_url)
+    return events_in(served.database_url, **where)
+
+
+def events_in(database_url: str, **where) -> list[AuditEvent]:
+    engine = make_engine(database_url)
     try:
         with session_scope(engine) as session:
             query = select(AuditEvent)
@@ -135,6 +139,39 @@ def test_audit_of_a_payload_user_over_socket_mode(fake: SlackFake, tmp_path: Pat
     with running_socket(fake, database_url, tmp_path, STEWARD_SECURITY_APPROVERS=CAROL) as log:
         ack = fake.wait_for_ack(fake.push_slash_command(f"audit {ODD}", user_id=CAROL), timeout=10)
         assert f"Audit events about {ODD}: 1" in ack["payload"]["text"], log.read_text()[-2000:]
+
+
+def test_socket_mode_refuses_replays_and_other_workspaces(fake: SlackFake, tmp_path: Path) -> None:
+    from tests.bot.test_socket_mode import running_socket
+
+    database_url = f"sqlite:///{tmp_path / 'steward.db'}"
+    seed_more(database_url)
+    with running_socket(fake, database_url, tmp_path) as log:
+        channel = fake.open_im(ALICE)
+        hook = fake.response_url(channel, ALICE)
+        click = signing.block_actions_body(ALICE, "finding:ack", value="no-such-token", channel_id=channel,
+                                           response_url=hook)
+        since = len(fake.calls("response_url"))
+        fake.wait_for_ack(fake.push_interactive(click), timeout=10)
+        fake.wait_for(lambda: hook_posts(fake, since) or None, timeout=15)
+        fake.wait_for_ack(fake.push_interactive(click), timeout=10)  # the same envelope payload again
+        posts = fake.wait_for(lambda: len(hook_posts(fake, since)) == 2 and hook_posts(fake, since), timeout=15)
+        assert "no longer exists" in posts[0].params["text"]
+        assert "already handled" in posts[1].params["text"], log.read_text()[-2000:]
+
+        foreign = dict(urllib.parse.parse_qsl(command_body_for(fake, "whoami", ALICE).decode()))
+        foreign["team_id"] = "T0ELSEWHERE"
+        ack = fake.wait_for_ack(fake.push_envelope("slash_commands", foreign), timeout=10)
+        assert "another Slack workspace" in ack["payload"]["text"]
+    reasons = [e.payload["reason"] for e in events_in(database_url, action="refused", actor=ALICE)]
+    assert reasons == ["unknown token", "replayed request", "request from another workspace"]
+
+
+def command_body_for(fake: SlackFake, text: str, user: str) -> bytes:
+    channel = fake.open_im(user)
+    return signing.slash_command_body(text=text, user_id=user, channel_id=channel,
+                                      response_url=fake.response_url(channel, user), team_id=fake.team_id,
+                                      api_app_id=fake.app_id)
 
 
 # ---------------------------------------------------------------------------------------

@@ -123,11 +123,9 @@ def _require_aws_credentials() -> None:
     except BotoCoreError as exc:  # a broken profile in ~/.aws/config
         raise fail(f"AWS configuration: {exc}") from None
     if credentials is None:
-        from botocore.exceptions import NoCredentialsError
+        from bot.config import NO_AWS_CREDENTIALS
 
-        from bot.cli_errors import describe
-
-        raise fail(describe(NoCredentialsError())[0])
+        raise fail(NO_AWS_CREDENTIALS)
 
 
 def _finding_row(result, outcome):

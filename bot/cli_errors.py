@@ -71,8 +71,9 @@ def _slack(exc) -> tuple[str, int]:
 
 
 def _no_credentials(exc) -> tuple[str, int]:
-    return ("no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
-            "or run where an instance or task role is available)"), SETTINGS
+    from bot.config import NO_AWS_CREDENTIALS
+
+    return NO_AWS_CREDENTIALS, SETTINGS
 
 
 def _os_error(exc: OSError) -> tuple[str, int]:

@@ -23,6 +23,11 @@ def _env(name: str, *aliases: str):
     return Field(validation_alias=AliasChoices(name, *aliases))
 
 
+#: No AWS credentials at all: a settings problem, said once (bot/cli_errors.py, ScanService.run).
+NO_AWS_CREDENTIALS = ("no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+                      "or run where an instance or task role is available)")
+
+
 class SettingsError(ValueError):
     """A setting is missing or invalid; the message names the environment variable."""
 

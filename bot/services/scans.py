@@ -104,8 +104,9 @@ class ScanService:
         base = self._aws_session_factory()
         if base.get_credentials() is None:
             # Said once, before anything is recorded: no failed scan of an account nobody can name.
-            raise ServiceError("no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
-                               "AWS_SECRET_ACCESS_KEY, or run where an instance or task role is available)")
+            from bot.config import NO_AWS_CREDENTIALS
+
+            raise ServiceError(NO_AWS_CREDENTIALS)
         try:
             targets = accounts.discover_targets(
                 base,

@@ -151,6 +151,8 @@ class AuditAction(StrEnum):
     REMEDIATION_UNDO_FAILED = "remediation.undo_failed"
     # Someone tried something they may not do, or on a stale state (payload: reason, attempted)
     REFUSED = "refused"
+    # A request Steward could not finish (payload: attempted, error type, reason)
+    REQUEST_FAILED = "request.failed"
     # Reports
     DIGEST_POSTED = "digest.posted"
     # Findings sent to other tools (account set; payload: region, active, archived, refused, error)

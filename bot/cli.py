@@ -1,7 +1,9 @@
 """The `steward` command (DESIGN.md §2). Thin: parse, call a service, render.
 
-Exit codes: 0 done (findings are not an error), 1 a scan or check failed, 2 bad usage or
-settings. Errors are one line on stderr; progress goes to stderr so stdout stays clean JSON.
+Exit codes: 0 done (findings are not an error), 1 a scan, check or other run-time step
+failed, 2 bad usage or settings. Errors are one line on stderr (`error: …`, see
+bot/cli_errors.py), a traceback only with `--debug`; progress goes to stderr so stdout stays
+clean JSON.
 """
 
 from __future__ import annotations
@@ -55,13 +57,24 @@ class OutputFormat(StrEnum):
     ocsf = "ocsf"  # a JSON array of OCSF Detection Findings (what Prowler and Security Lake read)
 
 
+_debug = False
+
+
 @app.callback()
-def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug output.")):
+def _main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug output."),
+    debug: bool = typer.Option(False, "--debug", help="Show the traceback of an unexpected error."),
+):
+    global _debug
+    _debug = debug
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
+        level=logging.DEBUG if verbose or debug else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from bot.logsafe import install
+
+    install()
 
 
 @app.command()
@@ -77,7 +90,8 @@ def scan(
     for account_id in account:
         if not (account_id.isdigit() and len(account_id) == 12):
             raise fail(f"--account takes a 12-digit AWS account id, not {account_id!r}")
-    engine = None if no_save else engine_for(settings)
+    _require_aws_credentials()
+    engine = None if no_save else engine_for(settings, create=True)
     service = ScanService(settings, engine=engine)
     # A spinner on a terminal (lines above it say which account started and finished);
     # plain lines when stderr is a pipe or a CI log.
@@ -103,6 +117,22 @@ def scan(
         err.print(f"[bold red]scan failed[/] for {outcome.label}: {outcome.error}", soft_wrap=True)
     if report.failed:
         raise typer.Exit(1)
+
+
+def _require_aws_credentials() -> None:
+    """No credentials at all is a settings problem, said once, before any account is tried
+    (and before a scan is recorded: no failed scan of an account nobody could name)."""
+    import boto3
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        credentials = boto3.Session().get_credentials()
+    except BotoCoreError as exc:  # a broken profile in ~/.aws/config
+        raise fail(f"AWS configuration: {exc}") from None
+    if credentials is None:
+        from bot.config import NO_AWS_CREDENTIALS
+
+        raise fail(NO_AWS_CREDENTIALS)
 
 
 def _finding_row(result, outcome):
@@ -193,4 +223,14 @@ def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")):
 
 
 def main() -> None:
-    app()
+    """Run the command; anything that escapes it becomes one line and exit 1 or 2."""
+    try:
+        app()
+    except Exception as exc:
+        if _debug:
+            raise
+        from bot.cli_errors import describe
+
+        message, code = describe(exc)
+        fail(message, code=code)
+        sys.exit(code)

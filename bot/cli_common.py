@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -26,17 +27,51 @@ def settings_or_exit() -> Settings:
         raise fail(str(exc)) from None
 
 
-def engine_for(settings: Settings):
-    """The database engine, with the schema checked (the embedded SQLite one is migrated)."""
-    from bot.db.engine import make_engine
-    from bot.db.migrate import ensure_schema
+def engine_for(settings: Settings, *, create: bool = False):
+    """The database engine, with the schema checked (the embedded SQLite one is migrated).
 
-    engine = make_engine(settings.effective_database_url)
+    Only commands that write what they found (`steward scan`) may create the database
+    (`create=True`). Every other command needs one that exists and has Steward's schema:
+    an empty or missing store is an error, never a clean answer about nothing (DESIGN §7.4).
+    Other database errors (URL, credentials, reachability) reach `main` and become one line.
+    """
+    from bot.db.engine import make_engine
+    from bot.db.migrate import current_revision, ensure_schema
+
+    url = settings.effective_database_url
+    if not create:
+        path = sqlite_file(url)
+        if path is not None and not path.exists():
+            if settings.database_url:
+                raise fail(f"no database at {path} (STEWARD_DATABASE_URL); run `steward db upgrade` to create it")
+            raise fail("no database: STEWARD_DATABASE_URL is not set and there is no ./steward.db here "
+                       "(run `steward scan` first, or set STEWARD_DATABASE_URL)")
+    engine = make_engine(url)
     try:
-        ensure_schema(engine, upgrade=settings.uses_embedded_database)
-    except RuntimeError as exc:
+        empty = not create and current_revision(engine) is None
+        if not empty:
+            ensure_schema(engine, upgrade=settings.uses_embedded_database)
+    except RuntimeError as exc:  # a stale schema: the message says to run `steward db upgrade`
+        engine.dispose()
         raise fail(str(exc)) from None
+    except BaseException:
+        engine.dispose()
+        raise
+    if empty:
+        engine.dispose()
+        raise fail("the database in STEWARD_DATABASE_URL is empty (no Steward schema): "
+                   "run `steward db upgrade`, then `steward scan`")
     return engine
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file behind a SQLite URL (None for other databases and in-memory ones)."""
+    from sqlalchemy.engine import make_url
+
+    if not url.startswith("sqlite"):
+        return None
+    database = make_url(url).database
+    return Path(database) if database and database != ":memory:" else None
 
 
 def cli_actor() -> str:

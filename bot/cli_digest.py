@@ -60,7 +60,10 @@ def _post(settings, service) -> None:
     try:
         result = service.post(make_web_client(settings), actor=cli_actor())
     except SlackApiError as exc:
-        raise fail(f"Slack refused the digest: {exc.response.get('error')}", code=1) from None
+        from bot.cli_errors import describe
+
+        message, code = describe(exc)  # a refused token is a settings error (2), not a run-time one
+        raise fail(f"the digest was not posted: {message}", code=code) from None
     if result.posted:
         chart = f", chart {result.file_id}" if result.file_id else ", no chart (see the log)"
         typer.echo(f"digest {result.week} posted to {result.channel} (ts {result.ts}{chart})")

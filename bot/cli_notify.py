@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.cli_common import err, fail, out, settings_or_exit
+from bot.cli_common import engine_for, err, fail, out, settings_or_exit
 
 
 def notify():
@@ -13,6 +13,10 @@ def notify():
     settings = settings_or_exit()
     try:
         settings.require("slack_bot_token")
+    except SettingsError as exc:
+        raise fail(str(exc)) from None
+    engine_for(settings).dispose()  # an existing, migrated database: notify never creates one
+    try:
         runtime = build_runtime(settings)
     except (SettingsError, RuntimeError) as exc:
         raise fail(str(exc)) from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bot.blocks.common import escape
 from checks.catalog import BY_ID
 
 MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
@@ -126,6 +127,7 @@ def _findings(args: list[str]) -> Command:
 
 
 def _clip(text: str, limit: int = 40) -> str:
-    """Echo user input back safely: short, and no backticks to break out of code spans."""
+    """Echo user input back safely: short, no backticks to break out of code spans, and
+    Slack's control characters escaped (no `<!channel>` or `<http://…|link>` gets through)."""
     text = text.replace("`", "'")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return escape(text if len(text) <= limit else text[: limit - 1] + "…")

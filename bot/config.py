@@ -23,6 +23,11 @@ def _env(name: str, *aliases: str):
     return Field(validation_alias=AliasChoices(name, *aliases))
 
 
+#: No AWS credentials at all: a settings problem, said once (bot/cli_errors.py, ScanService.run).
+NO_AWS_CREDENTIALS = ("no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+                      "or run where an instance or task role is available)")
+
+
 class SettingsError(ValueError):
     """A setting is missing or invalid; the message names the environment variable."""
 
@@ -36,6 +41,9 @@ class Settings(BaseSettings):
     slack_signing_secret: str | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")
     slack_app_token: str | None = Field(None, validation_alias="SLACK_APP_TOKEN")
     slack_api_url: str = Field("https://slack.com/api/", validation_alias="SLACK_API_URL")
+    # Requests from another workspace or app are refused; unset: learnt from auth.test.
+    slack_team_id: str | None = Field(None, validation_alias="STEWARD_SLACK_TEAM_ID")
+    slack_app_id: str | None = Field(None, validation_alias="STEWARD_SLACK_APP_ID")
 
     security_channel: str | None = Field(None, validation_alias="STEWARD_SECURITY_CHANNEL")
     security_approvers: CommaList = Field([], validation_alias="STEWARD_SECURITY_APPROVERS")

@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -41,6 +41,9 @@ class OwnerDirectory:
         kwargs = {"timer": timer} if timer else {}
         self._found = TTLCache(maxsize=50_000, ttl=ttl_seconds, **kwargs)
         self._missing = TTLCache(maxsize=50_000, ttl=negative_ttl_seconds, **kwargs)
+        # The last answer for each key, kept past its expiry: when Slack fails or is slow,
+        # an hour-old email beats no answer (a person's email rarely changes).
+        self._last_known = LRUCache(maxsize=50_000)
         self._lock = threading.Lock()
 
     def _cached(self, key: tuple, fetch: Callable[[], object]):
@@ -49,12 +52,21 @@ class OwnerDirectory:
                 return self._found[key]
             if key in self._missing:
                 return None
-        value = fetch()  # outside the lock: a slow Slack call must not block other lookups
+        try:
+            value = fetch()  # outside the lock: a slow Slack call must not block other lookups
+        except Exception as exc:
+            with self._lock:
+                if key in self._last_known:
+                    log.warning("Slack lookup failed (%s): using the last known answer", type(exc).__name__)
+                    return self._last_known[key]
+            raise
         with self._lock:
             if value is None:
                 self._missing[key] = True
+                self._last_known.pop(key, None)
             else:
                 self._found[key] = value
+                self._last_known[key] = value
         return value
 
     def email_of(self, user_id: str) -> str | None:

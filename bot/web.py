@@ -3,7 +3,9 @@
 Routes:
 
 * ``POST /slack/events`` -> Bolt (slash commands, interactivity and the Events API, all on
-  one request URL); Bolt checks the signature and the five-minute timestamp window.
+  one request URL). The signature and the five-minute window are checked here over the
+  raw bytes first (401), then the body's shape (400: bot/inbound.py), then Bolt checks the
+  signature again and parses the body with bot.inbound.parse_body (``SlackRequest``).
 * ``GET /healthz`` -> ``200 {"status": "ok"}`` after a real ``SELECT 1`` on the database,
   ``503 {"status": "unavailable", "reason": ...}`` otherwise. With a Slack health source it
   also says ``"slack": "ok"`` or ``"degraded: scopes, security channel (run `steward doctor`)"``
@@ -26,7 +28,10 @@ from typing import Any
 
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_bolt.response import BoltResponse
 from sqlalchemy import Engine, text
+
+from bot.inbound import Malformed, SlackRequest, check_shape, check_signature, parse_body
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +63,44 @@ def _json(
     return [data]
 
 
+def _refusal(status: int, error: str) -> BoltResponse:
+    return BoltResponse(status=status, body=json.dumps({"error": error}),
+                        headers={"content-type": "application/json; charset=utf-8"})
+
+
+class CheckedSlackHandler(SlackRequestHandler):
+    """Bolt's WSGI handler with the checks of bot/inbound.py in front of ``app.dispatch``."""
+
+    def __init__(self, app: App, signing_secret: str, path: str = SLACK_PATH):
+        super().__init__(app, path=path)
+        self.signing_secret = signing_secret
+
+    def dispatch(self, request) -> BoltResponse:
+        environ = request.environ
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        raw = environ["wsgi.input"].read(length) if length else b""
+        if not check_signature(self.signing_secret, raw, environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP"),
+                               environ.get("HTTP_X_SLACK_SIGNATURE")):
+            return _refusal(401, "invalid request")
+        try:
+            text = raw.decode("utf-8")
+            check_shape(parse_body(text, environ.get("CONTENT_TYPE")))
+        except (UnicodeDecodeError, Malformed) as exc:
+            log.info("refused a malformed Slack request: %s", exc)
+            return _refusal(400, "bad request")
+        return self.app.dispatch(SlackRequest(body=text, query=request.query_string,
+                                              headers=request.get_headers()))
+
+
 class StewardWSGI:
     """The WSGI callable. ``bolt_app`` handles Slack; ``engine`` answers the health check."""
 
-    def __init__(self, bolt_app: App, engine: Engine, *, max_body_bytes: int = MAX_BODY_BYTES,
-                 slack_health: Callable[[], str] | None = None, metrics_token: str | None = None):
-        self.bolt = SlackRequestHandler(bolt_app, path=SLACK_PATH)
+    def __init__(self, bolt_app: App, engine: Engine, *, signing_secret: str | None = None,
+                 max_body_bytes: int = MAX_BODY_BYTES, slack_health: Callable[[], str] | None = None,
+                 metrics_token: str | None = None):
+        # Bolt keeps the secret it verifies with; the same one is checked here first.
+        secret = signing_secret or bolt_app._signing_secret
+        self.bolt = CheckedSlackHandler(bolt_app, secret, path=SLACK_PATH)
         self.engine = engine
         self.slack_health = slack_health
         self.max_body_bytes = max_body_bytes
@@ -107,12 +144,7 @@ class StewardWSGI:
             return _json(start_response, "400 Bad Request", {"error": "bad request"})
         if length > self.max_body_bytes:
             return _json(start_response, "413 Content Too Large", {"error": "request too large"})
-        try:
-            return self.bolt(environ, start_response)
-        except ValueError:
-            # Bolt decodes the body (UTF-8, then JSON for payloads) when it builds the request,
-            # before any listener runs; Slack never sends bodies that fail there.
-            return _json(start_response, "400 Bad Request", {"error": "bad request"})
+        return self.bolt(environ, start_response)
 
     def _health(self, start_response: StartResponse, method: str) -> Iterable[bytes]:
         if method not in ("GET", "HEAD"):
@@ -165,5 +197,6 @@ def metrics_response(environ: dict[str, Any], start_response: StartResponse, eng
 
 
 def create_wsgi_app(bolt_app: App, engine: Engine, slack_health: Callable[[], str] | None = None, *,
-                    metrics_token: str | None = None) -> StewardWSGI:
-    return StewardWSGI(bolt_app, engine, slack_health=slack_health, metrics_token=metrics_token)
+                    signing_secret: str | None = None, metrics_token: str | None = None) -> StewardWSGI:
+    return StewardWSGI(bolt_app, engine, signing_secret=signing_secret, slack_health=slack_health,
+                       metrics_token=metrics_token)

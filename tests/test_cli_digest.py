@@ -71,14 +71,15 @@ def test_post_twice_posts_once(world, monkeypatch):
         assert session.execute(select(func.count()).select_from(DigestPost)).scalar_one() == 1
 
 
-def test_post_refused_by_slack_exits_1(world, monkeypatch):
+def test_post_to_a_channel_slack_does_not_know_is_a_settings_error(world, monkeypatch):
     with SlackFake() as fake:
         monkeypatch.setenv("SLACK_API_URL", fake.base_url)
         monkeypatch.setenv("SLACK_BOT_TOKEN", fake.token)
         monkeypatch.setenv("STEWARD_SECURITY_CHANNEL", "C0NOSUCH01")
         result = steward("digest", "--post")
-    assert result.exit_code == 1
-    assert "Slack refused the digest: channel_not_found" in result.stderr
+    assert result.exit_code == 2
+    assert "the digest was not posted" in result.stderr and "channel_not_found" in result.stderr
+    assert "STEWARD_SECURITY_CHANNEL" in result.stderr
 
 
 def test_commands_are_registered():

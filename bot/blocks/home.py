@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from slack_sdk.models.blocks import DividerBlock, HeaderBlock, PlainTextObject
 from slack_sdk.models.views import View
 
-from bot.blocks.common import context, mrkdwn_section
+from bot.blocks.common import context, escape, mrkdwn_section
 from bot.blocks.findings import findings_blocks
 
 ACTION_WORDS = {
@@ -26,7 +26,7 @@ def home_view(open_findings: Sequence, exceptions: Sequence, recent: Sequence) -
     if exceptions:
         lines = ["*Your exceptions*"]
         lines.extend(f"• {e.title} — `{e.resource.split(':', 5)[-1]}` until {e.decision_until:%Y-%m-%d}: "
-                     f"“{e.decision_reason or ''}”" for e in exceptions[:15])
+                     f"“{escape(e.decision_reason or '')}”" for e in exceptions[:15])
         blocks.append(mrkdwn_section("\n".join(lines)))
     else:
         blocks.append(mrkdwn_section("*Your exceptions*\nNone."))

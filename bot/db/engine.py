@@ -6,20 +6,42 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlmodel import Session
+
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+
+
+class DatabaseURLError(ValueError):
+    """STEWARD_DATABASE_URL names a database Steward does not support; the message says so."""
 
 
 def make_engine(url: str, **kwargs) -> Engine:
+    """An engine for `url` (SQLite or PostgreSQL). Raises DatabaseURLError for another
+    database and sqlalchemy.exc.ArgumentError for text that is not a URL.
+
+    Exception texts never carry statement parameters (`hide_parameters`): they reach logs,
+    and parameters are tokens, reasons and people's names.
+    """
+    kwargs.setdefault("hide_parameters", True)
+    backend = make_url(url).get_backend_name()
+    if backend not in SUPPORTED_BACKENDS:
+        raise DatabaseURLError(
+            f"STEWARD_DATABASE_URL: unsupported database {backend!r} "
+            "(use postgresql+psycopg://user:password@host/name or sqlite:///path)"
+        )
     if url.startswith("sqlite"):
         # Several processes (web, worker, CLI) share one file: wait for the write lock
-        # instead of failing, and let readers run beside a writer.
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
+        # instead of failing (30 s, or the URL's `?timeout=SECONDS`), and let readers run
+        # beside a writer.
+        timeout = float(make_url(url).query.get("timeout", 30))
+        engine = create_engine(url, connect_args={"timeout": timeout, "check_same_thread": False}, **kwargs)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 

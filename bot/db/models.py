@@ -265,3 +265,21 @@ class DigestPost(SQLModel, table=True):
     posted_at: datetime | None = _utc_column(default=None)
     file_id: str | None = Field(default=None, max_length=32)
     summary: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+# --- Inbound Slack requests (bot/replay.py) ----------------------------------------------
+
+
+class SeenRequest(SQLModel, table=True):
+    """An interaction already processed, by its Slack signature or trigger id + action ts.
+
+    Inserted (primary key) before a request is handled, so the same signed request sent
+    again inside Slack's five-minute window is recognised and not processed twice. Rows are
+    deleted once `expires_at` is past (a replayed request that old fails the timestamp check).
+    """
+
+    __tablename__ = "seen_request"
+
+    key: str = Field(primary_key=True, max_length=128)
+    seen_at: datetime = _utc_column()
+    expires_at: datetime = _utc_column(index=True)

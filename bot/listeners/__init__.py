@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from bot.listeners import actions, commands
+from bot.listeners import actions, commands, errors, guard
 
 
-def register(app: App, steward) -> None:
+def register(app: App, steward, *, team_id: str | None = None, app_id: str | None = None) -> None:
+    """Listeners behind the guard (wrong workspace or app, replays) and one error handler
+    that answers the person whenever a listener fails (bot/listeners/errors.py)."""
+    app.middleware(guard.build(steward, team_id=team_id, app_id=app_id))
     commands.register(app, steward)
     actions.register(app, steward)
-    app.error(_log_error)
-
-
-def _log_error(error, body, logger) -> None:
-    # Never echo the body: it can carry tokens and people's data.
-    logger.exception("listener failed for a %s request", body.get("type") or body.get("command"), exc_info=error)
+    app.error(errors.error_handler(steward.engine))

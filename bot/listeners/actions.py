@@ -14,6 +14,7 @@ from slack_bolt import App
 
 from bot.blocks import dm
 from bot.decisions import Choice, parse_action_id
+from bot.listeners.errors import answered
 from bot.services.campaigns import Refusal
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ def register(app: App, steward) -> None:
         (re.compile(r"^remediation:(approve|reject)$"), on_approval),
         ("remediation:undo", on_undo),
     ):
-        app.action(matcher)(ack=_ack, lazy=[work])
+        app.action(matcher)(ack=_ack, lazy=[answered(work, steward.engine)])
     # A modal's errors travel in the ack, so the submission is handled before answering.
     app.view("keep_modal")(on_keep_submit)
-    app.event("app_home_opened")(ack=_ack, lazy=[on_home])
+    app.event("app_home_opened")(ack=_ack, lazy=[answered(on_home, steward.engine)])

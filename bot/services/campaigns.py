@@ -28,6 +28,7 @@ from sqlalchemy import Engine, update
 from bot import audit
 from bot.audit import AuditAction as A
 from bot.blocks import dm
+from bot.blocks.common import escape
 from bot.config import Settings
 from bot.db import queries
 from bot.db.engine import session_scope
@@ -39,6 +40,9 @@ from bot.services.remediation import RemediationRefused, RemediationService
 from checks.remediate import registry
 
 log = logging.getLogger(__name__)
+
+#: The Keep… reason: the modal's max_length and the column's (Finding.decision_reason).
+KEEP_REASON_MAX = 1000
 
 METADATA_EVENT = "steward_notification"
 AUTO_ACTOR = "system:auto-remediate"
@@ -407,6 +411,8 @@ class Campaigns:
         errors: dict[str, str] = {}
         if len((reason or "").strip()) < 5:
             errors["reason"] = "Say in a few words why this is needed."
+        elif len(reason.strip()) > KEEP_REASON_MAX:  # the modal says so too; a forged submission may not
+            errors["reason"] = f"Keep the reason under {KEEP_REASON_MAX:,} characters (this one has {len(reason.strip()):,})."
         until = None
         try:
             day = datetime.strptime(until_text or "", "%Y-%m-%d").date()
@@ -429,7 +435,7 @@ class Campaigns:
         with session_scope(self.engine) as session:
             finding = queries.finding_by_token(session=session, token=token)
         if finding is None:
-            raise Refusal("This finding no longer exists.")
+            raise self._unknown(approver, "assign owner", "This finding no longer exists.")
         if not self.directory.is_approver(approver):
             self._refuse(approver, finding, "assign owner: not a security approver", now)
             raise Refusal("Only security approvers can assign owners.")
@@ -462,7 +468,7 @@ class Campaigns:
         with session_scope(self.engine) as session:
             rem = queries.remediation_by_token(session=session, token=token)
         if rem is None:
-            raise Refusal("This request no longer exists.")
+            raise self._unknown(user, "approve" if approve else "reject", "This request no longer exists.")
         try:
             if approve:
                 self.remediations.approve(rem.id, approver=user)
@@ -480,7 +486,7 @@ class Campaigns:
         with session_scope(self.engine) as session:
             rem = queries.remediation_by_token(session=session, token=token)
         if rem is None:
-            raise Refusal("This remediation no longer exists.")
+            raise self._unknown(user, "undo", "This remediation no longer exists.")
         finding = self._finding(rem.finding_id)
         if not (self._is_owner(user, finding) or self.directory.is_approver(user)):
             self._refuse(user, finding, f"undo {rem.action}: not the owner or a security approver", now)
@@ -499,7 +505,7 @@ class Campaigns:
             finding = queries.finding_by_token(session=session, token=token)
             in_flight = queries.remediation_in_flight(session=session, finding_id=finding.id) if finding else None
         if finding is None:
-            raise Refusal("This finding no longer exists.")
+            raise self._unknown(user, attempted, "This finding no longer exists.")
         if not (self._is_owner(user, finding) or self.directory.is_approver(user)):
             self._refuse(user, finding, f"{attempted}: not the owner or a security approver", now)
             raise Refusal("Only the owner of this IAM identity or a security approver can decide about it.")
@@ -643,6 +649,14 @@ class Campaigns:
     def _outcome_line(self, rem: Remediation) -> str:
         return outcome_of(None, rem).text
 
+    def _unknown(self, actor: str, attempted: str, message: str) -> Refusal:
+        """A click whose token matches nothing (forged, mistyped, of another kind, or of a
+        deleted row): audited like every refusal; the token itself is not stored."""
+        with session_scope(self.engine) as session:
+            audit.record(session, actor=actor, action=A.REFUSED, at=self.clock(),
+                         payload={"attempted": attempted[:200], "reason": "unknown token"})
+        return Refusal(message)
+
     def _refuse(self, actor: str, finding: Finding, reason: str, now: datetime) -> None:
         with session_scope(self.engine) as session:
             audit.record(session, actor=actor, action=A.REFUSED, subject_fingerprint=finding.fingerprint,
@@ -675,7 +689,7 @@ def outcome_of(finding: Finding | None, rem: Remediation | None) -> dm.Outcome |
         who = _mention(finding.decided_by)
         text = {
             "snooze": f":zzz: Snoozed{until} by {who}.",
-            "exception": f":pushpin: Kept{until} by {who}: “{finding.decision_reason or ''}”",
+            "exception": f":pushpin: Kept{until} by {who}: “{escape(finding.decision_reason or '')}”",
             "rotate": f":repeat: {who} will rotate it{until.replace(' until', ' by')}; the scans will check.",
             "ack": f":eyes: Acknowledged by {who} {dm.when(finding.decided_at)}.",
             "not_mine": f":leftwards_arrow_with_hook: {who} says this is not theirs; sent to security triage.",

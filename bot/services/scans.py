@@ -102,6 +102,11 @@ class ScanService:
         from checks.collect import CollectError
 
         base = self._aws_session_factory()
+        if base.get_credentials() is None:
+            # Said once, before anything is recorded: no failed scan of an account nobody can name.
+            from bot.config import NO_AWS_CREDENTIALS
+
+            raise ServiceError(NO_AWS_CREDENTIALS)
         try:
             targets = accounts.discover_targets(
                 base, only_accounts=set(only_accounts) or None, **self.settings.target_options()

@@ -114,7 +114,7 @@ class Steward:
     def record_refusal(self, actor: str, attempted: str, reason: str) -> None:
         from bot import audit
 
-        log.info("refused %s for %s: %s", attempted, actor, reason)
+        log.info("refused a request by %s: %s", actor, reason)  # not what they typed: it stays in Slack and the audit log
         with session_scope(self.engine) as session:
             audit.record(
                 session,

@@ -91,3 +91,18 @@ def test_prime_skips_small_batches(fake):
     owners = directory(fake)
     assert owners.prime(["one@example.com"]) == 0
     assert fake.calls("users.list") == []
+
+
+def test_a_failing_lookup_falls_back_to_the_last_known_answer(fake):
+    now = [0.0]
+    alice = fake.add_user(name="alice", email="alice@example.com")
+    owners = directory(fake, ttl_seconds=10, timer=lambda: now[0])
+    assert owners.email_of(alice) == "alice@example.com"
+    now[0] = 20  # expired: Slack is asked again, and fails
+    fake.fail("users.info", "fatal_error")
+    assert owners.email_of(alice) == "alice@example.com"
+    assert len(fake.calls("users.info")) == 2
+    stranger = fake.add_user(name="stranger", email="s@example.com")
+    fake.fail("users.info", "fatal_error")
+    with pytest.raises(SlackApiError):  # never known: the failure is not hidden
+        owners.email_of(stranger)

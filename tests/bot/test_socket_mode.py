@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import logging
 import signal
@@ -159,34 +160,25 @@ def test_tickets_are_single_use_and_pushing_needs_a_client(fake: SlackFake) -> N
 # steward socket
 
 
-def test_steward_socket_subprocess_answers_slash_commands(fake: SlackFake, tmp_path: Path) -> None:
-    database_url = f"sqlite:///{tmp_path / 'steward.db'}"
-    seed(database_url)
-    env = clean_env(
+@contextlib.contextmanager
+def running_socket(fake: SlackFake, database_url: str, workdir: Path, **env: str) -> Iterator[Path]:
+    """`steward socket` connected to the fake until the block ends (then SIGTERM, which must
+    stop it with exit 0); yields the path of its log."""
+    full_env = clean_env(
         SLACK_BOT_TOKEN=fake.token,
         SLACK_APP_TOKEN=fake.app_token,
         SLACK_API_URL=fake.base_url,
         STEWARD_DATABASE_URL=database_url,
+        **env,
     )
-    log = tmp_path / "socket.log"
+    log = workdir / "socket.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [*steward_command(), "socket"],
-            cwd=tmp_path,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
+            [*steward_command(), "socket"], cwd=workdir, env=full_env, stdout=out, stderr=subprocess.STDOUT
         )
     try:
         fake.wait_for_socket(timeout=30)
-        help_ack = fake.wait_for_ack(fake.push_slash_command("help", user_id=ALICE), timeout=10)
-        assert help_ack["payload"]["response_type"] == "ephemeral"
-        assert "/iam whoami" in help_ack["payload"]["text"]
-
-        alice = blocks_text(
-            fake.wait_for_ack(fake.push_slash_command("whoami", user_id=ALICE))["payload"]
-        )
-        assert f"arn:aws:iam::{ACCOUNT}:user/alice" in alice and "user/bob" not in alice
+        yield log
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -195,6 +187,20 @@ def test_steward_socket_subprocess_answers_slash_commands(fake: SlackFake, tmp_p
             process.kill()
             process.wait()
     assert process.returncode == 0, log.read_text()
+
+
+def test_steward_socket_subprocess_answers_slash_commands(fake: SlackFake, tmp_path: Path) -> None:
+    database_url = f"sqlite:///{tmp_path / 'steward.db'}"
+    seed(database_url)
+    with running_socket(fake, database_url, tmp_path) as log:
+        help_ack = fake.wait_for_ack(fake.push_slash_command("help", user_id=ALICE), timeout=10)
+        assert help_ack["payload"]["response_type"] == "ephemeral"
+        assert "/iam whoami" in help_ack["payload"]["text"]
+
+        alice = blocks_text(
+            fake.wait_for_ack(fake.push_slash_command("whoami", user_id=ALICE))["payload"]
+        )
+        assert f"arn:aws:iam::{ACCOUNT}:user/alice" in alice and "user/bob" not in alice
     assert fake.calls("apps.connections.open")[0].token == fake.app_token
     assert fake.token not in log.read_text() and fake.app_token not in log.read_text()
 

@@ -1,7 +1,7 @@
 """seen Slack requests (replay protection)
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0009
 Create Date: 2026-11-28 22:40:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import bot.db.types
 
 revision: str = '0010'
-down_revision: str | None = '0007'
+down_revision: str | None = '0009'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -192,10 +192,10 @@ def _print_table(report) -> None:
         table.add_column("Owner", overflow="fold")
         findings = sorted(
             outcome.findings,
-            key=lambda r: (BY_ID[r.check].severity.rank, r.check, r.resource, r.sub_key),
+            key=lambda r: (severity_of(r.check, r.details).rank, r.check, r.resource, r.sub_key),
         )
         for r in findings:
-            sev = BY_ID[r.check].severity.value
+            sev = severity_of(r.check, r.details).value
             table.add_row(
                 f"[{SEVERITY_STYLE[sev]}]{sev}[/]",
                 r.check,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from checks.catalog import BY_ID
+from checks.catalog import BY_ID, severity_of
 from checks.model import Result
 
 
@@ -54,7 +54,7 @@ def finding_json(result: Result, owner: str | None) -> dict[str, Any]:
         "check": result.check,
         "account": result.account,
         "resource": result.resource,
-        "severity": spec.severity.value,
+        "severity": severity_of(result.check, result.details).value,
         "title": spec.title,
         "owner": owner,
         "fingerprint": result.fingerprint,

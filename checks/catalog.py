@@ -6,8 +6,9 @@ Tests walk `CATALOG` (unique ids, a fixture test per check, remediations that ex
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from checks.context import CheckContext
 from checks.model import AccountSnapshot, ResourceType, Result, Severity
@@ -220,3 +221,10 @@ BY_ID: dict[str, CheckSpec] = {spec.id: spec for spec in CATALOG}
 
 def spec(check_id: str) -> CheckSpec:
     return BY_ID[check_id]
+
+
+def severity_of(check_id: str, details: Mapping[str, Any] | None = None) -> Severity:
+    """The check's severity, unless the finding's evidence lowers it: a latent escalation
+    path (`details["severity"]`) is reported below an exploitable one of the same check."""
+    override = (details or {}).get("severity")
+    return Severity(override) if override in Severity.__members__.values() else BY_ID[check_id].severity

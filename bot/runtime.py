@@ -40,7 +40,7 @@ def build_runtime(settings: Settings) -> Runtime:
         approver_usergroup=settings.security_usergroup,
     )
     runtime = Runtime(settings, engine, client, Steward(settings, engine=engine, directory=directory, client=client))
-    # Remediations a crash left half-done long ago are settled first (the worker's
-    # `reconcile` job keeps doing it every 10 minutes).
-    runtime.steward.remediations.reconcile()
+    # Remediations whose process is gone (a crash, a SIGKILL) are settled first, and their
+    # DMs and approval messages updated (the worker's `reconcile` job keeps doing it).
+    runtime.steward.campaigns.settle_interrupted()
     return runtime

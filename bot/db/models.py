@@ -230,7 +230,7 @@ class Remediation(SQLModel, table=True):
     # An undo that gives access back waits for a second person (status `undo_requested`).
     undo_requested_by: str | None = Field(default=None, max_length=200)
     undo_requested_at: datetime | None = _utc_column(default=None)
-    undo_approved_by: str | None = Field(default=None, max_length=200)
+    undo_decided_by: str | None = Field(default=None, max_length=200)
     undo_approval_ts: str | None = Field(default=None, max_length=32)
 
 

@@ -8,6 +8,11 @@ sending again, so an interrupted campaign resumes without duplicates.
 Every click goes through `click()`: the Slack user id from the signed payload must be the
 finding's owner or a security approver; anything else is refused privately and audited.
 Decided findings are shown, not re-decided: a stale click says who handled it and when.
+
+Every decision closes its loop (DESIGN.md §7.3): whoever asked for a change or an undo gets
+a DM line when an approver decides (a new message: Slack does not notify on edits), and the
+security channel's approval message is rebuilt from the database after every later change,
+undo included. An approval request that cannot be posted drops the plan and says so.
 """
 
 from __future__ import annotations
@@ -27,12 +32,22 @@ from sqlalchemy import Engine, update
 
 from bot import audit
 from bot.audit import AuditAction as A
-from bot.blocks import dm
+from bot.blocks import approvals, dm
 from bot.config import Settings
 from bot.db import queries
-from bot.db.engine import session_scope
+from bot.db.engine import session_scope, write_scope
 from bot.db.models import Finding, OwnerOverride, Remediation
-from bot.decisions import ROTATE_DEADLINE_DAYS, SECURITY_ONLY, Choice, auto_action, removal_action
+from bot.decisions import (
+    AUTO_ACTOR,
+    ROTATE_DEADLINE_DAYS,
+    SECURITY_ONLY,
+    Choice,
+    UndoRule,
+    auto_action,
+    removal_action,
+    undo_rule,
+    undo_words,
+)
 from bot.lifecycle import Event, InvalidTransition, next_state
 from bot.services.common import Clock, ServiceError, utcnow
 from bot.services.remediation import RemediationRefused, RemediationService
@@ -41,7 +56,6 @@ from checks.remediate import registry
 log = logging.getLogger(__name__)
 
 METADATA_EVENT = "steward_notification"
-AUTO_ACTOR = "system:auto-remediate"
 ACTIONABLE = frozenset({"open", "notified", "reopened", "failed"})
 
 
@@ -167,7 +181,7 @@ class Campaigns:
         report.triaged += 0 if owner else len(findings)
 
     def _mark_sent(self, findings, batch: str, channel: str, ts: str, owner: str | None, now: datetime) -> None:
-        with session_scope(self.engine) as session:
+        with write_scope(self.engine) as session:
             for finding in findings:
                 row = session.get(Finding, finding.id)
                 if row.notify_batch != batch:
@@ -280,9 +294,7 @@ class Campaigns:
         for finding in due:
             action = auto_action(finding.check_id)
             try:
-                rem = self.remediations.request(finding.id, action, actor=AUTO_ACTOR)
-                self.remediations.approve(rem.id, approver=AUTO_ACTOR)
-                rem = self.remediations.execute(rem.id, actor=AUTO_ACTOR)
+                rem = self._carry_out(self.remediations.request(finding.id, action, actor=AUTO_ACTOR), AUTO_ACTOR)
             except ServiceError as exc:
                 report.failures.append(f"auto {action} on {finding.resource}: {exc}")
                 continue
@@ -293,7 +305,7 @@ class Campaigns:
     def expire_decisions(self, now: datetime | None = None) -> int:
         """Snoozes, exceptions and rotation promises that ran out: ask the owner again."""
         now = now or self.clock()
-        with session_scope(self.engine) as session:
+        with write_scope(self.engine) as session:
             ending = queries.decisions_ending(session=session, now=now)
             for finding in ending:
                 kind = finding.decision
@@ -379,7 +391,7 @@ class Campaigns:
         if not self.directory.is_approver(approver):
             self._refuse(approver, finding, "assign owner: not a security approver", now)
             raise Refusal("Only security approvers can assign owners.")
-        with session_scope(self.engine) as session:
+        with write_scope(self.engine) as session:
             override = session.get(OwnerOverride, finding.resource)
             previous = override.slack_user_id if override else None
             if override is None:
@@ -403,12 +415,10 @@ class Campaigns:
 
     # -- approvals ------------------------------------------------------------------------
 
-    def approval(self, user: str, token: str, approve: bool, *, reason: str = "") -> tuple[str, Remediation, Finding]:
-        """Approve (and carry out) or reject a remediation request from the security channel."""
-        with session_scope(self.engine) as session:
-            rem = queries.remediation_by_token(session=session, token=token)
-        if rem is None:
-            raise Refusal("This request no longer exists.")
+    def approval(self, user: str, token: str, approve: bool, *, reason: str = "") -> str:
+        """Approve (and carry out) or reject a remediation request from the security channel.
+        The approval message is updated, and the requester gets a DM line either way."""
+        rem = self._remediation(token)
         try:
             if approve:
                 self.remediations.approve(rem.id, approver=user)
@@ -419,24 +429,188 @@ class Campaigns:
             raise Refusal(str(exc)) from None
         finding = self._finding(rem.finding_id)
         self._refresh_finding(finding)
-        return self._outcome_line(rem), rem, finding
+        self.refresh_approval(rem)
+        line = self._outcome_line(rem)
+        if user != rem.requested_by:
+            title = registry.action(rem.action).title.lower()
+            verb = "approved" if approve else "rejected"
+            self._tell(rem.requested_by, f"{_mention(user)} {verb} your request to {title} on "
+                                         f"{approvals.resource_link(finding)}. {line}")
+        return line
+
+    def check_can_reject(self, user: str, token: str, *, undo: bool) -> None:
+        """Before the reason modal opens: refuse (audited) who could not reject anyway."""
+        rem = self._remediation(token)
+        asker = rem.undo_requested_by if undo else rem.requested_by
+        expected = "undo_requested" if undo else "planned"
+        if not (self.directory.is_approver(user) or user == asker):
+            self._refuse(user, self._finding(rem.finding_id), f"reject {rem.action}: not allowed", self.clock())
+            raise Refusal("Only a security approver or the person who asked can reject this.")
+        if rem.status != expected:
+            raise Refusal(self.remediations._handled_message(rem))
 
     def undo(self, user: str, token: str) -> str:
+        """Undo, judged like the action it reverses (bot.decisions.undo_rule): one click for
+        an owner's own access-reducing action, otherwise a request to the security channel."""
         now = self.clock()
+        rem = self._remediation(token)
+        if rem.status in ("approved", "executing", "undoing", "undo_requested"):
+            rem = self._settle_if_stale(rem)
+        finding = self._finding(rem.finding_id)
+        owner = self._is_owner(user, finding)
+        if not (owner or self.directory.is_approver(user)):
+            self._refuse(user, finding, f"undo {rem.action}: not the owner or a security approver", now)
+            raise Refusal("Only the owner or a security approver can undo this.")
+        rule = self.remediations.undo_rule(rem, user, undoer_is_owner=owner)
+        try:
+            if rule is UndoRule.ONE_CLICK:
+                rem = self.remediations.undo(rem.id, actor=user, undoer_is_owner=owner)
+                text = "Undone."
+            else:
+                rem = self.remediations.request_undo(rem.id, actor=user)
+                self._post_approval(rem, finding, undo=True)
+                text = ("Undoing this gives access back, so a security approver other than you must approve it. "
+                        "Sent to the security team; you'll get a message here when someone decides.")
+        except RemediationRefused as exc:
+            raise Refusal(str(exc)) from None
+        finally:
+            self._refresh_finding(self._finding(rem.finding_id))
+            self.refresh_approval(self._remediation(token))
+        return text
+
+    def undo_approval(self, user: str, token: str, approve: bool, *, reason: str = "") -> str:
+        """An approver decides about an undo request; the asker gets a DM line either way."""
+        rem = self._remediation(token)
+        try:
+            if approve:
+                rem = self.remediations.approve_undo(rem.id, approver=user)
+                line = f":leftwards_arrow_with_hook: Undone: {undo_words(rem.action)}."
+            else:
+                rem = self.remediations.reject_undo(rem.id, approver=user, reason=reason or "rejected in Slack")
+                line = f":no_entry: Undo rejected: “{dm.escape(reason)}”. Nothing changed."
+        except RemediationRefused as exc:
+            rem = self._remediation(token)
+            if approve and rem.status == "succeeded" and (rem.error or "").startswith("undo failed"):
+                line = f":x: {rem.error}. Nothing changed."  # the undo itself failed in AWS
+            else:
+                raise Refusal(str(exc)) from None
+        finding = self._finding(rem.finding_id)
+        self._refresh_finding(finding)
+        self.refresh_approval(rem)
+        asker = rem.undo_requested_by
+        if asker and user != asker:
+            verb = "approved" if approve else "rejected"
+            self._tell(asker, f"{_mention(user)} {verb} your request to undo "
+                              f"{registry.action(rem.action).title.lower()} on {approvals.resource_link(finding)}. {line}")
+        return line
+
+    def _post_approval(self, rem: Remediation, finding: Finding, *, undo: bool = False) -> None:
+        """Ask the security channel; if that fails, drop the plan (or the undo request) and
+        say plainly why, so the finding is never left waiting for a message nobody got."""
+        channel = self.settings.security_channel
+        error = "STEWARD_SECURITY_CHANNEL is not set" if not channel else None
+        response = None
+        if channel:
+            blocks = approvals.undo_approval_request(rem, finding) if undo else approvals.approval_request(rem, finding)
+            what = f"undo of {rem.action}" if undo else rem.action
+            try:
+                response = self.client.chat_postMessage(channel=channel, blocks=blocks,
+                                                        text=f"Approval needed: {what} on {finding.resource}")
+            except SlackApiError as exc:
+                error = exc.response.get("error", str(exc))
+        if response is None:
+            reason = f"the approval request could not be posted to the security channel ({error})"
+            if undo:
+                self.remediations.withdraw_undo_request(rem.id, actor="system", reason=reason)
+            else:
+                self.remediations.cancel(rem.id, actor="system", reason=reason)
+            hint = ("ask a Slack admin to invite Steward to the security channel (`/invite @IAM Steward`)"
+                    if error in ("not_in_channel", "channel_not_found", "is_archived")
+                    else "ask the security team to check Steward's Slack settings")
+            raise Refusal(f"Steward could not ask the security team for approval ({error}), so nothing changed "
+                          f"and nobody was asked. Please {hint}, then click again.")
+        self.remediations.approval_posted(rem.id, channel=response["channel"], ts=response["ts"], undo=undo)
+        with session_scope(self.engine) as session:
+            audit.record(session, actor=rem.undo_requested_by if undo else rem.requested_by,
+                         action=A.APPROVAL_REQUESTED, subject_fingerprint=finding.fingerprint,
+                         resource=finding.resource, account=finding.account_id, at=self.clock(),
+                         payload={"remediation_id": rem.id, "action": rem.action, "undo": undo,
+                                  "channel": response["channel"], "ts": response["ts"]})
+
+    def refresh_approval(self, rem: Remediation) -> None:
+        """Rebuild the security channel's approval message(s) of `rem` from the database."""
+        if not rem.approval_channel:
+            return
+        finding = self._finding(rem.finding_id)
+        updates = []
+        if rem.approval_ts:
+            updates.append((rem.approval_ts, approvals.approval_request(rem, finding, decided=approvals.approval_status(rem))))
+        if rem.undo_approval_ts:
+            decided = None if rem.status == "undo_requested" else approvals.undo_status(rem)
+            updates.append((rem.undo_approval_ts, approvals.undo_approval_request(rem, finding, decided=decided)))
+        for ts, blocks in updates:
+            try:
+                self.client.chat_update(channel=rem.approval_channel, ts=ts, blocks=blocks,
+                                        text=f"Approval request: {rem.action} on {finding.resource}")
+            except SlackApiError as exc:
+                log.warning("could not update approval message %s: %s", ts, exc.response.get("error"))
+
+    def refresh_remediation(self, remediation_id: int) -> None:
+        """Bring the DM and approval messages of one remediation up to date (after the CLI)."""
+        with session_scope(self.engine) as session:
+            rem = session.get(Remediation, remediation_id)
+        if rem is not None:
+            self._refresh_finding(self._finding(rem.finding_id))
+            self.refresh_approval(rem)
+
+    def settle_interrupted(self, *, actor: str = "system", only: Iterable[int] | None = None) -> list[Remediation]:
+        """Settle remediations whose process is gone (RemediationService.reconcile) and
+        bring their Slack messages up to date: the DM card, the approval messages, and a DM
+        line to whoever asked, so they know how it ended."""
+        settled = self.remediations.reconcile(actor=actor, only=only)
+        for rem in settled:
+            try:
+                finding = self._finding(rem.finding_id)
+                self._refresh_finding(finding)
+                self.refresh_approval(rem)
+                asker = rem.undo_requested_by if rem.status in ("undone",) or (rem.error or "").startswith(
+                    ("undo interrupted", "undo not requested")) else rem.requested_by
+                self._tell(asker, f":warning: Steward was interrupted (a restart) while handling "
+                                  f"{registry.action(rem.action).title.lower()} on {approvals.resource_link(finding)}. "
+                                  f"{approvals.settled_line(rem)}")
+            except Exception:  # the database is settled; a message we could not send is logged
+                log.exception("could not update Slack about settled remediation #%s", rem.id)
+        return settled
+
+    def _settle_if_stale(self, rem: Remediation) -> Remediation:
+        if self.remediations.stale(rem):
+            self.settle_interrupted(only=[rem.id])
+        return self._remediation(rem.token)
+
+    def _carry_out(self, rem: Remediation, user: str) -> Remediation:
+        """Approve (alone) and execute a planned remediation; a refused approval drops the plan."""
+        try:
+            self.remediations.approve(rem.id, approver=user)
+        except RemediationRefused:
+            self.remediations.cancel(rem.id, actor=user, reason="not approved")
+            raise
+        return self.remediations.execute(rem.id, actor=user)
+
+    def _remediation(self, token: str) -> Remediation:
         with session_scope(self.engine) as session:
             rem = queries.remediation_by_token(session=session, token=token)
         if rem is None:
             raise Refusal("This remediation no longer exists.")
-        finding = self._finding(rem.finding_id)
-        if not (self._is_owner(user, finding) or self.directory.is_approver(user)):
-            self._refuse(user, finding, f"undo {rem.action}: not the owner or a security approver", now)
-            raise Refusal("Only the owner or a security approver can undo this.")
+        return rem
+
+    def _tell(self, user: str | None, text: str) -> None:
+        """A DM line (a new message, so Slack notifies): to Slack users only."""
+        if not user or not (user[0] in "UW" and user.isalnum()):
+            return
         try:
-            self.remediations.undo(rem.id, actor=user)
-        except RemediationRefused as exc:
-            raise Refusal(str(exc)) from None
-        self._refresh_finding(self._finding(rem.finding_id))
-        return "Undone."
+            self.client.chat_postMessage(channel=user, text=text, unfurl_links=False)
+        except SlackApiError as exc:
+            log.warning("could not tell %s: %s", user, exc.response.get("error"))
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -446,6 +620,11 @@ class Campaigns:
             in_flight = queries.remediation_in_flight(session=session, finding_id=finding.id) if finding else None
         if finding is None:
             raise Refusal("This finding no longer exists.")
+        if in_flight is not None and self.remediations.stale(in_flight):  # its process is gone: settle it now
+            self.settle_interrupted(only=[in_flight.id])
+            with session_scope(self.engine) as session:
+                finding = session.get(Finding, finding.id)
+                in_flight = queries.remediation_in_flight(session=session, finding_id=finding.id)
         if not (self._is_owner(user, finding) or self.directory.is_approver(user)):
             self._refuse(user, finding, f"{attempted}: not the owner or a security approver", now)
             raise Refusal("Only the owner of this IAM identity or a security approver can decide about it.")
@@ -483,28 +662,16 @@ class Campaigns:
                          resource=finding.resource, account=finding.account_id, at=now,
                          payload={"action": action_id, "remediation_id": rem.id})
         action = registry.action(action_id)
-        if action.owner_may_apply_alone:
-            try:
-                self.remediations.approve(rem.id, approver=user)
-            except RemediationRefused as exc:  # an approver acting on someone else's finding
-                raise Refusal(str(exc)) from None
-            rem = self.remediations.execute(rem.id, actor=user)
+        try:
+            if action.owner_may_apply_alone:
+                rem = self._carry_out(rem, user)
+                return self._outcome_line(rem)
+            self._post_approval(rem, finding)
+        except RemediationRefused as exc:
+            raise Refusal(str(exc)) from None
+        finally:
             self._refresh_finding(self._finding(finding.id))
-            return self._outcome_line(rem)
-        self._request_approval(rem, finding, now)
-        self._refresh_finding(self._finding(finding.id))
-        return "Sent to the security team for approval."
-
-    def _request_approval(self, rem: Remediation, finding: Finding, now: datetime) -> None:
-        channel = self.settings.security_channel
-        if not channel:
-            raise Refusal("No security channel is configured to approve this (STEWARD_SECURITY_CHANNEL).")
-        self.client.chat_postMessage(channel=channel, blocks=dm.approval_request(rem, finding),
-                                     text=f"Approval needed: {rem.action} on {finding.resource}")
-        with session_scope(self.engine) as session:
-            audit.record(session, actor=rem.requested_by, action=A.APPROVAL_REQUESTED,
-                         subject_fingerprint=finding.fingerprint, resource=finding.resource,
-                         account=finding.account_id, at=now, payload={"remediation_id": rem.id, "action": rem.action})
+        return "Sent to the security team for approval; you'll get a message here when someone decides."
 
     def _decide(self, user: str, finding: Finding, decision: str, event: Event | None, now: datetime, *,
                 until: datetime | None = None, reason: str | None = None, audit_action: A) -> str:
@@ -533,7 +700,7 @@ class Campaigns:
         if not self.settings.security_channel:
             raise Refusal("No security channel is configured to take this over.")
         self._decide(user, finding, "not_mine", None, now, audit_action=A.DECISION_NOT_MINE)
-        with session_scope(self.engine) as session:
+        with write_scope(self.engine) as session:
             row = session.get(Finding, finding.id)
             row.decision = None  # back to triage: an approver assigns the right owner
             row.notify_channel = row.notify_ts = row.notify_batch = row.notified_to = None
@@ -597,23 +764,37 @@ class Campaigns:
 
 def outcome_of(finding: Finding | None, rem: Remediation | None) -> dm.Outcome | None:
     """What to show instead of buttons: a remediation's state, or the owner's decision (pure)."""
-    if rem is not None and rem.status not in ("rejected", "undone", "failed"):
+    if rem is not None and rem.status not in ("rejected", "undone", "failed", "cancelled"):
         title = registry.action(rem.action).title
         dry = " (dry run: nothing changed in AWS)" if rem.dry_run else ""
         if rem.status == "planned":
             return dm.Outcome(f":hourglass: {_mention(rem.requested_by)} asked to *{title}*; waiting for a security "
                               "approver.", pending=True)
+        if rem.status == "undo_requested":
+            return dm.Outcome(f":hourglass: *{title}* done; {_mention(rem.undo_requested_by)} asked to undo it "
+                              "(it gives access back): waiting for a security approver.", pending=True)
         if rem.status in ("approved", "executing", "undoing"):
             return dm.Outcome(f":hourglass: {title}: in progress…", pending=True)
-        undo = rem.token if registry.action(rem.action).reversible and not rem.dry_run else None
-        return dm.Outcome(f":white_check_mark: *{title}* done by {_mention(rem.approved_by or rem.requested_by)} "
-                          f"{dm.when(rem.finished_at)}{dry}.", undo_token=undo)
+        action = registry.action(rem.action)
+        undo, label = None, "Undo"
+        if action.reversible and not rem.dry_run:
+            undo = rem.token
+            owner = finding.notified_to if finding is not None else None
+            if undo_rule(action, requested_by=rem.requested_by, undoer=owner or "",
+                         undoer_is_owner=bool(owner)) is not UndoRule.ONE_CLICK:
+                label = "Ask to undo"
+        text = (f":white_check_mark: *{title}* done by {_mention(rem.approved_by or rem.requested_by)} "
+                f"{dm.when(rem.finished_at)}{dry}.")
+        if rem.error and rem.error.startswith("undo"):  # the last undo attempt, and why it did not happen
+            text += f" ({dm.escape(rem.error)})"
+        return dm.Outcome(text, undo_token=undo, undo_label=label)
     if finding is None:
         assert rem is not None
         word = {"rejected": ":no_entry: Rejected", "undone": ":leftwards_arrow_with_hook: Undone",
-                "failed": ":x: Failed"}[rem.status]
+                "failed": ":x: Failed", "cancelled": ":warning: Not carried out"}[rem.status]
         who = rem.undone_by or rem.approved_by or rem.requested_by
-        return dm.Outcome(f"{word}: {rem.action} ({_mention(who)}){': ' + rem.error if rem.error else ''}.")
+        why = f": {dm.escape(rem.error)}" if rem.error else ""
+        return dm.Outcome(f"{word}: {registry.action(rem.action).title.lower()} ({_mention(who)}){why}.")
     if finding.state == "resolved":
         return dm.Outcome(f":white_check_mark: Resolved: the scan of {dm.when(finding.resolved_at)} no longer sees it.")
     if finding.decision:

@@ -26,7 +26,7 @@ COLUMNS = (
     ('approval_ts', _TEXT(length=32)),
     ('undo_requested_by', _TEXT(length=200)),
     ('undo_requested_at', bot.db.types.UTCDateTime(timezone=True)),
-    ('undo_approved_by', _TEXT(length=200)),
+    ('undo_decided_by', _TEXT(length=200)),
     ('undo_approval_ts', _TEXT(length=32)),
 )
 

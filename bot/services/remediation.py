@@ -540,8 +540,8 @@ class RemediationService:
         fresh = session.get(Remediation, row.id)
         session.refresh(fresh)
         if fresh is not row:  # `row` was read in an earlier transaction: show it the new state
-            for column in Remediation.__table__.columns.keys():
-                set_committed_value(row, column, getattr(fresh, column))
+            for column in Remediation.__table__.columns:
+                set_committed_value(row, column.key, getattr(fresh, column.key))
 
     def _finding_event(self, session, finding_id: int, event: Event, now: datetime, *, strict: bool = True) -> None:
         finding = session.get(Finding, finding_id)

@@ -299,7 +299,6 @@ def test_a_sigkilled_server_with_a_remediation_in_flight_is_settled_at_the_next_
         assert stuck.wait(30)
         [rem] = remediations(world)
         assert rem.status == "executing" and rem.lease_owner
-        world.fake.wait_for(lambda: "in progress" in json.dumps(dm_message(world, BOB)["blocks"]), timeout=20)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # master and workers, as an OOM kill or a crash would
         proc.wait(timeout=30)

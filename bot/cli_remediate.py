@@ -106,14 +106,13 @@ def reconcile():
 
 
 def _slack_campaigns(settings):
-    """The campaign service when Slack is configured (to update messages), else None.
-    Building it also settles whatever a dead process left (bot.runtime)."""
+    """The campaign service when Slack is configured (to update messages), else None."""
     if not settings.slack_bot_token:
         return None
     from bot.runtime import build_runtime
 
     try:
-        return build_runtime(settings).steward.campaigns
+        return build_runtime(settings, settle=False).steward.campaigns
     except RuntimeError as exc:
         raise fail(str(exc)) from None
 

@@ -29,7 +29,7 @@ class Runtime:
         return create_app(self.settings, self.steward, client=self.client, socket_mode=socket_mode)
 
 
-def build_runtime(settings: Settings) -> Runtime:
+def build_runtime(settings: Settings, *, settle: bool = True) -> Runtime:
     """Everything a Slack-serving process needs. Raises SettingsError / RuntimeError early."""
     engine = make_engine(settings.effective_database_url)
     ensure_schema(engine, upgrade=settings.uses_embedded_database)
@@ -42,5 +42,6 @@ def build_runtime(settings: Settings) -> Runtime:
     runtime = Runtime(settings, engine, client, Steward(settings, engine=engine, directory=directory, client=client))
     # Remediations whose process is gone (a crash, a SIGKILL) are settled first, and their
     # DMs and approval messages updated (the worker's `reconcile` job keeps doing it).
-    runtime.steward.campaigns.settle_interrupted()
+    if settle:
+        runtime.steward.campaigns.settle_interrupted()
     return runtime

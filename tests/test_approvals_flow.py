@@ -327,3 +327,32 @@ class _Served:
     def post(self, body: bytes):
         return signing.post(self.events_url, body, SECRET)
 
+
+
+def test_steward_reconcile_settles_a_dead_process_row_and_updates_slack(world):
+    """`steward reconcile` with Slack configured: the DM card and a DM line, at once."""
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+    from bot.db.engine import session_scope
+
+    steward = world.steward()
+    steward.campaigns.run_cycle()
+    finding = world.finding("unused-access-key", "bob")
+    rem = steward.remediations.request(finding.id, "deactivate-access-key", actor=BOB)
+    steward.remediations.approve(rem.id, approver=BOB)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    with session_scope(world.engine) as session:  # as a process killed after its intent
+        row = session.get(Remediation, rem.id)
+        row.status = "executing"
+        row.lease_owner = steward.remediations.holder.rsplit(":", 2)[0] + f":{gone.pid}:deadbeef"
+    steward.remediations.keeper.drop(rem.id)
+    env = {"STEWARD_DATABASE_URL": world.db, "SLACK_BOT_TOKEN": world.fake.token,
+           "SLACK_API_URL": world.fake.base_url, "STEWARD_SECURITY_CHANNEL": world.security}
+    result = CliRunner().invoke(app, ["reconcile"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "reconciled 1" in result.stderr and f"#{rem.id} deactivate-access-key: failed" in result.stdout
+    assert "finding:remediate:deactivate-access-key" in json.dumps(dm_message(world, BOB)["blocks"])
+    assert [t for t in dm_lines(world, BOB) if "interrupted" in t]
+    assert world.key_status() == "Active"

@@ -55,6 +55,9 @@ ALWAYS_LEASED = (APPROVED, EXECUTING, UNDOING)
 NEEDS_EARLIER = {"delete-user": "quarantine-user"}
 # A live holder renews its leases every third of this; a dead one's run out after it.
 LEASE = timedelta(seconds=30)
+# No step takes this long (AWS retries included): a lease a bug forgot to hand back stops
+# being renewed then, and the row is settled like a dead process's.
+MAX_HOLD = timedelta(minutes=15)
 
 
 class RemediationRefused(ServiceError):
@@ -67,11 +70,12 @@ def _wall_clock() -> datetime:
 
 
 class LeaseKeeper:
-    """Renews this process's leases on the rows it is working on, from a daemon thread."""
+    """Renews this process's leases on the rows it is working on, from a daemon thread
+    (for at most MAX_HOLD per row)."""
 
     def __init__(self, engine: Engine, holder: str, lease: timedelta = LEASE):
         self.engine, self.holder, self.lease = engine, holder, lease
-        self._ids: set[int] = set()
+        self._ids: dict[int, datetime] = {}  # row id -> since when
         self._guard = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -80,14 +84,14 @@ class LeaseKeeper:
 
     def hold(self, remediation_id: int) -> None:
         with self._guard:
-            self._ids.add(remediation_id)
+            self._ids.setdefault(remediation_id, _wall_clock())
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="steward-lease", daemon=True)
                 self._thread.start()
 
     def drop(self, remediation_id: int) -> None:
         with self._guard:
-            self._ids.discard(remediation_id)
+            self._ids.pop(remediation_id, None)
 
     def holds(self, remediation_id: int) -> bool:
         with self._guard:
@@ -97,6 +101,9 @@ class LeaseKeeper:
         while True:
             threading.Event().wait(self.lease.total_seconds() / 3)
             with self._guard:
+                for stale in [i for i, since in self._ids.items() if _wall_clock() - since > MAX_HOLD]:
+                    log.error("remediation #%s held for over %s: no longer renewing its lease", stale, MAX_HOLD)
+                    del self._ids[stale]
                 ids = sorted(self._ids)
             if not ids:
                 continue

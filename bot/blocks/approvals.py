@@ -51,21 +51,9 @@ def approval_request(remediation, finding, *, decided: str | None = None) -> lis
         text += f"\n:warning: {escape(remediation.irreversible_warning)}"
     if remediation.dry_run:
         text += "\n:test_tube: Dry run: approving changes nothing in AWS."
-    blocks: list[Block] = [
-        HeaderBlock(text=PlainTextObject(text="Approval needed")),
-        mrkdwn_section(text),
-        finding_section(finding, with_rationale=False),
-    ]
-    if decided:
-        blocks.append(context(decided))
-        return blocks
-    blocks.append(ActionsBlock(block_id=f"r:{remediation.token}", elements=[
-        ButtonElement(text="Approve", action_id="remediation:approve", value=remediation.token, style="primary",
-                      confirm=ConfirmObject(title="Approve?", text=remediation.plan_summary[:300],
-                                            confirm="Approve", deny="Cancel")),
-        ButtonElement(text="Reject…", action_id="remediation:reject", value=remediation.token, style="danger"),
-    ]))
-    return blocks
+    return _request("Approval needed", text, finding, decided, remediation.token, False,
+                    ConfirmObject(title="Approve?", text=remediation.plan_summary[:300], confirm="Approve",
+                                  deny="Cancel"))
 
 
 def undo_approval_request(remediation, finding, *, decided: str | None = None) -> list[Block]:
@@ -73,24 +61,32 @@ def undo_approval_request(remediation, finding, *, decided: str | None = None) -
     original = f"done {when(remediation.finished_at)}"
     if remediation.approved_by and remediation.approved_by != remediation.requested_by:
         original = f"approved by {who(remediation.approved_by)}, {original}"
+    words = undo_words(remediation.action)
     text = (f"{who(remediation.undo_requested_by)} asks to *undo {escape(_title(remediation).lower())}* "
-            f"(asked by {who(remediation.requested_by)}, {original}). It would be "
-            f"*{undo_words(remediation.action)}*: this gives access back, so it needs a security approver "
-            "other than the person asking.")
+            f"(asked by {who(remediation.requested_by)}, {original}). It would be *{words}*: this gives access "
+            "back, so it needs a security approver other than the person asking.")
+    return _request("Undo needs approval", text, finding, decided, remediation.token, True,
+                    ConfirmObject(title="Approve the undo?", text=f"{_title(remediation)} will be undone: {words}.",
+                                  confirm="Approve", deny="Cancel"))
+
+
+def _request(header: str, text: str, finding, decided: str | None, token: str, undo: bool,
+             confirm: ConfirmObject) -> list[Block]:
+    """Approve / Reject… under the request (`remediation:[undo_]approve|reject`), or what
+    was decided."""
     blocks: list[Block] = [
-        HeaderBlock(text=PlainTextObject(text="Undo needs approval")),
+        HeaderBlock(text=PlainTextObject(text=header)),
         mrkdwn_section(text),
         finding_section(finding, with_rationale=False),
     ]
     if decided:
         blocks.append(context(decided))
         return blocks
-    blocks.append(ActionsBlock(block_id=f"u:{remediation.token}", elements=[
-        ButtonElement(text="Approve undo", action_id="remediation:undo_approve", value=remediation.token,
-                      style="primary", confirm=ConfirmObject(
-                          title="Approve the undo?", text=f"{_title(remediation)} will be undone: "
-                          f"{undo_words(remediation.action)}.", confirm="Approve", deny="Cancel")),
-        ButtonElement(text="Reject…", action_id="remediation:undo_reject", value=remediation.token, style="danger"),
+    action = "remediation:undo_" if undo else "remediation:"
+    blocks.append(ActionsBlock(block_id=f"{'u' if undo else 'r'}:{token}", elements=[
+        ButtonElement(text="Approve undo" if undo else "Approve", action_id=f"{action}approve", value=token,
+                      style="primary", confirm=confirm),
+        ButtonElement(text="Reject…", action_id=f"{action}reject", value=token, style="danger"),
     ]))
     return blocks
 

@@ -257,7 +257,8 @@ def test_simultaneous_deactivate_and_undo_clicks_change_aws_once(any_world, monk
         assert told.count("Undone.") == 1, told
 
 
-def test_two_notify_runs_at_once_send_each_dm_once(world):
+def test_two_notify_runs_at_once_send_each_dm_once(any_world):
+    world = any_world
     env = clean_env(STEWARD_DATABASE_URL=world.db, SLACK_BOT_TOKEN=world.fake.token,
                     SLACK_API_URL=world.fake.base_url, STEWARD_SECURITY_CHANNEL=world.security)
     procs = [subprocess.Popen([*steward_command(), "notify"], cwd=world.workdir, env=env,

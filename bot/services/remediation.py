@@ -417,11 +417,12 @@ class RemediationService:
             self.keeper.hold(row.id)
             try:
                 done.append(self._settle(row, actor))
-            except (RemediationError, ServiceError) as exc:
-                log.warning("cannot settle remediation %s yet: %s", row.id, exc)
-                self._let_go(row.id)
             except RemediationRefused:
                 log.info("remediation %s was settled by another process", row.id)
+            except Exception as exc:  # AWS unreachable, a bug: never stop start-up; retry later
+                log.warning("cannot settle remediation %s yet: %s", row.id, exc,
+                            exc_info=not isinstance(exc, RemediationError | ServiceError))
+                self._let_go(row.id)
             finally:
                 self.keeper.drop(row.id)
         return done

@@ -70,7 +70,7 @@ class ApprovalFlow:
             self._refuse(user, self._finding(rem.finding_id), f"reject {rem.action}: not allowed", self.clock())
             raise Refusal("Only a security approver or the person who asked can reject this.")
         if rem.status != expected:
-            raise Refusal(self.remediations._handled_message(rem))
+            raise Refusal(self.remediations.handled_message(rem))
 
     def undo(self, user: str, token: str) -> str:
         """Undo, judged like the action it reverses (bot.decisions.undo_rule): one click for
@@ -141,6 +141,9 @@ class ApprovalFlow:
                                                         text=f"Approval needed: {what} on {finding.resource}")
             except SlackApiError as exc:
                 error = exc.response.get("error", str(exc))
+            except Exception as exc:  # Slack unreachable: the same, the plan must not hang on
+                log.warning("could not post an approval request: %s", exc)
+                error = f"Slack unreachable: {type(exc).__name__}"
         if response is None:
             reason = f"the approval request could not be posted to the security channel ({error})"
             if undo:

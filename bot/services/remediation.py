@@ -542,7 +542,7 @@ class RemediationService:
             current = session.get(Remediation, row.id)
             session.refresh(current)
             self._refuse(actor, current, f"{current.action} is {current.status}, not {expected}", now)
-            raise RemediationRefused(self._handled_message(current))
+            raise RemediationRefused(self.handled_message(current))
         if "lease_owner" in values:
             (self.keeper.hold if values["lease_owner"] else self.keeper.drop)(row.id)
         fresh = session.get(Remediation, row.id)
@@ -625,7 +625,7 @@ class RemediationService:
                      payload={"remediation_id": row.id, "action": row.action,
                               "target": {k: v for k, v in row.target.items() if v}, **payload})
 
-    def _handled_message(self, row: Remediation) -> str:
+    def handled_message(self, row: Remediation) -> str:
         if row.status in WORKING:
             return (f"Already in hand: {row.action} is {row.status.replace('_', ' ')} "
                     f"(asked by {row.undo_requested_by or row.requested_by}).")

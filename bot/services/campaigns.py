@@ -30,6 +30,7 @@ from sqlalchemy import Engine, update
 from bot import audit
 from bot.audit import AuditAction as A
 from bot.blocks import dm
+from bot.blocks.approvals import who as mention
 from bot.config import Settings
 from bot.db import queries
 from bot.db.engine import session_scope, write_scope
@@ -430,7 +431,7 @@ class Campaigns(ApprovalFlow):
             who = finding.decided_by or "a scan"
             self._refuse(user, finding, f"{attempted}: finding is {finding.state}", now)
             raise Refusal(f"Already handled: {finding.decision or finding.state} by "
-                          f"{_mention(who)} {dm.when(finding.decided_at or finding.state_changed_at)}.")
+                          f"{mention(who)} {dm.when(finding.decided_at or finding.state_changed_at)}.")
         return finding
 
     def _is_owner(self, user: str, finding: Finding) -> bool:
@@ -562,10 +563,10 @@ def outcome_of(finding: Finding | None, rem: Remediation | None) -> dm.Outcome |
         title = registry.action(rem.action).title
         dry = " (dry run: nothing changed in AWS)" if rem.dry_run else ""
         if rem.status == "planned":
-            return dm.Outcome(f":hourglass: {_mention(rem.requested_by)} asked to *{title}*; waiting for a security "
+            return dm.Outcome(f":hourglass: {mention(rem.requested_by)} asked to *{title}*; waiting for a security "
                               "approver.", pending=True)
         if rem.status == "undo_requested":
-            return dm.Outcome(f":hourglass: *{title}* done; {_mention(rem.undo_requested_by)} asked to undo it "
+            return dm.Outcome(f":hourglass: *{title}* done; {mention(rem.undo_requested_by)} asked to undo it "
                               "(it gives access back): waiting for a security approver.", pending=True)
         if rem.status in ("approved", "executing", "undoing"):
             return dm.Outcome(f":hourglass: {title}: in progress…", pending=True)
@@ -577,7 +578,7 @@ def outcome_of(finding: Finding | None, rem: Remediation | None) -> dm.Outcome |
             if undo_rule(action, requested_by=rem.requested_by, undoer=owner or "",
                          undoer_is_owner=bool(owner)) is not UndoRule.ONE_CLICK:
                 label = "Ask to undo"
-        text = (f":white_check_mark: *{title}* done by {_mention(rem.approved_by or rem.requested_by)} "
+        text = (f":white_check_mark: *{title}* done by {mention(rem.approved_by or rem.requested_by)} "
                 f"{dm.when(rem.finished_at)}{dry}.")
         if rem.error and rem.error.startswith("undo"):  # the last undo attempt, and why it did not happen
             text += f" ({dm.escape(rem.error)})"
@@ -588,12 +589,12 @@ def outcome_of(finding: Finding | None, rem: Remediation | None) -> dm.Outcome |
                 "failed": ":x: Failed", "cancelled": ":warning: Not carried out"}[rem.status]
         who = rem.undone_by or rem.approved_by or rem.requested_by
         why = f": {dm.escape(rem.error)}" if rem.error else ""
-        return dm.Outcome(f"{word}: {registry.action(rem.action).title.lower()} ({_mention(who)}){why}.")
+        return dm.Outcome(f"{word}: {registry.action(rem.action).title.lower()} ({mention(who)}){why}.")
     if finding.state == "resolved":
         return dm.Outcome(f":white_check_mark: Resolved: the scan of {dm.when(finding.resolved_at)} no longer sees it.")
     if finding.decision:
         until = f" until {finding.decision_until:%Y-%m-%d}" if finding.decision_until else ""
-        who = _mention(finding.decided_by)
+        who = mention(finding.decided_by)
         text = {
             "snooze": f":zzz: Snoozed{until} by {who}.",
             "exception": f":pushpin: Kept{until} by {who}: “{finding.decision_reason or ''}”",
@@ -605,12 +606,6 @@ def outcome_of(finding: Finding | None, rem: Remediation | None) -> dm.Outcome |
     if rem is not None and rem.status == "failed":
         return None  # the buttons come back; the failure is in the audit log and the reply
     return None
-
-
-def _mention(user: str | None) -> str:
-    if user and user[0] in "UW" and user.isalnum():
-        return f"<@{user}>"
-    return user or "someone"
 
 
 def _chunks(items: list, size: int) -> Iterable[list]:

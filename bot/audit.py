@@ -147,7 +147,9 @@ class AuditAction(StrEnum):
     REMEDIATION_SUCCEEDED = "remediation.succeeded"
     REMEDIATION_FAILED = "remediation.failed"
     REMEDIATION_RECONCILED = "remediation.reconciled"
+    REMEDIATION_UNDO_REQUESTED = "remediation.undo_requested"
     REMEDIATION_UNDONE = "remediation.undone"
+    REMEDIATION_CANCELLED = "remediation.cancelled"  # planned, then dropped before anything ran
     REMEDIATION_UNDO_FAILED = "remediation.undo_failed"
     # Someone tried something they may not do, or on a stale state (payload: reason, attempted)
     REFUSED = "refused"

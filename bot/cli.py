@@ -168,7 +168,7 @@ def _progress(label: str, event: str) -> None:
 
 def _print_table(report) -> None:
     from bot.report import short_resource, summary
-    from checks.catalog import BY_ID
+    from checks.catalog import severity_of
 
     for outcome in report.outcomes:
         if outcome.failed:

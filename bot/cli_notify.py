@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from bot.cli_common import engine_for, err, fail, out, settings_or_exit
 
+NOTIFY_WAIT_SECONDS = 600.0
+
 
 def notify():
     """Route open findings to their owners; send the reminders and escalations that are due."""
@@ -20,9 +22,19 @@ def notify():
         runtime = build_runtime(settings)
     except (SettingsError, RuntimeError) as exc:
         raise fail(str(exc)) from None
+    from bot.leader import LockBusy, exclusive
+
     campaigns = runtime.steward.campaigns
-    expired = campaigns.expire_decisions()
-    report = campaigns.run_cycle()
+    # One routing cycle at a time, with the worker's jobs too: a second `steward notify`
+    # waits for the first and then finds nothing left to send.
+    try:
+        with exclusive(settings.effective_database_url, wait=NOTIFY_WAIT_SECONDS,
+                       on_wait=lambda holder: err.print(
+                           f"waiting for another routing cycle to finish ({holder or 'another process'})…")):
+            expired = campaigns.expire_decisions()
+            report = campaigns.run_cycle()
+    except LockBusy as exc:
+        raise fail(f"{exc}; nothing was sent", code=1) from None
     out.print(
         f"{report.dms} DM(s) to owners covering {report.notified} finding(s); {report.triaged} to security "
         f"triage; {report.resumed} resumed after an interruption; {report.reminders} reminder(s); "

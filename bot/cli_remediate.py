@@ -70,33 +70,51 @@ def remediate(
 
 
 def undo(remediation: int = typer.Argument(..., help="Remediation id.")):
-    """Undo a succeeded, reversible remediation."""
+    """Undo a succeeded, reversible remediation (as operator); its Slack messages are updated."""
     from bot.services import ServiceError
     from bot.services.remediation import RemediationService
 
     settings = settings_or_exit()
+    campaigns = _slack_campaigns(settings)
+    service = campaigns.remediations if campaigns else RemediationService(settings, engine=engine_for(settings))
     try:
-        row = RemediationService(settings, engine=engine_for(settings)).undo(remediation, actor=cli_actor())
+        row = service.undo(remediation, actor=cli_actor(), operator=True)
     except ServiceError as exc:
         raise fail(str(exc), code=1) from None
+    finally:
+        if campaigns is not None:
+            campaigns.refresh_remediation(remediation)
     out.print(f"#{row.id} {row.action}: undone")
 
 
-def reconcile(
-    older_than: int = typer.Option(600, "--older-than", min=0,
-                                   help="Only remediations started at least this many seconds ago."),
-):
-    """Finish or fail remediations a crash left half-done (the worker does this every 10 minutes)."""
-    from datetime import timedelta
-
+def reconcile():
+    """Settle at once remediations whose process is gone (a crash, a kill): finished or failed
+    from live AWS state, never run twice; with Slack configured their messages are updated."""
     from bot.services.remediation import RemediationService
 
     settings = settings_or_exit()
-    service = RemediationService(settings, engine=engine_for(settings))
-    rows = service.reconcile(actor=cli_actor(), older_than=timedelta(seconds=older_than))
+    campaigns = _slack_campaigns(settings)
+    if campaigns is not None:
+        rows = campaigns.settle_interrupted(actor=cli_actor())
+    else:
+        rows = RemediationService(settings, engine=engine_for(settings)).reconcile(actor=cli_actor())
     for row in rows:
         out.print(f"#{row.id} {row.action}: {row.status}" + (f" — {row.error}" if row.error else ""))
     err.print(f"reconciled {len(rows)} remediation(s)")
+    if rows and campaigns is None:
+        err.print("Slack messages were not updated: SLACK_BOT_TOKEN is not set")
+
+
+def _slack_campaigns(settings):
+    """The campaign service when Slack is configured (to update messages), else None."""
+    if not settings.slack_bot_token:
+        return None
+    from bot.runtime import build_runtime
+
+    try:
+        return build_runtime(settings, settle=False).steward.campaigns
+    except RuntimeError as exc:
+        raise fail(str(exc)) from None
 
 
 def _report(row) -> None:

@@ -1,8 +1,10 @@
-"""What an owner may decide about each kind of finding: the buttons, as a table (pure).
+"""What an owner may decide about each kind of finding: the buttons, as a table (pure);
+and who may undo what (`undo_rule`).
 
-Walked by a test: every check has a family, every remediation button names an action the
-check offers. Slack action ids are `finding:<choice>` or `finding:remediate:<action>`;
-button values are the finding's opaque token, never data.
+Walked by tests: every check has a family, every remediation button names an action the
+check offers, every reversible action has its undo words and an undo rule for each kind of
+person. Slack action ids are `finding:<choice>` or `finding:remediate:<action>`; button
+values are the finding's opaque token, never data.
 """
 
 from __future__ import annotations
@@ -121,3 +123,49 @@ def auto_action(check: str) -> str | None:
         if button.action and registry.action(button.action).owner_may_apply_alone:
             return button.action
     return None
+
+
+# --- undo: judged like the action it would reverse ----------------------------------------
+
+# Steward's own auto-remediation (STEWARD_AUTO_REMEDIATE) acts for the owner, announced in
+# their DM with "you can undo it": it counts as the owner's own action.
+AUTO_ACTOR = "system:auto-remediate"
+
+
+class UndoRule(enum.StrEnum):
+    IMPOSSIBLE = "impossible"  # irreversible: nothing to undo
+    ONE_CLICK = "one_click"  # done at once for the person asking
+    NEEDS_APPROVER = "needs_approver"  # a security approver other than the person asking
+
+
+def undo_rule(action, *, requested_by: str, undoer: str, undoer_is_owner: bool) -> UndoRule:
+    """DESIGN.md §7.1: an undo gives access back, so it needs a second person, except the
+    undo of an owner's own access-reducing action (deactivating their own key, quarantining
+    their own user), which stays one click for that owner.
+
+    `action` is a checks.remediate Action; `requested_by` asked for the original change.
+    An undo of something a security approver or an operator did (or that needed an
+    approver in the first place: detach or delete a policy, remove from a group, the
+    password policy) goes to the security channel like the change did.
+    """
+    if not action.reversible:
+        return UndoRule.IMPOSSIBLE
+    own = requested_by in (undoer, AUTO_ACTOR)
+    if action.owner_may_apply_alone and undoer_is_owner and own:
+        return UndoRule.ONE_CLICK
+    return UndoRule.NEEDS_APPROVER
+
+
+# What an undo does, in words for the security channel ("re-attached by @X after approval by @Y").
+UNDO_WORDS: dict[str, str] = {
+    "deactivate-access-key": "reactivated",
+    "quarantine-user": "released from quarantine",
+    "detach-managed-policy": "re-attached",
+    "delete-inline-policy": "put back",
+    "remove-user-from-group": "added back to the group",
+    "apply-cis-password-policy": "previous password policy restored",
+}
+
+
+def undo_words(action_id: str) -> str:
+    return UNDO_WORDS.get(action_id, "undone")

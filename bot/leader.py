@@ -13,7 +13,7 @@ standby retries every STEWARD_LEADER_POLL_SECONDS.
   seconds and steps down when it is gone. `application_name` shows the holder in
   `pg_stat_activity`. Advisory lock keys are per database, so deployments sharing a server
   do not collide.
-* SQLite: an exclusive `flock` on a file next to the database (`<db>-scheduler.lock`).
+* SQLite: an exclusive `flock` on a file next to the database (`<db>-<name>.lock`).
   SQLite already requires every process to be on one host with a local file system, and
   the kernel drops a flock when its process dies, however it dies: takeover is bounded by
   the standby's poll interval alone. A lease row renewed by a heartbeat thread would add
@@ -29,7 +29,10 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar, Protocol
 
@@ -40,6 +43,9 @@ from sqlalchemy.pool import NullPool
 log = logging.getLogger(__name__)
 
 DEFAULT_NAME = "scheduler"
+# Routing cycles (`steward notify`, the worker's jobs) hold this lock while they run, so two
+# cycles never send the same DM twice.
+CAMPAIGN_LOCK = "campaign"
 
 
 def holder_id() -> str:
@@ -235,3 +241,92 @@ class ProcessLock:
         if self._held:
             self._held = False
             self._lock.release()
+
+
+# --- one cycle at a time: the campaign lock ----------------------------------------------------
+
+_held_here = threading.local()
+
+
+class LockBusy(RuntimeError):
+    """Another process held the lock for longer than we were willing to wait."""
+
+
+@contextmanager
+def exclusive(url: str, *, name: str = CAMPAIGN_LOCK, wait: float = 600.0, poll: float = 0.5,
+              on_wait: Callable[[str | None], None] | None = None) -> Iterator[None]:
+    """Hold the named lock (the same kinds as the leader lock) for the block.
+
+    Waits up to `wait` seconds while another process holds it (`on_wait` is told once, with
+    the holder if known), then raises LockBusy. Re-entrant within a thread: a scan job that
+    runs a routing cycle takes it once.
+    """
+    names = _held_here.__dict__.setdefault("names", set())
+    if name in names:
+        yield
+        return
+    lock = leader_lock(url, name=name)
+    deadline = time.monotonic() + wait
+    told = False
+    while not lock.try_acquire():
+        if not told and on_wait is not None:
+            on_wait(lock.current_holder() if isinstance(lock, FileLock) else None)
+            told = True
+        if time.monotonic() >= deadline:
+            raise LockBusy(f"another process held the {name} lock for more than {wait:.0f} s")
+        time.sleep(poll)
+    names.add(name)
+    try:
+        yield
+    finally:
+        names.discard(name)
+        lock.release()
+
+
+# --- leases: who is carrying out a remediation step ---------------------------------------------
+
+_process_holder: tuple[int, str] | None = None
+_process_holder_guard = threading.Lock()
+
+
+def _pid_namespace() -> str:
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "-"
+
+
+def process_holder() -> str:
+    """This process's lease holder id: `host:pid-namespace:pid:random` (new after a fork)."""
+    global _process_holder
+    with _process_holder_guard:
+        if _process_holder is None or _process_holder[0] != os.getpid():
+            holder = f"{socket.gethostname()}:{_pid_namespace()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+            _process_holder = (os.getpid(), holder)
+        return _process_holder[1]
+
+
+def holder_gone(holder: str | None) -> bool:
+    """True when `holder` is a process of this host (and pid namespace) that has ended.
+
+    Only a definite answer counts: a holder on another host, or whose pid now belongs to
+    some running process, is not known to be gone (its lease expiry decides instead).
+    """
+    if not holder:
+        return True
+    try:
+        host, namespace, pid_text, _random = holder.rsplit(":", 3)
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    if host != socket.gethostname() or namespace != _pid_namespace():
+        return False
+    if pid == os.getpid():
+        return holder != process_holder()  # an earlier process that had our pid
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False

@@ -64,6 +64,8 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     **{(s, E.START): S.REMEDIATING for s in (S.OPEN, S.NOTIFIED, S.REOPENED, S.APPROVED, S.FAILED)},
     (S.REMEDIATING, E.SUCCEED): S.REMEDIATED,
     (S.REMEDIATING, E.FAIL): S.FAILED,
+    # Approved, then interrupted before it started (settled from its lease): nothing ran.
+    (S.APPROVED, E.FAIL): S.FAILED,
     (S.REMEDIATED, E.UNDO): S.OPEN,
 }
 

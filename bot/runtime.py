@@ -30,7 +30,7 @@ class Runtime:
         return create_app(self.settings, self.steward, client=self.client, socket_mode=socket_mode)
 
 
-def build_runtime(settings: Settings) -> Runtime:
+def build_runtime(settings: Settings, *, settle: bool = True) -> Runtime:
     """Everything a Slack-serving process needs. Raises SettingsError / RuntimeError early."""
     load_process_keyring(settings)  # STEWARD_AUDIT_KEY's secrets, fetched once at start
     engine = make_engine(settings.effective_database_url)
@@ -42,7 +42,8 @@ def build_runtime(settings: Settings) -> Runtime:
         approver_usergroup=settings.security_usergroup,
     )
     runtime = Runtime(settings, engine, client, Steward(settings, engine=engine, directory=directory, client=client))
-    # Remediations a crash left half-done long ago are settled first (the worker's
-    # `reconcile` job keeps doing it every 10 minutes).
-    runtime.steward.remediations.reconcile()
+    # Remediations whose process is gone (a crash, a SIGKILL) are settled first, and their
+    # DMs and approval messages updated (the worker's `reconcile` job keeps doing it).
+    if settle:
+        runtime.steward.campaigns.settle_interrupted()
     return runtime

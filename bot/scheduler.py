@@ -9,6 +9,7 @@ Jobs (stable ids; the job store keeps them across restarts):
 | `expire`       | daily 07:45                                               | exceptions and snoozes that ran out |
 | `digest`       | STEWARD_DIGEST_CRON (default Monday 09:00)                | the weekly digest (idempotent per week) |
 | `audit-verify` | daily 06:15                                               | recompute the audit chain; alert the security channel if broken |
+| `reconcile`    | every minute                                              | settle remediations whose process is gone; update their messages |
 
 Cron times are in STEWARD_TIMEZONE. Intervals are aligned to a fixed midnight UTC, so a
 restart does not push the next scan back by a whole interval.
@@ -16,6 +17,9 @@ restart does not push the next scan back by a whole interval.
 The jobs are module-level functions referenced by text (`bot.scheduler:run_scan`): the
 SQLAlchemy job store pickles references, not objects. They find the process's one Runtime
 through `current_runtime()`, built once by the worker (or installed by a test).
+
+Every job runs under the campaign lock (bot/leader.py `exclusive`), which `steward notify`
+takes too: two routing cycles never run at once, so nobody gets the same DM twice.
 
 Only the leader (bot/leader.py) starts a scheduler. On SIGTERM or SIGINT the worker stops
 taking jobs, waits for the running ones (`shutdown(wait=True)`), releases the lock and
@@ -140,8 +144,8 @@ def job_specs(settings: Settings) -> list[JobSpec]:
         JobSpec("audit-verify", "bot.scheduler:run_audit_verify", CronTrigger(hour=6, minute=15, timezone=zone),
                 grace, "Verify the audit chain"),
         JobSpec("reconcile", "bot.scheduler:run_reconcile",
-                IntervalTrigger(minutes=10, start_date=INTERVAL_ANCHOR, timezone=UTC),
-                grace, "Settle remediations a crash left half-done"),
+                IntervalTrigger(minutes=1, start_date=INTERVAL_ANCHOR, timezone=UTC),
+                grace, "Settle remediations whose process is gone"),
     ]
 
 
@@ -195,7 +199,6 @@ def _log_job_event(event: JobExecutionEvent) -> None:
 _runtime: Any = None
 _runtime_factory: Callable[[], Any] | None = None
 _runtime_lock = threading.Lock()
-_route_lock = threading.Lock()  # a post-scan cycle and the hourly one never overlap
 
 
 def install_runtime(runtime: Any = None, *, factory: Callable[[], Any] | None = None) -> None:
@@ -223,35 +226,48 @@ def current_runtime() -> Any:
 # --- jobs (referenced by text from the job store: keep their names) -------------------------
 
 
+def exclusive_job(runtime: Any):
+    """The campaign lock, shared with `steward notify` (re-entrant: a scan's routing cycle)."""
+    from bot.leader import exclusive
+
+    return exclusive(runtime.settings.effective_database_url,
+                     on_wait=lambda holder: log.info("job waiting for the campaign lock (held by %s)",
+                                                     holder or "another process"))
+
+
 def run_scan() -> None:
-    """Scan every configured account, then run a routing cycle for what it found."""
+    """Scan every configured account, then run a routing cycle for what it found (the
+    messages under the campaign lock; the scan itself writes no message)."""
     runtime = current_runtime()
     began = time.monotonic()
     report = runtime.steward.scans.run(actor="system")
     failed = [o.account_id for o in report.failed]
     log.info("scheduled scan %s: %d accounts, %d failed%s (%.1fs)", report.run_id, len(report.outcomes),
              len(failed), f": {', '.join(failed)}" if failed else "", time.monotonic() - began)
-    runtime.steward.campaigns.refresh_resolved(report.resolved)
-    run_route()
+    with exclusive_job(runtime):
+        runtime.steward.campaigns.refresh_resolved(report.resolved)
+        run_route()
 
 
 def run_route() -> None:
     """One routing cycle: new findings to owners, reminders and escalations that are due."""
     runtime = current_runtime()
-    with _route_lock:
+    with exclusive_job(runtime):
         report = runtime.steward.campaigns.run_cycle()
     log.info("routing cycle: %s", report)
 
 
 def run_expire() -> None:
     """Exceptions and snoozes whose time ran out go back to their owners."""
-    expired = current_runtime().steward.campaigns.expire_decisions()
+    runtime = current_runtime()
+    with exclusive_job(runtime):
+        expired = runtime.steward.campaigns.expire_decisions()
     log.info("expired decisions: %s", expired)
 
 
 def run_reconcile() -> None:
-    """Remediations left `executing` by a crashed process: finish or fail them from AWS state."""
-    settled = current_runtime().steward.remediations.reconcile()
+    """Remediations whose process is gone: settle them from AWS state, update their messages."""
+    settled = current_runtime().steward.campaigns.settle_interrupted()
     if settled:
         log.warning("reconciled %d interrupted remediation(s): %s", len(settled),
                     ", ".join(f"#{r.id} {r.status}" for r in settled))
@@ -262,7 +278,8 @@ def run_digest() -> None:
     from bot.services.digest import DigestService
 
     runtime = current_runtime()
-    result = DigestService(runtime.settings, runtime.engine).post(runtime.client, actor="system")
+    with exclusive_job(runtime):
+        result = DigestService(runtime.settings, runtime.engine).post(runtime.client, actor="system")
     log.info("digest %s: %s", result.week, f"posted ({result.ts})" if result.posted else f"not posted: {result.note}")
 
 

@@ -3,6 +3,7 @@ HTTP to `steward serve`, AWS changes on moto, messages updated in place, Undo, a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
@@ -71,15 +72,16 @@ class World:
         return self.iam.list_access_keys(UserName=user)["AccessKeyMetadata"][0]["Status"]
 
 
-@pytest.fixture
-def world(tmp_path, monkeypatch) -> Iterator[World]:
+@contextlib.contextmanager
+def make_world(tmp_path: Path, monkeypatch, db: str) -> Iterator[World]:
+    """bob (an unused key, an inline s3:* policy), dave (a stale user with an old key) and
+    legacy-ci (no owner), scanned into the database at `db`."""
     for name, value in FAKE_CREDENTIALS.items():
         monkeypatch.setenv(name, value)
     with running_moto_server() as moto, SlackFake() as fake:
         monkeypatch.setenv("AWS_ENDPOINT_URL", moto)
         for uid, name in ((BOB, "bob"), (DAVE, "dave"), (CAROL, "carol"), (ERIN, "erin"), (MALLORY, "mallory")):
             fake.add_user(uid, name=name, email=f"{name}@example.com")
-        db = f"sqlite:///{tmp_path / 'steward.db'}"
         upgrade(db)
         w = World(fake, moto, db, tmp_path)
         iam = w.iam
@@ -98,8 +100,16 @@ def world(tmp_path, monkeypatch) -> Iterator[World]:
         backdate_access_key("legacy-ci", 1, created=100, last_used=60)
         install_deny_all()
         ScanService(w.settings(), engine=w.engine).run(actor="test")
+        try:
+            yield w
+        finally:
+            w.engine.dispose()
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch) -> Iterator[World]:
+    with make_world(tmp_path, monkeypatch, f"sqlite:///{tmp_path / 'steward.db'}") as w:
         yield w
-        w.engine.dispose()
 
 
 def dm_message(world: World, user: str) -> dict:

@@ -91,9 +91,9 @@ def test_cli_remediate_then_undo(world):
     with Session(world["engine"]) as session:
         assert session.get(Finding, fid).state == "open"
         assert session.get(Remediation, rem.id).status == "undone"
-    assert actions(world["engine"])[-5:] == [
+    assert actions(world["engine"])[-6:] == [
         "remediation.planned", "remediation.approved", "remediation.started",
-        "remediation.succeeded", "remediation.undone",
+        "remediation.succeeded", "remediation.undo_requested", "remediation.undone",
     ]
     assert CliRunner().invoke(app, ["audit", "verify"]).exit_code == 0
 
@@ -158,7 +158,7 @@ def test_two_threads_executing_one_remediation_run_it_once(world):
     for t in threads:
         t.join()
     assert sorted(outcomes)[1] == "succeeded"
-    assert sorted(outcomes)[0].startswith("refused: Already handled")
+    assert sorted(outcomes)[0].startswith(("refused: Already in hand", "refused: Already handled"))
     assert actions(world["engine"]).count("remediation.started") == 1
 
 
@@ -237,17 +237,92 @@ def test_killed_between_intent_and_completion_is_reconciled(world, tmp_path, whe
     with Session(world["engine"]) as session:
         left = session.exec(select(Remediation)).one()
     assert left.status == "executing" and left.before["status"] == "Active"
+    assert left.lease_owner and str(proc.pid) in left.lease_owner
 
-    young = CliRunner().invoke(app, ["reconcile"])  # it might still be running elsewhere
-    assert young.exit_code == 0 and "reconciled 0" in young.stderr
-    result = CliRunner().invoke(app, ["reconcile", "--older-than", "0"])
+    # Its process is gone: settled at once, not after a timeout.
+    result = CliRunner().invoke(app, ["reconcile"])
     assert result.exit_code == 0, result.output
+    assert "reconciled 1" in result.stderr
     with Session(world["engine"]) as session:
         rem = session.get(Remediation, left.id)
         finding = session.get(Finding, fid)
-    assert rem.status == status
+    assert rem.status == status and rem.lease_owner is None
     assert key_status(world) == key
     assert finding.state == ("remediated" if status == "succeeded" else "failed")
     assert actions(world["engine"])[-1] == ("remediation.succeeded" if status == "succeeded" else "remediation.failed")
     # Reconciling again finds nothing left to do: nothing runs twice.
-    assert "reconciled 0" in CliRunner().invoke(app, ["reconcile", "--older-than", "0"]).stderr
+    assert "reconciled 0" in CliRunner().invoke(app, ["reconcile"]).stderr
+
+
+def test_undo_is_judged_like_the_action_it_reverses(world):
+    svc = service(world)
+    fid = finding_id(world["engine"], "unused-access-key", "bob")
+    # An approver deactivated the owner's key: undoing it gives access back, so it is not
+    # one click for the owner, and the asker cannot approve their own undo.
+    rem = svc.request(fid, "deactivate-access-key", actor=APPROVER)
+    svc.approve(rem.id, approver=APPROVER)
+    svc.execute(rem.id, actor=APPROVER)
+    with pytest.raises(RemediationRefused, match="needs a security approver other than you"):
+        svc.undo(rem.id, actor=OWNER, undoer_is_owner=True)
+    assert key_status(world) == "Inactive"
+    asked = svc.request_undo(rem.id, actor=APPROVER)
+    assert asked.status == "undo_requested"
+    with pytest.raises(RemediationRefused, match="second person"):
+        svc.approve_undo(rem.id, approver=APPROVER)
+    with pytest.raises(RemediationRefused, match="security approver"):
+        svc.approve_undo(rem.id, approver=OWNER)
+    assert key_status(world) == "Inactive"
+    done = svc.approve_undo(rem.id, approver=OTHER_APPROVER)
+    assert (done.status, done.undone_by, done.undo_decided_by) == ("undone", APPROVER, OTHER_APPROVER)
+    assert key_status(world) == "Active"
+
+    # The owner's own deactivation: one click for the owner.
+    rem = svc.request(fid, "deactivate-access-key", actor=OWNER)
+    svc.approve(rem.id, approver=OWNER)
+    svc.execute(rem.id, actor=OWNER)
+    assert svc.undo(rem.id, actor=OWNER, undoer_is_owner=True).status == "undone"
+    assert key_status(world) == "Active"
+
+
+def _lease_row(world, holder: str, expires_in: float) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from bot.db.engine import session_scope
+
+    fid = finding_id(world["engine"], "unused-access-key", "bob")
+    rem = service(world).request(fid, "deactivate-access-key", actor=OWNER)
+    service(world).approve(rem.id, approver=OWNER)
+    with session_scope(world["engine"]) as session:
+        row = session.get(Remediation, rem.id)
+        row.status, row.lease_owner = "executing", holder
+        row.lease_expires_at = datetime.now(UTC) + timedelta(seconds=expires_in)
+    return rem.id
+
+
+@pytest.mark.parametrize(("whose", "expires_in", "settled"), [
+    ("dead process here", 3600, True),
+    ("live process here", 3600, False),
+    ("live process here", -1, True),  # stopped renewing: its lease ran out
+    ("another host", 3600, False),
+])
+def test_a_lease_whose_holder_is_gone_is_settled_at_once(world, whose, expires_in, settled):
+    import socket
+
+    from bot.leader import _pid_namespace
+
+    here = f"{socket.gethostname()}:{_pid_namespace()}"
+    if whose == "dead process here":
+        gone = subprocess.Popen([sys.executable, "-c", "pass"])
+        gone.wait()
+        holder = f"{here}:{gone.pid}:deadbeef"
+    elif whose == "live process here":
+        holder = f"{here}:{os.getppid()}:cafe0001"
+    else:
+        holder = f"elsewhere:1:{os.getpid()}:cafe0002"
+    rid = _lease_row(world, holder, expires_in)
+    rows = service(world).reconcile()
+    with Session(world["engine"]) as session:
+        row = session.get(Remediation, rid)
+    assert ([r.id for r in rows] == [rid]) is settled
+    assert row.status == ("failed" if settled else "executing")  # the key was never touched
+    assert key_status(world) == "Active"

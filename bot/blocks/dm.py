@@ -39,6 +39,7 @@ class Outcome:
     text: str  # mrkdwn, one line
     undo_token: str | None = None  # a remediation that can still be undone
     pending: bool = False  # waiting for a security approver
+    undo_label: str = "Undo"  # "Ask to undo" when the undo needs a second person
 
 
 def when(value: datetime | None) -> str:
@@ -82,10 +83,10 @@ def finding_actions(finding, *, dry_run: bool = False) -> ActionsBlock:
     return ActionsBlock(block_id=f"f:{finding.token}", elements=elements)
 
 
-def undo_actions(token: str) -> ActionsBlock:
+def undo_actions(token: str, label: str = "Undo") -> ActionsBlock:
     return ActionsBlock(
         block_id=f"r:{token}",
-        elements=[ButtonElement(text="Undo", action_id="remediation:undo", value=token)],
+        elements=[ButtonElement(text=label, action_id="remediation:undo", value=token)],
     )
 
 
@@ -100,7 +101,7 @@ def finding_blocks(finding, outcome: Outcome | None, *, dry_run: bool = False,
         return blocks
     blocks.append(context(outcome.text))
     if outcome.undo_token:
-        blocks.append(undo_actions(outcome.undo_token))
+        blocks.append(undo_actions(outcome.undo_token, outcome.undo_label))
     return blocks
 
 
@@ -150,7 +151,7 @@ def triage_message(findings: Sequence, outcomes: Mapping[str, Outcome], *, reaso
         if outcome is not None:
             blocks.append(context(outcome.text))
             if outcome.undo_token:
-                blocks.append(undo_actions(outcome.undo_token))
+                blocks.append(undo_actions(outcome.undo_token, outcome.undo_label))
             continue
         elements = []
         if finding.check_id not in SECURITY_ONLY:
@@ -161,34 +162,6 @@ def triage_message(findings: Sequence, outcomes: Mapping[str, Outcome], *, reaso
             if b.choice is not Choice.NOT_MINE
         )
         blocks.append(ActionsBlock(block_id=f"f:{finding.token}", elements=elements[:25]))
-    return blocks
-
-
-def approval_request(remediation, finding, *, decided: str | None = None) -> list[Block]:
-    """Approve / Reject for a security approver; once decided, who decided and the result."""
-    text = (
-        f"<@{remediation.requested_by}> asks to *{escape(remediation.action)}*: {escape(remediation.plan_summary)}"
-        if remediation.requested_by.startswith(("U", "W"))
-        else f"{escape(remediation.requested_by)} asks to *{escape(remediation.action)}*: {escape(remediation.plan_summary)}"
-    )
-    if remediation.irreversible_warning:
-        text += f"\n:warning: {escape(remediation.irreversible_warning)}"
-    if remediation.dry_run:
-        text += "\n:test_tube: Dry run: approving changes nothing in AWS."
-    blocks: list[Block] = [
-        HeaderBlock(text=PlainTextObject(text="Approval needed")),
-        mrkdwn_section(text),
-        finding_section(finding, with_rationale=False),
-    ]
-    if decided:
-        blocks.append(context(decided))
-    else:
-        blocks.append(ActionsBlock(block_id=f"r:{remediation.token}", elements=[
-            ButtonElement(text="Approve", action_id="remediation:approve", value=remediation.token, style="primary",
-                          confirm=ConfirmObject(title="Approve?", text=remediation.plan_summary[:300],
-                                                confirm="Approve", deny="Cancel")),
-            ButtonElement(text="Reject", action_id="remediation:reject", value=remediation.token, style="danger"),
-        ]))
     return blocks
 
 

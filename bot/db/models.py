@@ -181,7 +181,8 @@ class OwnerOverride(SQLModel, table=True):
 
 
 class Remediation(SQLModel, table=True):
-    """One cleanup of one finding: planned -> approved -> executing -> succeeded | failed -> undone.
+    """One cleanup of one finding: planned -> approved -> executing -> succeeded | failed ->
+    (undo_requested ->) undoing -> undone; planned -> rejected | cancelled.
 
     The intent (status `executing`) is committed before the AWS call, and `before` as soon
     as the action has read it, so a crash leaves enough to reconcile on restart. At most
@@ -225,6 +226,20 @@ class Remediation(SQLModel, table=True):
     error: str | None = Field(default=None, max_length=4000)
     undone_by: str | None = Field(default=None, max_length=200)
     undone_at: datetime | None = _utc_column(default=None)
+    # The process carrying out the current step (planning, asking for approval, the AWS
+    # call, an undo) and until when its lease runs: it renews it while it works. A row in
+    # a working state whose holder is gone (lease expired, or its process dead on this
+    # host) is settled by whichever process looks first (RemediationService.reconcile).
+    lease_owner: str | None = Field(default=None, max_length=200)
+    lease_expires_at: datetime | None = _utc_column(default=None)
+    # The security channel's approval request (updated on every later change, undo included).
+    approval_channel: str | None = Field(default=None, max_length=32)
+    approval_ts: str | None = Field(default=None, max_length=32)
+    # An undo that gives access back waits for a second person (status `undo_requested`).
+    undo_requested_by: str | None = Field(default=None, max_length=200)
+    undo_requested_at: datetime | None = _utc_column(default=None)
+    undo_decided_by: str | None = Field(default=None, max_length=200)
+    undo_approval_ts: str | None = Field(default=None, max_length=32)
 
 
 # --- Scheduler and digest (bot/scheduler.py, bot/services/digest.py) -------------------------

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from slack_bolt import App
 
-from bot.blocks import dm
+from bot.blocks import approvals, dm
 from bot.decisions import Choice, parse_action_id
 from bot.listeners.errors import answered
 from bot.services.campaigns import Refusal
@@ -84,20 +84,45 @@ def register(app: App, steward) -> None:
         token = (action.get("block_id") or "").removeprefix("f:")
         attempt(respond, lambda: campaigns.assign(body["user"]["id"], token, action["selected_user"]))
 
-    def on_approval(body, action, respond, client):
-        approve = action["action_id"] == "remediation:approve"
-        user = body["user"]["id"]
+    def on_approve(body, action, respond):
+        # The approval message is rebuilt by the service; the requester gets a DM line.
+        attempt(respond, lambda: campaigns.approval(body["user"]["id"], action.get("value", ""), True))
+
+    def on_undo_approve(body, action, respond):
+        attempt(respond, lambda: campaigns.undo_approval(body["user"]["id"], action.get("value", ""), True))
+
+    def on_reject(body, action, respond, client):
+        """Reject… asks for a reason first (a modal); the submission does the rejecting."""
+        kind = "undo" if action["action_id"] == "remediation:undo_reject" else "do"
+        user, token = body["user"]["id"], action.get("value", "")
         try:
-            line, rem, finding = campaigns.approval(user, action.get("value", ""), approve)
+            campaigns.check_can_reject(user, token, undo=kind == "undo")
         except Refusal as exc:
             reply(respond, f":no_entry: {exc}")
             return
-        verb = "Approved" if approve else "Rejected"
-        decided = f"{verb} by <@{user}> {dm.when(rem.approved_at or rem.finished_at)}. {line}"
-        container = body.get("container") or {}
-        client.chat_update(channel=container.get("channel_id") or body["channel"]["id"],
-                           ts=container.get("message_ts") or body["message"]["ts"],
-                           blocks=dm.approval_request(rem, finding, decided=decided), text=decided)
+        client.views_open(trigger_id=body["trigger_id"], view=approvals.reject_modal(kind, token))
+
+    def on_reject_ack(ack, view):
+        # A modal's errors travel in the ack; the rejecting itself runs after it (lazy).
+        values = view["state"]["values"]
+        _reason, error = approvals.validate_reason((values.get("reason", {}).get("value") or {}).get("value"))
+        if error:
+            ack(response_action="errors", errors={"reason": error})
+        else:
+            ack()
+
+    def on_reject_submit(body, view, client):
+        values = view["state"]["values"]
+        reason, error = approvals.validate_reason((values.get("reason", {}).get("value") or {}).get("value"))
+        if error:
+            return
+        kind, _, token = (view.get("private_metadata") or "").partition(":")
+        user = body["user"]["id"]
+        decide = campaigns.undo_approval if kind == "undo" else campaigns.approval
+        try:
+            decide(user, token, False, reason=reason)
+        except Refusal as exc:  # e.g. approved by someone else meanwhile: say so privately
+            client.chat_postMessage(channel=user, text=f":no_entry: Not rejected: {exc}")
 
     def on_undo(body, action, respond):
         attempt(respond, lambda: campaigns.undo(body["user"]["id"], action.get("value", "")))
@@ -112,10 +137,14 @@ def register(app: App, steward) -> None:
         ("finding:snooze", on_snooze),
         ("finding:keep", on_keep),  # views.open needs the trigger id within 3 s: lazy runs at once
         ("finding:assign", on_assign),
-        (re.compile(r"^remediation:(approve|reject)$"), on_approval),
+        ("remediation:approve", on_approve),
+        ("remediation:undo_approve", on_undo_approve),
+        # views.open needs the trigger id within 3 s: lazy runs at once
+        (re.compile(r"^remediation:(undo_)?reject$"), on_reject),
         ("remediation:undo", on_undo),
     ):
         app.action(matcher)(ack=_ack, lazy=[answered(work, steward.engine)])
     # A modal's errors travel in the ack, so the submission is handled before answering.
     app.view("keep_modal")(on_keep_submit)
+    app.view("reject_modal")(ack=on_reject_ack, lazy=[answered(on_reject_submit, steward.engine)])
     app.event("app_home_opened")(ack=_ack, lazy=[answered(on_home, steward.engine)])

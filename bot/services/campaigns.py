@@ -8,6 +8,8 @@ sending again, so an interrupted campaign resumes without duplicates.
 Every click goes through `click()`: the Slack user id from the signed payload must be the
 finding's owner or a security approver; anything else is refused privately and audited.
 Decided findings are shown, not re-decided: a stale click says who handled it and when.
+
+Approvals, undo and settling interrupted work: bot/services/approvals.py.
 """
 
 from __future__ import annotations
@@ -28,13 +30,24 @@ from sqlalchemy import Engine, update
 from bot import audit
 from bot.audit import AuditAction as A
 from bot.blocks import dm
+from bot.blocks.approvals import who as mention
 from bot.blocks.common import escape
 from bot.config import Settings
 from bot.db import queries
-from bot.db.engine import session_scope
+from bot.db.engine import session_scope, write_scope
 from bot.db.models import Finding, OwnerOverride, Remediation
-from bot.decisions import ROTATE_DEADLINE_DAYS, SECURITY_ONLY, Choice, auto_action, removal_action
+from bot.decisions import (
+    AUTO_ACTOR,
+    ROTATE_DEADLINE_DAYS,
+    SECURITY_ONLY,
+    Choice,
+    UndoRule,
+    auto_action,
+    removal_action,
+    undo_rule,
+)
 from bot.lifecycle import Event, InvalidTransition, next_state
+from bot.services.approvals import ApprovalFlow, Refusal
 from bot.services.common import Clock, ServiceError, utcnow
 from bot.services.remediation import RemediationRefused, RemediationService
 from checks.remediate import registry
@@ -45,7 +58,6 @@ log = logging.getLogger(__name__)
 KEEP_REASON_MAX = 1000
 
 METADATA_EVENT = "steward_notification"
-AUTO_ACTOR = "system:auto-remediate"
 ACTIONABLE = frozenset({"open", "notified", "reopened", "failed"})
 #: Slack errors that are the app's setup, not one message: every further post (anywhere, or
 #: to that channel) would fail the same way, so a cycle stops trying after the first, logs
@@ -62,10 +74,6 @@ def _describe(exc: SlackApiError) -> str:
     """Slack's error code, with the scope it needs when that is the problem."""
     error = str(exc.response.get("error") or exc)
     return f"{error} (needs {exc.response['needed']})" if exc.response.get("needed") else error
-
-
-class Refusal(ServiceError):
-    """A click that changes nothing: shown privately to the person who clicked."""
 
 
 @dataclass
@@ -97,7 +105,7 @@ class Pacer:
         self._last[channel] = self.clock()
 
 
-class Campaigns:
+class Campaigns(ApprovalFlow):
     def __init__(self, settings: Settings, *, engine: Engine, client: WebClient, directory,
                  remediations: RemediationService, clock: Clock = utcnow, pacer: Pacer | None = None):
         self.settings = settings
@@ -197,7 +205,7 @@ class Campaigns:
         report.triaged += 0 if owner else len(findings)
 
     def _mark_sent(self, findings, batch: str, channel: str, ts: str, owner: str | None, now: datetime) -> None:
-        with session_scope(self.engine) as session:
+        with write_scope(self.engine) as session:
             for finding in findings:
                 row = session.get(Finding, finding.id)
                 if row.notify_batch != batch:
@@ -338,9 +346,7 @@ class Campaigns:
         for finding in due:
             action = auto_action(finding.check_id)
             try:
-                rem = self.remediations.request(finding.id, action, actor=AUTO_ACTOR)
-                self.remediations.approve(rem.id, approver=AUTO_ACTOR)
-                rem = self.remediations.execute(rem.id, actor=AUTO_ACTOR)
+                rem = self._carry_out(self.remediations.request(finding.id, action, actor=AUTO_ACTOR), AUTO_ACTOR)
             except ServiceError as exc:
                 report.failures.append(f"auto {action} on {finding.resource}: {exc}")
                 continue
@@ -351,7 +357,7 @@ class Campaigns:
     def expire_decisions(self, now: datetime | None = None) -> int:
         """Snoozes, exceptions and rotation promises that ran out: ask the owner again."""
         now = now or self.clock()
-        with session_scope(self.engine) as session:
+        with write_scope(self.engine) as session:
             ending = queries.decisions_ending(session=session, now=now)
             for finding in ending:
                 kind = finding.decision
@@ -439,7 +445,7 @@ class Campaigns:
         if not self.directory.is_approver(approver):
             self._refuse(approver, finding, "assign owner: not a security approver", now)
             raise Refusal("Only security approvers can assign owners.")
-        with session_scope(self.engine) as session:
+        with write_scope(self.engine) as session:
             override = session.get(OwnerOverride, finding.resource)
             previous = override.slack_user_id if override else None
             if override is None:
@@ -461,43 +467,6 @@ class Campaigns:
         self.run_cycle(now)  # routes it to the new owner right away
         return f"Assigned to <@{owner}>; they have a DM about it now."
 
-    # -- approvals ------------------------------------------------------------------------
-
-    def approval(self, user: str, token: str, approve: bool, *, reason: str = "") -> tuple[str, Remediation, Finding]:
-        """Approve (and carry out) or reject a remediation request from the security channel."""
-        with session_scope(self.engine) as session:
-            rem = queries.remediation_by_token(session=session, token=token)
-        if rem is None:
-            raise self._unknown(user, "approve" if approve else "reject", "This request no longer exists.")
-        try:
-            if approve:
-                self.remediations.approve(rem.id, approver=user)
-                rem = self.remediations.execute(rem.id, actor=user)
-            else:
-                rem = self.remediations.reject(rem.id, approver=user, reason=reason or "rejected in Slack")
-        except RemediationRefused as exc:
-            raise Refusal(str(exc)) from None
-        finding = self._finding(rem.finding_id)
-        self._refresh_finding(finding)
-        return self._outcome_line(rem), rem, finding
-
-    def undo(self, user: str, token: str) -> str:
-        now = self.clock()
-        with session_scope(self.engine) as session:
-            rem = queries.remediation_by_token(session=session, token=token)
-        if rem is None:
-            raise self._unknown(user, "undo", "This remediation no longer exists.")
-        finding = self._finding(rem.finding_id)
-        if not (self._is_owner(user, finding) or self.directory.is_approver(user)):
-            self._refuse(user, finding, f"undo {rem.action}: not the owner or a security approver", now)
-            raise Refusal("Only the owner or a security approver can undo this.")
-        try:
-            self.remediations.undo(rem.id, actor=user)
-        except RemediationRefused as exc:
-            raise Refusal(str(exc)) from None
-        self._refresh_finding(self._finding(rem.finding_id))
-        return "Undone."
-
     # -- helpers --------------------------------------------------------------------------
 
     def _authorized_finding(self, user: str, token: str, attempted: str, now: datetime) -> Finding:
@@ -506,6 +475,11 @@ class Campaigns:
             in_flight = queries.remediation_in_flight(session=session, finding_id=finding.id) if finding else None
         if finding is None:
             raise self._unknown(user, attempted, "This finding no longer exists.")
+        if in_flight is not None and self.remediations.stale(in_flight):  # its process is gone: settle it now
+            self.settle_interrupted(only=[in_flight.id])
+            with session_scope(self.engine) as session:
+                finding = session.get(Finding, finding.id)
+                in_flight = queries.remediation_in_flight(session=session, finding_id=finding.id)
         if not (self._is_owner(user, finding) or self.directory.is_approver(user)):
             self._refuse(user, finding, f"{attempted}: not the owner or a security approver", now)
             raise Refusal("Only the owner of this IAM identity or a security approver can decide about it.")
@@ -517,7 +491,7 @@ class Campaigns:
             who = finding.decided_by or "a scan"
             self._refuse(user, finding, f"{attempted}: finding is {finding.state}", now)
             raise Refusal(f"Already handled: {finding.decision or finding.state} by "
-                          f"{_mention(who)} {dm.when(finding.decided_at or finding.state_changed_at)}.")
+                          f"{mention(who)} {dm.when(finding.decided_at or finding.state_changed_at)}.")
         return finding
 
     def _is_owner(self, user: str, finding: Finding) -> bool:
@@ -543,28 +517,16 @@ class Campaigns:
                          resource=finding.resource, account=finding.account_id, at=now,
                          payload={"action": action_id, "remediation_id": rem.id})
         action = registry.action(action_id)
-        if action.owner_may_apply_alone:
-            try:
-                self.remediations.approve(rem.id, approver=user)
-            except RemediationRefused as exc:  # an approver acting on someone else's finding
-                raise Refusal(str(exc)) from None
-            rem = self.remediations.execute(rem.id, actor=user)
+        try:
+            if action.owner_may_apply_alone:
+                rem = self._carry_out(rem, user)
+                return self._outcome_line(rem)
+            self._post_approval(rem, finding)
+        except RemediationRefused as exc:
+            raise Refusal(str(exc)) from None
+        finally:
             self._refresh_finding(self._finding(finding.id))
-            return self._outcome_line(rem)
-        self._request_approval(rem, finding, now)
-        self._refresh_finding(self._finding(finding.id))
-        return "Sent to the security team for approval."
-
-    def _request_approval(self, rem: Remediation, finding: Finding, now: datetime) -> None:
-        channel = self.settings.security_channel
-        if not channel:
-            raise Refusal("No security channel is configured to approve this (STEWARD_SECURITY_CHANNEL).")
-        self.client.chat_postMessage(channel=channel, blocks=dm.approval_request(rem, finding),
-                                     text=f"Approval needed: {rem.action} on {finding.resource}")
-        with session_scope(self.engine) as session:
-            audit.record(session, actor=rem.requested_by, action=A.APPROVAL_REQUESTED,
-                         subject_fingerprint=finding.fingerprint, resource=finding.resource,
-                         account=finding.account_id, at=now, payload={"remediation_id": rem.id, "action": rem.action})
+        return "Sent to the security team for approval; you'll get a message here when someone decides."
 
     def _decide(self, user: str, finding: Finding, decision: str, event: Event | None, now: datetime, *,
                 until: datetime | None = None, reason: str | None = None, audit_action: A) -> str:
@@ -593,7 +555,7 @@ class Campaigns:
         if not self.settings.security_channel:
             raise Refusal("No security channel is configured to take this over.")
         self._decide(user, finding, "not_mine", None, now, audit_action=A.DECISION_NOT_MINE)
-        with session_scope(self.engine) as session:
+        with write_scope(self.engine) as session:
             row = session.get(Finding, finding.id)
             row.decision = None  # back to triage: an approver assigns the right owner
             row.notify_channel = row.notify_ts = row.notify_batch = row.notified_to = None
@@ -665,28 +627,42 @@ class Campaigns:
 
 def outcome_of(finding: Finding | None, rem: Remediation | None) -> dm.Outcome | None:
     """What to show instead of buttons: a remediation's state, or the owner's decision (pure)."""
-    if rem is not None and rem.status not in ("rejected", "undone", "failed"):
+    if rem is not None and rem.status not in ("rejected", "undone", "failed", "cancelled"):
         title = registry.action(rem.action).title
         dry = " (dry run: nothing changed in AWS)" if rem.dry_run else ""
         if rem.status == "planned":
-            return dm.Outcome(f":hourglass: {_mention(rem.requested_by)} asked to *{title}*; waiting for a security "
+            return dm.Outcome(f":hourglass: {mention(rem.requested_by)} asked to *{title}*; waiting for a security "
                               "approver.", pending=True)
+        if rem.status == "undo_requested":
+            return dm.Outcome(f":hourglass: *{title}* done; {mention(rem.undo_requested_by)} asked to undo it "
+                              "(it gives access back): waiting for a security approver.", pending=True)
         if rem.status in ("approved", "executing", "undoing"):
             return dm.Outcome(f":hourglass: {title}: in progress…", pending=True)
-        undo = rem.token if registry.action(rem.action).reversible and not rem.dry_run else None
-        return dm.Outcome(f":white_check_mark: *{title}* done by {_mention(rem.approved_by or rem.requested_by)} "
-                          f"{dm.when(rem.finished_at)}{dry}.", undo_token=undo)
+        action = registry.action(rem.action)
+        undo, label = None, "Undo"
+        if action.reversible and not rem.dry_run:
+            undo = rem.token
+            owner = finding.notified_to if finding is not None else None
+            if undo_rule(action, requested_by=rem.requested_by, undoer=owner or "",
+                         undoer_is_owner=bool(owner)) is not UndoRule.ONE_CLICK:
+                label = "Ask to undo"
+        text = (f":white_check_mark: *{title}* done by {mention(rem.approved_by or rem.requested_by)} "
+                f"{dm.when(rem.finished_at)}{dry}.")
+        if rem.error and rem.error.startswith("undo"):  # the last undo attempt, and why it did not happen
+            text += f" ({dm.escape(rem.error)})"
+        return dm.Outcome(text, undo_token=undo, undo_label=label)
     if finding is None:
         assert rem is not None
         word = {"rejected": ":no_entry: Rejected", "undone": ":leftwards_arrow_with_hook: Undone",
-                "failed": ":x: Failed"}[rem.status]
+                "failed": ":x: Failed", "cancelled": ":warning: Not carried out"}[rem.status]
         who = rem.undone_by or rem.approved_by or rem.requested_by
-        return dm.Outcome(f"{word}: {rem.action} ({_mention(who)}){': ' + rem.error if rem.error else ''}.")
+        why = f": {dm.escape(rem.error)}" if rem.error else ""
+        return dm.Outcome(f"{word}: {registry.action(rem.action).title.lower()} ({mention(who)}){why}.")
     if finding.state == "resolved":
         return dm.Outcome(f":white_check_mark: Resolved: the scan of {dm.when(finding.resolved_at)} no longer sees it.")
     if finding.decision:
         until = f" until {finding.decision_until:%Y-%m-%d}" if finding.decision_until else ""
-        who = _mention(finding.decided_by)
+        who = mention(finding.decided_by)
         text = {
             "snooze": f":zzz: Snoozed{until} by {who}.",
             "exception": f":pushpin: Kept{until} by {who}: “{escape(finding.decision_reason or '')}”",
@@ -698,12 +674,6 @@ def outcome_of(finding: Finding | None, rem: Remediation | None) -> dm.Outcome |
     if rem is not None and rem.status == "failed":
         return None  # the buttons come back; the failure is in the audit log and the reply
     return None
-
-
-def _mention(user: str | None) -> str:
-    if user and user[0] in "UW" and user.isalnum():
-        return f"<@{user}>"
-    return user or "someone"
 
 
 def _chunks(items: list, size: int) -> Iterable[list]:

@@ -523,16 +523,15 @@ class _Queries:
         return total, tuple(OverdueOwner(user, int(n), oldest) for user, n, oldest in rows[:OVERDUE_OWNERS_LIMIT])
 
     def pending_approvals(self) -> tuple[int, tuple[ApprovalRef, ...]]:
-        total = self.session.execute(
-            select(func.count()).select_from(Remediation).where(Remediation.status == "planned")
-        ).scalar_one()
+        waiting = Remediation.status.in_(("planned", "undo_requested"))  # undo requests wait too
+        total = self.session.execute(select(func.count()).select_from(Remediation).where(waiting)).scalar_one()
         if not total:
             return 0, ()
         rows = self.session.execute(
             select(Remediation.id, Remediation.action, Remediation.resource, Remediation.account_id,
                    Finding.title, Finding.severity, Remediation.requested_by, Remediation.requested_at)
             .join(Finding, Finding.id == Remediation.finding_id)
-            .where(Remediation.status == "planned")
+            .where(waiting)
             .order_by(Remediation.requested_at, Remediation.id)
             .limit(LIST_LIMIT)
         ).all()

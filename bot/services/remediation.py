@@ -1,10 +1,18 @@
 """Carrying out remediations safely: plan -> approve -> execute -> (undo), crash-safe.
 
-Every status change is a compare-and-set UPDATE, so a double click, a retried request or a
-second worker cannot run a remediation twice; a partial unique index keeps one remediation
-per finding in flight. The intent (`executing`) is committed before the AWS call and the
-action's before-state as soon as it is read; `reconcile()` finishes or fails whatever a
-crash left in `executing` or `undoing`, by looking at live AWS, never by running it again.
+Every decision is one compare-and-set UPDATE (or, for a new request, one INSERT guarded by
+the partial unique index "one remediation per finding in flight"), committed before any
+AWS call, so a double click, a retried request or a second worker cannot run anything
+twice. Transactions that check and then write take SQLite's write lock first
+(`write_scope`), so twenty simultaneous clicks queue instead of failing half-way.
+
+Leases: a row in a working state (being planned, approved and about to run, executing,
+undoing, or waiting for its approval request to be posted) names the process carrying the
+step out (`lease_owner`) and until when (`lease_expires_at`); a `LeaseKeeper` thread renews
+it while the process lives. `reconcile()` settles at once every row whose holder is gone
+(its lease ran out, or its process is dead on this host) from live AWS state, never by
+running it again: start-up, the worker, `steward reconcile` and any click that meets such a
+row call it. A row waiting for a person (a posted approval request) holds no lease.
 Every step writes its audit event in the same transaction as the state change.
 """
 
@@ -12,19 +20,23 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from bot import audit
 from bot.audit import AuditAction as A
 from bot.config import Settings
 from bot.db import queries
-from bot.db.engine import session_scope
+from bot.db.engine import session_scope, write_scope
 from bot.db.models import Finding, Remediation
+from bot.decisions import UndoRule, undo_rule
+from bot.leader import holder_gone, process_holder
 from bot.lifecycle import Event, InvalidTransition, next_state
 from bot.services.common import Clock, ServiceError, utcnow
 from checks.catalog import BY_ID as CHECKS
@@ -34,13 +46,19 @@ from checks.remediate.base import Action, RemediationError, Target
 log = logging.getLogger(__name__)
 
 PLANNED, APPROVED, EXECUTING, SUCCEEDED, FAILED = "planned", "approved", "executing", "succeeded", "failed"
-UNDOING, UNDONE, REJECTED = "undoing", "undone", "rejected"
+UNDO_REQUESTED, UNDOING, UNDONE, REJECTED, CANCELLED = "undo_requested", "undoing", "undone", "rejected", "cancelled"
+# States a lease may hold; the last three always have one (a process is carrying them out).
+WORKING = (PLANNED, APPROVED, EXECUTING, UNDO_REQUESTED, UNDOING)
+ALWAYS_LEASED = (APPROVED, EXECUTING, UNDOING)
 # Steward deletes a user only after it quarantined the user itself and the wait has passed
 # (a deleted user cannot be restored with its credentials). Deleting an inactive key needs a
 # security approver instead: irreversible actions always do.
 NEEDS_EARLIER = {"delete-user": "quarantine-user"}
-# A remediation still `executing` after this long is taken to be interrupted by a crash.
-STUCK_AFTER = timedelta(minutes=10)
+# A live holder renews its leases every third of this; a dead one's run out after it.
+LEASE = timedelta(seconds=30)
+# No step takes this long (AWS retries included): a lease a bug forgot to hand back stops
+# being renewed then, and the row is settled like a dead process's.
+MAX_HOLD = timedelta(minutes=15)
 
 
 class RemediationRefused(ServiceError):
@@ -57,6 +75,58 @@ class RestoreRoleOff(RemediationRefused):
         self.before = before
 
 
+def _wall_clock() -> datetime:
+    # Leases are about real time, whatever clock the service runs its business rules on.
+    return datetime.now(UTC)
+
+
+class LeaseKeeper:
+    """Renews this process's leases on the rows it is working on, from a daemon thread
+    (for at most MAX_HOLD per row)."""
+
+    def __init__(self, engine: Engine, holder: str, lease: timedelta = LEASE):
+        self.engine, self.holder, self.lease = engine, holder, lease
+        self._ids: dict[int, datetime] = {}  # row id -> since when
+        self._guard = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def values(self) -> dict:
+        return {"lease_owner": self.holder, "lease_expires_at": _wall_clock() + self.lease}
+
+    def hold(self, remediation_id: int) -> None:
+        with self._guard:
+            self._ids.setdefault(remediation_id, _wall_clock())
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="steward-lease", daemon=True)
+                self._thread.start()
+
+    def drop(self, remediation_id: int) -> None:
+        with self._guard:
+            self._ids.pop(remediation_id, None)
+
+    def holds(self, remediation_id: int) -> bool:
+        with self._guard:
+            return remediation_id in self._ids
+
+    def _run(self) -> None:
+        while True:
+            threading.Event().wait(self.lease.total_seconds() / 3)
+            with self._guard:
+                for stale in [i for i, since in self._ids.items() if _wall_clock() - since > MAX_HOLD]:
+                    log.error("remediation #%s held for over %s: no longer renewing its lease", stale, MAX_HOLD)
+                    del self._ids[stale]
+                ids = sorted(self._ids)
+            if not ids:
+                continue
+            try:
+                with session_scope(self.engine) as session:
+                    session.execute(update(Remediation)
+                                    .where(Remediation.id.in_(ids), Remediation.lease_owner == self.holder)
+                                    .values(lease_expires_at=_wall_clock() + self.lease))
+            except Exception as exc:  # the next beat tries again; an expired lease is settled
+                log.warning("could not renew remediation leases %s: %s", ids, exc)
+
+
 class RemediationService:
     def __init__(
         self,
@@ -66,50 +136,86 @@ class RemediationService:
         is_approver: Callable[[str], bool] = lambda _actor: False,
         aws_session_factory: Callable[[], object] | None = None,
         clock: Clock = utcnow,
+        holder: str | None = None,
     ):
         self.settings = settings
         self.engine = engine
         self.is_approver = is_approver
         self.clock = clock
         self._aws_session_factory = aws_session_factory
+        self.keeper = LeaseKeeper(engine, holder or process_holder())
+
+    @property
+    def holder(self) -> str:
+        return self.keeper.holder
 
     # -- requests ----------------------------------------------------------------------
 
     def request(self, finding_ref: str | int, action_id: str, *, actor: str, dry_run: bool = False) -> Remediation:
-        """Plan `action_id` for a finding against live AWS and record it as `planned`."""
+        """Plan `action_id` for a finding against live AWS and record it as `planned`.
+
+        The row is committed (leased to this process) before the AWS read: of twenty
+        simultaneous clicks exactly one gets it, the others are refused without touching
+        AWS. It stays leased until the caller approves it or posts its approval request
+        (`approval_posted`), or cancels it; if this process dies first, reconcile cancels it.
+        """
         with session_scope(self.engine) as session:
             finding = self._finding(session, finding_ref)
             action = self._offered_action(finding, action_id)
             self._check_waiting_period(session, finding, action)
         target = Target.from_finding(finding.check_id, finding.resource, finding.details)
-        plan = action.plan(self._aws(finding.account_id), target)
         now = self.clock()
-        with session_scope(self.engine) as session:
-            if not plan.possible:
-                self._refuse(actor, finding, f"{action_id}: {plan.reason}", now)
-                raise RemediationRefused(plan.summary)
-            row = Remediation(
-                finding_id=finding.id,
-                fingerprint=finding.fingerprint,
-                action=action.id,
-                account_id=finding.account_id,
-                resource=finding.resource,
-                target=asdict(target),
-                status=PLANNED,
-                dry_run=dry_run or self.settings.dry_run,
-                plan_summary=plan.summary,
-                irreversible_warning=plan.irreversible_warning,
-                requested_by=actor,
-                requested_at=now,
-            )
+        row = Remediation(
+            finding_id=finding.id, fingerprint=finding.fingerprint, action=action.id,
+            account_id=finding.account_id, resource=finding.resource, target=asdict(target),
+            status=PLANNED, dry_run=dry_run or self.settings.dry_run, plan_summary=f"{action.title} (planning)",
+            requested_by=actor, requested_at=now, **self.keeper.values(),
+        )
+        with write_scope(self.engine) as session:
             session.add(row)
             try:
                 session.flush()
             except IntegrityError:
                 session.rollback()
                 raise RemediationRefused(self._in_flight_message(finding.id)) from None
+        self.keeper.hold(row.id)
+        try:
+            plan = action.plan(self._aws(finding.account_id), target)
+        except Exception as exc:
+            self.cancel(row.id, actor=actor, reason=f"could not plan: {exc}")
+            if isinstance(exc, ServiceError):
+                raise
+            raise ServiceError(str(exc)) from exc
+        if not plan.possible:
+            self._refuse(actor, finding, f"{action_id}: {plan.reason}", now)
+            self.cancel(row.id, actor=actor, reason=plan.reason or plan.summary)
+            raise RemediationRefused(plan.summary)
+        with write_scope(self.engine) as session:
+            self._move(session, row, PLANNED, PLANNED, actor, now, plan_summary=plan.summary[:2000],
+                       irreversible_warning=plan.irreversible_warning, **self.keeper.values())
             self._audit(session, actor, A.REMEDIATION_PLANNED, row, now, summary=plan.summary,
                         already_done=plan.already_done)
+        return row
+
+    def approval_posted(self, remediation_id: int, *, channel: str, ts: str, undo: bool = False) -> None:
+        """The approval request is in the security channel: the row now waits for a person."""
+        status = UNDO_REQUESTED if undo else PLANNED
+        with write_scope(self.engine) as session:
+            values = {"approval_channel": channel, ("undo_approval_ts" if undo else "approval_ts"): ts}
+            session.execute(update(Remediation).where(Remediation.id == remediation_id).values(**values))
+            session.execute(update(Remediation).where(
+                Remediation.id == remediation_id, Remediation.status == status,
+                Remediation.lease_owner == self.holder).values(lease_owner=None, lease_expires_at=None))
+        self.keeper.drop(remediation_id)
+
+    def cancel(self, remediation_id: int, *, actor: str, reason: str) -> Remediation:
+        """Drop a planned remediation nobody was asked about (planning failed, the approval
+        request could not be posted): nothing changed, and the finding is free again."""
+        now = self.clock()
+        with write_scope(self.engine) as session:
+            row = self._get(session, remediation_id)
+            self._move(session, row, PLANNED, CANCELLED, actor, now, finished_at=now, error=reason[:4000])
+            self._audit(session, actor, A.REMEDIATION_CANCELLED, row, now, reason=reason)
             return row
 
     def approve(self, remediation_id: int, *, approver: str, operator: bool = False) -> Remediation:
@@ -121,17 +227,18 @@ class RemediationService:
         now = self.clock()
         with session_scope(self.engine) as session:
             row = self._get(session, remediation_id)
-            action = registry.action(row.action)
-            if not operator:
-                alone = action.owner_may_apply_alone and approver == row.requested_by
-                if not alone and not self.is_approver(approver):
-                    self._refuse(approver, row, f"approve {row.action}: not a security approver", now)
-                    raise RemediationRefused(f"{action.title} needs a security approver.")
-                if not alone and approver == row.requested_by:
-                    self._refuse(approver, row, f"approve {row.action}: own request", now)
-                    raise RemediationRefused(
-                        f"{action.title} needs a second person: a security approver other than the requester."
-                    )
+        action = registry.action(row.action)
+        if not operator:
+            alone = action.owner_may_apply_alone and approver == row.requested_by
+            if not alone and not self.is_approver(approver):
+                self._refuse(approver, row, f"approve {row.action}: not a security approver", now)
+                raise RemediationRefused(f"{action.title} needs a security approver.")
+            if not alone and approver == row.requested_by:
+                self._refuse(approver, row, f"approve {row.action}: own request", now)
+                raise RemediationRefused(
+                    f"{action.title} needs a second person: a security approver other than the requester."
+                )
+        with write_scope(self.engine) as session:
             self._move(session, row, PLANNED, APPROVED, approver, now, approved_by=approver, approved_at=now)
             if not row.dry_run:
                 self._finding_event(session, row.finding_id, Event.APPROVE, now, strict=False)
@@ -142,10 +249,12 @@ class RemediationService:
         now = self.clock()
         with session_scope(self.engine) as session:
             row = self._get(session, remediation_id)
-            if not self.is_approver(approver) and approver != row.requested_by:
-                self._refuse(approver, row, f"reject {row.action}: not allowed", now)
-                raise RemediationRefused("Only a security approver or the requester can reject this.")
-            self._move(session, row, PLANNED, REJECTED, approver, now, finished_at=now, error=reason or None)
+        if not self.is_approver(approver) and approver != row.requested_by:
+            self._refuse(approver, row, f"reject {row.action}: not allowed", now)
+            raise RemediationRefused("Only a security approver or the requester can reject this.")
+        with write_scope(self.engine) as session:
+            self._move(session, row, PLANNED, REJECTED, approver, now, finished_at=now, approved_by=approver,
+                       error=reason[:4000] or None)
             self._audit(session, approver, A.APPROVAL_REJECTED, row, now, reason=reason)
             return row
 
@@ -154,11 +263,11 @@ class RemediationService:
     def execute(self, remediation_id: int, *, actor: str) -> Remediation:
         """Carry out an approved remediation exactly once; returns it succeeded or failed."""
         now = self.clock()
-        with session_scope(self.engine) as session:  # the intent, committed before AWS
+        with write_scope(self.engine) as session:  # the intent, committed before AWS
             row = self._get(session, remediation_id)
             self._move(session, row, APPROVED, EXECUTING, actor, now, started_at=now)
             if not row.dry_run:
-                self._finding_event(session, row.finding_id, Event.START, now)
+                self._finding_event(session, row.finding_id, Event.START, now, strict=False)
             self._audit(session, actor, A.REMEDIATION_STARTED, row, now, dry_run=row.dry_run)
         action, target = registry.action(row.action), Target(**row.target)
         try:
@@ -178,62 +287,199 @@ class RemediationService:
             request_ids=list(applied.request_ids), already_done=applied.already_done,
         )
 
-    def undo(self, remediation_id: int, *, actor: str) -> Remediation:
+    # -- undo ----------------------------------------------------------------------------
+
+    def undo_rule(self, row: Remediation, undoer: str, *, undoer_is_owner: bool) -> UndoRule:
+        return undo_rule(registry.action(row.action), requested_by=row.requested_by, undoer=undoer,
+                         undoer_is_owner=undoer_is_owner)
+
+    def undo(self, remediation_id: int, *, actor: str, undoer_is_owner: bool = False,
+             operator: bool = False) -> Remediation:
+        """Undo at once: an owner's own access-reducing action, or an operator at the CLI.
+        Anything else gives access back without a second person and is refused: use
+        `request_undo`."""
         now = self.clock()
-        with session_scope(self.engine) as session:
-            row = self._get(session, remediation_id)
-            action = registry.action(row.action)
-            if not action.reversible or row.dry_run or row.before is None:
-                why = "was a dry run" if row.dry_run else "cannot be undone"
-                self._refuse(actor, row, f"undo {row.action}: {why}", now)
-                raise RemediationRefused(f"{action.title} {why}.")
-            self._require_restore_role(actor, row, action, now)
-            self._move(session, row, SUCCEEDED, UNDOING, actor, now, started_at=now)
-        try:
-            applied = action.undo(self._undo_session(row, action), Target(**row.target), row.before)
-        except (RemediationError, ServiceError) as exc:
-            with session_scope(self.engine) as session:
-                row = self._get(session, remediation_id)
-                self._move(session, row, UNDOING, SUCCEEDED, actor, self.clock(), error=f"undo failed: {exc}")
-                self._audit(session, actor, A.REMEDIATION_UNDO_FAILED, row, self.clock(), error=str(exc))
-            raise RemediationRefused(f"Undo failed: {exc}") from exc
+        row = self._undoable(remediation_id, actor, now)
+        if not operator and self.undo_rule(row, actor, undoer_is_owner=undoer_is_owner) is not UndoRule.ONE_CLICK:
+            self._refuse(actor, row, f"undo {row.action}: needs a second person", now)
+            raise RemediationRefused(f"Undoing {registry.action(row.action).title.lower()} gives access back: "
+                                     "it needs a security approver other than you.")
+        with write_scope(self.engine) as session:
+            self._move(session, row, SUCCEEDED, UNDOING, actor, now, undo_requested_by=actor, undo_requested_at=now,
+                       undo_decided_by=None, error=None)
+            self._audit(session, actor, A.REMEDIATION_UNDO_REQUESTED, row, now, needs_approval=False,
+                        operator=operator)
+        return self._run_undo(row.id, actor)
+
+    def request_undo(self, remediation_id: int, *, actor: str) -> Remediation:
+        """Ask for an undo that needs a second person; leased until its request is posted."""
         now = self.clock()
-        with session_scope(self.engine) as session:
-            row = self._get(session, remediation_id)
-            self._move(session, row, UNDOING, UNDONE, actor, now, undone_by=actor, undone_at=now)
-            self._finding_event(session, row.finding_id, Event.UNDO, now, strict=False)
-            self._audit(session, actor, A.REMEDIATION_UNDONE, row, now, summary=applied.summary,
-                        after=applied.after, aws_request_ids=list(applied.request_ids))
+        row = self._undoable(remediation_id, actor, now)
+        with write_scope(self.engine) as session:
+            self._move(session, row, SUCCEEDED, UNDO_REQUESTED, actor, now, undo_requested_by=actor,
+                       undo_requested_at=now, undo_decided_by=None, undo_approval_ts=None, error=None)
+            self._audit(session, actor, A.REMEDIATION_UNDO_REQUESTED, row, now, needs_approval=True)
             return row
 
-    def reconcile(self, *, actor: str = "system", older_than: timedelta = STUCK_AFTER) -> list[Remediation]:
-        """Finish or fail what a crash left in `executing` or `undoing`, from live AWS state.
+    def withdraw_undo_request(self, remediation_id: int, *, actor: str, reason: str) -> Remediation:
+        """The undo request could not be posted: back to succeeded, nothing changed."""
+        now = self.clock()
+        with write_scope(self.engine) as session:
+            row = self._get(session, remediation_id)
+            self._move(session, row, UNDO_REQUESTED, SUCCEEDED, actor, now, error=f"undo not requested: {reason}"[:4000])
+            self._audit(session, actor, A.REMEDIATION_CANCELLED, row, now, reason=reason, undo=True)
+            return row
 
-        Only rows that started more than `older_than` ago: an action takes seconds, so a
-        younger one may still be running in another process and must be left alone.
-        """
-        cutoff = self.clock() - older_than
+    def approve_undo(self, remediation_id: int, *, approver: str) -> Remediation:
+        now = self.clock()
         with session_scope(self.engine) as session:
-            stuck = list(session.scalars(select(Remediation).where(
-                Remediation.status.in_([EXECUTING, UNDOING]),
-                func.coalesce(Remediation.started_at, Remediation.requested_at) <= cutoff,
-            )))
+            row = self._get(session, remediation_id)
+        if not self.is_approver(approver):
+            self._refuse(approver, row, f"approve undo of {row.action}: not a security approver", now)
+            raise RemediationRefused("Undoing this needs a security approver.")
+        if approver == row.undo_requested_by:
+            self._refuse(approver, row, f"approve undo of {row.action}: own request", now)
+            raise RemediationRefused("An undo needs a second person: a security approver other than the one asking.")
+        with write_scope(self.engine) as session:
+            self._move(session, row, UNDO_REQUESTED, UNDOING, approver, now, undo_decided_by=approver)
+            self._audit(session, approver, A.APPROVAL_GRANTED, row, now, undo=True,
+                        requester=row.undo_requested_by)
+        return self._run_undo(row.id, approver)
+
+    def reject_undo(self, remediation_id: int, *, approver: str, reason: str = "") -> Remediation:
+        now = self.clock()
+        with session_scope(self.engine) as session:
+            row = self._get(session, remediation_id)
+        if not self.is_approver(approver) and approver != row.undo_requested_by:
+            self._refuse(approver, row, f"reject undo of {row.action}: not allowed", now)
+            raise RemediationRefused("Only a security approver or the person who asked can reject this undo.")
+        with write_scope(self.engine) as session:
+            self._move(session, row, UNDO_REQUESTED, SUCCEEDED, approver, now, undo_decided_by=approver,
+                       error=f"undo rejected: {reason}"[:4000])
+            self._audit(session, approver, A.APPROVAL_REJECTED, row, now, undo=True, reason=reason,
+                        requester=row.undo_requested_by)
+            return row
+
+    def _undoable(self, remediation_id: int, actor: str, now: datetime) -> Remediation:
+        with session_scope(self.engine) as session:
+            row = self._get(session, remediation_id)
+        action = registry.action(row.action)
+        if not action.reversible or row.dry_run or row.before is None:
+            why = "was a dry run" if row.dry_run else "cannot be undone"
+            self._refuse(actor, row, f"undo {row.action}: {why}", now)
+            raise RemediationRefused(f"{action.title} {why}.")
+        # Said before anyone is asked to approve an undo that Steward could not carry out.
+        self._require_restore_role(actor, row, action, now)
+        return row
+
+    def _run_undo(self, remediation_id: int, actor: str) -> Remediation:
+        """The AWS part of an undo whose intent (`undoing`, leased here) is committed."""
+        with session_scope(self.engine) as session:
+            row = self._get(session, remediation_id)
+        action = registry.action(row.action)
+        try:
+            applied = action.undo(self._undo_session(row, action), Target(**row.target), row.before)
+        except Exception as exc:
+            if not isinstance(exc, RemediationError | ServiceError):
+                log.exception("undo of remediation %s crashed", row.id)
+            now = self.clock()
+            with write_scope(self.engine) as session:
+                self._move(session, row, UNDOING, SUCCEEDED, actor, now, error=f"undo failed: {exc}"[:4000])
+                self._audit(session, actor, A.REMEDIATION_UNDO_FAILED, row, now, error=str(exc))
+            raise RemediationRefused(f"Undo failed: {exc}") from exc
+        now = self.clock()
+        with write_scope(self.engine) as session:
+            self._move(session, row, UNDOING, UNDONE, actor, now, undone_by=row.undo_requested_by or actor,
+                       undone_at=now)
+            self._finding_event(session, row.finding_id, Event.UNDO, now, strict=False)
+            self._audit(session, actor, A.REMEDIATION_UNDONE, row, now, summary=applied.summary,
+                        after=applied.after, aws_request_ids=list(applied.request_ids),
+                        requester=row.undo_requested_by, approver=row.undo_decided_by)
+            return row
+
+    # -- settling what a dead process left ----------------------------------------------------
+
+    def stale(self, row: Remediation, now: datetime | None = None) -> bool:
+        """Is `row` in a working state that no live process is carrying out?"""
+        if row.status not in WORKING:
+            return False
+        if row.lease_owner is None:
+            return row.status in ALWAYS_LEASED  # planned/undo_requested without one wait for a person
+        if row.lease_owner == self.holder and self.keeper.holds(row.id):
+            return False
+        expires = row.lease_expires_at
+        return expires is None or expires <= (now or _wall_clock()) or holder_gone(row.lease_owner)
+
+    def reconcile(self, *, actor: str = "system", only: Iterable[int] | None = None) -> list[Remediation]:
+        """Settle every remediation whose lease holder is gone, from live AWS state.
+
+        Planned or undo-requested rows nobody was asked about are dropped; approved ones
+        failed (nothing ran); executing and undoing ones finished or failed by what AWS
+        shows. The takeover is a compare-and-set on the lease, so two processes never settle
+        one row twice. Returns the settled rows.
+        """
+        query = select(Remediation).where(Remediation.status.in_(WORKING))
+        if only is not None:
+            query = query.where(Remediation.id.in_(list(only)))
+        with session_scope(self.engine) as session:
+            rows = [r for r in session.scalars(query) if self.stale(r)]
         done = []
-        for row in stuck:
-            action, target = registry.action(row.action), Target(**row.target)
-            try:
-                plan = action.plan(self._aws(row.account_id), target)
-            except (RemediationError, ServiceError) as exc:
-                log.warning("cannot reconcile remediation %s yet: %s", row.id, exc)
+        for row in rows:
+            if not self._take_over(row):
                 continue
+            self.keeper.hold(row.id)
             try:
-                done.append(self._reconcile_one(row, plan, actor))
+                done.append(self._settle(row, actor))
             except RemediationRefused:
-                log.info("remediation %s was reconciled by another process", row.id)
+                log.info("remediation %s was settled by another process", row.id)
+            except Exception as exc:  # AWS unreachable, a bug: never stop start-up; retry later
+                log.warning("cannot settle remediation %s yet: %s", row.id, exc,
+                            exc_info=not isinstance(exc, RemediationError | ServiceError))
+                self._let_go(row.id)
+            finally:
+                self.keeper.drop(row.id)
         return done
 
-    def _reconcile_one(self, row: Remediation, plan, actor: str) -> Remediation:
+    def _take_over(self, row: Remediation) -> bool:
+        with write_scope(self.engine) as session:
+            moved = session.execute(
+                update(Remediation)
+                .where(Remediation.id == row.id, Remediation.status == row.status,
+                       Remediation.lease_owner.is_not_distinct_from(row.lease_owner),
+                       Remediation.lease_expires_at.is_not_distinct_from(row.lease_expires_at))
+                .values(**self.keeper.values())
+                .execution_options(synchronize_session=False)
+            )
+        if moved.rowcount == 1:
+            log.warning("settling remediation #%s (%s, %s) left by %s", row.id, row.action, row.status,
+                        row.lease_owner or "a process from before leases")
+        return moved.rowcount == 1
+
+    def _let_go(self, remediation_id: int) -> None:
+        """AWS could not be read: expire our lease so the next reconcile (anywhere) retries."""
+        with session_scope(self.engine) as session:
+            session.execute(update(Remediation).where(Remediation.id == remediation_id,
+                                                      Remediation.lease_owner == self.holder)
+                            .values(lease_expires_at=_wall_clock()))
+
+    def _settle(self, row: Remediation, actor: str) -> Remediation:
         now = self.clock()
+        if row.status == PLANNED:
+            return self.cancel(row.id, actor=actor, reason="interrupted before the security team was asked; "
+                                                          "nothing changed")
+        if row.status == UNDO_REQUESTED:
+            return self.withdraw_undo_request(row.id, actor=actor,
+                                              reason="interrupted before the security team was asked")
+        if row.status == APPROVED:
+            with write_scope(self.engine) as session:
+                self._move(session, row, APPROVED, FAILED, actor, now, finished_at=now,
+                           error="interrupted before it started; nothing changed in AWS")
+                if not row.dry_run:
+                    self._finding_event(session, row.finding_id, Event.FAIL, now, strict=False)
+                self._audit(session, actor, A.REMEDIATION_RECONCILED, row, now, status=FAILED)
+                return row
+        action, target = registry.action(row.action), Target(**row.target)
+        plan = action.plan(self._aws(row.account_id), target)
         if row.status == EXECUTING:
             if row.dry_run:
                 return self._finish(row.id, actor, SUCCEEDED, after={"dry_run": True, "would": plan.summary},
@@ -245,11 +491,11 @@ class RemediationService:
                 row.id, actor, FAILED, reconciled=True,
                 error="interrupted before the change took effect; not retried automatically",
             )
-        with session_scope(self.engine) as session:  # UNDOING: did the undo land?
+        with write_scope(self.engine) as session:  # UNDOING: did the undo land?
             current = self._get(session, row.id)
             if plan.possible and not plan.already_done:
-                self._move(session, current, UNDOING, UNDONE, actor, now, undone_by=current.undone_by or actor,
-                           undone_at=now)
+                self._move(session, current, UNDOING, UNDONE, actor, now,
+                           undone_by=current.undo_requested_by or actor, undone_at=now)
                 self._finding_event(session, current.finding_id, Event.UNDO, now, strict=False)
             else:
                 self._move(session, current, UNDOING, SUCCEEDED, actor, now, error="undo interrupted; not undone")
@@ -294,7 +540,7 @@ class RemediationService:
     def _finish(self, remediation_id: int, actor: str, status: str, *, reconciled: bool = False,
                 before=None, after=None, request_ids=(), error=None, already_done=False) -> Remediation:
         now = self.clock()
-        with session_scope(self.engine) as session:
+        with write_scope(self.engine) as session:
             row = self._get(session, remediation_id)
             changes = {"finished_at": now, "after": after, "error": error, "request_ids": list(request_ids)}
             if before is not None:
@@ -314,16 +560,27 @@ class RemediationService:
         with session_scope(self.engine) as session:
             session.execute(
                 update(Remediation)
-                .where(Remediation.id == remediation_id, Remediation.status == EXECUTING)
+                .where(Remediation.id == remediation_id, Remediation.status == EXECUTING,
+                       Remediation.lease_owner == self.holder)
                 .values(before=before)
             )
 
     def _move(self, session, row: Remediation, expected: str, new: str, actor: str, now: datetime, **values) -> None:
-        """Compare-and-set the status; losing the race is a refusal, not a second run."""
+        """Compare-and-set the status; losing the race is a refusal, not a second run.
+
+        Leaving a state this process carries out (approved, executing, undoing) also needs
+        its lease: a process that stalled while another settled its row changes nothing.
+        Entering a working state leases the row to this process; leaving them drops it.
+        """
+        where = [Remediation.id == row.id, Remediation.status == expected]
+        if expected in ALWAYS_LEASED:
+            where.append(Remediation.lease_owner == self.holder)
+        if new in ALWAYS_LEASED or new == UNDO_REQUESTED:
+            values = {**self.keeper.values(), **values}
+        elif new != expected:
+            values = {"lease_owner": None, "lease_expires_at": None, **values}
         moved = session.execute(
-            update(Remediation)
-            .where(Remediation.id == row.id, Remediation.status == expected)
-            .values(status=new, **values)
+            update(Remediation).where(*where).values(status=new, **values)
             .execution_options(synchronize_session=False)
         )
         if moved.rowcount != 1:
@@ -331,8 +588,14 @@ class RemediationService:
             current = session.get(Remediation, row.id)
             session.refresh(current)
             self._refuse(actor, current, f"{current.action} is {current.status}, not {expected}", now)
-            raise RemediationRefused(self._handled_message(current))
-        session.refresh(row)
+            raise RemediationRefused(self.handled_message(current))
+        if "lease_owner" in values:
+            (self.keeper.hold if values["lease_owner"] else self.keeper.drop)(row.id)
+        fresh = session.get(Remediation, row.id)
+        session.refresh(fresh)
+        if fresh is not row:  # `row` was read in an earlier transaction: show it the new state
+            for column in Remediation.__table__.columns:
+                set_committed_value(row, column.key, getattr(fresh, column.key))
 
     def _finding_event(self, session, finding_id: int, event: Event, now: datetime, *, strict: bool = True) -> None:
         finding = session.get(Finding, finding_id)
@@ -414,9 +677,12 @@ class RemediationService:
                      payload={"remediation_id": row.id, "action": row.action,
                               "target": {k: v for k, v in row.target.items() if v}, **payload})
 
-    def _handled_message(self, row: Remediation) -> str:
-        who = row.undone_by or row.approved_by or row.requested_by
-        when = row.finished_at or row.approved_at or row.requested_at
+    def handled_message(self, row: Remediation) -> str:
+        if row.status in WORKING:
+            return (f"Already in hand: {row.action} is {row.status.replace('_', ' ')} "
+                    f"(asked by {row.undo_requested_by or row.requested_by}).")
+        who = row.undone_by or row.undo_decided_by or row.approved_by or row.requested_by
+        when = row.undone_at or row.finished_at or row.approved_at or row.requested_at
         return f"Already handled: {row.action} is {row.status} ({who}, {when:%Y-%m-%d %H:%M} UTC)."
 
     def _in_flight_message(self, finding_id: int) -> str:

@@ -17,7 +17,7 @@ fails while another table's trigger names a missing one; so every audit trigger 
 first and recreated after the column changes.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-11-28 22:40:00
 """
 
@@ -28,7 +28,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = '0009'
-down_revision: str | None = '0007'
+down_revision: str | None = '0008'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

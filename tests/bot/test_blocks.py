@@ -81,3 +81,29 @@ def test_escalation_dm_shows_the_path_in_one_line():
     assert sentence in block.to_dict()["text"]["text"]
     plain = finding_section(finding()).to_dict()["text"]["text"]
     assert "→" not in plain
+
+
+def test_the_approval_message_tells_the_whole_story():
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from bot.blocks.approvals import approval_status, validate_reason
+
+    at = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    rem = SimpleNamespace(action="detach-managed-policy", status="succeeded", approved_by="U0CAROL001",
+                          approved_at=at, finished_at=at, dry_run=False, error=None, requested_by="U0AISHA01",
+                          undo_requested_by=None, undo_decided_by=None, undone_at=None)
+    assert approval_status(rem).startswith(":white_check_mark: Approved by <@U0CAROL001>")
+    rem.status, rem.undo_requested_by = "undo_requested", "U0AISHA01"
+    assert "asked to undo it (re-attached); waiting" in approval_status(rem)
+    rem.status, rem.undo_decided_by, rem.error = "succeeded", "U0SAM00001", "undo rejected: <!here> no"
+    assert "rejected by <@U0SAM00001>: “&lt;!here&gt; no”" in approval_status(rem)
+    rem.status, rem.undone_at, rem.error = "undone", at, None
+    assert "Re-attached by <@U0AISHA01> after approval by <@U0SAM00001>" in approval_status(rem)
+    rem.undo_requested_by, rem.undo_decided_by = "cli:root", None
+    assert "Re-attached by cli:root (no approval needed)" in approval_status(rem)
+    rem.status, rem.approved_by, rem.error = "rejected", "U0SAM00001", "<b>not now</b>"
+    assert approval_status(rem).endswith(": “&lt;b&gt;not now&lt;/b&gt;”.")
+    assert validate_reason("  ok  ") == ("ok", "Say in a few words why.")
+    assert validate_reason("x" * 501)[1] == "At most 500 characters."
+    assert validate_reason(" fine reason ") == ("fine reason", None)

@@ -56,3 +56,61 @@ def test_action_ids_round_trip():
             assert (choice, action) == (button.choice, button.action)
     with pytest.raises(ValueError):
         parse_action_id("remediation:undo")
+
+
+# --- who may undo what: the decision table, walked over every action ---------------------------
+
+OWNER, APPROVER, OTHER = "UOWNER0001", "UAPPROVER1", "UAPPROVER2"
+
+
+@pytest.mark.parametrize("action", registry.ACTIONS, ids=lambda a: a.id)
+def test_every_action_says_who_may_undo_it(action):
+    from bot.decisions import AUTO_ACTOR, UNDO_WORDS, UndoRule, undo_rule
+
+    def rule(requested_by, undoer, owner):
+        return undo_rule(action, requested_by=requested_by, undoer=undoer, undoer_is_owner=owner)
+
+    cases = {  # (who asked for the change, who asks for the undo, is that the owner)
+        "owner undoes own": (OWNER, OWNER, True),
+        "owner undoes auto-remediation": (AUTO_ACTOR, OWNER, True),
+        "owner undoes an approver's": (APPROVER, OWNER, True),
+        "approver undoes own": (APPROVER, APPROVER, False),
+        "approver undoes owner's": (OWNER, APPROVER, False),
+        "operator's change undone in Slack": ("cli:root", OWNER, True),
+    }
+    rules = {name: rule(*case) for name, case in cases.items()}
+    if not action.reversible:
+        assert set(rules.values()) == {UndoRule.IMPOSSIBLE}
+        return
+    assert action.id in UNDO_WORDS  # the security channel says what the undo did
+    one_click = {name for name, r in rules.items() if r is UndoRule.ONE_CLICK}
+    if action.owner_may_apply_alone:
+        # Only an owner's own access-reducing action (or Steward's, announced to them) is one
+        # click for that owner; everything else gives access back and needs a second person.
+        assert one_click == {"owner undoes own", "owner undoes auto-remediation"}
+    else:
+        # Needed an approver to do, needs an approver to undo: never one click, for anyone.
+        assert one_click == set()
+    assert all(r is UndoRule.NEEDS_APPROVER for name, r in rules.items() if name not in one_click)
+
+
+def test_the_rule_as_a_table():
+    """The same table, spelled out for the actions people meet most."""
+    from bot.decisions import UndoRule, undo_rule
+
+    table = {
+        ("deactivate-access-key", OWNER, OWNER, True): UndoRule.ONE_CLICK,
+        ("deactivate-access-key", APPROVER, OWNER, True): UndoRule.NEEDS_APPROVER,
+        ("quarantine-user", OWNER, OWNER, True): UndoRule.ONE_CLICK,
+        ("quarantine-user", APPROVER, APPROVER, False): UndoRule.NEEDS_APPROVER,
+        ("detach-managed-policy", OWNER, OWNER, True): UndoRule.NEEDS_APPROVER,
+        ("delete-inline-policy", OWNER, APPROVER, False): UndoRule.NEEDS_APPROVER,
+        ("remove-user-from-group", OWNER, OWNER, True): UndoRule.NEEDS_APPROVER,
+        ("apply-cis-password-policy", APPROVER, OTHER, False): UndoRule.NEEDS_APPROVER,
+        ("delete-access-key", OWNER, OWNER, True): UndoRule.IMPOSSIBLE,
+        ("remove-console-password", OWNER, APPROVER, False): UndoRule.IMPOSSIBLE,
+        ("delete-user", APPROVER, OTHER, False): UndoRule.IMPOSSIBLE,
+    }
+    for (action, requested_by, undoer, owner), expected in table.items():
+        got = undo_rule(registry.action(action), requested_by=requested_by, undoer=undoer, undoer_is_owner=owner)
+        assert got is expected, (action, requested_by, undoer)

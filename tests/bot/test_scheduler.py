@@ -45,7 +45,7 @@ def test_default_jobs_and_their_next_runs():
     assert fires["expire"] == datetime(2026, 12, 1, 7, 45, tzinfo=UTC)
     assert fires["digest"] == datetime(2026, 12, 7, 9, 0, tzinfo=UTC)  # next Monday 09:00
     assert fires["audit-verify"] == datetime(2026, 12, 1, 6, 15, tzinfo=UTC)
-    assert fires["reconcile"] == datetime(2026, 11, 30, 10, 20, tzinfo=UTC)  # every 10 minutes
+    assert fires["reconcile"] == datetime(2026, 11, 30, 10, 18, tzinfo=UTC)  # every minute
 
 
 def test_intervals_do_not_move_with_restarts():

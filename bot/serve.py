@@ -199,11 +199,11 @@ def serve(
     settings: Settings, port: int = DEFAULT_PORT, *, host: str = DEFAULT_HOST, **options: Any
 ) -> None:
     """Check, then serve until SIGTERM. Raises StartupError before binding the port."""
-    check_startup(settings)
     if settings.metrics_token and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # Before any worker imports bot.metrics: counters then live in files every worker
-        # writes, and a scrape answered by any one worker sums them all.
+        # Before anything imports prometheus_client (it picks its value class then): counters
+        # live in files every worker writes, and a scrape answered by any one worker sums them.
         import tempfile
 
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="steward-metrics-")
+    check_startup(settings)
     StewardServer(settings, ServeOptions(host=host, port=port, **options)).run()

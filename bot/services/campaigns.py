@@ -47,6 +47,7 @@ from bot.decisions import (
     undo_rule,
 )
 from bot.lifecycle import Event, InvalidTransition, next_state
+from bot.metrics import DMS_SENT
 from bot.services.approvals import ApprovalFlow, Refusal
 from bot.services.common import Clock, ServiceError, utcnow
 from bot.services.remediation import RemediationRefused, RemediationService
@@ -200,6 +201,7 @@ class Campaigns(ApprovalFlow):
             self._audit_failure(channel, error, findings, now)
             return
         self._mark_sent(findings, batch, response["channel"], response["ts"], owner, now)
+        DMS_SENT.inc()
         report.dms += 1 if owner else 0
         report.notified += len(findings) if owner else 0
         report.triaged += 0 if owner else len(findings)

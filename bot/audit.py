@@ -155,6 +155,9 @@ class AuditAction(StrEnum):
     REFUSED = "refused"
     # A request Steward could not finish (payload: attempted, error type, reason)
     REQUEST_FAILED = "request.failed"
+    # Slack setup found broken or whole again by the health check (payload: parts, problems)
+    SETUP_DEGRADED = "setup.degraded"
+    SETUP_RESTORED = "setup.restored"
     # Reports
     DIGEST_POSTED = "digest.posted"
     # Findings sent to other tools (account set; payload: region, active, archived, refused, error)

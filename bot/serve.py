@@ -136,17 +136,30 @@ def build_wsgi_app(settings: Settings):
     from bot.web import create_wsgi_app
 
     runtime = build_runtime(settings)
-    return create_wsgi_app(runtime.app(), runtime.engine, slack_health=slack_health(settings, runtime.client),
+    return create_wsgi_app(runtime.app(), runtime.engine,
+                           slack_health=slack_health(settings, runtime.client, runtime.engine),
                            metrics_token=settings.metrics_token)
 
 
-def slack_health(settings: Settings, client):
-    """The Slack part of /healthz: the doctor's Slack checks, refreshed in the background."""
+def slack_health(settings: Settings, client, engine=None):
+    """The Slack part of /healthz: the doctor's Slack checks, refreshed in the background;
+    each change (broken, or whole again) is also an audit event when `engine` is given."""
     from bot.manifest import needed_scopes
     from bot.slack_checks import SlackChecks, SlackHealth
 
     checks = SlackChecks(settings, client, needed_scopes())
-    return SlackHealth(lambda: checks.run(delivery=False))
+    return SlackHealth(lambda: checks.run(delivery=False),
+                       on_change=(lambda failed: record_setup_change(engine, failed)) if engine else None)
+
+
+def record_setup_change(engine, failed) -> None:
+    from bot import audit
+    from bot.db.engine import session_scope
+
+    with session_scope(engine) as session:
+        audit.record(session, actor="system",
+                     action=audit.AuditAction.SETUP_DEGRADED if failed else audit.AuditAction.SETUP_RESTORED,
+                     payload={"problems": [f"{c.name}: {c.detail}" for c in failed]})
 
 
 def check_startup(settings: Settings, *, required: tuple[str, ...] = SERVE_SETTINGS) -> None:

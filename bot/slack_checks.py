@@ -180,8 +180,10 @@ class SlackHealth:
     seconds, so a health probe never waits on Slack; each change is logged once, in full."""
 
     def __init__(self, run_checks: Callable[[], list[Check]], *, ttl: float = 300.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 on_change: Callable[[list[Check]], None] | None = None) -> None:
         self._run_checks = run_checks
+        self._on_change = on_change  # told the failed checks (none: whole again) on each change
         self._ttl, self._clock = ttl, clock
         self._lock = threading.Lock()
         self._status = "unknown: first check running"
@@ -204,10 +206,16 @@ class SlackHealth:
         parts = ", ".join(dict.fromkeys(c.part or c.name for c in failed))
         status = f"degraded: {parts} (run `steward doctor`)" if failed else "ok"
         with self._lock:
-            changed = status != self._status
+            previous = self._status
+            changed = status != previous
             self._status, self._checked_at, self._refreshing = status, self._clock(), False
         if changed and failed:
             log.warning("Slack setup degraded: %s", "; ".join(f"{c.name}: {c.detail}" for c in failed))
         elif changed:
             log.info("Slack setup OK")
+        if changed and self._on_change is not None and (failed or previous.startswith("degraded")):
+            try:
+                self._on_change(failed)
+            except Exception as exc:  # the audit row is best effort here; the log line stands
+                log.warning("could not record the Slack setup change: %s", type(exc).__name__)
         return status

@@ -16,7 +16,7 @@ from slack_sdk import WebClient
 from bot.audit import AuditAction as A
 from bot.db.models import AuditEvent
 from bot.manifest import needed_scopes
-from bot.slack_checks import SlackChecks, SlackHealth
+from bot.slack_checks import SlackHealth
 from bot.web import create_wsgi_app
 from tests import test_campaigns
 from tests.bot.test_serve_http import _call, _offline_app, running_steward
@@ -98,10 +98,19 @@ def test_a_security_channel_the_bot_cannot_post_in(world: World, caplog, breakag
 
 
 def health(w: World) -> tuple[SlackHealth, object]:
-    client = WebClient(token=w.fake.token, base_url=w.fake.base_url)
-    checks = SlackChecks(w.settings(), client, needed_scopes())
-    probe = SlackHealth(lambda: checks.run(delivery=False))
+    from bot.serve import slack_health
+
+    probe = slack_health(w.settings(), WebClient(token=w.fake.token, base_url=w.fake.base_url), w.engine)
     return probe, create_wsgi_app(_offline_app(), w.engine, slack_health=probe)
+
+
+def setup_events(w: World) -> list[tuple[str, list[str]]]:
+    from sqlmodel import Session, select
+
+    with Session(w.engine) as session:
+        rows = session.exec(select(AuditEvent).where(AuditEvent.action.like("setup.%"))
+                            .order_by(AuditEvent.sequence)).all()
+        return [(row.action, row.payload["problems"]) for row in rows]
 
 
 def healthz(wsgi) -> dict:
@@ -126,6 +135,18 @@ def test_healthz_names_the_degraded_part(world: World, caplog) -> None:
         assert healthz(wsgi)["slack"] == f"degraded: {parts} (run `steward doctor`)"
         assert "Slack setup degraded" in caplog.records[-1].getMessage()
     assert CAROL not in json.dumps(healthz(wsgi))  # no people's ids on an open endpoint
+    # Each change is an audit event; the deactivated approver is named there, not on /healthz.
+    events = setup_events(world)
+    assert [action for action, _ in events] == ["setup.degraded"] * 3
+    assert any(CAROL in problem and "deactivated" in problem for problem in events[-1][1])
+    probe.refresh()  # nothing changed: no new event
+    assert len(setup_events(world)) == 3
+    world.fake.set_scopes(needed_scopes())
+    world.fake.set_bot_member(world.security, True)
+    world.fake.set_user_deleted(CAROL, False)
+    probe.refresh()
+    assert healthz(wsgi)["slack"] == "ok"
+    assert setup_events(world)[-1] == ("setup.restored", [])
     world.fake.revoke_token()
     probe.refresh()
     assert healthz(wsgi)["slack"] == "degraded: token (run `steward doctor`)"

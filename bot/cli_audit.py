@@ -107,6 +107,10 @@ def verify_command(
 
 
 def _report(result, anchors: int) -> None:
+    if result.ok and not result.checked:
+        # Nothing was checked, so nothing is proven (a wiped log looks exactly like this).
+        raise fail("the audit log is empty: nothing to verify (no scan or decision recorded in this "
+                   "database; check STEWARD_DATABASE_URL)", code=1)
     if result.ok:
         typer.echo(f"audit chain OK: {result.checked} events")
         for segment in result.segments:

@@ -54,6 +54,13 @@ def test_readers_refuse_an_empty_database(tmp_path: Path, args: list[str]) -> No
     one_line_error(result, 2, "empty", "steward db upgrade")
 
 
+def test_verify_of_an_empty_log_proves_nothing(tmp_path: Path) -> None:
+    """A migrated database with no audit event: a wiped log looks exactly like this."""
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    upgrade(url)
+    one_line_error(run(["audit", "verify"], tmp_path, STEWARD_DATABASE_URL=url), 1, "audit log is empty")
+
+
 @pytest.mark.parametrize("args", [["audit", "verify"], ["notify"]], ids=" ".join)
 def test_readers_refuse_a_missing_sqlite_file(tmp_path: Path, args: list[str]) -> None:
     result = run(args, tmp_path, STEWARD_DATABASE_URL=f"sqlite:///{tmp_path / 'nope.db'}")

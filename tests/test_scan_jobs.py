@@ -24,6 +24,7 @@ from bot.config import load_settings
 from bot.db.engine import make_engine
 from bot.db.migrate import upgrade
 from bot.db.models import AuditEvent, Scan
+from bot.services.scan_jobs import queue_of
 from bot.services.scans import ScanService
 from tests.aws import aws_env, iam_backend, moto_env, moto_server  # noqa: F401  (fixtures)
 from tests.conftest import DIALECTS, PG_URL
@@ -268,11 +269,11 @@ def test_cancel_a_queued_run_from_the_cli(accounts, pg_url, tmp_path):
         from sqlalchemy import text
 
         statuses = connection.execute(text("SELECT status FROM procrastinate_jobs WHERE queue_name = :q"),
-                                      {"q": f"scan-{run.run_id}"}).scalars().all()
+                                      {"q": queue_of(run.run_id)}).scalars().all()
     assert sorted(statuses) == ["cancelled"] * 3
     report = service.wait(run, work=False)
     assert [o.status for o in report.outcomes] == ["cancelled"] * 3
-    assert steward("scan", "--cancel", "no-such-run", env=env).returncode == 1
+    assert steward("scan", "--cancel", "no-such-run", env=env).returncode == 2  # bad usage
     engine.dispose()
 
 

@@ -3,7 +3,7 @@
 With PostgreSQL a scan run is one job per account (its `Scan` row, created `queued` by
 `ScanService.start`). Any number of `steward worker` processes, on any number of hosts,
 take jobs from every queue; `steward scan` also works the jobs of its own run (its run's
-queue `scan-<run id>`), so a scan finishes even with no worker running. PostgreSQL is the
+queue `scan-<run id without dashes>`), so a scan finishes even with no worker running. PostgreSQL is the
 queue: no broker to run.
 
 * Idempotent: the job is keyed by run and account (procrastinate `queueing_lock`), and the
@@ -49,7 +49,9 @@ _service_lock = threading.Lock()
 
 
 def queue_of(run_id: str) -> str:
-    return f"{QUEUE_PREFIX}{run_id}"
+    # Without the dashes: procrastinate notifies on channel `procrastinate_queue_v1#<queue>`
+    # and PostgreSQL channel names stop at 63 characters.
+    return f"{QUEUE_PREFIX}{run_id.replace('-', '')}"
 
 
 def conninfo(database_url: str) -> str:

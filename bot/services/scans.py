@@ -161,7 +161,7 @@ class ScanService:
         if engine is not None and engine.dialect.name == "postgresql":
             from bot.services import scan_jobs
 
-            scan_jobs.enqueue(self.settings.effective_database_url, scan_run.run_id, scan_run.rows.items(), actor)
+            scan_jobs.enqueue(self._database_url(), scan_run.run_id, scan_run.rows.items(), actor)
             scan_run.queued = True
             return scan_run
         work = list(scan_run.rows.items()) if engine is not None else [(None, t) for t in targets]
@@ -183,7 +183,7 @@ class ScanService:
         worker = None
         if work:
             worker = scan_jobs.WorkerThread(
-                self.settings.effective_database_url, queues=[scan_jobs.queue_of(scan_run.run_id)],
+                self._database_url(), queues=[scan_jobs.queue_of(scan_run.run_id)],
                 concurrency=self.settings.scan_concurrency, name=f"scan-{scan_run.run_id[:8]}",
             )
             scan_jobs.install_service(self)
@@ -228,7 +228,7 @@ class ScanService:
         if self.engine.dialect.name == "postgresql":
             from bot.services import scan_jobs
 
-            scan_jobs.cancel_jobs(self.settings.effective_database_url, run_id)
+            scan_jobs.cancel_jobs(self._database_url(), run_id)
         return len(rows)
 
     def run_of(self, run_id: str) -> list[Scan]:
@@ -288,6 +288,10 @@ class ScanService:
             return ScanReport(run_id=scan_run.run_id, outcomes=self._outcomes_from_rows(scan_run))
         outcomes.sort(key=lambda o: (o.account_id, o.label))
         return ScanReport(run_id=scan_run.run_id, outcomes=outcomes)
+
+    def _database_url(self) -> str:
+        """The job queue lives in the database this service writes to."""
+        return self.engine.url.render_as_string(hide_password=False)
 
     def _base_session(self):
         with self._base_lock:

@@ -154,7 +154,7 @@ class ScanService:
         except CollectError as exc:
             raise ServiceError(str(exc)) from None
         scan_run = ScanRun(run_id=str(uuid.uuid4()), targets=list(targets))
-        self._internal[scan_run.run_id] = {t.account_id for t in targets if t.account_id}
+        self._remember_internal(scan_run.run_id, {t.account_id for t in targets if t.account_id})
         engine = self.engine if save else None
         if engine is not None:
             scan_run.rows = self._create_rows(scan_run, actor)
@@ -168,7 +168,7 @@ class ScanService:
         workers = max(1, min(self.settings.scan_concurrency, len(work)))
         scan_run.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scan")
         for scan_id, target in work:
-            future = scan_run.pool.submit(self._in_process, scan_run.run_id, scan_id, target, actor, engine)
+            future = scan_run.pool.submit(self._in_process, scan_run.run_id, scan_id, target, actor)
             scan_run.futures[future] = target
         return scan_run
 
@@ -258,7 +258,7 @@ class ScanService:
             return None
         return outcome
 
-    def _in_process(self, run_id, scan_id, target, actor, engine) -> AccountOutcome | None:
+    def _in_process(self, run_id, scan_id, target, actor) -> AccountOutcome | None:
         """The job's retry policy, in a thread of this process (SQLite, or no database)."""
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
@@ -421,11 +421,18 @@ class ScanService:
                              payload={"run_id": row.run_id, "scan_id": row.id, "error": row.error})
 
     def _internal_accounts(self, run_id: str) -> set[str]:
+        """The run's accounts (for trust checks: roles trusting them are not external)."""
         if run_id not in self._internal and self.engine is not None:
             with session_scope(self.engine) as session:
                 ids = session.exec(select(Scan.account_id).where(Scan.run_id == run_id))
-                self._internal[run_id] = {a for a in ids if a != "unknown"}
+                self._remember_internal(run_id, {a for a in ids if a != "unknown"})
         return self._internal.get(run_id, set())
+
+    def _remember_internal(self, run_id: str, accounts: set[str]) -> None:
+        with self._base_lock:
+            self._internal[run_id] = accounts
+            while len(self._internal) > 8:  # a worker serves run after run: keep the recent ones
+                self._internal.pop(next(iter(self._internal)))
 
     def _outcomes_from_rows(self, scan_run: ScanRun) -> list[AccountOutcome]:
         """The run's accounts as recorded (by whichever process scanned them): findings are

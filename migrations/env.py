@@ -6,9 +6,10 @@ from alembic import context
 from sqlalchemy import pool
 from sqlmodel import SQLModel
 
-import bot.db.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from bot.db.models import is_steward_object
 from bot.db.engine import make_engine
+
+# Importing the models registers their tables on SQLModel.metadata.
+from bot.db.models import is_steward_object
 
 config = context.config
 target_metadata = SQLModel.metadata

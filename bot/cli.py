@@ -102,6 +102,8 @@ def scan(
         err.print(f"[yellow]scan run {run.run_id} cancelled[/]: {cancelled} account(s) not scanned; "
                   "accounts already recorded stay recorded.", highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
+    except ServiceError as exc:
+        raise fail(f"scan failed: {exc}", code=1) from None
 
     if format is OutputFormat.json:
         rows = [

@@ -175,11 +175,15 @@ class WorkerThread:
 
         try:
             asyncio.run(run())
-        except BaseException as exc:  # reported by stop(); the waiter keeps polling rows
+        except BaseException as exc:  # the waiter sees `alive` go false and says why
             self.error = exc
             log.exception("job worker %s stopped with an error", self._options["name"])
         finally:
             self._ready.set()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def stop(self, timeout: float = 60.0) -> None:
         if self._worker is not None and self._loop is not None and self._thread.is_alive():

@@ -200,6 +200,8 @@ class ScanService:
                         seen[scan_id] = status
                 if all(status in SCAN_FINAL for status, _ in rows.values()):
                     break
+                if worker is not None and not worker.alive:
+                    raise ServiceError(f"the job worker of scan run {scan_run.run_id} stopped: {worker.error}")
                 self._fail_stuck(scan_run)
                 time.sleep(POLL_SECONDS)
         finally:

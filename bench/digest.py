@@ -106,7 +106,7 @@ def seed(engine, *, findings: int, audit_rows: int, accounts: int, rng: random.R
             for k in range(4 * 28):
                 at = NOW - timedelta(hours=6 * k)
                 failed = rng.random() < 0.02
-                scans.append({"run_id": "bench", "account_id": account, "started_at": at, "finished_at": at,
+                scans.append({"run_id": f"bench-{k}", "account_id": account, "started_at": at, "finished_at": at,
                               "status": "failed" if failed else "succeeded", "api_calls": 10, "actor": "system",
                               "error": "AccessDenied" if failed else None,
                               "counts": {"error": True} if failed else

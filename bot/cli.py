@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from contextlib import nullcontext
+from contextlib import contextmanager
 from enum import StrEnum
 
 import typer
@@ -82,23 +82,42 @@ def scan(
     format: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="table, json or ocsf."),
     account: list[str] = typer.Option([], "--account", "-a", help="Only this account id (repeatable)."),
     no_save: bool = typer.Option(False, "--no-save", help="Do not write the scan to the database."),
+    cancel: str | None = typer.Option(None, "--cancel", metavar="RUN",
+                                      help="Cancel what is left of scan run RUN (its id), then exit."),
 ):
-    """Collect and evaluate every configured account; save the findings."""
+    """Collect and evaluate every configured account; save the findings.
+
+    With PostgreSQL each account is a job that any `steward worker` can take; this command
+    works its own run's jobs too, so it finishes with no worker running. Ctrl+C cancels the
+    accounts not scanned yet."""
     from bot.services import ScanService, ServiceError
 
     settings = settings_or_exit()
+    if cancel is not None:
+        _cancel_run(settings, cancel.strip())
+        return
     for account_id in account:
         if not (account_id.isdigit() and len(account_id) == 12):
             raise fail(f"--account takes a 12-digit AWS account id, not {account_id!r}")
     _require_aws_credentials()
     engine = None if no_save else engine_for(settings, create=True)
     service = ScanService(settings, engine=engine)
-    # A spinner on a terminal (lines above it say which account started and finished);
-    # plain lines when stderr is a pipe or a CI log.
-    spinner = err.status("Scanning: credential report, authorization details…") if err.is_terminal else nullcontext()
     try:
-        with spinner:
-            report = service.run(only_accounts=account, save=not no_save, actor=cli_actor(), progress=_progress)
+        run = service.start(only_accounts=account, save=not no_save, actor=cli_actor())
+    except ServiceError as exc:
+        raise fail(f"scan failed: {exc}", code=1) from None
+    if engine is not None:
+        err.print(f"[dim]scan run {run.run_id}: {run.size} account(s)"
+                  f"{' (cancel with: steward scan --cancel ' + run.run_id + ')' if run.queued else ''}[/]",
+                  highlight=False, soft_wrap=True)
+    try:
+        with _progress_display(run.size) as progress:
+            report = service.wait(run, progress=progress)
+    except KeyboardInterrupt:
+        cancelled = service.cancel(run.run_id, actor=cli_actor())
+        err.print(f"[yellow]scan run {run.run_id} cancelled[/]: {cancelled} account(s) not scanned; "
+                  "accounts already recorded stay recorded.", highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
     except ServiceError as exc:
         raise fail(f"scan failed: {exc}", code=1) from None
 
@@ -114,7 +133,7 @@ def scan(
     else:
         _print_table(report)
     for outcome in report.failed:
-        err.print(f"[bold red]scan failed[/] for {outcome.label}: {outcome.error}", soft_wrap=True)
+        err.print(f"[bold red]scan {outcome.status}[/] for {outcome.label}: {outcome.error}", soft_wrap=True)
     if report.failed:
         raise typer.Exit(1)
 
@@ -133,6 +152,43 @@ def _require_aws_credentials() -> None:
         from bot.config import NO_AWS_CREDENTIALS
 
         raise fail(NO_AWS_CREDENTIALS)
+
+
+def _cancel_run(settings, run_id: str) -> None:
+    from bot.services import ScanService
+
+    service = ScanService(settings, engine=engine_for(settings))
+    rows = service.run_of(run_id)
+    if not rows:
+        raise fail(f"no scan run {run_id!r} (the id is printed when a scan starts)")
+    cancelled = service.cancel(run_id, actor=cli_actor())
+    done = sum(1 for r in rows if r.status in ("succeeded", "failed"))
+    err.print(f"scan run {run_id}: {cancelled} account(s) cancelled, {done} already finished "
+              f"(of {len(rows)}).", highlight=False)
+
+
+@contextmanager
+def _progress_display(total: int):
+    """A progress bar of accounts done/failed on a terminal; plain lines otherwise."""
+    if not err.is_terminal:
+        yield _progress
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    failed = 0
+    with Progress(TextColumn("Scanning accounts"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[failed]}"), TimeElapsedColumn(), console=err, transient=False) as bar:
+        task = bar.add_task("scan", total=total, failed="")
+
+        def update(label: str, event: str) -> None:
+            nonlocal failed
+            if event in ("succeeded", "failed", "cancelled"):
+                failed += event != "succeeded"
+                bar.update(task, advance=1, failed=f"[red]{failed} failed[/]" if failed else "")
+            if event in ("failed", "cancelled", "retrying"):
+                bar.console.print(f"{_MARKS[event]} {label}: scan {event}", highlight=False)
+
+        yield update
 
 
 def _finding_row(result, outcome):
@@ -161,9 +217,12 @@ def _ocsf_rows(report) -> list[dict]:
     ]
 
 
+_MARKS = {"started": "[dim]…[/]", "succeeded": "[green]✓[/]", "failed": "[red]✗[/]",
+          "cancelled": "[yellow]✗[/]", "retrying": "[yellow]↻[/]"}
+
+
 def _progress(label: str, event: str) -> None:
-    marks = {"started": "[dim]…[/]", "succeeded": "[green]✓[/]", "failed": "[red]✗[/]"}
-    err.print(f"{marks.get(event, '')} {label}: scan {event}", highlight=False)
+    err.print(f"{_MARKS.get(event, '')} {label}: scan {event}", highlight=False)
 
 
 def _print_table(report) -> None:

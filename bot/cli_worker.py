@@ -3,6 +3,10 @@
 Checks its settings first and stops with one line naming what is missing; then builds the
 runtime (schema check, crash reconciliation), stands by for the leader lock and, once
 leader, runs the jobs of bot/scheduler.py until SIGTERM (exit 0).
+
+With PostgreSQL every worker, leader or standby, also takes per-account scan jobs from
+the queue (bot/services/scan_jobs.py): add workers on any host to scan more accounts at
+once. Only the leader schedules (and so enqueues) scans.
 """
 
 from __future__ import annotations
@@ -31,10 +35,21 @@ def worker():
     root = logging.getLogger()
     if root.getEffectiveLevel() > logging.INFO:  # a long-running process logs what it does
         root.setLevel(logging.INFO)
+    jobs = []
+
+    def runtime_with_jobs():
+        runtime = build_runtime(settings)
+        if runtime.engine.dialect.name == "postgresql":
+            jobs.append(_start_job_worker(settings, runtime))
+        return runtime
+
     try:
-        code = run_worker(settings, runtime_factory=lambda: _with_metrics(build_runtime(settings)))
+        code = run_worker(settings, runtime_factory=lambda: _with_metrics(runtime_with_jobs()))
     except (SettingsError, RuntimeError, OSError) as exc:
         raise fail(str(exc)) from None
+    finally:
+        for job_worker in jobs:  # running scan jobs finish and record first
+            job_worker.stop()
     raise typer.Exit(code)
 
 
@@ -48,3 +63,12 @@ def _with_metrics(runtime):
 
         serve_in_background(runtime.engine, port=settings.worker_metrics_port, token=settings.metrics_token)
     return runtime
+
+
+def _start_job_worker(settings, runtime):
+    from bot.leader import holder_id
+    from bot.services import scan_jobs
+
+    scan_jobs.install_service(runtime.steward.scans)
+    return scan_jobs.WorkerThread(settings.effective_database_url, queues=None,
+                                  concurrency=settings.scan_concurrency, name=holder_id()).start()

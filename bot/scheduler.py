@@ -237,10 +237,13 @@ def exclusive_job(runtime: Any):
 
 def run_scan() -> None:
     """Scan every configured account, then run a routing cycle for what it found (the
-    messages under the campaign lock; the scan itself writes no message)."""
+    messages under the campaign lock; the scan itself writes no message).
+
+    On PostgreSQL the scheduler only enqueues the accounts' jobs and waits for the run to
+    end: every `steward worker` (this one included, see bot/cli_worker.py) takes them."""
     runtime = current_runtime()
     began = time.monotonic()
-    report = runtime.steward.scans.run(actor="system")
+    report = runtime.steward.scans.run(actor="system", work=False)
     failed = [o.account_id for o in report.failed]
     log.info("scheduled scan %s: %d accounts, %d failed%s (%.1fs)", report.run_id, len(report.outcomes),
              len(failed), f": {', '.join(failed)}" if failed else "", time.monotonic() - began)

@@ -14,9 +14,12 @@ never by assuming a role in itself: the Organizations access role normally exist
 member accounts, and assuming into the own account would need a trust policy nobody wrote.
 An explicit role ARN for an account wins over the Organizations one.
 
-Sessions: `session_for` assumes the target's role with the ExternalId when one is set. The
-temporary credentials are not refreshed (one hour by default, far longer than one
-account's scan).
+Sessions: `session_for` assumes the target's role with the ExternalId when one is set,
+through botocore's refreshing credentials (renewed before they expire, so a long scan or a
+job that waits in the queue never signs with expired ones). Every session reads botocore's
+data through one shared loader and caches its clients (`shared_session`): a new
+`boto3.Session` per account re-read botocore's JSON data files, about half the CPU of a
+many-account scan.
 
 The restore role (`STEWARD_RESTORE_ROLE_NAME`, off by default) is a second role of the same
 name in every account where it is enabled, the Steward's own account included (there is
@@ -26,13 +29,32 @@ permissions). `restore_target` names it; `session_for` assumes it like any other
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import boto3
+import botocore.session
+from botocore.credentials import (
+    AssumeRoleCredentialFetcher,
+    CredentialProvider,
+    CredentialResolver,
+    Credentials,
+    RefreshableCredentials,
+)
+from botocore.loaders import Loader
 
-from checks.collect import DEFAULT_MAX_ATTEMPTS, CollectError, aws_client, aws_errors
+from checks.collect import (
+    DEFAULT_MAX_ATTEMPTS,
+    CollectError,
+    aws_client,
+    aws_errors,
+    cache_clients,
+    caches_clients,
+)
 
 # Role names (and, in practice, path segments) use IAM's name characters; anything else in
 # a configured ARN is a pasting mistake (two ARNs joined by ';', a stray quote) to report.
@@ -169,32 +191,106 @@ def session_for(
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
 ) -> boto3.Session:
     """A Session for `target`: the base session itself when it has no role, otherwise the
-    role's temporary credentials (sts:AssumeRole, with ExternalId when set). Raises
-    `CollectError` naming the role when it cannot be assumed."""
+    role's credentials (sts:AssumeRole, with ExternalId when set), refreshed before they
+    expire. Raises `CollectError` naming the role when it cannot be assumed.
+
+    The session is light (botocore's data comes from the process's one loader) and its
+    clients are cached for its life (`checks.collect.cache_clients`). With a base session
+    from `shared_session` (itself shared by threads), the no-role target gets a session of
+    its own over the base's credentials, so its API call counter counts only its calls.
+    """
     if target.role_arn is None:
-        return base_session
-    request = {
-        "RoleArn": target.role_arn,
-        "RoleSessionName": session_name,
-        "DurationSeconds": duration_seconds,
-    }
+        if not caches_clients(base_session):
+            return base_session
+        return _account_session(base_session, base_session.get_credentials())
+    extra = {"RoleSessionName": session_name, "DurationSeconds": duration_seconds}
     if external_id:
-        request["ExternalId"] = external_id
+        extra["ExternalId"] = external_id
+    fetcher = _AssumeRoleWithClient(
+        lambda: aws_client(base_session, "sts", max_attempts), target.role_arn, extra
+    )
+    # The first AssumeRole happens now, so a role that cannot be assumed is named here;
+    # later ones happen when the credentials come within botocore's refresh window.
     with aws_errors(
         target.account_id,
         "sts",
         context=f"role {target.role_arn}; check its trust policy and the ExternalId",
     ):
-        credentials = aws_client(base_session, "sts", max_attempts).assume_role(**request)[
-            "Credentials"
-        ]
+        credentials = RefreshableCredentials.create_from_metadata(
+            fetcher.fetch_credentials(), fetcher.fetch_credentials, "assume-role"
+        )
+    return _account_session(base_session, credentials)
+
+
+def shared_session(region_name: str | None = None) -> boto3.Session:
+    """A base session for many accounts: botocore's data read through the process's one
+    loader, and clients cached (it is meant to be shared by a scan's threads: botocore
+    clients are thread-safe). Credentials, region and endpoints come from the usual chain."""
+    return cache_clients(_light_session(region_name=region_name))
+
+
+class _SearchPaths(list):
+    """boto3 appends its data directory to a session's loader paths each time a Session is
+    built; with one loader shared by every session, keep each path once."""
+
+    def append(self, path: str) -> None:
+        if path not in self:
+            super().append(path)
+
+
+_loader: Loader | None = None
+_loader_lock = threading.Lock()
+
+
+def shared_loader() -> Loader:
+    """The process's one botocore data loader: service models and endpoint data are read
+    and parsed once, not once per account session (that was half the CPU of a scan)."""
+    global _loader
+    with _loader_lock:
+        if _loader is None:
+            paths = [p for p in os.environ.get("AWS_DATA_PATH", "").split(os.pathsep) if p]
+            _loader = Loader(extra_search_paths=_SearchPaths(os.path.expanduser(p) for p in paths))
+        return _loader
+
+
+def _light_session(*, region_name: str | None = None, profile_name: str | None = None) -> boto3.Session:
+    core = botocore.session.Session()
+    core.register_component("data_loader", shared_loader())
+    return boto3.Session(botocore_session=core, region_name=region_name, profile_name=profile_name)
+
+
+def _account_session(base_session: boto3.Session, credentials: Credentials | None) -> boto3.Session:
     # Keep the base session's profile (for its region and endpoint settings) when it has a
-    # real one; the explicit credentials below win over the profile's own.
+    # real one; the credentials below win over the profile's own.
     profile = base_session.profile_name
-    return boto3.Session(
-        aws_access_key_id=credentials["AccessKeyId"],
-        aws_secret_access_key=credentials["SecretAccessKey"],
-        aws_session_token=credentials["SessionToken"],
+    session = _light_session(
         region_name=base_session.region_name,
         profile_name=profile if profile in base_session.available_profiles else None,
     )
+    if credentials is not None:
+        session._session.register_component("credential_provider", CredentialResolver([_Given(credentials)]))
+    return cache_clients(session)
+
+
+class _Given(CredentialProvider):
+    METHOD = "assume-role"
+
+    def __init__(self, credentials: Credentials) -> None:
+        super().__init__()
+        self._credentials = credentials
+
+    def load(self) -> Credentials:
+        return self._credentials
+
+
+class _AssumeRoleWithClient(AssumeRoleCredentialFetcher):
+    """botocore's AssumeRole fetcher (its refresh logic, ExternalId, session name), calling
+    the base session's one cached STS client instead of building an STS client (from frozen
+    base credentials) at every refresh."""
+
+    def __init__(self, sts: Callable[[], Any], role_arn: str, extra_args: dict) -> None:
+        super().__init__(lambda *_a, **_k: sts(), None, role_arn, extra_args=extra_args)
+        self._sts = sts
+
+    def _create_client(self) -> Any:
+        return self._sts()

@@ -47,6 +47,7 @@ import re
 import threading
 import time
 import urllib.parse
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -217,7 +218,8 @@ class ApiCallCounter:
     """Counts the AWS API calls of clients created from a session while attached.
 
     The hooks go on the session's event system, which botocore copies into each client
-    when it is created: attach *before* creating the clients. `calls` counts operations
+    when it is created: attach *before* creating the clients (or use a session whose
+    clients `aws_client` caches: those get the hooks too). `calls` counts operations
     (`before-call`: one per client method call, one per paginator page); `attempts` counts
     HTTP requests sent (`before-send`: retries included; botocore's Stubber sends none).
 
@@ -234,12 +236,16 @@ class ApiCallCounter:
         self.by_operation: Counter[str] = Counter()
 
     def attach(self, session: boto3.Session) -> None:
-        session.events.register("before-call", self._on_call, unique_id=f"{self._uid}-call")
-        session.events.register("before-send", self._on_send, unique_id=f"{self._uid}-send")
+        # Clients copy the session's hooks when built: the ones `aws_client` already
+        # cached for this session get them directly.
+        for events in (session.events, *(c.meta.events for c in cached_clients(session))):
+            events.register("before-call", self._on_call, unique_id=f"{self._uid}-call")
+            events.register("before-send", self._on_send, unique_id=f"{self._uid}-send")
 
     def detach(self, session: boto3.Session) -> None:
-        session.events.unregister("before-call", unique_id=f"{self._uid}-call")
-        session.events.unregister("before-send", unique_id=f"{self._uid}-send")
+        for events in (session.events, *(c.meta.events for c in cached_clients(session))):
+            events.unregister("before-call", unique_id=f"{self._uid}-call")
+            events.unregister("before-send", unique_id=f"{self._uid}-send")
 
     @contextlib.contextmanager
     def attached(self, session: boto3.Session) -> Iterator[ApiCallCounter]:
@@ -270,13 +276,53 @@ def client_config(max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> Config:
     )
 
 
+class _ClientCache:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.clients: dict[tuple[str, str, int], Any] = {}
+
+
+# Sessions whose clients are reused (see `cache_clients`); weak keys: a cache lives exactly
+# as long as its session, i.e. one account's scan for the sessions `session_for` builds.
+_CLIENT_CACHES: weakref.WeakKeyDictionary[boto3.Session, _ClientCache] = weakref.WeakKeyDictionary()
+_CACHES_LOCK = threading.Lock()
+
+
+def cache_clients(session: boto3.Session) -> boto3.Session:
+    """Make `aws_client` hand out one client per service (and region and retry budget) of
+    `session` for as long as the session lives, instead of building a new one each time
+    (building a client costs milliseconds of CPU; botocore clients are thread-safe)."""
+    with _CACHES_LOCK:
+        _CLIENT_CACHES.setdefault(session, _ClientCache())
+    return session
+
+
+def caches_clients(session: boto3.Session) -> bool:
+    return session in _CLIENT_CACHES
+
+
+def cached_clients(session: boto3.Session) -> list[Any]:
+    cache = _CLIENT_CACHES.get(session)
+    if cache is None:
+        return []
+    with cache.lock:
+        return list(cache.clients.values())
+
+
 def aws_client(session: boto3.Session, service: str, max_attempts: int) -> Any:
     # AWS_ENDPOINT_URL (and AWS_ENDPOINT_URL_IAM, ...) are applied by botocore itself.
-    return session.client(
-        service,
-        region_name=session.region_name or DEFAULT_REGION,
-        config=client_config(max_attempts),
-    )
+    region = session.region_name or DEFAULT_REGION
+    cache = _CLIENT_CACHES.get(session)
+    if cache is None:
+        return session.client(service, region_name=region, config=client_config(max_attempts))
+    key = (service, region, max_attempts)
+    with cache.lock:
+        client = cache.clients.get(key)
+        if client is None:
+            client = cache.clients[key] = session.client(
+                service, region_name=region, config=client_config(max_attempts)
+            )
+        return client
 
 
 # ---------------------------------------------------------------------------------------

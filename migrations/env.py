@@ -6,8 +6,10 @@ from alembic import context
 from sqlalchemy import pool
 from sqlmodel import SQLModel
 
-import bot.db.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from bot.db.engine import make_engine
+
+# Importing the models registers their tables on SQLModel.metadata.
+from bot.db.models import is_steward_object
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -52,6 +54,7 @@ def _run(connection) -> None:
         # SQLite cannot ALTER most things; batch mode copies the table instead.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=is_steward_object,
     )
     with context.begin_transaction():
         context.run_migrations()

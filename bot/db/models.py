@@ -25,15 +25,30 @@ class Account(SQLModel, table=True):
     last_scan_status: str | None = Field(default=None, max_length=20)
 
 
+def is_steward_object(name: str | None, type_: str, parent_names: object) -> bool:
+    """For Alembic's autogenerate (`include_name`): procrastinate's own tables (its job
+    queue on PostgreSQL, created by migration 0011 from its schema file) are not Steward's
+    models."""
+    return not (type_ == "table" and (name or "").startswith("procrastinate_"))
+
+
+SCAN_FINAL = ("succeeded", "failed", "cancelled")  # a scan row in any other state is in flight
+
+
 class Scan(SQLModel, table=True):
-    """One account's scan. Scans started together share a `run_id`."""
+    """One account's scan. Scans started together share a `run_id`; a run has one row per
+    account, created `queued` when the run starts (the row is the account's job: it goes
+    `running`, then one of `SCAN_FINAL`). Readers of results look at final rows only."""
+
+    __table_args__ = (UniqueConstraint("run_id", "account_id", name="uq_scan_run_account"),)
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: str = Field(index=True, max_length=36)
-    account_id: str = Field(index=True, max_length=12)
+    account_id: str = Field(index=True, max_length=12)  # "unknown" until the account answered
     started_at: datetime = _utc_column()
     finished_at: datetime | None = _utc_column(default=None)
-    status: str = Field(max_length=20)  # running | succeeded | failed
+    status: str = Field(max_length=20)  # queued | running | succeeded | failed | cancelled
+    attempts: int = 0  # tries so far (throttling and transient errors are retried)
     api_calls: int = 0
     error: str | None = Field(default=None, max_length=4000)
     actor: str = Field(default="system", max_length=200)

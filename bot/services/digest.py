@@ -538,7 +538,10 @@ class _Queries:
         return int(total), tuple(ApprovalRef(*row) for row in rows)
 
     def failed_accounts(self) -> tuple[FailedAccount, ...]:
-        latest = select(func.max(Scan.id).label("id")).group_by(Scan.account_id).subquery()
+        # The latest scan that ended per account: rows of a run in progress (queued,
+        # running) or cancelled say nothing about the account yet.
+        latest = (select(func.max(Scan.id).label("id")).where(Scan.status.in_(("succeeded", "failed")))
+                  .group_by(Scan.account_id).subquery())
         rows = self._rows(
             select(Scan.account_id, Account.label, Scan.finished_at, Scan.error)
             .join(latest, latest.c.id == Scan.id)

@@ -1,29 +1,37 @@
 """Scanning accounts and keeping the stored findings in line with what scans see.
 
-One transaction per account scan writes the scan row and every finding change together.
+A run is one job per account. With a database each account has a `Scan` row from the
+start (`queued`, `running`, then `succeeded`, `failed` or `cancelled`); one transaction per
+account writes its final row and every finding change together, and only if the row is
+not final yet (so a job delivered twice records once). On PostgreSQL the jobs go on
+procrastinate's queue (bot/services/scan_jobs.py) for any worker; with SQLite or without a
+database a thread pool in this process runs them, with the same retry policy.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
+from sqlmodel import select
 
 from bot import audit
 from bot.config import Settings
 from bot.db import queries
 from bot.db.engine import session_scope
-from bot.db.models import Finding, Scan
+from bot.db.models import SCAN_FINAL, Finding, Scan
 from bot.lifecycle import Event, State, next_state
 from bot.services.common import Clock, ServiceError, utcnow
+from bot.services.scan_retry import MAX_ATTEMPTS, RetryLater, backoff_seconds
 from checks.catalog import BY_ID
-from checks.model import Result
+from checks.model import Result, Status
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +56,12 @@ class AccountOutcome:
     resolved: list[str] = field(default_factory=list)  # fingerprints this scan resolved
     seconds: float = 0.0  # measured with a monotonic clock; the timestamps are whole seconds
     scan_id: int | None = None
+    retryable: bool = False  # a failure another attempt may not have (throttling, network)
 
     @property
     def failed(self) -> bool:
-        return self.status == "failed"
+        """Not known clean: failed, or cancelled before it finished."""
+        return self.status != "succeeded"
 
 
 @dataclass
@@ -68,7 +78,26 @@ class ScanReport:
         return [fp for o in self.outcomes for fp in o.resolved]
 
 
-ProgressCallback = Callable[[str, str], None]  # (account label, "started"|"succeeded"|"failed")
+ProgressCallback = Callable[[str, str], None]  # (account label, "started"|"retrying"|a final status)
+
+POLL_SECONDS = 0.5
+ACCOUNT_DEADLINE_SECONDS = 30 * 60  # an account still `running` after this is failed (stuck job)
+
+
+@dataclass
+class ScanRun:
+    """A started run: its accounts (by scan row id when saved) and how they are worked."""
+
+    run_id: str
+    targets: list  # checks.accounts.Target, in discovery order
+    rows: dict[int, object] = field(default_factory=dict)  # scan row id -> Target
+    queued: bool = False  # per-account jobs on PostgreSQL (else threads in this process)
+    futures: dict = field(default_factory=dict)  # in-process: Future -> Target
+    pool: ThreadPoolExecutor | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.targets)
 
 
 class ScanService:
@@ -83,7 +112,10 @@ class ScanService:
         self.settings = settings
         self.engine = engine
         self.clock = clock
-        self._aws_session_factory = aws_session_factory or _default_aws_session
+        self._aws_session_factory = aws_session_factory
+        self._base = None
+        self._base_lock = threading.Lock()
+        self._internal: dict[str, set[str]] = {}  # run id -> its account ids (trust checks)
 
     def run(
         self,
@@ -92,16 +124,29 @@ class ScanService:
         save: bool = True,
         actor: str = "system",
         progress: ProgressCallback | None = None,
+        work: bool = True,
     ) -> ScanReport:
-        """Scan every configured account concurrently; persist each as it finishes.
+        """Scan every configured account; persist each as it finishes; return when every
+        account has ended. Ctrl+C (KeyboardInterrupt) cancels the rest of the run.
 
         Raises `ServiceError` when the accounts cannot even be listed (no credentials,
         endpoint down): there is nothing to record per account then.
         """
+        scan_run = self.start(only_accounts=only_accounts, save=save, actor=actor)
+        try:
+            return self.wait(scan_run, progress=progress, work=work)
+        except KeyboardInterrupt:
+            self.cancel(scan_run.run_id, actor=actor)
+            raise
+
+    def start(self, *, only_accounts: Iterable[str] = (), save: bool = True, actor: str = "system") -> ScanRun:
+        """Discover the accounts and start the run: with a database, one `queued` row per
+        account; on PostgreSQL one job per account (any worker takes them), otherwise a
+        thread pool in this process."""
         from checks import accounts
         from checks.collect import CollectError
 
-        base = self._aws_session_factory()
+        base = self._base_session()
         if base.get_credentials() is None:
             # Said once, before anything is recorded: no failed scan of an account nobody can name.
             from bot.config import NO_AWS_CREDENTIALS
@@ -113,24 +158,158 @@ class ScanService:
             )
         except CollectError as exc:
             raise ServiceError(str(exc)) from None
-        internal = {t.account_id for t in targets if t.account_id}
-        run_id = str(uuid.uuid4())
+        scan_run = ScanRun(run_id=str(uuid.uuid4()), targets=list(targets))
+        self._remember_internal(scan_run.run_id, {t.account_id for t in targets if t.account_id})
+        engine = self.engine if save else None
+        if engine is not None:
+            scan_run.rows = self._create_rows(scan_run, actor)
+        if engine is not None and engine.dialect.name == "postgresql":
+            from bot.services import scan_jobs
+
+            scan_jobs.enqueue(self._database_url(), scan_run.run_id, scan_run.rows.items(), actor)
+            scan_run.queued = True
+            return scan_run
+        work = list(scan_run.rows.items()) if engine is not None else [(None, t) for t in targets]
+        workers = max(1, min(self.settings.scan_concurrency, len(work)))
+        scan_run.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scan")
+        for scan_id, target in work:
+            future = scan_run.pool.submit(self._in_process, scan_run.run_id, scan_id, target, actor)
+            scan_run.futures[future] = target
+        return scan_run
+
+    def wait(self, scan_run: ScanRun, *, progress: ProgressCallback | None = None, work: bool = True) -> ScanReport:
+        """Until every account of the run has ended. On PostgreSQL this process also works
+        the run's jobs (`work`), so the run ends even with no `steward worker` up."""
         notify = progress or (lambda _label, _event: None)
+        if not scan_run.queued:
+            return self._wait_in_process(scan_run, notify)
+        from bot.services import scan_jobs
+
+        worker = None
+        if work:
+            worker = scan_jobs.WorkerThread(
+                self._database_url(), queues=[scan_jobs.queue_of(scan_run.run_id)],
+                concurrency=self.settings.scan_concurrency, name=f"scan-{scan_run.run_id[:8]}",
+            )
+            scan_jobs.install_service(self)
+            worker.start()
+        try:
+            seen: dict[int, str] = {}
+            while True:
+                rows = self._row_states(scan_run)
+                for scan_id, (status, error) in rows.items():
+                    if seen.get(scan_id) != status:
+                        event = {"running": "started", "queued": "retrying" if error else None}.get(status, status)
+                        if event and not (status == "queued" and scan_id not in seen):
+                            notify(scan_run.rows[scan_id].label, event)
+                        seen[scan_id] = status
+                if all(status in SCAN_FINAL for status, _ in rows.values()):
+                    break
+                if worker is not None and not worker.alive:
+                    raise ServiceError(f"the job worker of scan run {scan_run.run_id} stopped: {worker.error}")
+                self._fail_stuck(scan_run)
+                time.sleep(POLL_SECONDS)
+        finally:
+            if worker is not None:
+                worker.stop()
+        return ScanReport(run_id=scan_run.run_id, outcomes=self._outcomes_from_rows(scan_run))
+
+    def cancel(self, run_id: str, *, actor: str) -> int:
+        """Cancel what is left of a run: open rows become `cancelled` (audited), queued jobs
+        are cancelled and running ones asked to abort. Returns the accounts cancelled."""
+        if self.engine is None:
+            return 0
+        now = self.clock()
+        with session_scope(self.engine) as session:
+            rows = list(session.exec(
+                select(Scan).where(Scan.run_id == run_id, Scan.status.not_in(SCAN_FINAL)).with_for_update()
+            ))
+            for row in rows:
+                row.status, row.finished_at = "cancelled", now
+                row.error = f"cancelled by {actor}"
+                row.counts = {"error": True, "cancelled": True}
+                audit.record(session, actor=actor, action=audit.AuditAction.SCAN_FAILED,
+                             account=_known(row.account_id), at=now,
+                             payload={"run_id": run_id, "scan_id": row.id, "cancelled": True,
+                                      "error": row.error})
+        if self.engine.dialect.name == "postgresql":
+            from bot.services import scan_jobs
+
+            scan_jobs.cancel_jobs(self._database_url(), run_id)
+        return len(rows)
+
+    def run_of(self, run_id: str) -> list[Scan]:
+        """The rows of a run (empty if there is no such run)."""
+        with session_scope(self.engine) as session:
+            return list(session.exec(select(Scan).where(Scan.run_id == run_id).order_by(Scan.id)))
+
+    # --- one account: the job -----------------------------------------------------------
+
+    def execute_account(self, run_id: str, scan_id: int | None, target, *, actor: str,
+                        final_attempt: bool = True, internal: set[str] | None = None) -> AccountOutcome | None:
+        """Scan one account of a run and record it. None: nothing done, the row was
+        already final (a duplicate delivery) or cancelled. Raises `RetryLater` for a
+        throttled or transient failure unless this is the final attempt (then the account
+        is recorded as failed)."""
+        if scan_id is not None and not self._claim(scan_id):
+            return None
+        if internal is None:
+            internal = self._internal_accounts(run_id)
+        outcome = self._scan_target(self._base_session(), target, internal)
+        if outcome.failed and outcome.retryable and not final_attempt:
+            if scan_id is not None:
+                self._requeue(scan_id, outcome.error or "")
+            raise RetryLater(outcome.error)
+        if scan_id is not None and not self._persist(outcome, scan_id=scan_id, run_id=run_id, actor=actor,
+                                                     role_arn=target.role_arn):
+            return None
+        return outcome
+
+    def _in_process(self, run_id, scan_id, target, actor) -> AccountOutcome | None:
+        """The job's retry policy, in a thread of this process (SQLite, or no database)."""
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                return self.execute_account(run_id, scan_id, target, actor=actor,
+                                            final_attempt=attempt >= MAX_ATTEMPTS,
+                                            internal=self._internal.get(run_id))
+            except RetryLater:
+                time.sleep(backoff_seconds(attempt - 1))
+        raise AssertionError("unreachable: the last attempt records instead of retrying")
+
+    def _wait_in_process(self, scan_run: ScanRun, notify: ProgressCallback) -> ScanReport:
+        assert scan_run.pool is not None
+        for target in scan_run.targets:
+            notify(target.label, "started")
         outcomes: list[AccountOutcome] = []
-        workers = max(1, min(self.settings.scan_concurrency, len(targets)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scan") as pool:
-            futures = {}
-            for target in targets:
-                notify(target.label, "started")
-                futures[pool.submit(self._scan_target, base, target, internal)] = target
-            for future in as_completed(futures):
+        try:
+            for future in as_completed(scan_run.futures):
                 outcome = future.result()
-                if save and self.engine is not None:
-                    self._persist(outcome, run_id=run_id, actor=actor, role_arn=futures[future].role_arn)
-                notify(outcome.label, outcome.status)
-                outcomes.append(outcome)
+                if outcome is not None:
+                    notify(outcome.label, outcome.status)
+                    outcomes.append(outcome)
+        finally:
+            # Ctrl+C: queued accounts never start; running ones finish (their rows are
+            # cancelled by then, so they record nothing).
+            scan_run.pool.shutdown(wait=False, cancel_futures=True)
+        if len(outcomes) < scan_run.size and scan_run.rows:
+            return ScanReport(run_id=scan_run.run_id, outcomes=self._outcomes_from_rows(scan_run))
         outcomes.sort(key=lambda o: (o.account_id, o.label))
-        return ScanReport(run_id=run_id, outcomes=outcomes)
+        return ScanReport(run_id=scan_run.run_id, outcomes=outcomes)
+
+    def _database_url(self) -> str:
+        """The job queue lives in the database this service writes to."""
+        return self.engine.url.render_as_string(hide_password=False)
+
+    def _base_session(self):
+        with self._base_lock:
+            if self._base is None:
+                if self._aws_session_factory is not None:
+                    self._base = self._aws_session_factory()
+                else:
+                    from checks.accounts import shared_session
+
+                    self._base = shared_session()
+            return self._base
 
     def _scan_target(self, base, target, internal: set[str]) -> AccountOutcome:
         from checks import accounts, scan
@@ -138,6 +317,7 @@ class ScanService:
 
         now = self.clock()
         began = time.perf_counter()
+        retryable = False
         ctx = self.settings.check_context(now, internal_accounts=internal)
         label = target.label
         try:
@@ -150,7 +330,7 @@ class ScanService:
                 known_keys=self._known_keys if self.engine is not None else None,
             )
         except CollectError as exc:
-            error = str(exc)
+            error, retryable = str(exc), exc.retryable
         except Exception as exc:  # a bug or an unexpected AWS answer: fail loudly, not clean
             log.exception("scan of %s crashed", label)
             error = f"internal error: {type(exc).__name__}: {exc}"
@@ -177,6 +357,7 @@ class ScanService:
             finished_at=self.clock(),
             seconds=time.perf_counter() - began,
             error=error,
+            retryable=retryable,
         )
 
     def _known_keys(self, account_id: str) -> dict[str, list]:
@@ -196,9 +377,110 @@ class ScanService:
 
     # ---------------------------------------------------------------------------------
 
-    def _persist(self, outcome: AccountOutcome, *, run_id: str, actor: str, role_arn: str | None) -> None:
+    # --- the run's rows ------------------------------------------------------------------
+
+    def _create_rows(self, scan_run: ScanRun, actor: str) -> dict[int, object]:
+        now = self.clock()
+        with session_scope(self.engine) as session:
+            rows = [
+                Scan(run_id=scan_run.run_id, account_id=t.account_id or "unknown", started_at=now,
+                     status="queued", actor=actor)
+                for t in scan_run.targets
+            ]
+            session.add_all(rows)
+            session.flush()
+            return {row.id: target for row, target in zip(rows, scan_run.targets, strict=True)}
+
+    def _claim(self, scan_id: int) -> bool:
+        """Mark the row running, unless it is final (done, or cancelled) or gone."""
+        with session_scope(self.engine) as session:
+            row = session.get(Scan, scan_id, with_for_update=True)
+            if row is None or row.status in SCAN_FINAL:
+                return False
+            row.status, row.started_at, row.attempts = "running", self.clock(), row.attempts + 1
+            return True
+
+    def _requeue(self, scan_id: int, error: str) -> None:
+        with session_scope(self.engine) as session:
+            row = session.get(Scan, scan_id, with_for_update=True)
+            if row is not None and row.status not in SCAN_FINAL:
+                row.status, row.error = "queued", f"retrying after: {error}"[:4000]
+
+    def _row_states(self, scan_run: ScanRun) -> dict[int, tuple[str, str | None]]:
+        with session_scope(self.engine) as session:
+            rows = session.exec(select(Scan.id, Scan.status, Scan.error).where(Scan.run_id == scan_run.run_id))
+            return {scan_id: (status, error) for scan_id, status, error in rows}
+
+    def _fail_stuck(self, scan_run: ScanRun) -> None:
+        """A job running past the deadline (a hung worker that still sends heartbeats) is
+        recorded as failed; if it ever finishes, it finds its row final and records nothing."""
+        cutoff = self.clock() - timedelta(seconds=ACCOUNT_DEADLINE_SECONDS)
+        with session_scope(self.engine) as session:
+            stuck = list(session.exec(select(Scan).where(
+                Scan.run_id == scan_run.run_id, Scan.status == "running", Scan.started_at < cutoff
+            ).with_for_update()))
+            now = self.clock()
+            for row in stuck:
+                row.status, row.finished_at, row.counts = "failed", now, {"error": True}
+                row.error = f"timed out: still running after {ACCOUNT_DEADLINE_SECONDS // 60} minutes"
+                audit.record(session, actor=row.actor, action=audit.AuditAction.SCAN_FAILED,
+                             account=_known(row.account_id), at=now,
+                             payload={"run_id": row.run_id, "scan_id": row.id, "error": row.error})
+
+    def _internal_accounts(self, run_id: str) -> set[str]:
+        """The run's accounts (for trust checks: roles trusting them are not external)."""
+        if run_id not in self._internal and self.engine is not None:
+            with session_scope(self.engine) as session:
+                ids = session.exec(select(Scan.account_id).where(Scan.run_id == run_id))
+                self._remember_internal(run_id, {a for a in ids if a != "unknown"})
+        return self._internal.get(run_id, set())
+
+    def _remember_internal(self, run_id: str, accounts: set[str]) -> None:
+        with self._base_lock:
+            self._internal[run_id] = accounts
+            while len(self._internal) > 8:  # a worker serves run after run: keep the recent ones
+                self._internal.pop(next(iter(self._internal)))
+
+    def _outcomes_from_rows(self, scan_run: ScanRun) -> list[AccountOutcome]:
+        """The run's accounts as recorded (by whichever process scanned them): findings are
+        the rows this scan saw (`last_scan_id`), resolved ones those it resolved."""
+        outcomes = []
+        with session_scope(self.engine) as session:
+            for row in session.exec(select(Scan).where(Scan.run_id == scan_run.run_id)):
+                target = scan_run.rows.get(row.id)
+                counts = row.counts or {}
+                outcome = AccountOutcome(
+                    account_id=row.account_id, label=target.label if target else row.account_id,
+                    status=row.status, started_at=row.started_at, finished_at=row.finished_at or row.started_at,
+                    api_calls=row.api_calls, error=row.error, scan_id=row.id,
+                    inventory=dict(counts.get("inventory") or {}), coverage=dict(counts.get("coverage") or {}),
+                    changes={k: counts[k] for k in ("new", "reopened", "resolved") if k in counts},
+                    seconds=float(counts.get("seconds") or 0.0),
+                )
+                if row.status == "succeeded":
+                    seen = session.exec(select(Finding).where(Finding.last_scan_id == row.id,
+                                                              Finding.state != State.RESOLVED))
+                    for f in seen:
+                        outcome.findings.append(Result(check=f.check_id, account=f.account_id, resource=f.resource,
+                                                       status=Status.FAIL, sub_key=f.sub_key, details=dict(f.details)))
+                        outcome.owners[f.fingerprint] = f.owner
+                    outcome.resolved = list(session.exec(select(Finding.fingerprint).where(
+                        Finding.account_id == row.account_id, Finding.state == State.RESOLVED,
+                        Finding.resolved_at == row.finished_at)))
+                outcomes.append(outcome)
+        outcomes.sort(key=lambda o: (o.account_id, o.label))
+        return outcomes
+
+    def _persist(self, outcome: AccountOutcome, *, scan_id: int, run_id: str, actor: str,
+                 role_arn: str | None) -> bool:
+        """Record a final outcome on its row, with the finding changes, in one transaction.
+        False (nothing written) when the row is final already: a duplicate delivery, a
+        cancelled run, or a timed-out job that finished after all."""
         now = outcome.finished_at
         with session_scope(self.engine) as session:
+            scan_row = session.get(Scan, scan_id, with_for_update=True)
+            if scan_row is None or scan_row.status in SCAN_FINAL:
+                return False
             if outcome.account_id != "unknown":
                 account = queries.upsert_account(
                     session=session,
@@ -209,19 +491,10 @@ class ScanService:
                 )
                 account.last_scan_at = now
                 account.last_scan_status = outcome.status
-            scan_row = queries.add_scan(
-                session=session,
-                scan=Scan(
-                    run_id=run_id,
-                    account_id=outcome.account_id,
-                    started_at=outcome.started_at,
-                    finished_at=now,
-                    status=outcome.status,
-                    api_calls=outcome.api_calls,
-                    error=(outcome.error or "")[:4000] or None,
-                    actor=actor,
-                ),
-            )
+                scan_row.account_id = outcome.account_id
+            scan_row.started_at, scan_row.finished_at = outcome.started_at, now
+            scan_row.status, scan_row.api_calls = outcome.status, outcome.api_calls
+            scan_row.error = (outcome.error or "")[:4000] or None
             outcome.scan_id = scan_row.id
             event = {"run_id": run_id, "scan_id": scan_row.id, "label": outcome.label,
                      "api_calls": outcome.api_calls}
@@ -231,7 +504,7 @@ class ScanService:
                 audit.record(session, actor=actor, action=audit.AuditAction.SCAN_FAILED,
                              account=_known(outcome.account_id), at=now,
                              payload={**event, "error": outcome.error})
-                return
+                return True
             changed = sync_findings(
                 session, outcome.account_id, outcome.findings, outcome.owners, scan_row.id, now
             )
@@ -246,12 +519,14 @@ class ScanService:
                 "inventory": outcome.inventory,
                 "coverage": outcome.coverage,
                 **outcome.changes,
+                "seconds": round(outcome.seconds, 3),
             }
             # One event per account scan; the finding changes it caused are listed in it.
             audit.record(session, actor=actor, action=audit.AuditAction.SCAN_SUCCEEDED,
                          account=outcome.account_id, at=now,
                          payload={**event, "counts": {k: v for k, v in scan_row.counts.items() if k != "coverage"},
                                   "fingerprints": changed})
+            return True
 
 
 def sync_findings(
@@ -327,9 +602,3 @@ def _by_severity(findings: list[Result]) -> dict[str, int]:
         sev = BY_ID[r.check].severity.value
         counts[sev] = counts.get(sev, 0) + 1
     return counts
-
-
-def _default_aws_session():
-    import boto3
-
-    return boto3.Session()

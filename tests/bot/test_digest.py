@@ -62,7 +62,7 @@ def seeded(engine):
                    Account(id=A2, label="dev", first_seen=days_ago(100)),
                    Account(id=A3, label="sandbox", first_seen=days_ago(100))])
         # Scans: counts this week (0-7 days) and last week (7-14); the latest of A3 failed.
-        for account, finished, status, counts in [
+        for i, (account, finished, status, counts) in enumerate([
             (A1, 1, "succeeded", {"new": 4, "resolved": 2, "reopened": 1}),
             (A2, 2, "succeeded", {"new": 1, "resolved": 1, "reopened": 0}),
             (A1, 9, "succeeded", {"new": 7, "resolved": 0, "reopened": 2}),
@@ -70,11 +70,14 @@ def seeded(engine):
             (A3, 10, "succeeded", {"new": 1}),
             (A3, 1, "failed", {"error": True}),
             (A2, 3, "failed", {"error": True}),  # not the latest scan of A2
-        ]:
-            s.add(Scan(run_id="r", account_id=account, started_at=days_ago(finished), finished_at=days_ago(finished),
+        ]):
+            s.add(Scan(run_id=f"r{i}", account_id=account, started_at=days_ago(finished), finished_at=days_ago(finished),
                        status=status, counts=counts, error="AccessDenied: sts:AssumeRole" if status == "failed" else None))
-        s.add(Scan(run_id="r", account_id=A2, started_at=days_ago(0.5), finished_at=days_ago(0.5),
+        s.add(Scan(run_id="r-last", account_id=A2, started_at=days_ago(0.5), finished_at=days_ago(0.5),
                    status="succeeded", counts={"new": 0, "resolved": 0, "reopened": 0}))
+        # A run in progress says nothing yet: A3 still shows its failure, A1 stays clean.
+        s.add(Scan(run_id="r-now", account_id=A3, started_at=days_ago(0.1), status="running"))
+        s.add(Scan(run_id="r-now", account_id=A1, started_at=days_ago(0.1), status="queued"))
         open_rows = [
             finding(A1, "root-mfa-disabled", "critical", first_seen=200, title="Root account has no MFA"),
             finding(A1, "stale-user", "high", state="notified", first_seen=40, notified_to="U0ALICE001",

@@ -199,7 +199,8 @@ def test_scan_job_scans_as_system_then_routes(engine, runtime_calls):
     sched.install_runtime(fake_runtime(engine, runtime_calls))
     sched.run_scan()
     sched.run_expire()
-    assert runtime_calls == [("scan", {"actor": "system"}), ("refresh", ["fp-gone"]), ("route",), ("expire",)]
+    # The scheduler enqueues and waits; the workers (this one included) take the jobs.
+    assert runtime_calls == [("scan", {"actor": "system", "work": False}), ("refresh", ["fp-gone"]), ("route",), ("expire",)]
 
 
 def test_runtime_factory_is_called_once(runtime_calls):

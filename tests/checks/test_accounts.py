@@ -153,3 +153,55 @@ def test_the_restore_role_of_an_account_by_name():
     assert target.account_id == "111122223333"
     with pytest.raises(CollectError, match="not an IAM role name"):
         restore_target("111122223333", "bad name")
+
+
+# --- cheap per-account sessions (shared loader, refreshing credentials, cached clients) ---
+
+
+def test_account_sessions_share_one_loader_and_cache_their_clients(aws_env) -> None:
+    from moto import mock_aws
+
+    from checks.accounts import shared_loader, shared_session
+    from checks.collect import aws_client
+
+    with mock_aws():
+        base = shared_session("us-east-1")
+        first = session_for(Target(OTHER, f"arn:aws:iam::{OTHER}:role/Scanner", "x"), base, external_id="ext-1")
+        second = session_for(Target(THIRD, f"arn:aws:iam::{THIRD}:role/Scanner", "y"), base, external_id="ext-1")
+        own = session_for(Target(None, None, "current credentials"), base)
+        loaders = {id(s._session.get_component("data_loader")) for s in (base, first, second, own)}
+        assert loaders == {id(shared_loader())}
+        assert len(shared_loader().search_paths) == len(set(shared_loader().search_paths))  # no growth
+        assert own is not base  # its own events: its counter does not count the others' AssumeRole
+
+        iam = aws_client(first, "iam", 3)
+        assert aws_client(first, "iam", 3) is iam and aws_client(second, "iam", 3) is not iam
+        assert aws_client(base, "sts", 3) is aws_client(base, "sts", 3)  # one STS client assumes every role
+        counter = ApiCallCounter()
+        with counter.attached(first):  # attached after the client was built: still counted
+            iam.list_users()
+        iam.list_users()
+        assert counter.calls == 1
+        assert first.client("sts").get_caller_identity()["Account"] == OTHER
+        assert second.client("sts").get_caller_identity()["Account"] == THIRD
+
+
+def test_assumed_role_credentials_refresh_before_expiry(aws_env) -> None:
+    from moto import mock_aws
+
+    from checks.accounts import shared_session
+
+    with mock_aws():
+        target = Target(OTHER, f"arn:aws:iam::{OTHER}:role/Scanner", "x")
+        session = session_for(target, shared_session("us-east-1"), external_id="ext-9", session_name="steward-r")
+        roles = sts_backends[OTHER]["aws"].assumed_roles
+        before = len(roles)
+        key = session.get_credentials().get_frozen_credentials().access_key
+        assert len(roles) == before  # an hour left: no new AssumeRole
+        # 15 minutes: already inside botocore's refresh window, so the next use assumes again.
+        short = session_for(target, shared_session("us-east-1"), external_id="ext-9",
+                            session_name="steward-r", duration_seconds=900)
+        assert len(roles) == before + 1
+        assert short.get_credentials().get_frozen_credentials().access_key != key
+        assert len(roles) == before + 2
+        assert (roles[-1].external_id, roles[-1].session_name) == ("ext-9", "steward-r")

@@ -135,3 +135,32 @@ def test_export_rejects_a_bad_account_id(tmp_path):
                      env={"STEWARD_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"})
     assert result.exit_code == 2
     assert "12-digit" in result.stderr
+
+
+def test_a_finding_resolved_in_the_second_of_the_last_export_is_archived_once(
+        account_with_findings, tmp_path, monkeypatch):
+    """Times are whole seconds: a scan that resolves a finding in the same second as the
+    previous export must still get it archived, and only once."""
+    from datetime import timedelta
+
+    from sqlmodel import Session as DbSession
+
+    from bot.config import Settings
+    from bot.db.models import Finding
+    from bot.services.exports import SecurityHubExport
+
+    strict_security_hub(monkeypatch)
+    boto3.client("securityhub", endpoint_url=account_with_findings["url"], region_name=REGION).enable_security_hub()
+    url = f"sqlite:///{tmp_path / 'same-second.db'}"
+    assert run_cli("scan", env={"STEWARD_DATABASE_URL": url}).exit_code == 0
+    engine = make_engine(url)
+    moment = NOW + timedelta(days=400)
+    service = SecurityHubExport(Settings(database_url=url), engine=engine, clock=lambda: moment)
+    assert [a.archived for a in service.run().accounts] == [0]
+    with DbSession(engine) as session:
+        row = session.exec(select(Finding).where(Finding.check_id == "old-access-key")).one()
+        row.state, row.resolved_at = "resolved", moment  # resolved in the export's second
+        session.add(row)
+        session.commit()
+    assert [a.archived for a in service.run().accounts] == [1]
+    assert [a.archived for a in service.run().accounts] == [0]

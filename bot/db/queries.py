@@ -236,11 +236,12 @@ def decisions_ending(*, session: Session, now: datetime) -> list[Finding]:
     ))
 
 
-def last_audited(*, session: Session, action: str, account_id: str) -> datetime | None:
-    """When `action` was last audited for this account (e.g. the last Security Hub export)."""
+def last_audit_event(*, session: Session, action: str, account_id: str) -> AuditEvent | None:
+    """The account's latest event of `action` (e.g. its last clean Security Hub export)."""
     return session.exec(
-        select(func.max(AuditEvent.at)).where(AuditEvent.action == action, AuditEvent.account == account_id)
-    ).one()
+        select(AuditEvent).where(AuditEvent.action == action, AuditEvent.account == account_id)
+        .order_by(AuditEvent.sequence.desc()).limit(1)
+    ).first()
 
 
 def findings_to_export(*, session: Session, account_id: str, resolved_since: datetime | None) -> list[Finding]:
@@ -250,6 +251,6 @@ def findings_to_export(*, session: Session, account_id: str, resolved_since: dat
         query = select(Finding).where(Finding.account_id == account_id, open_)
     else:
         query = select(Finding).where(
-            Finding.account_id == account_id, open_ | (Finding.resolved_at > resolved_since)
+            Finding.account_id == account_id, open_ | (Finding.resolved_at >= resolved_since)
         )
     return list(session.exec(query.order_by(Finding.id)))

@@ -77,18 +77,26 @@ class SecurityHubExport:
 
         result = AccountExport(target.account_id or "unknown", target.label)
         now = self.clock()
+        archived: list[str] = []
         try:
             session = accounts.session_for(target, base, external_id=self.settings.external_id)
             account_id = target.account_id or _caller_account(session, self.settings.aws_max_attempts)
             result.account_id = account_id
             with session_scope(self.engine) as db:
-                since = queries.last_audited(session=db, action=A.EXPORT_SECURITYHUB, account_id=account_id)
-                rows = queries.findings_to_export(session=db, account_id=account_id, resolved_since=since)
+                last = queries.last_audit_event(session=db, action=A.EXPORT_SECURITYHUB, account_id=account_id)
+                # Times are whole seconds: a finding resolved in the second of the last export
+                # is taken unless that export archived it already (its fingerprints are listed).
+                since = last.at if last else None
+                sent = set(last.payload.get("archived_fingerprints", [])) if last else set()
+                rows = [row for row in queries.findings_to_export(session=db, account_id=account_id,
+                                                                  resolved_since=since)
+                        if row.resolved_at is None or row.fingerprint not in sent]
                 documents = [
                     asff_finding(stored_finding_json(row), Seen(row.first_seen, row.last_seen, row.resolved_at),
                                  region=region, now=now, state=row.state)
                     for row in rows
                 ]
+                archived = [row.fingerprint for row in rows if row.resolved_at is not None]
             outcome = import_findings(session, account_id, documents, region=region,
                                       max_attempts=self.settings.aws_max_attempts)
         except CollectError as exc:
@@ -105,7 +113,8 @@ class SecurityHubExport:
                 db, actor=actor, account=result.account_id if result.account_id != "unknown" else None, at=now,
                 action=A.EXPORT_SECURITYHUB if clean else A.EXPORT_SECURITYHUB_FAILED,
                 payload={"region": region, "active": result.active, "archived": result.archived,
-                         "refused": sorted(f.get("Id", "") for f in result.refused), "error": result.error},
+                         "refused": sorted(f.get("Id", "") for f in result.refused), "error": result.error,
+                         "archived_fingerprints": archived if clean else []},
             )
         return result
 

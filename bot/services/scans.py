@@ -30,7 +30,7 @@ from bot.db.models import SCAN_FINAL, Finding, Scan
 from bot.lifecycle import Event, State, next_state
 from bot.services.common import Clock, ServiceError, utcnow
 from bot.services.scan_retry import MAX_ATTEMPTS, RetryLater, backoff_seconds
-from checks.catalog import BY_ID
+from checks.catalog import BY_ID, severity_of
 from checks.model import Result, Status
 
 log = logging.getLogger(__name__)
@@ -561,7 +561,7 @@ def sync_findings(
                     check_id=result.check,
                     resource=result.resource,
                     sub_key=result.sub_key,
-                    severity=spec.severity.value,
+                    severity=severity_of(result.check, result.details).value,
                     title=spec.title,
                     owner=owners.get(fp),
                     state=State.OPEN,
@@ -581,7 +581,7 @@ def sync_findings(
             changes["reopened"].append(fp)
         row.last_seen, row.last_scan_id = now, scan_id
         row.details, row.owner = dict(result.details), owners.get(fp)
-        row.severity, row.title = spec.severity.value, spec.title
+        row.severity, row.title = severity_of(result.check, result.details).value, spec.title
     for fp, row in stored.items():
         if fp in seen or row.state == State.RESOLVED:
             continue
@@ -599,6 +599,6 @@ def _known(account_id: str) -> str | None:
 def _by_severity(findings: list[Result]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for r in findings:
-        sev = BY_ID[r.check].severity.value
+        sev = severity_of(r.check, r.details).value
         counts[sev] = counts.get(sev, 0) + 1
     return counts

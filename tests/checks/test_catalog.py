@@ -134,3 +134,17 @@ def test_a_whole_catalog_run_reports_coverage_for_every_check():
     results = evaluate(merged, ctx())
     evaluated = Counter(r.check for r in results)
     assert set(evaluated) == set(BY_ID)
+
+
+def test_a_finding_s_evidence_may_lower_its_severity_and_every_output_shows_it():
+    """A latent escalation path (prerequisites absent) is medium, not the check's high."""
+    from bot.report import finding_json
+    from checks.catalog import severity_of
+    from checks.model import Result, Severity, Status
+
+    assert severity_of("privilege-escalation-policy") is Severity.HIGH
+    assert severity_of("privilege-escalation-policy", {"severity": "medium"}) is Severity.MEDIUM
+    assert severity_of("privilege-escalation-policy", {"severity": "bogus"}) is Severity.HIGH
+    result = Result("privilege-escalation-policy", "123456789012", "arn:aws:iam::123456789012:user/ci",
+                    Status.FAIL, details={"severity": "medium", "status": "latent"})
+    assert finding_json(result, None)["severity"] == "medium"

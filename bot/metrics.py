@@ -3,7 +3,8 @@
 Two kinds:
 
 * **State**, read from the database at scrape time (open findings by severity, account
-  scans by outcome, remediations in flight, the last successful scan): every process shows
+  scans by outcome, scan jobs queued and running, remediations in flight, the last
+  successful scan): every process shows
   the same numbers, so it does not matter which gunicorn worker answers a scrape.
 * **Events counted in this process** (campaign DMs sent, Slack 429 answers, AWS throttling
   answers): module-level counters, as prometheus-client intends. Under gunicorn they use its
@@ -66,10 +67,17 @@ class DatabaseCollector(Collector):
         for severity in Severity:
             findings.add_metric([severity.value], by_severity.get(severity.value, 0))
         yield findings
-        scans = CounterMetricFamily("steward_account_scans", "Account scans recorded, by outcome", labels=["status"])
+        # Final outcomes only grow; queued and running come and go (the job queue's depth).
+        waiting = {status: by_status.pop(status, 0) for status in ("queued", "running")}
+        scans = CounterMetricFamily("steward_account_scans", "Account scans ended, by outcome", labels=["status"])
         for status, count in sorted(by_status.items()):
             scans.add_metric([status], count)
         yield scans
+        jobs = GaugeMetricFamily("steward_scan_jobs", "Account scan jobs not ended: the queue's depth",
+                                 labels=["state"])
+        for state, count in waiting.items():
+            jobs.add_metric([state], count)
+        yield jobs
         yield GaugeMetricFamily("steward_remediations_in_flight", "Remediations approved, executing or undoing",
                                 value=in_flight)
         if last_ok is not None:

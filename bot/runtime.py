@@ -33,6 +33,7 @@ class Runtime:
 def build_runtime(settings: Settings, *, settle: bool = True) -> Runtime:
     """Everything a Slack-serving process needs. Raises SettingsError / RuntimeError early."""
     load_process_keyring(settings)  # STEWARD_AUDIT_KEY's secrets, fetched once at start
+    count_aws_throttles()
     engine = make_engine(settings.effective_database_url)
     ensure_schema(engine, upgrade=settings.uses_embedded_database)
     client = make_web_client(settings)
@@ -47,3 +48,16 @@ def build_runtime(settings: Settings, *, settle: bool = True) -> Runtime:
     if settle:
         runtime.steward.campaigns.settle_interrupted()
     return runtime
+
+
+def count_aws_throttles() -> None:
+    """AWS throttling answers seen by this process's sessions feed /metrics (once per process)."""
+    from checks.collect import observe_throttling
+
+    observe_throttling(_count_throttle)
+
+
+def _count_throttle(_code: str) -> None:
+    from bot.metrics import AWS_THROTTLED
+
+    AWS_THROTTLED.inc()

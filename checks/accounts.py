@@ -54,6 +54,7 @@ from checks.collect import (
     aws_errors,
     cache_clients,
     caches_clients,
+    on_needs_retry,
 )
 
 # Role names (and, in practice, path segments) use IAM's name characters; anything else in
@@ -256,6 +257,7 @@ def shared_loader() -> Loader:
 def _light_session(*, region_name: str | None = None, profile_name: str | None = None) -> boto3.Session:
     core = botocore.session.Session()
     core.register_component("data_loader", shared_loader())
+    core.register("needs-retry", on_needs_retry, unique_id="iam-steward-throttles")
     return boto3.Session(botocore_session=core, region_name=region_name, profile_name=profile_name)
 
 

@@ -132,6 +132,25 @@ SERVER_FAULTS = frozenset(
     {"ServiceFailure", "ServiceUnavailable", "InternalFailure", "InternalError"}
 )
 
+# Told the error code of every throttling answer AWS gives a session made by
+# `checks.accounts` (retried or not): the long-running processes count them for /metrics.
+_throttle_observers: list[Callable[[str], None]] = []
+
+
+def observe_throttling(callback: Callable[[str], None]) -> None:
+    if callback not in _throttle_observers:
+        _throttle_observers.append(callback)
+
+
+def on_needs_retry(response: Any = None, **_: Any) -> None:
+    """botocore's `needs-retry` event: look at the answer, decide nothing (returns None)."""
+    if not response or not _throttle_observers:
+        return
+    code = str(((response[1] or {}).get("Error") or {}).get("Code", ""))
+    if code in THROTTLED:
+        for callback in list(_throttle_observers):
+            callback(code)
+
 
 class CollectError(Exception):
     """Collecting one account failed. `retryable`: trying again later may succeed

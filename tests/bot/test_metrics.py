@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot.db.engine import make_engine
 from bot.metrics import DatabaseCollector, authorized, registry_for
 from bot.sandbox.slack_fake import SlackFake
+from tests.aws import aws_env, instant_retries  # noqa: F401  (fixtures)
 from tests.bot.test_serve_http import add_people, running_steward, seed
 
 TOKEN = "metrics-test-token"
@@ -51,6 +52,7 @@ def test_metrics_over_http_need_the_token_and_show_the_database_state(database_u
     assert values[("steward_open_findings", (("severity", "high"),))] == 3
     assert values[("steward_open_findings", (("severity", "critical"),))] == 0
     assert values[("steward_database_up", ())] == 1
+    assert values[("steward_scan_jobs", (("state", "queued"),))] == 0
     assert ("steward_slack_rate_limited_total", ()) in values  # multiprocess counters summed
 
 
@@ -109,3 +111,23 @@ def test_the_worker_serves_metrics_on_its_own_port(tmp_path):
         assert samples(text)[("steward_open_findings", (("severity", "high"),))] == 3
     finally:
         server.shutdown()
+
+
+def test_aws_throttling_answers_are_counted(aws_env, instant_retries):  # noqa: F811
+    """A throttled call on a session Steward builds is counted, retried or not."""
+    from moto import mock_aws
+
+    from bot.metrics import AWS_THROTTLED
+    from bot.runtime import count_aws_throttles
+    from checks.accounts import shared_session
+    from checks.collect import aws_client
+    from tests.aws import inject_error
+
+    count_aws_throttles()
+    count_aws_throttles()  # idempotent: one count per answer
+    with mock_aws():
+        session = shared_session("us-east-1")
+        inject_error(session, "GetAccountSummary", "Throttling", status=400, times=2)
+        before = AWS_THROTTLED._value.get()
+        aws_client(session, "iam", 5).get_account_summary()
+    assert AWS_THROTTLED._value.get() == before + 2

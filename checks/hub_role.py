@@ -5,7 +5,8 @@ The role is for the container or instance Steward runs on (ECS task role by defa
 App Runner or EKS-Pod-Identity principals are one parameter away): Steward never needs
 access keys. It carries the hub policy (Organizations listing, AssumeRole into the member
 roles) and the scan policy for its own account, which Steward reads with these
-credentials directly. `python -m checks.hub_role --write` regenerates
+credentials directly; optionally the reduce policy for its own account (EnableRemediation)
+and read access to the secret holding STEWARD_AUDIT_KEY (AuditKeyArn). `python -m checks.hub_role --write` regenerates
 `deploy/cloudformation/hub-role.yaml`; a test fails when it drifts.
 """
 
@@ -23,10 +24,11 @@ SERVICES = ("ecs-tasks.amazonaws.com", "ec2.amazonaws.com", "tasks.apprunner.ama
 
 
 def hub_role_template() -> dict[str, Any]:
-    hub = permissions.hub_policy("${MemberRoleName}")
+    hub = permissions.hub_policy("${MemberRoleName}", "${RestoreRoleName}")
     for stmt in hub["Statement"]:
         if "${MemberRoleName}" in str(stmt["Resource"]):
-            stmt["Resource"] = {"Fn::Sub": "arn:${AWS::Partition}:iam::*:role/${MemberRoleName}"}
+            stmt["Resource"] = [{"Fn::Sub": f"arn:${{AWS::Partition}}:iam::*:role/${{{name}}}"}
+                                for name in ("MemberRoleName", "RestoreRoleName")]
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": "IAM Steward's own role (the hub): assumes the member roles and scans this "
@@ -38,10 +40,25 @@ def hub_role_template() -> dict[str, Any]:
             "MemberRoleName": {"Type": "String", "Default": permissions.DEFAULT_ROLE_NAME,
                                "AllowedPattern": "^[\\w+=,.@-]{1,64}$",
                                "Description": "RoleName of the member-account stacks (STEWARD_ORG_ROLE_NAME)."},
+            "RestoreRoleName": {"Type": "String", "Default": permissions.DEFAULT_RESTORE_ROLE_NAME,
+                                "AllowedPattern": "^[\\w+=,.@-]{1,64}$",
+                                "Description": "RestoreRoleName of the member stacks (STEWARD_RESTORE_ROLE_NAME); "
+                                               "assumed only where a member stack enabled it."},
             "TrustedService": {"Type": "String", "Default": SERVICES[0], "AllowedValues": list(SERVICES),
                                "Description": "The compute service Steward runs on (it assumes this role)."},
+            "EnableRemediation": {"Type": "String", "Default": "false", "AllowedValues": ["false", "true"],
+                                  "Description": "true: the reduce policy for this account too (Steward acts "
+                                                 "in its own account with these credentials)."},
+            "AuditKeyArn": {"Type": "String", "Default": "",
+                            "AllowedPattern": "^(arn:aws[a-z-]*:(secretsmanager|ssm):[a-z0-9-]+:[0-9]{12}:.+)?$",
+                            "Description": "Secrets Manager secret or SSM parameter holding STEWARD_AUDIT_KEY "
+                                           "(empty: the key is given some other way)."},
         },
-        "Conditions": {"OnEC2": {"Fn::Equals": [{"Ref": "TrustedService"}, "ec2.amazonaws.com"]}},
+        "Conditions": {
+            "OnEC2": {"Fn::Equals": [{"Ref": "TrustedService"}, "ec2.amazonaws.com"]},
+            "Remediation": {"Fn::Equals": [{"Ref": "EnableRemediation"}, "true"]},
+            "AuditKeyStored": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AuditKeyArn"}, ""]}]},
+        },
         "Resources": {
             "StewardInstanceProfile": {  # EC2 hands a role to instances through a profile
                 "Type": "AWS::IAM::InstanceProfile",
@@ -64,6 +81,16 @@ def hub_role_template() -> dict[str, Any]:
                     "Policies": [
                         {"PolicyName": "iam-steward-hub", "PolicyDocument": hub},
                         {"PolicyName": "iam-steward-scan", "PolicyDocument": permissions.scan_policy()},
+                        {"Fn::If": ["Remediation", {
+                            "PolicyName": "iam-steward-reduce",
+                            "PolicyDocument": permissions.reduce_policy(cloudformation=True)},
+                            {"Ref": "AWS::NoValue"}]},
+                        {"Fn::If": ["AuditKeyStored", {
+                            "PolicyName": "iam-steward-audit-key",
+                            "PolicyDocument": permissions.document(permissions.statement(
+                                "IAMStewardReadAuditKey", ["secretsmanager:GetSecretValue", "ssm:GetParameter"],
+                                {"Ref": "AuditKeyArn"}))},
+                            {"Ref": "AWS::NoValue"}]},
                     ],
                 },
             },

@@ -86,6 +86,21 @@ def test_hub_role_template_is_generated_and_cfn_lint_clean():
     assert [str(m) for m in api.lint((ROOT / hub_role.PATH).read_text())] == []
 
 
+def test_the_hub_role_reaches_both_member_roles_and_reduces_only_when_enabled():
+    template = hub_role.hub_role_template()
+    role = template["Resources"]["StewardHubRole"]["Properties"]
+    hub, scan, reduce, audit_key = role["Policies"]
+    (assume,) = [s for s in hub["PolicyDocument"]["Statement"] if s["Action"] == ["sts:AssumeRole"]]
+    assert [r["Fn::Sub"].rsplit("/", 1)[1] for r in assume["Resource"]] == ["${MemberRoleName}",
+                                                                            "${RestoreRoleName}"]
+    assert scan["PolicyDocument"] == permissions.scan_policy()
+    assert reduce["Fn::If"][0] == "Remediation" and template["Parameters"]["EnableRemediation"]["Default"] == "false"
+    when, policy, _ = audit_key["Fn::If"]
+    assert when == "AuditKeyStored" and template["Parameters"]["AuditKeyArn"]["Default"] == ""
+    (read,) = policy["PolicyDocument"]["Statement"]
+    assert read["Resource"] == {"Ref": "AuditKeyArn"}  # that one secret, nothing else
+
+
 def test_the_procfile_says_steward_runs_on_a_role():
     text = (ROOT / "Procfile").read_text()
     assert "steward db upgrade" in text and "role" in text.lower()

@@ -109,6 +109,7 @@ def _slack_campaigns(settings):
     """The campaign service when Slack is configured (to update messages), else None."""
     if not settings.slack_bot_token:
         return None
+    engine_for(settings).dispose()  # these commands only read: never create the database
     from bot.runtime import build_runtime
 
     try:

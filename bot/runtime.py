@@ -14,6 +14,7 @@ from bot.db.engine import make_engine
 from bot.db.migrate import ensure_schema
 from bot.owners import OwnerDirectory
 from bot.services import Steward
+from bot.services.scans import count_aws_throttles
 from bot.slack_client import make_web_client
 
 
@@ -33,7 +34,7 @@ class Runtime:
 def build_runtime(settings: Settings, *, settle: bool = True) -> Runtime:
     """Everything a Slack-serving process needs. Raises SettingsError / RuntimeError early."""
     load_process_keyring(settings)  # STEWARD_AUDIT_KEY's secrets, fetched once at start
-    count_aws_throttles()
+    count_aws_throttles()  # for /metrics
     engine = make_engine(settings.effective_database_url)
     ensure_schema(engine, upgrade=settings.uses_embedded_database)
     client = make_web_client(settings)
@@ -49,15 +50,3 @@ def build_runtime(settings: Settings, *, settle: bool = True) -> Runtime:
         runtime.steward.campaigns.settle_interrupted()
     return runtime
 
-
-def count_aws_throttles() -> None:
-    """AWS throttling answers seen by this process's sessions feed /metrics (once per process)."""
-    from checks.collect import observe_throttling
-
-    observe_throttling(_count_throttle)
-
-
-def _count_throttle(_code: str) -> None:
-    from bot.metrics import AWS_THROTTLED
-
-    AWS_THROTTLED.inc()

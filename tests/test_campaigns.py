@@ -151,7 +151,9 @@ def block_value(message: dict, token: str, action_id: str) -> str:
 def served(world):
     aws = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": world.moto,
            "AWS_CONFIG_FILE": str(world.workdir / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(world.workdir / "none"),
-           "STEWARD_SECURITY_CHANNEL": world.security}
+           "STEWARD_SECURITY_CHANNEL": world.security,
+           # moto lets any role be assumed: undos that give access back can run (after approval).
+           "STEWARD_RESTORE_ROLE_NAME": "IAMStewardRestore"}
     # running_steward makes CAROL the security approver, as APPROVERS here does.
     with running_steward(world.fake, world.db, world.workdir, env=aws) as s:
         yield s

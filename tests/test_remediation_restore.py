@@ -135,7 +135,7 @@ def test_with_restore_on_but_no_role_in_the_account_the_undo_fails_plainly(world
     svc = RemediationService(Settings(restore_role_name=RESTORE_ROLE), engine=world["engine"],
                              aws_session_factory=lambda: _sts_refuses_assume_role(boto3.Session()))
     with pytest.raises(RemediationRefused) as info:
-        svc.undo(world["remediation"], actor="UADMIN")
+        svc.undo(world["remediation"], actor="cli:admin", operator=True)
     said = " ".join(str(info.value).split())
     assert f"Steward's restore role {RESTORE_ROLE} could not be used in account {ACCOUNT_ID}" in said
     assert "is EnableRestore on there?" in said and "aws iam attach-user-policy" in said

@@ -602,3 +602,16 @@ def _by_severity(findings: list[Result]) -> dict[str, int]:
         sev = severity_of(r.check, r.details).value
         counts[sev] = counts.get(sev, 0) + 1
     return counts
+
+
+def count_aws_throttles() -> None:
+    """AWS throttling answers seen by this process's sessions feed /metrics (once per process)."""
+    from checks.collect import observe_throttling
+
+    observe_throttling(_count_throttle)
+
+
+def _count_throttle(_code: str) -> None:
+    from bot.metrics import AWS_THROTTLED
+
+    AWS_THROTTLED.inc()

@@ -118,7 +118,7 @@ def test_aws_throttling_answers_are_counted(aws_env, instant_retries):  # noqa: 
     from moto import mock_aws
 
     from bot.metrics import AWS_THROTTLED
-    from bot.runtime import count_aws_throttles
+    from bot.services.scans import count_aws_throttles
     from checks.accounts import shared_session
     from checks.collect import aws_client
     from tests.aws import inject_error

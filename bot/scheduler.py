@@ -296,10 +296,15 @@ def run_audit_verify() -> None:
         log.info("audit chain OK: %d events", result.checked)
         return
     where = f" at event {result.first_bad_sequence}" if result.first_bad_sequence else ""
-    message = (f":rotating_light: *The audit log's hash chain is broken{where}:* {result.reason} "
-               f"({result.checked} events verified before it). Run `steward audit verify` and "
-               "compare with an exported copy: someone may have edited or deleted audit rows.")
-    log.error("audit chain BROKEN%s: %s", where, result.reason)
+    if result.unverifiable:  # e.g. this worker lacks the key of a keyed segment: not proof of tampering
+        message = (f":warning: *The audit log could not be verified{where}:* {result.reason}. Give the worker "
+                   "STEWARD_AUDIT_KEY (every key the chain used) and run `steward audit verify`.")
+        log.error("audit chain NOT VERIFIED%s: %s", where, result.reason)
+    else:
+        message = (f":rotating_light: *The audit log's hash chain is broken{where}:* {result.reason} "
+                   f"({result.checked} events verified before it). Run `steward audit verify` and "
+                   "compare with an exported copy: someone may have edited or deleted audit rows.")
+        log.error("audit chain BROKEN%s: %s", where, result.reason)
     channel = runtime.settings.security_channel
     if not channel:
         log.error("no STEWARD_SECURITY_CHANNEL to alert")

@@ -252,3 +252,25 @@ def test_audit_verify_alerts_the_security_channel_only_when_broken(engine, fake,
     (alert,) = fake.messages(channel)
     assert "hash chain is broken at event 2" in alert["text"]
     assert any("audit chain BROKEN" in r.getMessage() for r in caplog.records)
+
+
+def test_audit_verify_without_the_key_says_so_rather_than_broken(engine, fake, runtime_calls, caplog):
+    """A worker that lacks the key of a keyed chain cannot prove anything: it asks for the
+    key, it does not cry tampering."""
+    from bot import audit
+    from bot.audit_key import resolve, set_process_keyring
+
+    channel = fake.add_channel("security")
+    client = WebClient(base_url=fake.base_url, token=fake.token, timeout=5)
+    sched.install_runtime(fake_runtime(engine, runtime_calls, client=client, s=settings_for(channel)))
+    set_process_keyring(resolve("scheduler-test-key-with-enough-characters-01"))
+    try:
+        with session_scope(engine) as session:
+            audit.record(session, actor="system", action=audit.AuditAction.SCAN_STARTED)
+        set_process_keyring(None)
+        sched.run_audit_verify()
+    finally:
+        set_process_keyring(None)
+    (alert,) = fake.messages(channel)
+    assert "could not be verified" in alert["text"] and "STEWARD_AUDIT_KEY" in alert["text"]
+    assert "broken" not in alert["text"]

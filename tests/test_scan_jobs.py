@@ -142,8 +142,9 @@ def test_throttled_account_is_retried_then_succeeds(accounts, db_url):
     rows, audit = rows_and_events(db_url, report.run_id)
     assert {r.account_id: r.attempts for r in rows} == {A: 1, B: 2, C: 1}
     assert [e.action for e in audit].count("scan.succeeded") == 3 and len(audit) == 3
-    if engine.dialect.name == "postgresql":
-        assert any(event == "retrying" for _label, event in events)
+    # (The progress line "retrying" is seen only if a poll falls inside the 2 s back-off, so
+    # it is not asserted; the second attempt on B's row is the proof of the retry.)
+    assert {label for label, event in events if event == "succeeded"} == {o.label for o in report.outcomes}
     engine.dispose()
 
 

@@ -19,6 +19,7 @@ findings are open, so it answers only with `Authorization: Bearer $STEWARD_METRI
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -110,18 +111,42 @@ def render(engine: Engine) -> tuple[bytes, str]:
     return generate_latest(registry_for(engine)), CONTENT_TYPE_LATEST
 
 
+def metrics_app(engine: Engine, token: str):
+    """A WSGI app answering the Prometheus exposition to a scraper that shows the token
+    (mounted at /metrics by bot/web.py; served alone by `serve_in_background`)."""
+
+    def refuse(start_response, status: str, headers: list[tuple[str, str]]) -> list[bytes]:
+        body = json.dumps({"error": status.split(" ", 1)[1].lower()}).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                                ("Cache-Control", "no-store"), *headers])
+        return [body]
+
+    def app(environ, start_response):
+        if environ.get("REQUEST_METHOD", "GET").upper() not in ("GET", "HEAD"):
+            return refuse(start_response, "405 Method Not Allowed", [("Allow", "GET, HEAD")])
+        if not authorized(environ.get("HTTP_AUTHORIZATION"), token):
+            return refuse(start_response, "401 Unauthorized", [("WWW-Authenticate", 'Bearer realm="metrics"')])
+        body, content_type = render(engine)
+        start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body))),
+                                  ("Cache-Control", "no-store")])
+        return [body]
+
+    return app
+
+
 def serve_in_background(engine: Engine, *, port: int, token: str, host: str = "0.0.0.0"):
     """`GET /metrics` for a process with no web server of its own (the worker), on a daemon
     thread; returns the server (its `shutdown()` stops it)."""
     import threading
     from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-    from bot.web import METRICS_PATH, _json, metrics_response
+    metrics = metrics_app(engine, token)
 
     def app(environ, start_response):
-        if environ.get("PATH_INFO") != METRICS_PATH:
-            return _json(start_response, "404 Not Found", {"error": "not found"})
-        return metrics_response(environ, start_response, engine, token)
+        if environ.get("PATH_INFO") != "/metrics":
+            start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", "0")])
+            return [b""]
+        return metrics(environ, start_response)
 
     class QuietHandler(WSGIRequestHandler):
         def log_message(self, *_args) -> None:  # scrapes every few seconds: no line each

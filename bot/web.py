@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 SLACK_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
-METRICS_PATH = "/metrics"
+METRICS_PATH = "/metrics"  # served by bot.metrics.metrics_app
 #: Slack's payloads are a few KiB (a modal submission with its whole view is the largest);
 #: anything bigger is not from Slack and is refused before it is read.
 MAX_BODY_BYTES = 1024 * 1024
@@ -115,7 +115,9 @@ class StewardWSGI:
             if path == HEALTH_PATH:
                 return self._health(start_response, method)
             if path == METRICS_PATH and self.metrics_token:
-                return metrics_response(environ, start_response, self.engine, self.metrics_token)
+                from bot.metrics import metrics_app
+
+                return metrics_app(self.engine, self.metrics_token)(environ, start_response)
             return _json(start_response, "404 Not Found", {"error": "not found"})
         except Exception as exc:  # last line of defence: log the type, answer nothing useful
             log.error(
@@ -177,23 +179,6 @@ def database_problem(engine: Engine) -> str | None:
         log.warning("health check: database unavailable (%s)", type(exc).__name__)
         return "database unavailable"
     return None
-
-
-def metrics_response(environ: dict[str, Any], start_response: StartResponse, engine: Engine,
-                     token: str) -> Iterable[bytes]:
-    """The Prometheus exposition, for a scraper that shows the bearer token."""
-    from bot.metrics import authorized, render
-
-    if environ.get("REQUEST_METHOD", "GET").upper() not in ("GET", "HEAD"):
-        return _json(start_response, "405 Method Not Allowed", {"error": "method not allowed"},
-                     [("Allow", "GET, HEAD")])
-    if not authorized(environ.get("HTTP_AUTHORIZATION"), token):
-        return _json(start_response, "401 Unauthorized", {"error": "unauthorized"},
-                     [("WWW-Authenticate", 'Bearer realm="metrics"')])
-    body, content_type = render(engine)
-    start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body))),
-                              ("Cache-Control", "no-store")])
-    return [body]
 
 
 def create_wsgi_app(bolt_app: App, engine: Engine, slack_health: Callable[[], str] | None = None, *,

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from checks.catalog import CATALOG, CheckSpec
 from checks.context import CheckContext
-from checks.inventory import identities
+from checks.inventory import identities, principal_entitlements
 from checks.keys import AccessKeyMeta, match_key_slot
 from checks.model import AccessKeySlot, AccountSnapshot, Result, utc
 
@@ -37,6 +37,7 @@ class AccountScan:
     api_calls: int = 0
     inventory: Mapping[str, int] = field(default_factory=dict)
     identities: tuple[Mapping, ...] = ()  # per IAM user, see checks.inventory
+    principals: tuple[Mapping, ...] = ()  # per user and role, for access reviews
 
     @property
     def findings(self) -> tuple[Result, ...]:
@@ -167,4 +168,5 @@ def scan_account(
         api_calls=api_calls,
         inventory=inventory(snapshot),
         identities=tuple(identities(snapshot, ctx, keys)),
+        principals=tuple(principal_entitlements(snapshot, ctx, keys)),
     )

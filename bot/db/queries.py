@@ -254,3 +254,19 @@ def findings_to_export(*, session: Session, account_id: str, resolved_since: dat
             Finding.account_id == account_id, open_ | (Finding.resolved_at >= resolved_since)
         )
     return list(session.exec(query.order_by(Finding.id)))
+
+
+def replace_principals(*, session: Session, account_id: str, scan_id: int, principals: Iterable[dict]) -> int:
+    """The account's users and roles with their entitlements, as scan `scan_id` saw them
+    (what an access review freezes). Replaces the account's earlier rows; returns the count."""
+    from sqlalchemy import delete, insert
+
+    from bot.db.models import PrincipalInventory
+
+    session.execute(delete(PrincipalInventory).where(PrincipalInventory.account_id == account_id))
+    rows = [{"account_id": account_id, "scan_id": scan_id, "kind": p["kind"], "name": p["name"], "arn": p["arn"],
+             "owner": p.get("owner"), "entitlements": p.get("entitlements") or {}, "created": p.get("created"),
+             "last_used": p.get("last_used")} for p in principals]
+    if rows:
+        session.execute(insert(PrincipalInventory), rows)
+    return len(rows)

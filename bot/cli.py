@@ -25,6 +25,7 @@ from bot.cli_doctor import doctor
 from bot.cli_export import export
 from bot.cli_notify import notify
 from bot.cli_remediate import findings, reconcile, remediate, undo
+from bot.cli_review import review_app
 from bot.cli_serve import serve, socket
 from bot.cli_worker import worker
 
@@ -45,6 +46,7 @@ app.command("digest")(digest)
 app.command("export")(export)
 app.command("doctor")(doctor)
 app.add_typer(audit_app, name="audit")
+app.add_typer(review_app, name="review")
 for command in (notify, findings, remediate, undo, reconcile):
     app.command()(command)
 

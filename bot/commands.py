@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
 
 from bot.blocks.common import escape
 from checks.catalog import BY_ID
@@ -20,7 +21,7 @@ SLASH_COMMAND = "/iam"
 DESCRIPTION = "Your IAM identities and findings; security tools"
 #: Verbs everyone has, shown by Slack as the command's usage hint; approvers have more.
 EVERYONE_VERBS = ("whoami", "findings", "help")
-APPROVER_VERBS = ("scan", "audit", "digest")
+APPROVER_VERBS = ("scan", "audit", "digest", "review")
 USAGE_HINT = " | ".join(EVERYONE_VERBS)
 
 USAGE = """*IAM Steward* — `/iam <command>`
@@ -31,7 +32,9 @@ Security approvers also have:
 • `/iam findings @person` · `/iam findings account:123456789012` · `/iam findings check:stale-user`
 • `/iam scan [123456789012]` — scan now (all accounts, or one); replies here when done
 • `/iam audit <ARN | user name | access key id>` — recent audit events about it
-• `/iam digest` — preview this week's digest, privately"""
+• `/iam digest` — preview this week's digest, privately
+• `/iam review start [--account ID …] [--due YYYY-MM-DD] [--scope users|roles|all]` — start an access review
+• `/iam review status` — how the access reviews are going (everyone: what waits for you)"""
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,19 @@ class Digest:
     pass
 
 
-Command = Help | Usage | WhoAmI | Findings | Scan | Audit | Digest
+@dataclass(frozen=True)
+class ReviewStart:
+    accounts: tuple[str, ...] = ()
+    due: date | None = None
+    scope: str = "all"
+
+
+@dataclass(frozen=True)
+class ReviewStatus:
+    pass
+
+
+Command = Help | Usage | WhoAmI | Findings | Scan | Audit | Digest | ReviewStart | ReviewStatus
 
 
 
@@ -100,11 +115,47 @@ def parse(text: str | None) -> Command:
         return Usage("`scan` takes at most one 12-digit account id")
     if verb == "digest":
         return Digest() if not args else Usage("`digest` takes no arguments")
+    if verb == "review":
+        return _review(args)
     if verb == "audit":
         if len(args) != 1 or len(args[0]) > 2048:
             return Usage("`audit` takes one ARN, user name or access key id")
         return Audit(needle=args[0].strip("<>"))
     return Usage(f"unknown command `{_clip(verb)}`")
+
+
+REVIEW_USAGE = "`review start [--account ID …] [--due YYYY-MM-DD] [--scope users|roles|all]` or `review status`"
+
+
+def _review(args: list[str]) -> Command:
+    # Slack clients may turn a typed `--` into a dash: accept both.
+    args = ["--" + a.lstrip("—–") if a[:1] in "—–" else a for a in args]
+    if args == ["status"]:
+        return ReviewStatus()
+    if not args or args[0] != "start":
+        return Usage(f"use {REVIEW_USAGE}")
+    accounts: list[str] = []
+    due, scope = None, "all"
+    rest = args[1:]
+    while rest:
+        flag, value = rest[0], rest[1] if len(rest) > 1 else None
+        if flag not in ("--account", "--due", "--scope") or value is None:
+            return Usage(f"`review start` does not understand `{_clip(flag)}`: {REVIEW_USAGE}")
+        if flag == "--account":
+            if not re.fullmatch(r"\d{12}", value):
+                return Usage(f"`{_clip(value)}` is not a 12-digit account id")
+            accounts.append(value)
+        elif flag == "--due":
+            try:
+                due = date.fromisoformat(value)
+            except ValueError:
+                return Usage(f"`{_clip(value)}` is not a date (YYYY-MM-DD)")
+        else:
+            if value not in ("users", "roles", "all"):
+                return Usage("`--scope` is users, roles or all")
+            scope = value
+        rest = rest[2:]
+    return ReviewStart(accounts=tuple(dict.fromkeys(accounts)), due=due, scope=scope)
 
 
 def _findings(args: list[str]) -> Command:

@@ -74,13 +74,16 @@ def iam_command(steward, *, budget: float = ACK_BUDGET, workers: int = 8):
         if isinstance(parsed, cmd.WhoAmI):
             text, blocks = steward.whoami_reply(user)
             return {"text": text, "blocks": blocks}
+        if isinstance(parsed, cmd.ReviewStatus):
+            return {"text": steward.reviews.status_text(user)}
         if isinstance(parsed, cmd.Findings) and not parsed.about_others:
             findings = steward.findings_of(user)
             return {"text": f"Your open findings: {len(findings)}",
                     "blocks": _dicts(findings_blocks(findings, heading="Your open findings"))}
         if not steward.is_approver(user):
             what = {cmd.Scan: "scan accounts", cmd.Audit: "read the audit log",
-                    cmd.Digest: "preview the digest"}.get(type(parsed), "look at other people's findings")
+                    cmd.Digest: "preview the digest", cmd.ReviewStart: "start an access review"}.get(
+                type(parsed), "look at other people's findings")
             steward.record_refusal(user, f"/iam {command.get('text', '').strip()}", "not a security approver")
             return {"text": REFUSAL.format(what=what)}
         if isinstance(parsed, cmd.Findings):
@@ -94,6 +97,9 @@ def iam_command(steward, *, budget: float = ACK_BUDGET, workers: int = 8):
             events = steward.audit_events(parsed.needle)
             return {"text": f"Audit events about {escape(parsed.needle)}: {len(events)}",
                     "blocks": _dicts(audit_blocks(parsed.needle, events))}
+        if isinstance(parsed, cmd.ReviewStart):
+            steward.in_background(start_review_and_reply, user, parsed, respond, command)
+            return {"text": "Starting the access review… I'll reply here when the reviewers have their messages."}
         target = f"account {parsed.account}" if parsed.account else "every configured account"
         steward.in_background(scan_and_reply, user, parsed.account, respond, command)
         return {"text": f"Scanning {target}… I'll reply here when it's done."}
@@ -106,6 +112,25 @@ def iam_command(steward, *, budget: float = ACK_BUDGET, workers: int = 8):
             log_failure(error, command)
             record_failure(steward.engine, command, error)
         reply_privately(respond, summary)
+
+    def start_review_and_reply(user, parsed, respond, command):
+        from bot.services.reviews import ReviewRefusal
+
+        try:
+            result = steward.reviews.start(actor=user, accounts=parsed.accounts, due=parsed.due, scope=parsed.scope)
+            c = result.campaign
+            text = (f":white_check_mark: Access review *{escape(c.name)}* (#{c.id}) started: {c.population} identities "
+                    f"frozen from {len(c.scans)} account scan(s), {result.reviewers} reviewers, {result.sent} messages "
+                    f"sent, due {c.due_at:%Y-%m-%d}. Progress is in the security channel.")
+            if result.failures:
+                text += f"\n:warning: Not sent yet (retried every hour): {escape('; '.join(result.failures[:5]))}"
+        except ReviewRefusal as exc:
+            text = f":no_entry: The access review was not started: {exc}"
+        except Exception as error:
+            text = failure_text("start the access review", error)
+            log_failure(error, command)
+            record_failure(steward.engine, command, error)
+        reply_privately(respond, text)
 
     return handle
 

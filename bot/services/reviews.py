@@ -185,6 +185,7 @@ class ReviewService:
         self.directory = directory
         self.campaigns = campaigns  # bot.services.campaigns.Campaigns: remediation and approvals
         self.clock = clock
+        # False: no Slack at all (`steward review status|export`)
         self.pacer = pacer if pacer is not None else campaigns.pacer
 
     # =====================================================================================

@@ -946,7 +946,7 @@ class ReviewService:
             for ent in ents:
                 rem = by_ent.get(ent["id"])
                 rows.append({
-                    "campaign": campaign.id, "account": item.account_id, "principal_kind": item.kind,
+                    "campaign": campaign.id, "item_id": item.id, "account": item.account_id, "principal_kind": item.kind,
                     "principal": item.name, "arn": item.arn, "owner": item.owner or "",
                     "entitlement_kind": ent["kind"], "entitlement": ent["label"], "entitlement_id": ent["id"],
                     "reviewer": item.reviewer or "", "routed_by": item.routed_by or "",
@@ -1003,7 +1003,7 @@ def _token() -> str:
 # --- export formats -------------------------------------------------------------------
 
 CSV_COLUMNS = (
-    "campaign", "account", "principal_kind", "principal", "arn", "owner", "entitlement_kind", "entitlement",
+    "campaign", "item_id", "account", "principal_kind", "principal", "arn", "owner", "entitlement_kind", "entitlement",
     "entitlement_id", "reviewer", "routed_by", "delegated_from", "delegation_reason", "decision", "decision_reason",
     "decided_by", "decided_at", "details_seen_at", "decision_seconds", "revocation_requested", "remediation_id",
     "remediation_action", "remediation_status", "remediation_approved_by", "remediation_finished_at",

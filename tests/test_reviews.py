@@ -321,3 +321,101 @@ def _cli():
 def _env(demo) -> dict[str, str]:
     return {"STEWARD_DATABASE_URL": f"sqlite:///{demo.workdir / 'steward.db'}"}
 
+
+
+# --- both databases: `steward review start|export` and `steward serve` over HTTP ----------------
+
+
+@pytest.fixture
+def reviewed_world(tmp_path, monkeypatch, empty_database_url):
+    """bob (owned by himself: reviewed by his manager dave), dave (his own, no manager: the
+    security channel) and legacy-ci (no owner: the security channel), scanned."""
+    from tests.test_campaigns import make_world
+
+    with make_world(tmp_path, monkeypatch, empty_database_url) as world:
+        yield world
+
+
+def _cli_env(world, **extra) -> dict[str, str]:
+    return {"STEWARD_DATABASE_URL": world.db, "SLACK_BOT_TOKEN": world.fake.token, "SLACK_API_URL": world.fake.base_url,
+            "STEWARD_SECURITY_CHANNEL": world.security, "STEWARD_SECURITY_APPROVERS": "U0CAROL001",
+            "STEWARD_REVIEW_MANAGERS": "bob@example.com=U0DAVE0001", **extra}
+
+
+@needs_moto
+def test_review_on_both_databases_through_the_cli_and_http(reviewed_world):
+    from bot.sandbox import signing
+    from tests.test_campaigns import BOB, CAROL, DAVE, FAKE_CREDENTIALS, running_steward
+
+    world = reviewed_world
+    runner = CliRunner()
+    bad = runner.invoke(_cli(), ["review", "start", "--scope", "users", "--due", "2001-01-01"], env=_cli_env(world))
+    assert bad.exit_code == 2 and "not in the future" in bad.output
+    assert items(world.engine) == []
+    started = runner.invoke(_cli(), ["review", "start", "--scope", "users", "--name", "Q4 users"], env=_cli_env(world))
+    assert started.exit_code == 0, started.output
+    assert "3 identities frozen" in started.output and "2 reviewers, 2 messages sent" in started.output
+    bob, dave, legacy = (item_named(world.engine, n, account="123456789012") for n in ("bob", "dave", "legacy-ci"))
+    assert (bob.reviewer, bob.routed_by) == (DAVE, "manager")  # bob never certifies his own access
+    assert (dave.reviewer, dave.routed_by) == ("security", "security:self-owned")
+    assert (legacy.reviewer, legacy.routed_by) == ("security", "security:no-owner")
+    assert not [m for m in world.fake.dm(BOB) if m.get("blocks")]
+
+    env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": world.moto, "STEWARD_SECURITY_CHANNEL": world.security,
+           "AWS_CONFIG_FILE": str(world.workdir / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(world.workdir / "none"),
+           "STEWARD_REVIEW_MANAGERS": "bob@example.com=U0DAVE0001"}
+    with running_steward(world.fake, world.db, world.workdir, env=env) as served:
+        def post_click(user, channel, message, action_id, value):
+            body = signing.block_actions_body(
+                user, action_id, value, message=message, channel_id=channel,
+                response_url=world.fake.response_url(channel, user, message["ts"]),
+                trigger_id=world.fake.trigger_id(user))
+            assert served.post(body).status == 200
+
+        # Dave certifies bob's user from his DM.
+        [dm] = [m for m in world.fake.dm(DAVE) if m.get("blocks")]
+        post_click(DAVE, world.fake.im_channel(DAVE), dm, "review:still_needed", bob.token)
+        world.fake.wait_for(lambda: item_named(world.engine, "bob").decision == "still_needed", timeout=30)
+        # Bob himself cannot touch it.
+        post_click(BOB, world.fake.im_channel(DAVE), dm, "review:remove", bob.token)
+        world.fake.wait_for(lambda: any(e.actor == BOB for e in events(world.engine, "refused")), timeout=30)
+
+        # Carol (a security approver) removes legacy-ci's key: reversible and access-reducing,
+        # so it is carried out at once (the remediation engine's rule), with Undo.
+        [sec] = [m for m in world.fake.messages(world.security, replies=False)
+                 if "nobody accountable" in json.dumps(m.get("blocks") or [])]
+        post_click(CAROL, world.security, sec, "review:remove", legacy.token)
+        world.fake.wait_for(lambda: world.fake.calls("views.open"), timeout=30)
+        key = next(e for e in legacy.snapshot["entitlements"] if e["kind"] == "key")
+        assert key["removable"], key
+        values = {"entitlements": {"value": {"type": "multi_static_select", "selected_options": [
+            {"value": key["id"], "text": {"type": "plain_text", "text": key["label"][:75]}}]}},
+                  "reason": {"value": {"type": "plain_text_input", "value": "+unused since spring"}}}
+        answer = served.post(signing.view_submission_body(CAROL, "review_remove_modal", legacy.token, values))
+        assert answer.status == 200
+        world.fake.wait_for(lambda: world.key_status("legacy-ci") == "Inactive", timeout=30)
+        done = world.fake.wait_for(lambda: (i := item_named(world.engine, "legacy-ci")).remediation_ids and i,
+                                   timeout=30)
+        assert done.decision == "remove" and done.decided_by == CAROL
+
+    # The due date passes: dave's own user was never decided, so it is overdue, not certified.
+    steward = world.steward(review_managers=["bob@example.com=U0DAVE0001"])
+    steward.reviews.run_cycle(now=steward.clock() + timedelta(days=60))
+    assert item_named(world.engine, "dave").decision == "overdue"
+
+    exported = runner.invoke(_cli(), ["review", "export", "1", "--format", "jsonl"], env=_cli_env(world))
+    assert exported.exit_code == 0, exported.output
+    lines = [json.loads(line) for line in exported.stdout.splitlines() if line.startswith("{")]
+    header, rows, summary = lines[0], lines[1:-1], lines[-1]
+    assert header["record"] == "campaign" and header["population"] == header["inventory_count"] == 3
+    assert summary["record"] == "summary" and (summary["still_needed"], summary["revoked"], summary["overdue"]) == (
+        1, 1, 1)
+    key_row = next(r for r in rows if r["entitlement_id"] == key["id"])
+    assert key_row["remediation_status"] == "succeeded" and key_row["remediation_action"] == "deactivate-access-key"
+    assert key_row["decision_reason"] == "+unused since spring"  # JSON keeps the text; only CSV cells are neutralised
+    with Session(world.engine) as session:
+        for row in rows:
+            for seq in row["audit_sequences"].split(";"):
+                event = session.get(AuditEvent, int(seq))
+                assert event is not None and (event.payload.get("campaign") == 1 or event.subject_fingerprint)
+        assert session.get(AuditEvent, header["chain_head_sequence"]).hash == header["chain_head_hash"]

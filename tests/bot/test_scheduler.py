@@ -46,6 +46,28 @@ def test_default_jobs_and_their_next_runs():
     assert fires["digest"] == datetime(2026, 12, 7, 9, 0, tzinfo=UTC)  # next Monday 09:00
     assert fires["audit-verify"] == datetime(2026, 12, 1, 6, 15, tzinfo=UTC)
     assert fires["reconcile"] == datetime(2026, 11, 30, 10, 18, tzinfo=UTC)  # every minute
+    assert fires["review-cycle"] == datetime(2026, 11, 30, 10, 45, tzinfo=UTC)  # hourly at a quarter to
+
+
+def test_a_quarterly_access_review_is_scheduled_only_when_asked_for():
+    s = settings(review_cron="0 9 1 1,4,7,10 *")
+    specs = {spec.id: spec for spec in sched.job_specs(s)}
+    assert specs["review-start"].func == "bot.scheduler:run_review_start"
+    assert next_fires(s)["review-start"] == datetime(2027, 1, 1, 9, 0, tzinfo=UTC)
+    with pytest.raises(ValidationError):
+        settings(review_cron="every quarter")
+
+
+def test_the_review_jobs_call_the_review_service(engine, runtime_calls):
+    runtime = fake_runtime(engine, runtime_calls)
+    runtime.steward.reviews = SimpleNamespace(
+        run_cycle=lambda: runtime_calls.append(("review-cycle",)) or "ok",
+        start=lambda **kw: runtime_calls.append(("review-start", kw)) or SimpleNamespace(
+            campaign=SimpleNamespace(id=1, population=3), reviewers=2, sent=2))
+    sched.install_runtime(runtime)
+    sched.run_review_cycle()
+    sched.run_review_start()
+    assert runtime_calls == [("review-cycle",), ("review-start", {"actor": "system:schedule", "scope": "all"})]
 
 
 def test_intervals_do_not_move_with_restarts():

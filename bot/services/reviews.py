@@ -307,16 +307,19 @@ class ReviewService:
             reviewer, why = self._reviewer_for(item, overrides.get(item.arn), managers)
             decided[(reviewer, why)].append(item.id)
         now = self.clock()
-        with write_scope(self.engine) as session:
+        if not decided:
+            return 0
+        with write_scope(self.engine) as session:  # one event for the whole routing: it is one step
+            event = audit.record(session, actor="system", action=A.REVIEW_ROUTED, at=now, payload={
+                "campaign": campaign_id,
+                "routes": [{"reviewer": r, "routed_by": why, "items": ids} for (r, why), ids in sorted(decided.items())]})
             for (reviewer, why), ids in sorted(decided.items()):
-                event = audit.record(session, actor="system", action=A.REVIEW_ROUTED, at=now,
-                                     payload={"campaign": campaign_id, "reviewer": reviewer, "routed_by": why,
-                                              "items": ids})
                 for start in range(0, len(ids), 500):
-                    chunk = ids[start:start + 500]
-                    session.execute(update(ReviewItem).where(ReviewItem.id.in_(chunk))
+                    session.execute(update(ReviewItem).where(ReviewItem.id.in_(ids[start:start + 500]))
                                     .values(reviewer=reviewer, routed_by=why))
-                    self._add_sequence(session, chunk, event.sequence)
+            every = [i for ids in decided.values() for i in ids]
+            for start in range(0, len(every), 500):
+                self._add_sequence(session, every[start:start + 500], event.sequence)
         return len({r for r, _ in decided})
 
     def _reviewer_for(self, item: ReviewItem, override: str | None, managers: dict[str, str]) -> tuple[str, str]:
@@ -359,31 +362,32 @@ class ReviewService:
                                                         .where(ReviewMessage.campaign_id == campaign_id))}
         if campaign is None or campaign.status != "open":
             return
-        for reviewer in reviewers:
-            message = have.get(reviewer)
-            if message is not None and message.ts:
-                continue
-            if reviewer == SECURITY and not self.settings.security_channel:
-                result.failures.append("items for the security team, but STEWARD_SECURITY_CHANNEL is not set")
-                continue
-            self._send(campaign, reviewer, message, result)
-
-    def _send(self, campaign: ReviewCampaign, reviewer: str, message: ReviewMessage | None,
-              result: CycleResult) -> None:
+        todo = [r for r in reviewers if not (have.get(r) and have[r].ts)]
+        if SECURITY in todo and not self.settings.security_channel:
+            result.failures.append("items for the security team, but STEWARD_SECURITY_CHANNEL is not set")
+            todo.remove(SECURITY)
+        if not todo:
+            return
         now = self.clock()
-        with write_scope(self.engine) as session:
-            if message is None:
-                message = session.exec(select(ReviewMessage).where(ReviewMessage.campaign_id == campaign.id,
-                                                                   ReviewMessage.reviewer == reviewer)).first()
+        resumed: set[str] = set()
+        with write_scope(self.engine) as session:  # marked before posting, in one transaction
+            for reviewer in todo:
+                message = have.get(reviewer)
                 if message is None:
-                    message = ReviewMessage(campaign_id=campaign.id, reviewer=reviewer)
-                    session.add(message)
-            else:
-                message = session.get(ReviewMessage, message.id)
-            resume = message.attempted_at is not None
-            message.attempted_at = now
-            session.flush()
-            session.refresh(message)
+                    session.add(ReviewMessage(campaign_id=campaign_id, reviewer=reviewer, attempted_at=now))
+                    continue
+                if message.attempted_at is not None:
+                    resumed.add(reviewer)  # a post may have gone out before a crash: look first
+                session.execute(update(ReviewMessage).where(ReviewMessage.id == message.id).values(attempted_at=now))
+        with session_scope(self.engine) as session:
+            marked = {m.reviewer: m for m in session.exec(select(ReviewMessage).where(
+                ReviewMessage.campaign_id == campaign_id, ReviewMessage.reviewer.in_(todo)))}
+        for reviewer in todo:
+            self._send(campaign, reviewer, marked[reviewer], result, resume=reviewer in resumed)
+
+    def _send(self, campaign: ReviewCampaign, reviewer: str, message: ReviewMessage, result: CycleResult, *,
+              resume: bool) -> None:
+        now = self.clock()
         channel = self.settings.security_channel if reviewer == SECURITY else reviewer
         if resume and self._resume(message, channel):
             return
@@ -708,8 +712,18 @@ class ReviewService:
 
     @staticmethod
     def _add_sequence(session, item_ids: list[int], sequence: int) -> None:
-        for row in session.exec(select(ReviewItem).where(ReviewItem.id.in_(item_ids))):
-            row.audit_sequences = [*row.audit_sequences, sequence]
+        """Append an audit sequence to items' evidence: one UPDATE per distinct list (fresh
+        items share theirs), not one per item."""
+        groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for start in range(0, len(item_ids), 500):
+            rows = session.execute(select(ReviewItem.id, ReviewItem.audit_sequences)
+                                   .where(ReviewItem.id.in_(item_ids[start:start + 500])))
+            for item_id, sequences in rows:
+                groups[tuple(sequences or ())].append(item_id)
+        for sequences, ids in groups.items():
+            for start in range(0, len(ids), 500):
+                session.execute(update(ReviewItem).where(ReviewItem.id.in_(ids[start:start + 500]))
+                                .values(audit_sequences=[*sequences, sequence]))
 
     def _audit_refusal(self, user: str, attempted: str, reason: str, item: ReviewItem | None = None) -> None:
         with session_scope(self.engine) as session:

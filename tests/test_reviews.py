@@ -219,7 +219,8 @@ def test_a_campaign_over_the_demo_organisation(demo):
 
     # Delegation with a reason: Tom hands one of his to Lena; it moves to her message.
     tom_msg = review_dm(demo, TOM)
-    [moved, *_] = items(engine, reviewer=TOM)
+    moved = next(i for i in items(engine, reviewer=TOM) if any(
+        e["removable"] and e["kind"] in ("group", "policy", "inline") for e in i.snapshot["entitlements"]))
     click(demo, TOM, tom_msg, "review:delegate", f"r:{moved.token}")
     modal = latest_modal(demo, TOM, "review_delegate_modal")
     short = demo.submit_view(TOM, modal["id"], {"delegate": {"value": LENA}, "reason": {"value": "hm"}})
@@ -232,6 +233,23 @@ def test_a_campaign_over_the_demo_organisation(demo):
     assert delegated.delegated_from == TOM and delegated.delegation_reason.startswith("@SUM")
     demo.fake.wait_for(lambda: moved.token in json.dumps(review_dm(demo, LENA)["blocks"]), timeout=20)
     assert moved.token not in json.dumps(review_dm(demo, TOM)["blocks"])
+
+    # Lena asks to remove one of its entitlements; the approver rejects it: nothing changes in
+    # IAM, the revocation's finding is closed, and the evidence says rejected.
+    lena_msg = review_dm(demo, LENA)
+    click(demo, LENA, lena_msg, "review:remove", f"r:{moved.token}")
+    modal = latest_modal(demo, LENA, "review_remove_modal")
+    wanted = next(e for e in moved.snapshot["entitlements"] if e["removable"] and e["kind"] != "key")
+    assert demo.submit_view(LENA, modal["id"], {"entitlements": {"value": [wanted["id"]]}})["ok"]
+    asked = demo.fake.wait_for(lambda: (i := item_named(engine, moved.name, moved.account_id)).remediation_ids
+                               and i, timeout=30)
+    rejected = _remediation(engine, asked.remediation_ids[0])
+    assert rejected.status == "planned" and rejected.requested_by == LENA
+    st.campaigns.approval(SAM, rejected.token, False, reason="the nightly job still needs it")
+    assert st.reviews.settle_revocations() == 1
+    with Session(engine) as session:
+        from bot.db.models import Finding
+        assert session.get(Finding, rejected.finding_id).state == "resolved"
 
     # /iam review status, privately.
     assert demo.slash_command(SAM, security, "/iam review status")["ok"]
@@ -275,7 +293,9 @@ def test_a_campaign_over_the_demo_organisation(demo):
             assert last.actor == row["decided_by"]
         else:
             assert row["decision"] == "overdue" and int(row["item_id"]) in last.payload["overdue"]
-    removed = [r for r in rows if r["revocation_requested"] == "True"]
+    assert [r["remediation_status"] for r in rows if r["entitlement_id"] == wanted["id"]
+            and r["principal"] == moved.name] == ["rejected"]
+    removed = [r for r in rows if r["revocation_requested"] == "True" and r["principal"] == "ci-deployer"]
     assert len(removed) == 1 and removed[0]["remediation_status"] == "succeeded"
     assert removed[0]["remediation_approved_by"] == HANNAH
     rem_events = [by_seq[int(s)].action for s in removed[0]["audit_sequences"].split(";")]
@@ -397,6 +417,14 @@ def test_review_on_both_databases_through_the_cli_and_http(reviewed_world):
         done = world.fake.wait_for(lambda: (i := item_named(world.engine, "legacy-ci")).remediation_ids and i,
                                    timeout=30)
         assert done.decision == "remove" and done.decided_by == CAROL
+        # The message offers the remediation engine's own Undo (one click: her own reversible action).
+        sec = world.fake.wait_for(lambda: (m := world.fake.message(world.security, sec["ts"])) and
+                                  "remediation:undo" in json.dumps(m["blocks"]) and m, timeout=30)
+        undo_token = next(e["value"] for b in sec["blocks"] if b.get("block_id") == f"u:{legacy.token}"
+                          for e in b["elements"])
+        post_click(CAROL, world.security, sec, "remediation:undo", undo_token)
+        world.fake.wait_for(lambda: world.key_status("legacy-ci") == "Active", timeout=30)
+        world.fake.wait_for(lambda: _remediation(world.engine, done.remediation_ids[0]).status == "undone", timeout=30)
 
     # The due date passes: dave's own user was never decided, so it is overdue, not certified.
     steward = world.steward(review_managers=["bob@example.com=U0DAVE0001"])
@@ -411,7 +439,11 @@ def test_review_on_both_databases_through_the_cli_and_http(reviewed_world):
     assert summary["record"] == "summary" and (summary["still_needed"], summary["revoked"], summary["overdue"]) == (
         1, 1, 1)
     key_row = next(r for r in rows if r["entitlement_id"] == key["id"])
-    assert key_row["remediation_status"] == "succeeded" and key_row["remediation_action"] == "deactivate-access-key"
+    # The evidence tells the whole story: removed, then undone (by the same engine, audited).
+    assert key_row["remediation_status"] == "undone" and key_row["remediation_action"] == "deactivate-access-key"
+    with Session(world.engine) as session:
+        actions = {session.get(AuditEvent, int(s)).action for s in key_row["audit_sequences"].split(";")}
+    assert {"review.decided", "remediation.succeeded", "remediation.undone"} <= actions
     assert key_row["decision_reason"] == "+unused since spring"  # JSON keeps the text; only CSV cells are neutralised
     with Session(world.engine) as session:
         for row in rows:

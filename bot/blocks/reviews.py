@@ -11,7 +11,7 @@ characters, a select's option under 75 characters, a modal under 100 blocks.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -32,7 +32,8 @@ from slack_sdk.models.views import View
 from bot.blocks.common import console_url, context, day, escape, link, mrkdwn_section
 from bot.decisions import REVIEW_BUTTONS, REVIEW_ITEM_BUTTONS, ReviewChoice
 
-ITEMS_PER_PAGE = 10  # 2 blocks each + 5 around them: 25 of Slack's 50
+ITEMS_PER_PAGE = 10  # at most 2 blocks each + 5 around them: 25 of Slack's 50
+UNDO_ACTION_ID = "remediation:undo"  # handled by bot/listeners/actions.py, like a findings DM's Undo
 OPTION_LIMIT = 75  # characters in a select option's text
 OPTIONS_MAX = 100  # options in one static select
 REASON_MAX = 1000
@@ -145,6 +146,7 @@ class MessagePage:
     undecided: int
     details_seen: int  # undecided items on this page whose details were opened
     outcomes: Mapping[str, str]  # item token -> what became of a removal
+    undo: Mapping[str, Sequence[tuple[str, str]]] = field(default_factory=dict)  # item token -> (label, remediation token)
 
 
 def review_message(campaign, view: MessagePage) -> list[Block]:
@@ -165,6 +167,11 @@ def review_message(campaign, view: MessagePage) -> list[Block]:
         text = item_summary(item, security=security)
         if item.decision:
             blocks.append(mrkdwn_section(f"{text}\n{decision_line(item, view.outcomes.get(item.token))}"))
+            undo = view.undo.get(item.token) or ()
+            if undo:  # the remediation engine's own Undo (its rules decide who may, and how)
+                blocks.append(ActionsBlock(block_id=f"u:{item.token}", elements=[
+                    ButtonElement(text=_clip(label, 75), action_id=UNDO_ACTION_ID, value=token)
+                    for label, token in undo[:5]]))
             continue
         blocks.append(mrkdwn_section(text))
         blocks.append(ActionsBlock(block_id=f"r:{item.token}", elements=[

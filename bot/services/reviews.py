@@ -64,6 +64,7 @@ from bot.services.common import Clock, ServiceError, utcnow
 from checks.catalog import ACCESS_REVIEW_REVOCATION
 from checks.model import fingerprint
 from checks.ownership import EMAIL, SLACK_USER_ID, normalise
+from checks.remediate import registry
 
 log = logging.getLogger(__name__)
 
@@ -450,11 +451,16 @@ class ReviewService:
         page = min(max(0, message.page if page is None else page), pages - 1)
         shown = items[page * rb.ITEMS_PER_PAGE:(page + 1) * rb.ITEMS_PER_PAGE]
         outcomes = {i.token: self._removal_outcome(i, rems) for i in shown if i.decision == "remove"}
+        # Undo through the remediation engine's own button (its rules: bot.decisions.undo_rule)
+        undo = {i.token: [(f"Undo {rems[r].action}", rems[r].token) for r in i.remediation_ids
+                          if r in rems and rems[r].status == "succeeded" and not rems[r].dry_run
+                          and registry.action(rems[r].action).reversible]
+                for i in shown if i.decision == "remove"}
         return rb.MessagePage(
             token=message.token, reviewer=message.reviewer, items=shown, page=page, pages=pages, total=len(items),
             undecided=sum(1 for i in items if not i.decision),
             details_seen=sum(1 for i in shown if not i.decision and i.details_seen_at),
-            outcomes={k: v for k, v in outcomes.items() if v})
+            outcomes={k: v for k, v in outcomes.items() if v}, undo={k: v for k, v in undo.items() if v})
 
     @staticmethod
     def _removal_outcome(item: ReviewItem, rems: dict[int, Remediation]) -> str:
@@ -808,8 +814,42 @@ class ReviewService:
             self.route(campaign_id)
             self.send_all(campaign_id, result)
             self._remind_and_escalate(campaign, now, result)
+            self.refresh_removals(campaign_id)
             self.update_progress(campaign_id, force=True)
+        self.settle_revocations(now)
         return result
+
+    def refresh_removals(self, campaign_id: int) -> None:
+        """Messages listing removals still in the remediation engine's hands: shown as they
+        stand now (approved, carried out, rejected, undone)."""
+        with session_scope(self.engine) as session:
+            rows = session.exec(select(ReviewItem.reviewer, ReviewItem.remediation_ids).where(
+                ReviewItem.campaign_id == campaign_id, ReviewItem.decision == "remove"))
+            reviewers = sorted({r for r, ids in rows if ids})
+        for reviewer in reviewers:
+            self.refresh(campaign_id, reviewer)
+
+    def settle_revocations(self, now: datetime | None = None) -> int:
+        """A revocation finding whose request ended without a change (rejected, cancelled,
+        failed) is closed as resolved, audited: it stays in the evidence, not among open
+        findings. Those carried out are `remediated` already."""
+        now = now or self.clock()
+        with write_scope(self.engine) as session:
+            findings = list(session.exec(select(Finding).where(
+                Finding.check_id == ACCESS_REVIEW_REVOCATION.id, Finding.state.in_(["notified", "approved", "failed"]))))
+            closed = 0
+            for finding in findings:
+                rem = session.exec(select(Remediation).where(Remediation.finding_id == finding.id)
+                                   .order_by(Remediation.id.desc())).first()
+                if rem is None or rem.status not in ("rejected", "cancelled", "failed"):
+                    continue
+                finding.state, finding.state_changed_at, finding.resolved_at = "resolved", now, now
+                audit.record(session, actor="system", action=A.FINDING_RESOLVED, subject_fingerprint=finding.fingerprint,
+                             resource=finding.resource, account=finding.account_id, at=now,
+                             payload={"reason": f"revocation {rem.status}", "remediation_id": rem.id,
+                                      "review_item": (finding.details or {}).get("review_item")})
+                closed += 1
+        return closed
 
     def _remind_and_escalate(self, campaign: ReviewCampaign, now: datetime, result: CycleResult) -> None:
         with session_scope(self.engine) as session:

@@ -18,7 +18,7 @@ import pytest
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from bot.db.models import AuditEvent, Remediation, ReviewCampaign, ReviewItem, Scan
+from bot.db.models import AuditEvent, Finding, Remediation, ReviewCampaign, ReviewItem, Scan
 from bot.services.reviews import ReviewRefusal, neutralise, owns_itself
 
 needs_moto = pytest.mark.skipif(importlib.util.find_spec("moto") is None, reason="moto is not installed")
@@ -248,11 +248,15 @@ def test_a_campaign_over_the_demo_organisation(demo):
     st.campaigns.approval(SAM, rejected.token, False, reason="the nightly job still needs it")
     assert st.reviews.settle_revocations() == 1
     with Session(engine) as session:
-        from bot.db.models import Finding
         assert session.get(Finding, rejected.finding_id).state == "resolved"
 
     # /iam review status, privately.
     assert demo.slash_command(SAM, security, "/iam review status")["ok"]
+    assert demo.slash_command(YUKI, demo.dm_channel(YUKI), "/iam review status")["ok"]
+    status = json.dumps(demo.fake.ephemerals(SAM), ensure_ascii=False)
+    assert "% decided (" in status and f"/{campaign.population})" in status
+    waiting = sum(1 for i in items(engine, reviewer=YUKI) if not i.decision)
+    assert f"{waiting} identities wait for your review" in json.dumps(demo.fake.ephemerals(YUKI))
 
     # Reminders and escalation, then the due date: undecided items are overdue, never certified.
     with Session(engine) as session:

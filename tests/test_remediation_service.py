@@ -16,7 +16,7 @@ import pytest
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from bot.cli import app
+from bot.cli.main import app
 from bot.config import Settings
 from bot.db.engine import make_engine
 from bot.db.migrate import upgrade
@@ -308,7 +308,7 @@ def _lease_row(world, holder: str, expires_in: float) -> int:
 def test_a_lease_whose_holder_is_gone_is_settled_at_once(world, whose, expires_in, settled):
     import socket
 
-    from bot.leader import _pid_namespace
+    from bot.run.leader import _pid_namespace
 
     here = f"{socket.gethostname()}:{_pid_namespace()}"
     if whose == "dead process here":

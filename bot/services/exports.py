@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
-from bot import audit
-from bot.audit import AuditAction as A
 from bot.config import Settings
-from bot.db import queries
+from bot.core.report import stored_finding_json
+from bot.db import audit, queries
+from bot.db.audit import AuditAction as A
 from bot.db.engine import session_scope
-from bot.report import stored_finding_json
 from bot.services.common import Clock, ServiceError, utcnow
 
 log = logging.getLogger(__name__)

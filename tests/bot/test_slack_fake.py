@@ -16,12 +16,12 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
 
-from bot.sandbox.slack_fake import (
+from bot.slack.methods import METHODS
+from sandbox.slack_fake import (
     MAX_TEXT_CHARS,
     RESPONSE_URL_MAX_USES,
     SlackFake,
 )
-from bot.slack_methods import METHODS
 
 TS_RE = re.compile(r"^\d{10}\.\d{6}$")
 
@@ -842,7 +842,7 @@ def test_state_route_serves_a_snapshot(fake: SlackFake, client: WebClient, alice
 
 
 def test_the_default_install_has_the_projects_generated_scopes(fake: SlackFake, client: WebClient) -> None:
-    from bot.manifest import build
+    from bot.slack.manifest import build
 
     resp = client.auth_test()
     granted = set(resp.headers["x-oauth-scopes"].split(","))

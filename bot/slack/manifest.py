@@ -124,7 +124,7 @@ def _scan(root: Path) -> dict[str, frozenset[str]]:
 def _registrations(kind: str) -> list[str]:
     """The first string argument of every ``app.<kind>(...)`` in the listeners, in order."""
     seen: list[str] = []
-    for path in sorted((ROOT / "bot" / "listeners").glob("*.py")):
+    for path in sorted((ROOT / "bot" / "slack" / "listeners").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                     and node.func.attr == kind and isinstance(node.func.value, ast.Name)

@@ -30,7 +30,7 @@ from bot.slack import grammar as commands
 from bot.slack.methods import scopes_for
 from checks.permissions import to_yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("bot", "checks")
 #: Not the product: the local Slack and the demo drive the fake, not Slack.
 EXCLUDED = ("sandbox/",)

@@ -33,6 +33,8 @@ class Workspace:
     """The in-memory workspace (users, channels, messages, views, files...) and its shared
     helpers. Mixed into `SlackFake`."""
 
+    # ------------------------------------------------------------------ the state
+
     def _init_workspace(self) -> None:
         self._tokens: dict[str, str] = {self.token: self.bot_user_id}
         self._granted: frozenset[str] = frozenset()  # the scopes of the call being answered
@@ -155,6 +157,8 @@ class Workspace:
             }
             self._messages.setdefault(cid, [])
         return cid
+
+    # ---------------------------------------- helpers the methods share (lock held)
 
     def _user(self, user_id: str) -> dict[str, Any]:
         user = self._users.get(user_id)

@@ -18,6 +18,8 @@ from sandbox.slack.common import Call, T
 class Controls:
     """Set-up and inspection, thread-safe (each takes the fake's lock). Mixed into `SlackFake`."""
 
+    # ------------------------------------------------------------------ set-up: tokens and scopes
+
     def add_app_token(self, token: str) -> None:
         """Accept another app-level token for ``apps.connections.open``."""
         with self._lock:
@@ -45,6 +47,8 @@ class Controls:
         """Revoke a token (the app was uninstalled): its calls answer ``account_inactive``."""
         with self._lock:
             self._revoked.add(token or self.token)
+
+    # -------------------------------------------- set-up: users, channels, usergroups
 
     def add_user(
         self,
@@ -196,6 +200,8 @@ class Controls:
             )
             self._notify()
             return str(msg["ts"])
+
+    # ------------------------------------------------------------------ inspection
 
     def calls(self, method: str | None = None) -> list[Call]:
         """Recorded calls in order, optionally of one method."""

@@ -33,6 +33,8 @@ class Transport:
     """Serving (start, stop, URLs), the checks every Web API call goes through, fault
     injection. Mixed into `SlackFake`; the state it reads is set up in `state.Workspace`."""
 
+    # ------------------------------------------------------------------ serving
+
     def start(self) -> Self:
         """Start serving in a daemon thread; returns ``self``. Idempotent."""
         with self._lock:
@@ -89,6 +91,8 @@ class Transport:
         """The Web API base URL, ending with ``/api/``: ``WebClient(base_url=...)``
         joins it with the method name (``urljoin``), so the trailing slash matters."""
         return f"{self.root_url}api/"
+
+    # ------------------------------------ each Web API call: token, scopes, faults, budgets
 
     def _record(
         self,
@@ -244,6 +248,8 @@ class Transport:
             "needed": ",".join(needed),
             "provided": ",".join(sorted(granted)),
         }, {"x-accepted-oauth-scopes": ",".join(needed)})
+
+    # ------------------------------------------------------------------ fault injection
 
     def rate_limit(self, method: str, times: int = 1, retry_after: int = 1) -> None:
         """Answer the next ``times`` calls of ``method`` with HTTP 429 + ``Retry-After``."""

@@ -23,6 +23,8 @@ class WebApi:
     """One `_method_name(params, actor)` per Web API method; the table is in `SlackFake`.
     Mixed into `SlackFake`."""
 
+    # ------------------------------------------------------------------ auth, users
+
     def _auth_test(self, params: dict[str, Any], actor: str) -> dict[str, Any]:
         user = self._users[actor]
         body = {
@@ -87,6 +89,8 @@ class WebApi:
         if group["date_delete"] and not as_bool(params.get("include_disabled")):
             raise SlackError("no_such_subteam")
         return {"users": list(group["users"])}
+
+    # ------------------------------------------------------------------ conversations
 
     def _conversations_open(self, params: dict[str, Any], actor: str) -> dict[str, Any]:
         return_im = as_bool(params.get("return_im"))
@@ -211,6 +215,8 @@ class WebApi:
                 "next_cursor": encode_cursor("next_ts", start + limit) if has_more else ""
             },
         }
+
+    # ------------------------------------------------------------------ chat
 
     def _chat_post_message(self, params: dict[str, Any], actor: str) -> dict[str, Any]:
         if not params.get("channel"):

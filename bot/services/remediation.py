@@ -649,12 +649,12 @@ class RemediationService:
     def _assumed(self, account_id: str, target):
         """A session for `target` (a `checks.accounts.Target`), checked to be in `account_id`."""
         from checks import accounts
-        from checks.collect import CollectError, aws_client
+        from checks.aws_calls import CollectError, caller_account
 
         base = self._aws_session_factory() if self._aws_session_factory else _default_session()
         try:
             aws = accounts.session_for(target, base, external_id=self.settings.external_id)
-            actual = aws_client(aws, "sts", self.settings.aws_max_attempts).get_caller_identity()["Account"]
+            actual = caller_account(aws, self.settings.aws_max_attempts, account=account_id)
         except CollectError as exc:
             raise ServiceError(str(exc)) from None
         if actual != account_id:

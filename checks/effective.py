@@ -12,10 +12,12 @@ evaluates a request:
   conditions are undecided (the usual "deny unless MFA") leaves the grant in place,
   marked conditional on the Deny's condition.
 * **A permissions boundary intersects**: the boundary must allow the action on the
-  resource too. **SCPs** attached to the account, when the scan could read them, intersect
-  the same way (one of the attached SCPs must allow it). SCPs attached to OUs above the
-  account are not read; leaving them out can only make a verdict more alarming, never
-  hide a grant.
+  resource too. **SCPs**, when the scan could read them, intersect the same way, level by
+  level: one of the SCPs attached to the account must allow the action, and one of those
+  attached to each OU above it and to the root (`AccountSnapshot.scps_above`). A level
+  that was not read limits nothing: leaving it out can only make a verdict more alarming,
+  never hide a grant. What a Deny, the boundary or an SCP level took away is kept as
+  evidence (`PrincipalVerdict.removed`, `PrincipalVerdict.blocked_by`).
 * **Conditions** are decided by `checks.conditions`: a grant whose conditions are false
   is no grant; one with undecided conditions stays, marked "conditional: <condition>".
 * **Resources.** For IAM resources (users, groups, roles, customer managed policies) the
@@ -188,6 +190,7 @@ class Compiled:
     # Actions allowed on an unbounded or wildcard resource element (under any condition):
     # a cheap superset of what `Layered.anywhere` can grant, to skip methods early.
     broad: frozenset[str] = frozenset()
+    source: str = ""
 
 
 def _resource_part(pattern: str) -> str:
@@ -225,7 +228,7 @@ def _members(patterns: tuple[str, ...], negated: bool) -> tuple[str, ...]:
 def compile_document(document: Any, source: str) -> Compiled:
     normalised = normalise(document)
     if normalised is None:
-        return Compiled({}, {}, (), (), 0, readable=False)
+        return Compiled({}, {}, (), (), 0, readable=False, source=source)
     allows: dict[str, list[Stmt]] = {}
     denies: dict[str, list[Stmt]] = {}
     admin: list[Stmt] = []
@@ -246,6 +249,7 @@ def compile_document(document: Any, source: str) -> Compiled:
         tuple(iam_denies),
         len(normalised.statements) + normalised.malformed,
         broad=frozenset(a for a, stmts in allows.items() if any(s.unbounded or s.wildcard for s in stmts)),
+        source=source,
     )
 
 
@@ -272,7 +276,7 @@ class Layered:
         self,
         identity: list[Compiled],
         boundary: Compiled | None,
-        scps: list[Compiled] | None,
+        scps: list[list[Compiled]] | None,
         subject: Subject,
         now: datetime,
         shared: dict[int, Verdict] | None = None,
@@ -287,10 +291,13 @@ class Layered:
         # by every principal of the pass; the others are kept per principal.
         self.shared: dict[int, Verdict] = {} if shared is None else shared
         self._own: dict[int, Verdict] = {}
-        self._limit_layers = ([[boundary]] if boundary is not None else []) + (
-            [scps] if scps is not None else []
-        )
-        self._all_layers = [*identity, *([boundary] if boundary else []), *(scps or [])]
+        self._limit_layers: list[list[Compiled]] = (
+            [[boundary]] if boundary is not None else []
+        ) + list(scps or ())
+        self._all_layers = [*identity, *(d for layer in self._limit_layers for d in layer)]
+        # source of a limiting layer (or of a Deny that surely applies) -> actions it took
+        # away from what the identity policies grant: the evidence of a quiet verdict.
+        self.blocked: dict[str, set[str]] = {}
         self._allow_memo: dict[tuple[int, str], list[Stmt]] = {}
         self._identity_memo: dict[str, list[Stmt]] = {}
         self._deny_memo: dict[str, list[Stmt]] = {}
@@ -349,8 +356,15 @@ class Layered:
             return None
         for i, layer in self._limits():
             if not any(s.matches(arn, name) for s in self._allows(i, layer, action)):
-                return None
+                return self._block(layer, action)
         return self._minus_denies(action, granted, lambda s: s.matches(arn, name))
+
+    def _block(self, layer: list[Compiled], action: str) -> None:
+        """Remember that `layer` (the boundary, or one level of SCPs) does not allow
+        `action` where the identity policies do."""
+        for doc in layer:
+            self.blocked.setdefault(doc.source, set()).add(action)
+        return None
 
     def everywhere(self, action: str) -> Grant | None:
         """The grant when `action` is allowed on every resource with no Deny in sight
@@ -382,10 +396,13 @@ class Layered:
 
         found = None
         granted = [s for s in self.allows(action) if broad(s)]
-        if granted and all(
-            any(broad(s) for s in self._allows(i, layer, action)) for i, layer in self._limits()
-        ):
-            found = self._minus_denies(action, granted, lambda s: s.everything)
+        if granted:
+            for i, layer in self._limits():
+                if not any(broad(s) for s in self._allows(i, layer, action)):
+                    self._block(layer, action)
+                    break
+            else:
+                found = self._minus_denies(action, granted, lambda s: s.everything)
         self._anywhere_memo[key] = found
         return found
 
@@ -399,6 +416,7 @@ class Layered:
                 continue
             v = self.verdict(d)
             if v.holds is True:
+                self.blocked.setdefault(d.source, set()).add(action)
                 return None
             if v.holds is None:
                 removed.append(d)
@@ -415,9 +433,13 @@ class Layered:
             return ()
         for _, layer in self._limits():
             if not any(self.verdict(s).holds is not False for doc in layer for s in doc.admin):
+                self._block(layer, "*")
                 return ()
-        if any(self.verdict(d).holds is True for doc in self._all_layers for d in doc.iam_denies):
-            return ()
+        for doc in self._all_layers:
+            for d in doc.iam_denies:
+                if self.verdict(d).holds is True:
+                    self.blocked.setdefault(d.source, set()).add("*")
+                    return ()
         return tuple(grants)
 
 
@@ -577,6 +599,9 @@ class PrincipalVerdict:
     removed: tuple[Stmt, ...] = ()  # denies, boundary or SCP statements that took grants away
     bounded_by: str | None = None
     scps: bool = False
+    # What the boundary, an SCP level or a Deny that surely applies took away from the
+    # identity grants the verdict looked at: (source, actions), sorted.
+    blocked_by: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def exploitable(self) -> bool:
@@ -794,16 +819,18 @@ def _principal_verdict(
         for g in m.grants:
             for d in g.removed_by:
                 removed[id(d)] = d
+    admin = layered.is_admin()
     return PrincipalVerdict(
         arn=principal.arn,
         account=snapshot.account_id,
         kind=_kind(principal),
-        admin=layered.is_admin(),
+        admin=admin,
         methods=tuple(methods),
         unevaluated=tuple(gaps),
         removed=tuple(sorted(removed.values(), key=lambda s: (s.source, s.index))),
         bounded_by=getattr(principal, "permissions_boundary", None),
         scps=layered.scps is not None,
+        blocked_by=tuple(sorted((k, tuple(sorted(v))) for k, v in layered.blocked.items())),
     )
 
 
@@ -813,15 +840,21 @@ def _principals(snapshot: AccountSnapshot) -> Iterable[Principal]:
     yield from (r for r in snapshot.roles if not r.service_linked)
 
 
-def _scps(docs: _Documents, snapshot: AccountSnapshot) -> list[Compiled] | None:
+def _scps(docs: _Documents, snapshot: AccountSnapshot) -> list[list[Compiled]] | None:
+    """The SCP levels that limit the account (root, OUs, the account itself), each the
+    readable SCPs attached there; a level with none readable limits nothing."""
     if snapshot.scps is None:
         return None
-    out = []
-    for p in snapshot.scps:
-        compiled = docs.inline(p.document, f"scp:{p.name}")
-        if compiled.readable:
-            out.append(compiled)
-    return out or None
+    levels = []
+    for level in (*snapshot.scps_above, snapshot.scps):
+        out = []
+        for p in level:
+            compiled = docs.inline(p.document, f"scp:{p.name}")
+            if compiled.readable:
+                out.append(compiled)
+        if out:
+            levels.append(out)
+    return levels or None
 
 
 def principal_verdicts(

@@ -52,6 +52,7 @@ class AccountOutcome:
     inventory: dict[str, int] = field(default_factory=dict)
     identities: list[dict] = field(default_factory=list)
     coverage: dict[str, list[int]] = field(default_factory=dict)  # check -> [evaluated, failed]
+    notes: list[str] = field(default_factory=list)  # what the scan could not see ("SCPs not visible: ...")
     changes: dict[str, int] = field(default_factory=dict)  # new / reopened / resolved
     resolved: list[str] = field(default_factory=list)  # fingerprints this scan resolved
     seconds: float = 0.0  # measured with a monotonic clock; the timestamps are whole seconds
@@ -116,6 +117,7 @@ class ScanService:
         self._base = None
         self._base_lock = threading.Lock()
         self._internal: dict[str, set[str]] = {}  # run id -> its account ids (trust checks)
+        self._scps: dict[str, object] = {}  # run id -> checks.collect.HubScps (read once per run)
 
     def run(
         self,
@@ -255,7 +257,7 @@ class ScanService:
             return None
         if internal is None:
             internal = self._internal_accounts(run_id)
-        outcome = self._scan_target(self._base_session(), target, internal)
+        outcome = self._scan_target(self._base_session(), target, internal, self._hub_scps(run_id))
         if outcome.failed and outcome.retryable and not final_attempt:
             if scan_id is not None:
                 self._requeue(scan_id, outcome.error or "")
@@ -302,16 +304,33 @@ class ScanService:
 
     def _base_session(self):
         with self._base_lock:
-            if self._base is None:
-                if self._aws_session_factory is not None:
-                    self._base = self._aws_session_factory()
-                else:
-                    from checks.accounts import shared_session
+            return self._base_session_unlocked()
 
-                    self._base = shared_session()
-            return self._base
+    def _base_session_unlocked(self):
+        if self._base is None:
+            if self._aws_session_factory is not None:
+                self._base = self._aws_session_factory()
+            else:
+                from checks.accounts import shared_session
 
-    def _scan_target(self, base, target, internal: set[str]) -> AccountOutcome:
+                self._base = shared_session()
+        return self._base
+
+    def _hub_scps(self, run_id: str):
+        """The run's SCP reader: the organization's tree and SCPs are read once per run
+        (per process), from the Steward's own credentials (the hub)."""
+        from checks.collect import HubScps, aws_client
+
+        with self._base_lock:
+            if run_id not in self._scps:
+                self._scps[run_id] = HubScps(
+                    aws_client(self._base_session_unlocked(), "organizations", self.settings.aws_max_attempts)
+                )
+                while len(self._scps) > 8:
+                    self._scps.pop(next(iter(self._scps)))
+            return self._scps[run_id]
+
+    def _scan_target(self, base, target, internal: set[str], scps=None) -> AccountOutcome:
         from checks import accounts, scan
         from checks.collect import CollectError
 
@@ -328,6 +347,7 @@ class ScanService:
                 label=label,
                 max_attempts=self.settings.aws_max_attempts,
                 known_keys=self._known_keys if self.engine is not None else None,
+                scps=scps,
             )
         except CollectError as exc:
             error, retryable = str(exc), exc.retryable
@@ -348,6 +368,7 @@ class ScanService:
                 inventory=dict(result.inventory),
                 identities=list(result.identities),
                 coverage={k: [c.evaluated, c.failed] for k, c in result.coverage().items()},
+                notes=list(result.notes),
             )
         return AccountOutcome(
             account_id=target.account_id or "unknown",
@@ -454,6 +475,7 @@ class ScanService:
                     status=row.status, started_at=row.started_at, finished_at=row.finished_at or row.started_at,
                     api_calls=row.api_calls, error=row.error, scan_id=row.id,
                     inventory=dict(counts.get("inventory") or {}), coverage=dict(counts.get("coverage") or {}),
+                    notes=list(counts.get("notes") or ()),
                     changes={k: counts[k] for k in ("new", "reopened", "resolved") if k in counts},
                     seconds=float(counts.get("seconds") or 0.0),
                 )
@@ -518,6 +540,7 @@ class ScanService:
                 "by_severity": _by_severity(outcome.findings),
                 "inventory": outcome.inventory,
                 "coverage": outcome.coverage,
+                **({"notes": outcome.notes} if outcome.notes else {}),
                 **outcome.changes,
                 "seconds": round(outcome.seconds, 3),
             }

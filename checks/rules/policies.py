@@ -276,6 +276,8 @@ def escalation_details(
         ]
     if verdict.bounded_by:
         details["permissions_boundary"] = verdict.bounded_by
+    if verdict.blocked_by:
+        details["blocked_by"] = [{"policy": src, "actions": list(actions)} for src, actions in verdict.blocked_by]
     if verdict.scps:
         details["scps_applied"] = True
     if verdict.unevaluated:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+from checks import chains
 from checks.catalog import CATALOG, CheckSpec
 from checks.context import CheckContext
 from checks.inventory import identities
@@ -140,12 +141,14 @@ def scan_account(
     checks: Sequence[CheckSpec] = CATALOG,
     known_keys: Callable[[str], Mapping[str, Sequence[AccessKeyMeta]]] | None = None,
     scps=None,
+    reach: bool = False,
 ) -> AccountScan:
     """Collect, evaluate, resolve key ids. Raises `checks.collect.CollectError` on failure.
 
     `known_keys(account_id)`: access keys by user name remembered from earlier scans of
     the account; only users with a key finding that matches none of them are listed again.
     `scps`: a `checks.collect.HubScps` of the scan, to apply the SCPs that limit the account.
+    `reach`: also return the account's part of the scan-wide role graph (`checks.chains`).
     """
     from checks import collect  # boto3 stays out of the pure import path
 
@@ -180,6 +183,7 @@ def scan_account(
         inventory=inventory(snapshot),
         identities=tuple(identities(snapshot, ctx, keys)),
         notes=notes(snapshot),
+        reach=chains.export(snapshot, ctx) if reach else None,
     )
 
 

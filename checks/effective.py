@@ -55,8 +55,10 @@ from checks.policy import (
     Statement,
     _glob,
     _literal_prefix,
+    _statement,
     _Universe,
     has_wildcard,
+    load_document,
     normalise,
     wildcard_match,
 )
@@ -191,6 +193,8 @@ class Compiled:
     # a cheap superset of what `Layered.anywhere` can grant, to skip methods early.
     broad: frozenset[str] = frozenset()
     source: str = ""
+    # The allowed actions that are the target of some escalation method.
+    targets: frozenset[str] = frozenset()
 
 
 def _resource_part(pattern: str) -> str:
@@ -225,31 +229,90 @@ def _members(patterns: tuple[str, ...], negated: bool) -> tuple[str, ...]:
     return tuple(sorted(ActionSet(patterns, negated).members(UNIVERSE)))
 
 
+@dataclass(frozen=True)
+class _Facts:
+    """What the pass needs of one statement, whatever document it is in."""
+
+    statement: Statement
+    unbounded: bool
+    everything: bool
+    star: bool
+    wildcard: bool
+    subject_dependent: bool
+    members: tuple[str, ...]
+    admin: bool
+    iam_deny: bool
+
+
+_FACTS: dict[tuple[int, str], _Facts | None] = {}
+_FACTS_MAX = 200_000
+
+
+def _facts(index: int, raw: Any) -> _Facts | None:
+    """The facts of a statement, shared by every document holding the same statement at
+    the same position (policies repeat statements a lot: one `s3:Get*` on `*` is in
+    thousands). Keyed by the statement's text; None when it is malformed."""
+    key = (index, repr(raw))
+    try:
+        return _FACTS[key]
+    except KeyError:
+        pass
+    s = _statement(raw, index, trust=False)
+    found = None
+    if s is not None:
+        compiled = _stmt("", s)
+        found = _Facts(
+            s, compiled.unbounded, compiled.everything, compiled.star, compiled.wildcard,
+            compiled.subject_dependent, _members(s.actions.patterns, s.actions.negated),
+            s.allow and compiled.everything and _covers_iam(s.actions),
+            not s.allow and compiled.everything and s.actions.touches_service("iam"),
+        )
+    if len(_FACTS) >= _FACTS_MAX:
+        _FACTS.clear()
+    _FACTS[key] = found
+    return found
+
+
 def compile_document(document: Any, source: str) -> Compiled:
-    normalised = normalise(document)
-    if normalised is None:
+    loaded = load_document(document)
+    raw = loaded.get("Statement") if loaded is not None else None
+    if isinstance(raw, Mapping):
+        raw = [raw]
+    if not isinstance(raw, list | tuple):
         return Compiled({}, {}, (), (), 0, readable=False, source=source)
     allows: dict[str, list[Stmt]] = {}
     denies: dict[str, list[Stmt]] = {}
     admin: list[Stmt] = []
     iam_denies: list[Stmt] = []
-    for s in normalised.statements:
-        compiled = _stmt(source, s)
+    broad: set[str] = set()
+    for index, item in enumerate(raw):
+        f = _facts(index, item)
+        if f is None:
+            continue
+        s = f.statement
+        compiled = Stmt(source, s, f.unbounded, f.everything, f.star, f.wildcard, f.subject_dependent)
         target = allows if s.allow else denies
-        for action in _members(s.actions.patterns, s.actions.negated):
-            target.setdefault(action, []).append(compiled)
-        if s.allow and compiled.everything and _covers_iam(s.actions):
+        for action in f.members:
+            found = target.get(action)
+            if found is None:
+                target[action] = [compiled]
+            else:
+                found.append(compiled)
+        if s.allow and (f.unbounded or f.wildcard):
+            broad.update(f.members)
+        if f.admin:
             admin.append(compiled)
-        if not s.allow and compiled.everything and s.actions.touches_service("iam"):
+        if f.iam_deny:
             iam_denies.append(compiled)
     return Compiled(
         allows,  # type: ignore[arg-type]  # read-only from here on
         denies,  # type: ignore[arg-type]
         tuple(admin),
         tuple(iam_denies),
-        len(normalised.statements) + normalised.malformed,
-        broad=frozenset(a for a, stmts in allows.items() if any(s.unbounded or s.wildcard for s in stmts)),
+        len(raw),
+        broad=frozenset(broad),
         source=source,
+        targets=frozenset(_BY_TARGET.keys() & allows.keys()),
     )
 
 
@@ -266,6 +329,14 @@ class Grant:
     granted_by: tuple[Stmt, ...]
     removed_by: tuple[Stmt, ...] = ()
     conditions: tuple[str, ...] = ()
+
+
+_UNSET = object()
+_NONE: list[Stmt] = []  # shared empty answer: never appended to
+
+
+def _EVERYTHING(s: Stmt) -> bool:
+    return s.everything
 
 
 class Layered:
@@ -295,6 +366,7 @@ class Layered:
             [[boundary]] if boundary is not None else []
         ) + list(scps or ())
         self._all_layers = [*identity, *(d for layer in self._limit_layers for d in layer)]
+        self._deny_layers = [doc for doc in self._all_layers if doc.denies]
         # source of a limiting layer (or of a Deny that surely applies) -> actions it took
         # away from what the identity policies grant: the evidence of a quiet verdict.
         self.blocked: dict[str, set[str]] = {}
@@ -303,6 +375,7 @@ class Layered:
         self._deny_memo: dict[str, list[Stmt]] = {}
         self._anywhere_memo: dict[tuple[str, bool], Grant | None] = {}
         self._everywhere_memo: dict[str, Grant | None] = {}
+        self._denied_memo: dict[str, bool] = {}
         self.reach_memo: dict[tuple[str, int, str, bool], tuple[list[str], list[Grant]]] = {}
 
     def verdict(self, s: Stmt) -> Verdict:
@@ -337,12 +410,35 @@ class Layered:
     def _limits(self) -> Iterable[tuple[int, list[Compiled]]]:
         return enumerate(self._limit_layers, start=1)
 
+    @property
+    def has_denies(self) -> bool:
+        return bool(self._deny_layers)
+
     def denies(self, action: str) -> list[Stmt]:
+        if not self._deny_layers:
+            return _NONE  # most principals: no Deny anywhere
         found = self._deny_memo.get(action)
         if found is None:
             found = self._deny_memo[action] = [
-                s for doc in self._all_layers for s in doc.denies.get(action, ())
+                s for doc in self._deny_layers for s in doc.denies.get(action, ())
             ]
+        return found
+
+    def denied_everywhere(self, action: str) -> bool:
+        """Is `action` denied on every resource, surely (a `Deny` on `*` whose conditions
+        hold)? Then no resource needs looking at."""
+        if not self._deny_layers:
+            return False
+        found = self._denied_memo.get(action)
+        if found is None:
+            found = False
+            for d in self.denies(action):
+                if d.star and self.verdict(d).holds is True:
+                    if self.allows(action):
+                        self.blocked.setdefault(d.source, set()).add(action)
+                    found = True
+                    break
+            self._denied_memo[action] = found
         return found
 
     def allowed_on(self, action: str, arn: str) -> Grant | None:
@@ -350,6 +446,8 @@ class Layered:
         everywhere = self.everywhere(action)
         if everywhere is not None:
             return everywhere
+        if self.denied_everywhere(action):
+            return None
         name = self.name
         granted = [s for s in self.allows(action) if s.matches(arn, name)]
         if not granted:
@@ -388,30 +486,34 @@ class Layered:
         """Granted on every resource of some kind (or, with `wildcard_ok`, on a wildcard
         pattern of resources Steward does not inventory)."""
         key = (action, wildcard_ok)
-        if key in self._anywhere_memo:
-            return self._anywhere_memo[key]
-
-        def broad(s: Stmt) -> bool:
-            return s.unbounded or (wildcard_ok and s.wildcard)
-
+        found = self._anywhere_memo.get(key, _UNSET)
+        if found is not _UNSET:
+            return found  # type: ignore[return-value]
         found = None
-        granted = [s for s in self.allows(action) if broad(s)]
-        if granted:
+        if wildcard_ok:
+            granted = [s for s in self.allows(action) if s.unbounded or s.wildcard]
+        else:
+            granted = [s for s in self.allows(action) if s.unbounded]
+        if granted and not self.denied_everywhere(action):
             for i, layer in self._limits():
-                if not any(broad(s) for s in self._allows(i, layer, action)):
+                if not any(s.unbounded or (wildcard_ok and s.wildcard)
+                           for s in self._allows(i, layer, action)):
                     self._block(layer, action)
                     break
             else:
-                found = self._minus_denies(action, granted, lambda s: s.everything)
+                found = self._minus_denies(action, granted, _EVERYTHING)
         self._anywhere_memo[key] = found
         return found
 
     def _minus_denies(self, action: str, granted: list[Stmt], applies) -> Grant | None:
+        denies = self.denies(action)
+        if not denies and not any(s.statement.conditions for s in granted):
+            return Grant(action, tuple(granted))  # the common case: nothing to weigh
         removed: list[Stmt] = []
         conditions: list[str] = []
         for s in granted:
             conditions.extend(self.verdict(s).undecided)
-        for d in self.denies(action):
+        for d in denies:
             if not applies(d):
                 continue
             v = self.verdict(d)
@@ -425,6 +527,8 @@ class Layered:
 
     def scoped_denies(self, action: str) -> list[Stmt]:
         """Denies on some resources only: evidence of what they took away."""
+        if not self._deny_layers:
+            return _NONE
         return [d for d in self.denies(action) if not d.everything and self.verdict(d).holds]
 
     def is_admin(self) -> tuple[Stmt, ...]:
@@ -686,7 +790,7 @@ def _judge_method(
         if grant is None:
             return None
         others.append(grant)
-    kind, _, service = m.requires.partition(":")
+    kind, service = _KIND[m.name]
     if kind in _TARGETS:
         attr = _TARGETS[kind]
         exclude = principal_arn if kind == "other-user" else ""
@@ -783,8 +887,17 @@ def _layered(
 
 
 _BY_TARGET: dict[str, list[tuple[int, Method]]] = {}
+# The method's actions that must be granted broadly (unbounded or wildcard resource): the
+# others always; the target too when the method reaches resources Steward does not
+# inventory (`runs-as`) or through a wildcard only (`pass`): see `_judge_method`.
+_BROAD: dict[int, frozenset[str]] = {}
+_KIND: dict[str, tuple[str, str]] = {}  # method name -> (kind, service) of `requires`
 for _i, _method in enumerate(catalogue.METHODS):
+    _KIND[_method.name] = (_method.requires.partition(":")[0], _method.requires.partition(":")[2])
     _BY_TARGET.setdefault(_method.target, []).append((_i, _method))
+    _BROAD[_i] = frozenset(_method.others) | (
+        {_method.target} if _method.requires.partition(":")[0] in ("pass", "runs-as") else set()
+    )
 
 
 def _principal_verdict(
@@ -794,27 +907,30 @@ def _principal_verdict(
     present: set[str] = set()
     broad: set[str] = set()
     for doc in layered.identity:
-        present.update(doc.allows)
+        present.update(doc.targets)
         broad.update(doc.broad)
     methods = []
     judged: set[str] = set()
     candidates = sorted(
-        (i, m) for target in present.intersection(_BY_TARGET) for i, m in _BY_TARGET[target]
+        (i, m) for target in present for i, m in _BY_TARGET[target]
     )
-    for _, m in candidates:
+    for i, m in candidates:
         # Every action but the target must be granted broadly somewhere (set arithmetic
         # first: most methods of most principals stop here).
         if not broad.issuperset(m.others):
             continue
         judged |= m.actions
+        if not broad.issuperset(_BROAD[i]):
+            continue  # the target is granted on named resources only: no reach this way
         found = _judge_method(m, layered, res, principal.arn, snapshot.account_id,
                               snapshot.instance_profiles_known)
         if found is not None:
             methods.append(found)
     removed: dict[int, Stmt] = {}
-    for action in sorted(judged):
-        for d in layered.scoped_denies(action):
-            removed[id(d)] = d
+    if layered.has_denies:
+        for action in sorted(judged):
+            for d in layered.scoped_denies(action):
+                removed[id(d)] = d
     for m in methods:
         for g in m.grants:
             for d in g.removed_by:

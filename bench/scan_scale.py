@@ -357,7 +357,7 @@ def synthetic_account(principals: int, policies: int, seed: int = 11):
 def analysis_pass(principals: int, policies: int, repeat: int) -> None:
     from dataclasses import replace
 
-    from checks import escalation
+    from checks import effective, escalation
     from checks.context import CheckContext
     from checks.rules.policies import privilege_escalation_policy
 
@@ -365,6 +365,7 @@ def analysis_pass(principals: int, policies: int, repeat: int) -> None:
     runs, cpu = [], []
     for _ in range(max(1, repeat)):
         fresh = replace(snapshot)  # a new snapshot object: nothing cached carries over
+        effective._FACTS.clear()  # nor the statement facts shared across documents
         started = time.process_time()
         analysis, seconds = timed(escalation.analyse, [fresh], now)
         cpu.append(time.process_time() - started)
@@ -379,7 +380,8 @@ def analysis_pass(principals: int, policies: int, repeat: int) -> None:
         f"{len(snapshot.policies)} managed policies\n"
         f"  analyse (pure):             {best:7.3f} s best of {len(runs)} (first {runs[0]:.3f} s), "
         f"{min(cpu):.3f} s CPU, load average {load:.1f} on {os.cpu_count()} cores  "
-        f"(target <= {TARGET_ANALYSIS_SECONDS:g} s: {mark(best <= TARGET_ANALYSIS_SECONDS)})\n"
+        f"(target <= {TARGET_ANALYSIS_SECONDS:g} s: {mark(best <= TARGET_ANALYSIS_SECONDS)}; "
+        f"CPU {mark(min(cpu) <= TARGET_ANALYSIS_SECONDS)})\n"
         f"    {exploitable} principals with an exploitable method or admin, {edges} assume edges, "
         f"{len(analysis.chains)} chains"
     )

@@ -610,6 +610,7 @@ class _Documents:
         self.snapshot = snapshot
         self._by_arn: dict[str, Compiled | None] = {}
         self._by_text: dict[tuple[str, int], Compiled] = {}
+        self._groups: dict[str, tuple[list[Compiled], list[Unevaluated]]] = {}
 
     def managed(self, arn: str, source: str) -> Compiled | None:
         key = f"{source}\x1f{arn}"
@@ -620,6 +621,13 @@ class _Documents:
 
     def inline(self, document: Any, source: str) -> Compiled:
         return self._compile(document, source)
+
+    def group(self, g: Group) -> tuple[list[Compiled], list[Unevaluated]]:
+        """A group's documents, compiled once for all its members."""
+        found = self._groups.get(g.name)
+        if found is None:
+            found = self._groups[g.name] = _own_documents(self, g, prefix=f"group:{g.name}/")
+        return found
 
     def _compile(self, document: Any, source: str) -> Compiled:
         # Documents live in the snapshot for the whole pass, so their identity is a key.
@@ -871,7 +879,7 @@ def _layered(
             if g is None:
                 gaps.append(Unevaluated(f"group:{name}", "missing group"))
                 continue
-            more, more_gaps = _own_documents(docs, g, prefix=f"group:{name}/")
+            more, more_gaps = docs.group(g)
             identity.extend(more)
             gaps.extend(more_gaps)
     boundary = None

@@ -15,10 +15,11 @@ snapshot set.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import weakref
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
@@ -324,15 +325,8 @@ def analyse(snapshots: Sequence[AccountSnapshot], now: datetime) -> Analysis:
     cached = _CACHE.get(key)
     if cached is not None:
         return cached
-    # The pass allocates millions of small acyclic objects; the cyclic collector would
-    # rescan them all again and again (40 % of the pass's time measured): pause it.
-    paused = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         found = _analyse(snapshots, now)
-    finally:
-        if paused:
-            gc.enable()
     _CACHE[key] = found
     for s in snapshots:
         weakref.finalize(s, _CACHE.pop, key, None)
@@ -358,5 +352,19 @@ def _analyse(snapshots: Sequence[AccountSnapshot], now: datetime) -> Analysis:
 
 
 _CACHE: dict[tuple[tuple[int, ...], datetime], Analysis] = {}
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """The pass allocates millions of small acyclic objects; the cyclic collector would
+    rescan them all again and again (40 % of the pass's time measured, and more than the
+    pass itself while its findings are built from it): paused meanwhile."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
 
 

@@ -201,6 +201,13 @@ def privilege_escalation_policy(snapshot: AccountSnapshot, ctx: CheckContext) ->
     falsely pass).
     """
     analysis = escalation.analyse([snapshot], ctx.now)
+    with escalation.gc_paused():
+        return _escalation_results(snapshot, ctx, analysis)
+
+
+def _escalation_results(
+    snapshot: AccountSnapshot, ctx: CheckContext, analysis: escalation.Analysis
+) -> list[Result]:
     results = []
     for principal in _principals(snapshot):
         verdict = analysis.verdicts[principal.arn]

@@ -389,6 +389,18 @@ def analysis_pass(principals: int, policies: int, repeat: int) -> None:
     results, seconds = timed(privilege_escalation_policy, fresh, CheckContext(now=now))
     failed = sum(1 for r in results if r.failed)
     print(f"  privilege-escalation-policy (analyse + findings): {seconds:.3f} s, {failed} FAIL of {len(results)}")
+    # The account's part of the scan-wide role graph (stored on its scan row), and the
+    # run's join of two such accounts (the second one the same account under another id).
+    from checks import chains
+
+    part, seconds = timed(chains.export, fresh, CheckContext(now=now))
+    size = len(json.dumps(part))
+    twin = json.loads(json.dumps(part).replace(snapshot.account_id, "444455556666"))
+    crossing, join_seconds = timed(chains.results, [part, twin], now)
+    print(f"  cross-account part: {seconds:.3f} s, {size / 1e6:.1f} MB of JSON "
+          f"({len(part['principals'])} principals with sts:AssumeRole grants, {len(part['trusts'])} "
+          f"roles open to other accounts); join of two such accounts: {join_seconds:.3f} s, "
+          f"{len(crossing)} crossing chains")
 
 
 def _by_operation(session: boto3.Session) -> dict[str, int]:

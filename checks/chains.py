@@ -35,10 +35,18 @@ from checks import escalation
 from checks import escalation_methods as catalogue
 from checks.conditions import Subject
 from checks.context import CheckContext
-from checks.effective import ADMIN, ASSUME, Compiled, Layered, compile_document, short_name
+from checks.effective import (
+    ADMIN,
+    ASSUME,
+    Compiled,
+    Layered,
+    _facts,
+    compile_document,
+    short_name,
+)
 from checks.escalation import Chain, Edge, chains_to, trust_of
 from checks.model import AccountSnapshot, Result, Status, User
-from checks.policy import load_document, normalise, principal_account
+from checks.policy import load_document, principal_account
 from checks.rules.base import owner_of
 from checks.rules.policies import PRIVILEGE_ESCALATION_POLICY
 
@@ -50,9 +58,9 @@ VERSION = 1
 # One account's part
 
 
-def _about_assume(statement: Any, version: Any) -> bool:
-    found = normalise({"Version": version, "Statement": [statement]})
-    return bool(found and any(s.actions.matches(ASSUME) for s in found.statements))
+def _about_assume(index: int, statement: Any) -> bool:
+    found = _facts(index, statement)  # shared with the account's own pass
+    return found is not None and ASSUME in found.members
 
 
 class _Docs:
@@ -74,16 +82,33 @@ class _Docs:
                 raw = loaded["Statement"]
                 raw = [raw] if isinstance(raw, Mapping) else list(raw or ())
                 version = loaded.get("Version", "2008-10-17")
-                kept = [s for s in raw if _about_assume(s, version)]
+                kept = [s for i, s in enumerate(raw) if _about_assume(i, s)]
                 self._index[key] = len(self.items)
                 self.items.append({"source": source,
                                    "document": {"Version": version, "Statement": kept}})
         return self._index[key]
 
 
-def _assumes(docs: _Docs, indexes: Iterable[int | None]) -> bool:
+def _beyond(statement: Mapping[str, Any], account: str) -> bool:
+    """Can an Allow statement about sts:AssumeRole name a role of another account?"""
+    if statement.get("Effect") != "Allow":
+        return False
+    if "NotResource" in statement:
+        return True
+    resources = statement.get("Resource")
+    resources = [resources] if isinstance(resources, str) else resources
+    if not isinstance(resources, list | tuple):
+        return True  # judged loosely: the join decides
+    for r in resources:
+        parts = str(r).split(":", 5)
+        if len(parts) != 6 or parts[4] != account:
+            return True
+    return False
+
+
+def _assumes(docs: _Docs, indexes: Iterable[int | None], account: str) -> bool:
     return any(
-        i is not None and any(s.get("Effect") == "Allow" for s in docs.items[i]["document"]["Statement"])
+        i is not None and any(_beyond(s, account) for s in docs.items[i]["document"]["Statement"])
         for i in indexes
     )
 
@@ -91,6 +116,11 @@ def _assumes(docs: _Docs, indexes: Iterable[int | None]) -> bool:
 def export(snapshot: AccountSnapshot, ctx: CheckContext) -> dict[str, Any]:
     """The account's part of the scan-wide role graph (JSON-ready)."""
     analysis = escalation.analyse([snapshot], ctx.now)
+    with escalation.gc_paused():
+        return _export(snapshot, ctx, analysis)
+
+
+def _export(snapshot: AccountSnapshot, ctx: CheckContext, analysis: escalation.Analysis) -> dict[str, Any]:
     docs = _Docs()
     principals = []
     for p in (*snapshot.users, *(r for r in snapshot.roles if not r.service_linked)):
@@ -106,7 +136,7 @@ def export(snapshot: AccountSnapshot, ctx: CheckContext) -> dict[str, Any]:
                 own += [docs.add(snapshot.policy_by_arn[r.arn].document, prefix + r.arn)
                         for r in g.attached_policies if r.arn in snapshot.policy_by_arn]
                 own += [docs.add(i.document, f"{prefix}inline:{i.name}") for i in g.inline_policies]
-        if not _assumes(docs, own):
+        if not _assumes(docs, own, snapshot.account_id):
             continue
         boundary = None
         if p.permissions_boundary and p.permissions_boundary in snapshot.policy_by_arn:
@@ -129,6 +159,15 @@ def export(snapshot: AccountSnapshot, ctx: CheckContext) -> dict[str, Any]:
         if t is not None and t.foreign():
             trusts.append({"arn": role.arn, "trust": load_document(role.trust_policy)})
     local = sorted({*analysis.chains, *(a for a, v in analysis.verdicts.items() if v.admin)})
+    # Only the documents the exported principals and the SCPs use, renumbered.
+    used = sorted({i for p in principals for i in (*p["docs"], p["boundary"]) if i is not None}
+                  | {i for level in scps or () for i in level})
+    new = {old: n for n, old in enumerate(used)}
+    for p in principals:
+        p["docs"] = [new[i] for i in p["docs"]]
+        p["boundary"] = new.get(p["boundary"]) if p["boundary"] is not None else None
+    if scps is not None:
+        scps = [[new[i] for i in level] for level in scps]
     return {
         "version": VERSION,
         "account": snapshot.account_id,
@@ -137,7 +176,7 @@ def export(snapshot: AccountSnapshot, ctx: CheckContext) -> dict[str, Any]:
                   for src, out in sorted(analysis.edges.items())},
         "trusts": trusts,
         "principals": principals,
-        "documents": docs.items,
+        "documents": [docs.items[i] for i in used],
         "scps": scps,
         "local": local,
     }

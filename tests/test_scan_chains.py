@@ -83,6 +83,8 @@ def test_chain_across_accounts_is_found_kept_and_resolved(org, db_url):  # noqa:
         f"user/ci ({A}) → role/deploy ({B}) → role/admin ({B})")
     (row,), events = stored(db_url)
     assert (row.fingerprint, row.state) == (found.fingerprint, "open") and events == ["finding.opened"]
+    # Each account's part of the graph served this run's join only: not kept on its row.
+    assert all("reach" not in r.counts and "coverage" in r.counts for r in service.run_of(report.run_id))
 
     # A rescan of the unchanged organization: the same finding, untouched.
     again = service.run(actor="test")

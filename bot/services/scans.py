@@ -326,6 +326,8 @@ class ScanService:
                                                         Scan.status == "succeeded")))
             parts = [row.counts["reach"] for row in rows if (row.counts or {}).get("reach")]
             scanned = {row.account_id for row in rows}
+            for row in rows:  # needed by this join only: not kept on the rows
+                row.counts = {k: v for k, v in (row.counts or {}).items() if k != "reach"}
             if len(parts) < 2:
                 return
             found = chains.results(parts, now)

@@ -6,6 +6,12 @@ account writes its final row and every finding change together, and only if the 
 not final yet (so a job delivered twice records once). On PostgreSQL the jobs go on
 procrastinate's queue (bot/services/scan_jobs.py) for any worker; with SQLite or without a
 database a thread pool in this process runs them, with the same retry policy.
+
+Two things span the run's accounts: the Organizations SCPs (`checks.collect.HubScps`, read
+from the Steward's own credentials, the tree and documents once per run and process), and
+the role chains that cross accounts (`checks.chains`): each account's job keeps its part of
+the graph on its row, and the process waiting for the run joins them once every account has
+ended (`_join_chains`), recording those findings in their own transaction.
 """
 
 from __future__ import annotations

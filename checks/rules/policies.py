@@ -227,6 +227,8 @@ def _escalation_results(
         details = escalation_details(principal, verdict, methods, chain)
         if via_groups:
             details["also_via_groups"] = [effective.short_name(g) for g in via_groups]
+        if snapshot.scps is None and snapshot.scps_note:
+            details["scps_not_applied"] = snapshot.scps_note  # "SCPs not visible: AccessDenied…"
         results.append(
             result(
                 PRIVILEGE_ESCALATION_POLICY,

@@ -143,6 +143,7 @@ def test_scps_not_visible_from_the_hub_is_a_note_not_a_failure(moto_session, cod
     result = org.scan()
     assert alice(result).failed  # judged without SCPs: more alarming, never hidden
     assert result.notes == (f"SCPs not visible: {code}",)
+    assert alice(result).details["scps_not_applied"] == f"SCPs not visible: {code}"
 
 
 def test_call_budget_one_call_per_account_and_the_rest_shared(moto_session):

@@ -240,6 +240,8 @@ def _print_table(report) -> None:
             f"{inv.get('users', 0)} users, {inv.get('roles', 0)} roles, {inv.get('groups', 0)} groups · "
             f"{outcome.api_calls} API calls · {outcome.seconds:.1f}s"
         )
+        for note in outcome.notes:  # what the scan could not see, e.g. "SCPs not visible: ..."
+            out.print(f"  [yellow]{note}[/]")
         if not outcome.findings:
             out.print("  [green]No findings.[/]")
             continue

@@ -67,7 +67,7 @@ def latest_modal(demo, user: str, callback: str) -> dict:
 
 @pytest.fixture
 def demo():  # after conftest has cleared the AWS settings: the demo sets its own
-    from bot.sandbox.demo import Demo
+    from sandbox.demo import Demo
 
     running = Demo(port=0, run_cycle=False).start()
     try:
@@ -337,7 +337,7 @@ def _message_token(message: dict) -> str:
 
 
 def _cli():
-    from bot.cli import app
+    from bot.cli.main import app
 
     return app
 
@@ -368,7 +368,7 @@ def _cli_env(world, **extra) -> dict[str, str]:
 
 @needs_moto
 def test_review_on_both_databases_through_the_cli_and_http(reviewed_world):
-    from bot.sandbox import signing
+    from sandbox import signing
     from tests.test_campaigns import BOB, CAROL, DAVE, FAKE_CREDENTIALS, running_steward
 
     world = reviewed_world

@@ -22,7 +22,7 @@ accepts (SOC 2 CC6.2/CC6.3, ISO 27001 A.5.18).
 5. **Export**: one row per item and entitlement with the evidence and the audit sequence
    numbers, plus the audit chain head at export time.
 
-Every step is audited (bot/audit.py) in the transaction that makes it.
+Every step is audited (bot/db/audit.py) in the transaction that makes it.
 """
 
 from __future__ import annotations
@@ -42,11 +42,10 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import Engine, func, insert, update
 from sqlmodel import select
 
-from bot import audit
-from bot.audit import AuditAction as A
-from bot.blocks import reviews as rb
-from bot.blocks.reviews import SECURITY
 from bot.config import Settings
+from bot.core.decisions import REVIEW_REMOVAL_ACTIONS
+from bot.db import audit
+from bot.db.audit import AuditAction as A
 from bot.db.engine import session_scope, write_scope
 from bot.db.models import (
     AuditEvent,
@@ -59,8 +58,9 @@ from bot.db.models import (
     ReviewMessage,
     Scan,
 )
-from bot.decisions import REVIEW_REMOVAL_ACTIONS
 from bot.services.common import Clock, ServiceError, utcnow
+from bot.slack.blocks import reviews as rb
+from bot.slack.blocks.reviews import SECURITY
 from checks.catalog import ACCESS_REVIEW_REVOCATION
 from checks.model import fingerprint
 from checks.ownership import EMAIL, SLACK_USER_ID, normalise
@@ -92,7 +92,7 @@ def owns_itself(kind: str, name: str, owner: str | None) -> bool:
 
 def entitlements_of(row: Any) -> list[dict[str, Any]]:
     """The entitlements of one inventory row, each with an id, a label for a person, and
-    whether Steward can remove it (and how: bot.decisions.REVIEW_REMOVAL_ACTIONS)."""
+    whether Steward can remove it (and how: bot.core.decisions.REVIEW_REMOVAL_ACTIONS)."""
     ent = row.entitlements or {}
     service_linked = bool(ent.get("service_linked"))
     out: list[dict[str, Any]] = []
@@ -451,7 +451,7 @@ class ReviewService:
         page = min(max(0, message.page if page is None else page), pages - 1)
         shown = items[page * rb.ITEMS_PER_PAGE:(page + 1) * rb.ITEMS_PER_PAGE]
         outcomes = {i.token: self._removal_outcome(i, rems) for i in shown if i.decision == "remove"}
-        # Undo through the remediation engine's own button (its rules: bot.decisions.undo_rule)
+        # Undo through the remediation engine's own button (its rules: bot.core.decisions.undo_rule)
         undo = {i.token: [(f"Undo {rems[r].action}", rems[r].token) for r in i.remediation_ids
                           if r in rems and rems[r].status == "succeeded" and not rems[r].dry_run
                           and registry.action(rems[r].action).reversible]

@@ -10,18 +10,18 @@ from types import SimpleNamespace
 
 import pytest
 
-from bot.blocks import reviews as rb
-from bot.decisions import (
+from bot.core.decisions import (
     REVIEW_BUTTONS,
     REVIEW_ITEM_BUTTONS,
     REVIEW_REMOVAL_ACTIONS,
     ReviewChoice,
     parse_review_action_id,
 )
-from bot.listeners.reviews import REVIEW_ACTION
-from bot.sandbox.block_limits import problems, view_problems
+from bot.slack.blocks import reviews as rb
+from bot.slack.listeners.reviews import REVIEW_ACTION
 from checks.catalog import ACCESS_REVIEW_REVOCATION
 from checks.remediate import registry
+from sandbox.block_limits import problems, view_problems
 
 NOW = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
 

@@ -974,10 +974,12 @@ class ReviewService:
                     rem_events[fp].append(seq)
             started = session.exec(select(AuditEvent.sequence).where(
                 AuditEvent.action == A.REVIEW_STARTED.value).order_by(AuditEvent.sequence)).all()
-            with write_scope(self.engine) as write:
-                exported = audit.record(write, actor=actor, action=A.REVIEW_EXPORTED, at=self.clock(),
-                                        payload={"campaign": campaign.id, "items": len(items)})
-                head = audit.chain_head(write)
+        # The export is audited, and its event is the chain head the file names (read and
+        # written in one transaction, after the reads above have ended).
+        with write_scope(self.engine) as write:
+            exported = audit.record(write, actor=actor, action=A.REVIEW_EXPORTED, at=self.clock(),
+                                    payload={"campaign": campaign.id, "items": len(items)})
+            head = audit.chain_head(write)
         started_seq = next((s for s in started if self._event_campaign(s) == campaign.id), None)
         header = {"campaign": campaign.id, "name": campaign.name, "scope": campaign.scope,
                   "accounts": campaign.accounts, "scans": campaign.scans, "population": campaign.population,

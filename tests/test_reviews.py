@@ -74,6 +74,8 @@ def demo():  # after conftest has cleared the AWS settings: the demo sets its ow
         st = running.runtime.steward
         # Priya's own IAM user is reviewed by her manager, Sam (the configured mapping).
         st.reviews.settings = st.settings.model_copy(update={"review_managers": ["priya.shah@acme.example=U0SAMOK001"]})
+        # Marco's manager is in his Slack profile (a custom "Manager" field of type user).
+        running.fake.set_profile_field(MARCO, "Manager", HANNAH)
         yield running
     finally:
         running.stop()
@@ -121,11 +123,15 @@ def test_a_campaign_over_the_demo_organisation(demo):
     [started] = events(engine, "review.started")
     assert started.payload["population"] == campaign.population and started.actor == SAM
 
-    # Routing: owners; a person's own user to their manager (configured) or to security.
+    # Routing: owners; a person's own user to their manager (configured, or from the Slack
+    # profile's Manager field), else to the security channel.
     priya_user = item_named(engine, "priya.shah")
     assert (priya_user.reviewer, priya_user.routed_by) == (SAM, "manager")
     marco_user = item_named(engine, "marco.rossi")
-    assert (marco_user.reviewer, marco_user.routed_by) == ("security", "security:self-owned")
+    assert (marco_user.reviewer, marco_user.routed_by) == (HANNAH, "manager")
+    assert demo.fake.calls("team.profile.get") and demo.fake.calls("users.profile.get")
+    tom_user = item_named(engine, "tom.becker")
+    assert (tom_user.reviewer, tom_user.routed_by) == ("security", "security:self-owned")
     assert item_named(engine, "ci-deployer").reviewer == DIEGO
     assert item_named(engine, "backup-agent").routed_by == "security:no-owner"
     assert all(i.reviewer for i in items(engine))

@@ -8,7 +8,8 @@ accepts (SOC 2 CC6.2/CC6.3, ISO 27001 A.5.18).
    campaign records the scan of each account.
 2. **Routing**: each item goes to its owner (an owner override wins over tags), or to the
    owner's manager when the principal is the owner's own (nobody certifies their own
-   access: STEWARD_REVIEW_MANAGERS), else to the security channel. One message per reviewer
+   access: STEWARD_REVIEW_MANAGERS, else the "Manager" field of the owner's Slack profile),
+   else to the security channel. One message per reviewer
    and campaign, paged, crash-safe like the owner DMs (marked before posting, found again in
    the DM's history after a crash).
 3. **Decisions**: Still needed; Remove access… (the chosen entitlements become
@@ -186,6 +187,7 @@ class ReviewService:
         self.directory = directory
         self.campaigns = campaigns  # bot.services.campaigns.Campaigns: remediation and approvals
         self.clock = clock
+        self._manager_field: str | None = None  # the Slack profile's "Manager" field id ("" if none)
         # False: no Slack at all (`steward review status|export`)
         self.pacer = pacer if pacer is not None else campaigns.pacer
 
@@ -344,11 +346,31 @@ class ReviewService:
         return owner_user, "owner"
 
     def manager_of(self, owner: str | None, owner_user: str | None, managers: dict[str, str]) -> str | None:
-        """The owner's manager: STEWARD_REVIEW_MANAGERS by email or Slack id."""
+        """The owner's manager: STEWARD_REVIEW_MANAGERS by email or Slack id, else the
+        "Manager" field of the owner's Slack profile (a custom field of type user)."""
         for key in (owner, owner_user):
             if key and normalise(key) in managers:
                 return managers[normalise(key)]
-        return None
+        return self._profile_manager(owner_user) if owner_user else None
+
+    MANAGER_LABELS = ("manager", "reports to", "line manager")
+
+    def _profile_manager(self, user: str) -> str | None:
+        try:
+            if self._manager_field is None:  # the workspace's field definitions, once per process
+                fields = self.client.team_profile_get().get("profile", {}).get("fields", [])
+                self._manager_field = next((f["id"] for f in fields if (f.get("label") or "").strip().lower()
+                                            in self.MANAGER_LABELS), "")
+            if not self._manager_field:
+                return None
+            profile = self.client.users_profile_get(user=user).get("profile", {})
+        except SlackApiError as exc:
+            log.warning("cannot read Slack profiles for managers (%s): using STEWARD_REVIEW_MANAGERS only",
+                        exc.response.get("error"))
+            self._manager_field = ""
+            return None
+        value = str(((profile.get("fields") or {}).get(self._manager_field) or {}).get("value") or "").strip()
+        return value if SLACK_USER_ID.match(value) else None
 
     # --- sending -------------------------------------------------------------------------
 

@@ -86,3 +86,23 @@ def test_a_full_page_and_the_modals_stay_within_slack_limits(decided):
     progress = rb.Progress(population=5000, decided=10, still_needed=8, removed=2, overdue=0, reviewers=1000,
                            late_reviewers=[(f"U{n:09d}", 5) for n in range(500)], unsent=3)
     assert problems([b.to_dict() for b in rb.progress_message(campaign(), progress, now=NOW)]) == []
+
+
+def test_the_local_slack_serves_profile_fields_only_with_users_profile_read():
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
+
+    from sandbox.slack_fake import SlackFake
+
+    with SlackFake() as fake:
+        fake.add_user("U0ANNA0001", name="anna", email="anna@example.com")
+        field = fake.set_profile_field("U0ANNA0001", "Manager", "U0BOSS0001")
+        client = WebClient(token=fake.token, base_url=fake.base_url)
+        assert [f["label"] for f in client.team_profile_get()["profile"]["fields"]] == ["Manager"]
+        fields = client.users_profile_get(user="U0ANNA0001")["profile"]["fields"]
+        assert fields[field]["value"] == "U0BOSS0001"
+        fake.set_scopes(fake.scopes - {"users.profile:read"})
+        with pytest.raises(SlackApiError) as refused:
+            client.users_profile_get(user="U0ANNA0001")
+        assert refused.value.response["error"] == "missing_scope"
+        assert refused.value.response["needed"] == "users.profile:read"

@@ -30,7 +30,7 @@ from bot.slack import grammar as commands
 from bot.slack.methods import scopes_for
 from checks.permissions import to_yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("bot", "checks")
 #: Not the product: the local Slack and the demo drive the fake, not Slack.
 EXCLUDED = ("sandbox/",)
@@ -124,7 +124,7 @@ def _scan(root: Path) -> dict[str, frozenset[str]]:
 def _registrations(kind: str) -> list[str]:
     """The first string argument of every ``app.<kind>(...)`` in the listeners, in order."""
     seen: list[str] = []
-    for path in sorted((ROOT / "bot" / "listeners").glob("*.py")):
+    for path in sorted((ROOT / "bot" / "slack" / "listeners").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                     and node.func.attr == kind and isinstance(node.func.value, ast.Name)

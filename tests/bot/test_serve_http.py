@@ -32,6 +32,7 @@ from bot.db.engine import make_engine, session_scope
 from bot.db.migrate import upgrade
 from bot.db.models import Finding, IamIdentity
 from bot.run.web import create_wsgi_app
+from bot.slack import grammar
 from sandbox import signing
 from sandbox.slack_fake import SlackFake
 from tests.aws import FAKE_CREDENTIALS, running_moto_server
@@ -493,6 +494,25 @@ def test_approver_scan_replies_through_the_response_url(served: Served) -> None:
     assert call.params.get("response_type") == "ephemeral"
     assert call.params.get("replace_original") is False
     assert ":white_check_mark:" in call.params["text"], call.params["text"]
+
+
+@pytest.mark.parametrize("verb", grammar.VERBS, ids=lambda v: v.name)
+def test_every_registered_verb_answers_over_http(served: Served, verb) -> None:
+    """The registry walked through `steward serve`: each verb's example gets its own answer
+    (not the usage text), and a restricted one refuses a non-approver, naming what."""
+    fake = served.fake
+    already = len(fake.calls("response_url"))
+    reply = served.reply(verb.example, CAROL)
+    assert reply["response_type"] == "ephemeral"
+    assert "unknown command" not in reply["text"] and "Only security approvers" not in reply["text"]
+    if verb.name != "help":
+        assert not reply["text"].startswith("*IAM Steward*"), reply["text"]
+    if verb.name == "scan":  # the scan runs after the ack: wait for it, so it ends in this test
+        fake.wait_for(lambda: [c for c in fake.calls("response_url")[already:]
+                               if "123456789012" in str(c.params.get("text"))], timeout=60)
+    if verb.approver_only is not False:
+        refused = served.reply(verb.example, NOBODY)["text"]
+        assert refused.startswith(f"Only security approvers can {verb.refusal}."), refused
 
 
 def test_access_log_has_no_bodies_or_secrets(served: Served) -> None:

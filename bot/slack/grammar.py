@@ -24,6 +24,7 @@ from bot.slack.blocks.audit import audit_blocks
 from bot.slack.blocks.common import escape
 from bot.slack.blocks.digest import digest_blocks, digest_fallback
 from bot.slack.blocks.findings import findings_blocks
+from bot.slack.blocks.keys import keys_blocks
 from checks.catalog import BY_ID
 
 MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
@@ -67,6 +68,11 @@ class Findings:
 
 
 @dataclass(frozen=True)
+class Keys:
+    pass
+
+
+@dataclass(frozen=True)
 class Scan:
     account: str | None = None
 
@@ -81,7 +87,7 @@ class Digest:
     pass
 
 
-Command = Help | Usage | WhoAmI | Findings | Scan | Audit | Digest
+Command = Help | Usage | WhoAmI | Findings | Keys | Scan | Audit | Digest
 #: A reply as keyword arguments of the ack / response URL: `text`, and `blocks` as dicts.
 Reply = dict[str, Any]
 
@@ -191,6 +197,11 @@ def _show_findings(parsed: Findings, request: Request) -> Reply:
     return {"text": f"{heading}: {len(findings)}", "blocks": _dicts(findings_blocks(findings, heading=heading))}
 
 
+def _keys(parsed: Keys, request: Request) -> Reply:
+    keys = request.steward.keys_of(request.user)
+    return {"text": f"Your access keys: {len(keys)}", "blocks": _dicts(keys_blocks(keys))}
+
+
 def _start_scan(parsed: Scan, request: Request) -> Reply:
     target = f"account {parsed.account}" if parsed.account else "every configured account"
     request.later(lambda: request.steward.scan_now(request.user, parsed.account),
@@ -221,6 +232,9 @@ VERBS: tuple[Verb, ...] = (
          refusal="look at other people's findings",
          approver_usage="`/iam findings @person` · `/iam findings account:123456789012` · `/iam findings check:stale-user`",
          example="findings check:stale-user"),
+    Verb("keys", Keys, no_arguments(Keys, "keys"), _keys,
+         usage="`/iam keys` — your access keys across accounts: status, age, last use and open findings",
+         example="keys"),
     Verb("help", Help, lambda args: Help(), _help,
          usage="`/iam help` — this text", aliases=("-h", "--help", "?"), example="help"),
     Verb("scan", Scan, _scan, _start_scan,

@@ -22,6 +22,8 @@ VALID = [
         ("audit AKIAEXAMPLEKEY123456", c.Audit(needle="AKIAEXAMPLEKEY123456")),
         ("digest", c.Digest()),
         ("audit <arn:aws:iam::1:user/bob>", c.Audit(needle="arn:aws:iam::1:user/bob")),
+        ("keys", c.Keys()),
+        (" KEYS ", c.Keys()),
         ("?", c.Help()),
         ("-h", c.Help()),
         ("--help", c.Help()),
@@ -46,6 +48,7 @@ def test_valid_commands(text, expected):
         ("audit", "takes one ARN"),
         ("audit a b", "takes one ARN"),
         ("digest please", "`digest` takes no arguments"),
+        ("keys AKIAEXAMPLE", "`keys` takes no arguments"),
         ("`rm` -rf", "unknown command `'rm'`"),
     ],
 )

@@ -116,13 +116,18 @@ def parse_action_id(action_id: str) -> tuple[Choice, str | None]:
 
 def auto_action(check: str) -> str | None:
     """The action `STEWARD_AUTO_REMEDIATE` may take for this check at the deadline: the first
-    remediation button the owner could take alone (reversible and access-reducing only)."""
+    remediation button whose action is `auto_remediable` (reversible and access-reducing)."""
     from checks.remediate import registry
 
     for button in FAMILIES.get(check, ()):
-        if button.action and registry.action(button.action).owner_may_apply_alone:
+        if button.action and registry.action(button.action).auto_remediable:
             return button.action
     return None
+
+
+def auto_remediable_checks() -> tuple[str, ...]:
+    """The checks `STEWARD_AUTO_REMEDIATE` may name (those with an `auto_action`)."""
+    return tuple(check for check in FAMILIES if auto_action(check) is not None)
 
 
 # --- undo: judged like the action it would reverse ----------------------------------------

@@ -49,10 +49,6 @@ UNDO_REQUESTED, UNDOING, UNDONE, REJECTED, CANCELLED = "undo_requested", "undoin
 # States a lease may hold; the last three always have one (a process is carrying them out).
 WORKING = (PLANNED, APPROVED, EXECUTING, UNDO_REQUESTED, UNDOING)
 ALWAYS_LEASED = (APPROVED, EXECUTING, UNDOING)
-# Steward deletes a user only after it quarantined the user itself and the wait has passed
-# (a deleted user cannot be restored with its credentials). Deleting an inactive key needs a
-# security approver instead: irreversible actions always do.
-NEEDS_EARLIER = {"delete-user": "quarantine-user"}
 # A live holder renews its leases every third of this; a dead one's run out after it.
 LEASE = timedelta(seconds=30)
 # No step takes this long (AWS retries included): a lease a bug forgot to hand back stops
@@ -608,7 +604,7 @@ class RemediationService:
             finding.state, finding.state_changed_at = new_state, now
 
     def _check_waiting_period(self, session, finding: Finding, action: Action) -> None:
-        earlier = NEEDS_EARLIER.get(action.id)
+        earlier = action.needs_earlier  # e.g. delete-user only after quarantine-user
         wait = self.settings.delete_after_days
         if earlier is None or wait == 0:
             return

@@ -285,6 +285,9 @@ class DeleteUser(Action):
     title = "Delete user"
     reversible = False
     reduces_access_only = False  # irreversible: needs a security approver
+    # Steward deletes a user only after it quarantined the user itself and the wait has
+    # passed (a deleted user cannot be restored with its credentials).
+    needs_earlier = "quarantine-user"
     _reads = frozenset(
         {
             "iam:GetUser",

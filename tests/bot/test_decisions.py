@@ -114,3 +114,28 @@ def test_the_rule_as_a_table():
     for (action, requested_by, undoer, owner), expected in table.items():
         got = undo_rule(registry.action(action), requested_by=requested_by, undoer=undoer, undoer_is_owner=owner)
         assert got is expected, (action, requested_by, undoer)
+
+
+def test_auto_remediable_checks_come_from_the_actions():
+    from bot.core.decisions import FAMILIES, auto_action, auto_remediable_checks
+    from checks.remediate.registry import action
+
+    checks = auto_remediable_checks()
+    assert checks == ("unused-access-key", "old-access-key", "stale-user", "compromised-key-quarantine")
+    for check in FAMILIES:
+        chosen = auto_action(check)
+        assert (chosen is not None) is (check in checks)
+        if chosen:
+            assert action(chosen).auto_remediable
+
+
+def test_auto_remediate_setting_names_the_possible_checks(monkeypatch):
+    from bot.config import SettingsError, load_settings
+    from bot.core.decisions import auto_remediable_checks
+
+    monkeypatch.setenv("STEWARD_AUTO_REMEDIATE", "stale-user,admin-policy")
+    with pytest.raises(SettingsError) as excinfo:
+        load_settings()
+    message = str(excinfo.value)
+    assert "STEWARD_AUTO_REMEDIATE" in message and "no reversible owner action for admin-policy" in message
+    assert "possible: " + ", ".join(auto_remediable_checks()) in message

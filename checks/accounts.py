@@ -85,12 +85,25 @@ def parse_role_arn(role_arn: str) -> tuple[str, str, str]:
     return match["partition"], match["account"], match["name"]
 
 
+def caller_account(
+    session: boto3.Session, max_attempts: int = DEFAULT_MAX_ATTEMPTS, *, expected: str | None = None
+) -> tuple[str, str]:
+    """(account id, partition) of the credentials in `session` (STS GetCallerIdentity).
+    With `expected`: a `CollectError` unless they belong to that account — nothing is ever
+    read from or written to the wrong account because the credentials changed. The one
+    place Steward asks STS who it is."""
+    with aws_errors(expected, "sts"):
+        identity = aws_client(session, "sts", max_attempts).get_caller_identity()
+    partition = str(identity.get("Arn", "arn:aws:")).split(":")[1] or "aws"
+    account = str(identity["Account"])
+    if expected and account != expected:
+        raise CollectError(expected, f"the AWS credentials belong to account {account}, not {expected}", False)
+    return account, partition
+
+
 def _caller(base_session: boto3.Session, max_attempts: int) -> tuple[str, str]:
     """(account id, partition) of the base credentials."""
-    with aws_errors(None, "sts"):
-        identity = aws_client(base_session, "sts", max_attempts).get_caller_identity()
-    partition = str(identity.get("Arn", "arn:aws:")).split(":")[1] or "aws"
-    return str(identity["Account"]), partition
+    return caller_account(base_session, max_attempts)
 
 
 def _org_accounts(base_session: boto3.Session, max_attempts: int) -> list[dict]:

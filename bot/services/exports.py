@@ -119,10 +119,9 @@ class SecurityHubExport:
 
 
 def _caller_account(session, max_attempts: int) -> str:
-    from checks.collect import aws_client, aws_errors
+    from checks.accounts import caller_account
 
-    with aws_errors(None, "sts"):
-        return aws_client(session, "sts", max_attempts).get_caller_identity()["Account"]
+    return caller_account(session, max_attempts)[0]
 
 
 def _default_aws_session():

@@ -645,17 +645,15 @@ class RemediationService:
     def _assumed(self, account_id: str, target):
         """A session for `target` (a `checks.accounts.Target`), checked to be in `account_id`."""
         from checks import accounts
-        from checks.collect import CollectError, aws_client
+        from checks.collect import CollectError
 
         base = self._aws_session_factory() if self._aws_session_factory else _default_session()
         try:
             aws = accounts.session_for(target, base, external_id=self.settings.external_id)
-            actual = aws_client(aws, "sts", self.settings.aws_max_attempts).get_caller_identity()["Account"]
+            # Never write to the wrong account because the credentials changed.
+            accounts.caller_account(aws, self.settings.aws_max_attempts, expected=account_id)
         except CollectError as exc:
             raise ServiceError(str(exc)) from None
-        if actual != account_id:
-            # Never write to the wrong account because the credentials changed.
-            raise ServiceError(f"the AWS credentials belong to account {actual}, not {account_id}")
         return aws
 
     def _refuse(self, actor: str, subject, reason: str, now: datetime) -> None:

@@ -10,7 +10,7 @@ from cachetools import LRUCache
 from sqlalchemy import Engine
 
 from bot.config import Settings
-from bot.core.lifecycle import OPEN_STATES
+from bot.core.lifecycle import OPEN_STATES, State
 from bot.db import queries
 from bot.db.engine import session_scope
 from bot.db.models import Finding
@@ -187,7 +187,7 @@ class Steward:
         values = self.directory.owner_values(user_id)
         with session_scope(self.engine) as session:
             findings = queries.findings_owned_by(session=session, owner_values=values, states=OPEN_STATES)
-            kept = queries.findings_owned_by(session=session, owner_values=values, states=["excepted"])
+            kept = queries.findings_owned_by(session=session, owner_values=values, states=[State.EXCEPTED])
             recent = [e for e in audit.events_about(session, user_id, limit=50)
                       if e.actor == user_id and e.action in ACTION_WORDS]
         return home_view(findings, kept, recent)

@@ -182,14 +182,14 @@ class Steward:
 
     def home_view(self, user_id: str):
         from bot.db import audit
-        from bot.slack.blocks.home import ACTION_WORDS, home_view
+        from bot.slack.blocks.home import home_view, is_decision
 
         values = self.directory.owner_values(user_id)
         with session_scope(self.engine) as session:
             findings = queries.findings_owned_by(session=session, owner_values=values, states=OPEN_STATES)
             kept = queries.findings_owned_by(session=session, owner_values=values, states=[State.EXCEPTED])
             recent = [e for e in audit.events_about(session, user_id, limit=50)
-                      if e.actor == user_id and e.action in ACTION_WORDS]
+                      if e.actor == user_id and is_decision(e)]
         return home_view(findings, kept, recent)
 
     def audit_events(self, needle: str, limit: int = 20) -> list:

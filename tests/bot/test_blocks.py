@@ -140,3 +140,21 @@ def test_no_keys_says_so():
 def test_many_keys_stay_within_slack_limits():
     blocks = payload(keys_blocks([_key(slot=i % 2 + 1, user=f"user-{i:03}") for i in range(60)]))
     assert len(blocks) <= 50 and "…and 20 more keys." in str(blocks)
+
+
+def test_audit_and_home_read_old_decision_names_as_today():
+    from types import SimpleNamespace
+
+    from bot.slack.blocks.audit import event_line
+    from bot.slack.blocks.home import words
+
+    old = SimpleNamespace(sequence=7, at=NOW, actor="U0DAVE0001", action="decision.remediate",
+                          resource="arn:aws:iam::111122223333:user/dave",
+                          payload={"decision": "rotate", "until": "2026-01-20"})
+    line = event_line(old)
+    assert "*decision.rotate_promise* (recorded as `decision.remediate`)" in line
+    assert words(old) == "promised to rotate"
+    ack = SimpleNamespace(**{**vars(old), "action": "decision.keep", "payload": {"decision": "ack"}})
+    assert words(ack) == "acknowledged" and "*decision.acknowledge*" in event_line(ack)
+    request = SimpleNamespace(**{**vars(old), "payload": {"action": "quarantine-user"}})
+    assert words(request) == "asked for a cleanup" and "recorded as" not in event_line(request)

@@ -28,7 +28,7 @@ def functions(path: Path) -> dict[str, list[str]]:
 
 def test_autogenerate_on_a_migrated_database_is_empty(database_url, tmp_path, monkeypatch):
     monkeypatch.setenv("STEWARD_DATABASE_URL", database_url)
-    checked = steward("revision", "--check", "-m", "unused")
+    checked = steward("revision", "--check")
     assert checked.exit_code == 0, checked.stderr
     assert "models and migrations agree" in checked.stderr
 
@@ -48,7 +48,7 @@ def test_drift_is_named_and_becomes_a_migration(database_url, tmp_path, monkeypa
     with engine.begin() as connection:
         connection.execute(text("ALTER TABLE account ADD COLUMN nickname VARCHAR(20)"))
     engine.dispose()
-    checked = steward("revision", "--check", "-m", "unused")
+    checked = steward("revision", "--check")
     assert checked.exit_code == 1
     assert "models and migrations differ" in checked.stderr and "nickname" in checked.stderr
 
@@ -67,3 +67,10 @@ def test_a_database_behind_head_is_refused(empty_database_url, tmp_path, monkeyp
     result = steward("revision", "-m", "too early", "--directory", str(tmp_path))
     assert result.exit_code == 2
     assert "steward db upgrade" in result.stderr and not list(tmp_path.glob("*.py"))
+
+
+def test_a_revision_needs_a_message(database_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("STEWARD_DATABASE_URL", database_url)
+    result = steward("revision", "--directory", str(tmp_path))
+    assert result.exit_code == 2 and "steward db revision -m" in result.stderr
+    assert not list(tmp_path.glob("*.py"))

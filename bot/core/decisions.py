@@ -146,7 +146,7 @@ class UndoRule(enum.StrEnum):
 
 
 def undo_rule(action, *, requested_by: str, undoer: str, undoer_is_owner: bool) -> UndoRule:
-    """DESIGN.md §7.1: an undo gives access back, so it needs a second person, except the
+    """docs/architecture.md §7, invariant 1: an undo gives access back, so it needs a second person, except the
     undo of an owner's own access-reducing action (deactivating their own key, quarantining
     their own user), which stays one click for that owner.
 

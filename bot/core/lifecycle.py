@@ -1,4 +1,4 @@
-"""The finding state machine as a pure transition table (DESIGN.md §4).
+"""The finding state machine as a pure transition table (docs/architecture.md §4).
 
 open -> notified -> (snoozed | excepted | approved -> remediating -> remediated);
 resolved when a successful scan no longer sees it; reopened when it comes back;

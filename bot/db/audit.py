@@ -1,4 +1,4 @@
-"""The append-only, hash-chained audit log (DESIGN.md §4 "Audit").
+"""The append-only, hash-chained audit log (docs/architecture.md §4 "Audit").
 
 Every scan, notification, decision, approval, remediation, undo, failure and refused attempt
 is one `audit_event` row, written by `record()` in the caller's transaction (the service

@@ -1,6 +1,6 @@
 """The contract of a remediation action: plan -> apply (before-state first) -> undo.
 
-Every AWS *write* Steward makes is an `Action` (DESIGN.md §4). An action is a small class
+Every AWS *write* Steward makes is an `Action` (docs/architecture.md §4, Remediation). An action is a small class
 that declares, next to its code:
 
 * `id` (a remediation id of `checks.catalog`), `title`;
@@ -445,7 +445,7 @@ class Action:
 
     @property
     def owner_may_apply_alone(self) -> bool:
-        """DESIGN.md §4: an owner may take alone the reversible actions that only reduce
+        """docs/architecture.md §4: an owner may take alone the reversible actions that only reduce
         access; every other action needs a security approver who is not the requester."""
         return self.reversible and self.reduces_access_only
 

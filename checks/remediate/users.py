@@ -1,6 +1,6 @@
 """IAM user actions: quarantine, remove the console password, delete, remove from a group.
 
-Quarantine is the reversible first step before deleting a user (DESIGN.md §4): it attaches
+Quarantine is the reversible first step before deleting a user (docs/architecture.md §4, Remediation): it attaches
 the AWS managed `AWSDenyAll` policy (an explicit Deny of everything, which no Allow
 overrides, console included) and deactivates the user's active access keys. Its undo
 detaches the policy only if the quarantine attached it, and reactivates exactly the keys

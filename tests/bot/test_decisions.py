@@ -139,3 +139,26 @@ def test_auto_remediate_setting_names_the_possible_checks(monkeypatch):
     message = str(excinfo.value)
     assert "STEWARD_AUTO_REMEDIATE" in message and "no reversible owner action for admin-policy" in message
     assert "possible: " + ", ".join(auto_remediable_checks()) in message
+
+
+def test_the_decision_table_in_the_docs_is_the_code():
+    """docs/architecture.md §4 shows the decision table; it must say what the code does."""
+    from pathlib import Path
+
+    from bot.core.decisions import FAMILIES, SECURITY_ONLY, auto_action
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "architecture.md").read_text()
+    rows = {}
+    for line in doc.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 6:
+            rows[cells[0].strip("`")] = cells[1:]
+    expected = {
+        check: [BY_ID[check].severity.value, BY_ID[check].resource_type.value,
+                ", ".join(b.label for b in buttons),
+                f"`{auto_action(check)}`" if auto_action(check) else "—",
+                "security channel" if check in SECURITY_ONLY else "owner"]
+        for check, buttons in FAMILIES.items()
+    }
+    assert rows == expected
+    assert set(rows) == {spec.id for spec in CATALOG}  # every check of the catalog, once

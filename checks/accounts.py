@@ -47,13 +47,14 @@ from botocore.credentials import (
 )
 from botocore.loaders import Loader
 
-from checks.collect import (
+from checks.aws_calls import (
     DEFAULT_MAX_ATTEMPTS,
     CollectError,
     aws_client,
     aws_errors,
     cache_clients,
     caches_clients,
+    caller_identity,
     on_needs_retry,
 )
 
@@ -85,25 +86,9 @@ def parse_role_arn(role_arn: str) -> tuple[str, str, str]:
     return match["partition"], match["account"], match["name"]
 
 
-def caller_account(
-    session: boto3.Session, max_attempts: int = DEFAULT_MAX_ATTEMPTS, *, expected: str | None = None
-) -> tuple[str, str]:
-    """(account id, partition) of the credentials in `session` (STS GetCallerIdentity).
-    With `expected`: a `CollectError` unless they belong to that account — nothing is ever
-    read from or written to the wrong account because the credentials changed. The one
-    place Steward asks STS who it is."""
-    with aws_errors(expected, "sts"):
-        identity = aws_client(session, "sts", max_attempts).get_caller_identity()
-    partition = str(identity.get("Arn", "arn:aws:")).split(":")[1] or "aws"
-    account = str(identity["Account"])
-    if expected and account != expected:
-        raise CollectError(expected, f"the AWS credentials belong to account {account}, not {expected}", False)
-    return account, partition
-
-
 def _caller(base_session: boto3.Session, max_attempts: int) -> tuple[str, str]:
     """(account id, partition) of the base credentials."""
-    return caller_account(base_session, max_attempts)
+    return caller_identity(base_session, max_attempts)
 
 
 def _org_accounts(base_session: boto3.Session, max_attempts: int) -> list[dict]:
@@ -209,7 +194,7 @@ def session_for(
     expire. Raises `CollectError` naming the role when it cannot be assumed.
 
     The session is light (botocore's data comes from the process's one loader) and its
-    clients are cached for its life (`checks.collect.cache_clients`). With a base session
+    clients are cached for its life (`checks.aws_calls.cache_clients`). With a base session
     from `shared_session` (itself shared by threads), the no-role target gets a session of
     its own over the base's credentials, so its API call counter counts only its calls.
     """

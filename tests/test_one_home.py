@@ -1,6 +1,6 @@
 """Knowledge typed once: the severity order (checks.model), the finding state sets
 (bot.core.lifecycle), the snooze lengths (bot.core.decisions) and the STS account check
-(checks.accounts.caller_account). Read from the source text, so a copy cannot hide."""
+(checks.aws_calls.caller_identity). Read from the source text, so a copy cannot hide."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PENDING = {
     # Campaigns is being split (owner UX); its ACTIONABLE set and (7, 30) go to lifecycle/decisions then.
     "bot/services/campaigns.py": {"state set", "snooze days"},
-    # The AWS plumbing is being extracted from collect.py; its own STS check goes with it.
-    "checks/collect.py": {"sts"},
 }
 
 PATTERNS = {
@@ -23,7 +21,8 @@ PATTERNS = {
     "state set": (re.compile(r"""\{\s*["']open["']\s*,|\[\s*["']open["']\s*,|\(\s*["']open["']\s*,"""),
                   set()),  # bot.core.lifecycle names its sets with the State enum
     "snooze days": (re.compile(r"\(\s*7\s*,\s*30\s*\)"), {"bot/core/decisions.py"}),
-    "sts": (re.compile(r"get_caller_identity\("), {"checks/accounts.py"}),
+    "sts": (re.compile(r"get_caller_identity\("), {"checks/aws_calls.py"}),
+    "account check": (re.compile(r"belong to account"), {"checks/aws_calls.py"}),
 }
 
 

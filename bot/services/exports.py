@@ -119,9 +119,9 @@ class SecurityHubExport:
 
 
 def _caller_account(session, max_attempts: int) -> str:
-    from checks.accounts import caller_account
+    from checks.aws_calls import caller_account
 
-    return caller_account(session, max_attempts)[0]
+    return caller_account(session, max_attempts)
 
 
 def _default_aws_session():

@@ -645,13 +645,13 @@ class RemediationService:
     def _assumed(self, account_id: str, target):
         """A session for `target` (a `checks.accounts.Target`), checked to be in `account_id`."""
         from checks import accounts
-        from checks.collect import CollectError
+        from checks.aws_calls import CollectError, caller_account
 
         base = self._aws_session_factory() if self._aws_session_factory else _default_session()
         try:
             aws = accounts.session_for(target, base, external_id=self.settings.external_id)
             # Never write to the wrong account because the credentials changed.
-            accounts.caller_account(aws, self.settings.aws_max_attempts, expected=account_id)
+            caller_account(aws, self.settings.aws_max_attempts, expected=account_id)
         except CollectError as exc:
             raise ServiceError(str(exc)) from None
         return aws

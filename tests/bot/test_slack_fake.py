@@ -72,6 +72,21 @@ def slack_error(excinfo: pytest.ExceptionInfo[SlackApiError]) -> str:
 # --------------------------------------------------------------------------- plumbing
 
 
+def test_the_fake_answers_exactly_the_methods_bot_slack_methods_describes() -> None:
+    """Every method of the facts table has a handler in one of the fake's sections (and
+    nothing else does): a method the bot starts calling cannot go unanswered unnoticed."""
+    with SlackFake() as f:
+        answered = set()
+        for method, facts in METHODS.items():
+            token = f.app_token if facts.app_token else f.token
+            status, body, _ = f.handle_api(method, {}, token)
+            if body.get("error") != "unknown_method":
+                answered.add(method)
+        assert answered == set(METHODS)
+        status, body, _ = f.handle_api("chat.scheduleMessage", {}, f.token)
+        assert (status, body["error"]) == (404, "unknown_method")
+
+
 def test_base_url_ends_with_api_and_webclient_joins_method(
     fake: SlackFake, client: WebClient
 ) -> None:

@@ -6,14 +6,8 @@ import boto3
 import pytest
 from moto.sts.models import sts_backends
 
-from checks.accounts import (
-    Target,
-    caller_account,
-    discover_targets,
-    parse_role_arn,
-    restore_target,
-    session_for,
-)
+from checks.accounts import Target, discover_targets, parse_role_arn, restore_target, session_for
+from checks.aws_calls import caller_identity
 from checks.collect import ApiCallCounter, CollectError, collect_account
 from tests import aws
 from tests.aws import (
@@ -217,9 +211,9 @@ def test_assumed_role_credentials_refresh_before_expiry(aws_env) -> None:
 def test_caller_account_is_asked_once_and_checked_against_the_expected_account(moto_session: boto3.Session) -> None:
     counter = ApiCallCounter()
     with counter.attached(moto_session):
-        assert caller_account(moto_session) == (ACCOUNT_ID, "aws")
-        assert caller_account(moto_session, expected=ACCOUNT_ID) == (ACCOUNT_ID, "aws")
+        assert caller_identity(moto_session) == (ACCOUNT_ID, "aws")
+        assert caller_identity(moto_session, expected=ACCOUNT_ID) == (ACCOUNT_ID, "aws")
     assert counter.calls == 2
-    with pytest.raises(CollectError, match=f"belong to account {ACCOUNT_ID}, not 999999999999") as excinfo:
-        caller_account(moto_session, expected="999999999999")
+    with pytest.raises(CollectError, match=f"credentials belong to account {ACCOUNT_ID}, not 999999999999") as excinfo:
+        caller_identity(moto_session, expected="999999999999")
     assert excinfo.value.account == "999999999999" and not excinfo.value.retryable

@@ -395,9 +395,9 @@ class Campaigns(ApprovalFlow):
                                 audit_action=A.DECISION_SNOOZE)
         if choice is Choice.ROTATE:
             return self._decide(user, finding, "rotate", None, now,
-                                until=now + timedelta(days=ROTATE_DEADLINE_DAYS), audit_action=A.DECISION_REMEDIATE)
+                                until=now + timedelta(days=ROTATE_DEADLINE_DAYS), audit_action=A.DECISION_ROTATE_PROMISE)
         if choice is Choice.ACK:
-            return self._decide(user, finding, "ack", None, now, audit_action=A.DECISION_KEEP)
+            return self._decide(user, finding, "ack", None, now, audit_action=A.DECISION_ACKNOWLEDGE)
         if choice is Choice.NOT_MINE:
             return self._not_mine(user, finding, now)
         raise Refusal("That choice needs a form: use the Keep… button.")

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from slack_sdk.models.blocks import Block
 
+from bot.core.audit_names import reads_as
 from bot.slack.blocks.common import chunk_lines, context, escape, mrkdwn_section
 
 
@@ -15,7 +16,9 @@ def event_line(event) -> str:
     payload = {k: v for k, v in (event.payload or {}).items() if k in ("action", "reason", "error", "decision", "until")}
     extra = f" `{escape(json.dumps(payload, sort_keys=True))[:300]}`" if payload else ""
     what = escape(event.resource.split(":", 5)[-1]) if event.resource else ""
-    return f"`#{event.sequence}` {event.at:%Y-%m-%d %H:%M} *{event.action}* by {actor} {what}{extra}"
+    name = reads_as(event.action, event.payload)
+    stored = f" (recorded as `{event.action}`)" if name != event.action else ""
+    return f"`#{event.sequence}` {event.at:%Y-%m-%d %H:%M} *{name}*{stored} by {actor} {what}{extra}"
 
 
 def audit_blocks(needle: str, events: Sequence) -> list[Block]:

@@ -1,0 +1,121 @@
+"""Campaign messages: rebuild a DM or triage message from the database, and what each
+finding shows instead of buttons once something happened (a mixin of
+`bot.services.campaigns.Campaigns`; `outcome_of` is pure)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from slack_sdk.errors import SlackApiError
+
+from bot.blocks import dm
+from bot.blocks.approvals import who as mention
+from bot.blocks.common import escape
+from bot.db import queries
+from bot.db.engine import session_scope
+from bot.db.models import Finding, Remediation
+from bot.decisions import UndoRule, undo_rule
+from checks.remediate import registry
+
+log = logging.getLogger(__name__)
+
+
+class CampaignMessages:
+    """Needs from its host: settings, engine, client, and `auto_deadlines`."""
+
+    def _finding(self, finding_id: int) -> Finding:
+        with session_scope(self.engine) as session:
+            return session.get(Finding, finding_id)
+
+    def _refresh_finding(self, finding: Finding) -> None:
+        if finding.notify_channel and finding.notify_ts:
+            self.refresh_message(finding.notify_channel, finding.notify_ts)
+
+    def refresh_message(self, channel: str, ts: str) -> None:
+        """Rebuild one DM or triage message from the database and replace it in place."""
+        with session_scope(self.engine) as session:
+            findings = queries.findings_in_message(session=session, channel=channel, ts=ts)
+        if not findings:
+            return
+        owner = findings[0].notified_to
+        blocks, text = self._render(findings, owner)
+        try:
+            self.client.chat_update(channel=channel, ts=ts, blocks=blocks, text=text)
+        except SlackApiError as exc:
+            log.warning("could not update message %s/%s: %s", channel, ts, exc.response.get("error"))
+
+    def _render(self, findings: list[Finding], owner: str | None, part=(1, 1)):
+        outcomes = self.outcomes(findings)
+        if owner:
+            blocks = dm.owner_dm(findings, outcomes, dry_run=self.settings.dry_run, part=part,
+                                 deadlines=self.auto_deadlines(findings))
+            return blocks, dm.dm_fallback_text(findings)
+        reason = ("Nobody could be matched to these (owner tags, email user names). Assign an owner, or act on "
+                  "account-level findings here.")
+        return dm.triage_message(findings, outcomes, reason=reason), f"IAM Steward triage: {len(findings)} finding(s)"
+
+    def outcomes(self, findings: Iterable[Finding]) -> dict[str, dm.Outcome]:
+        findings = list(findings)
+        with session_scope(self.engine) as session:
+            latest = queries.latest_remediations(session=session, finding_ids=[f.id for f in findings])
+        result = {}
+        for finding in findings:
+            outcome = outcome_of(finding, latest.get(finding.id))
+            if outcome is not None:
+                result[finding.token] = outcome
+        return result
+
+    def _outcome_line(self, rem: Remediation) -> str:
+        return outcome_of(None, rem).text
+
+
+def outcome_of(finding: Finding | None, rem: Remediation | None) -> dm.Outcome | None:
+    """What to show instead of buttons: a remediation's state, or the owner's decision (pure)."""
+    if rem is not None and rem.status not in ("rejected", "undone", "failed", "cancelled"):
+        title = registry.action(rem.action).title
+        dry = " (dry run: nothing changed in AWS)" if rem.dry_run else ""
+        if rem.status == "planned":
+            return dm.Outcome(f":hourglass: {mention(rem.requested_by)} asked to *{title}*; waiting for a security "
+                              "approver.", pending=True)
+        if rem.status == "undo_requested":
+            return dm.Outcome(f":hourglass: *{title}* done; {mention(rem.undo_requested_by)} asked to undo it "
+                              "(it gives access back): waiting for a security approver.", pending=True)
+        if rem.status in ("approved", "executing", "undoing"):
+            return dm.Outcome(f":hourglass: {title}: in progress…", pending=True)
+        action = registry.action(rem.action)
+        undo, label = None, "Undo"
+        if action.reversible and not rem.dry_run:
+            undo = rem.token
+            owner = finding.notified_to if finding is not None else None
+            if undo_rule(action, requested_by=rem.requested_by, undoer=owner or "",
+                         undoer_is_owner=bool(owner)) is not UndoRule.ONE_CLICK:
+                label = "Ask to undo"
+        text = (f":white_check_mark: *{title}* done by {mention(rem.approved_by or rem.requested_by)} "
+                f"{dm.when(rem.finished_at)}{dry}.")
+        if rem.error and rem.error.startswith("undo"):  # the last undo attempt, and why it did not happen
+            text += f" ({dm.escape(rem.error)})"
+        return dm.Outcome(text, undo_token=undo, undo_label=label)
+    if finding is None:
+        assert rem is not None
+        word = {"rejected": ":no_entry: Rejected", "undone": ":leftwards_arrow_with_hook: Undone",
+                "failed": ":x: Failed", "cancelled": ":warning: Not carried out"}[rem.status]
+        who = rem.undone_by or rem.approved_by or rem.requested_by
+        why = f": {dm.escape(rem.error)}" if rem.error else ""
+        return dm.Outcome(f"{word}: {registry.action(rem.action).title.lower()} ({mention(who)}){why}.")
+    if finding.state == "resolved":
+        return dm.Outcome(f":white_check_mark: Resolved: the scan of {dm.when(finding.resolved_at)} no longer sees it.")
+    if finding.decision:
+        until = f" until {finding.decision_until:%Y-%m-%d}" if finding.decision_until else ""
+        who = mention(finding.decided_by)
+        text = {
+            "snooze": f":zzz: Snoozed{until} by {who}.",
+            "exception": f":pushpin: Kept{until} by {who}: “{escape(finding.decision_reason or '')}”",
+            "rotate": f":repeat: {who} will rotate it{until.replace(' until', ' by')}; the scans will check.",
+            "ack": f":eyes: Acknowledged by {who} {dm.when(finding.decided_at)}.",
+            "not_mine": f":leftwards_arrow_with_hook: {who} says this is not theirs; sent to security triage.",
+        }.get(finding.decision, f"{finding.decision} by {who}")
+        return dm.Outcome(text)
+    if rem is not None and rem.status == "failed":
+        return None  # the buttons come back; the failure is in the audit log and the reply
+    return None

@@ -104,7 +104,7 @@ def test_undo_of_an_approved_removal_needs_a_second_person_and_everyone_is_told(
     assert bob_policies(world) == ["s3-everything"]
 
     # 2. Asked again and approved: the policy goes; bob is told (a new message, not an edit).
-    world.fake.wait_for(lambda: "finding:request_removal" in json.dumps(dm_message(world, BOB)["blocks"]),
+    world.fake.wait_for(lambda: "request_removal" in json.dumps(dm_message(world, BOB)["blocks"]),
                         timeout=20)
     click(served, world, BOB, dm_message(world, BOB), "finding:request_removal", token)
     request = world.fake.wait_for(lambda: (m := security_message(world, "Approval needed")) and
@@ -176,7 +176,7 @@ def test_a_lost_approval_request_gives_the_finding_back_and_says_why(world):
     assert "not_in_channel" in replies[-1] and "nothing changed" in replies[-1] and "/invite" in replies[-1]
     assert [r.status for r in remediations(world)] == ["cancelled", "cancelled"]
     assert bob_policies(world) == ["s3-everything"]
-    assert "finding:request_removal" in json.dumps(dm_message(world, BOB)["blocks"])  # buttons are back
+    assert "request_removal" in json.dumps(dm_message(world, BOB)["blocks"])  # buttons are back
 
 
 @pytest.fixture(params=DIALECTS)

@@ -38,6 +38,12 @@ def console_url(arn: str) -> str:
     return f"{CONSOLE}#/account_settings"
 
 
+def signin_url(account_id: str) -> str:
+    """The account's own sign-in page: the console then opens in that account, not in
+    whichever one the person happens to be signed in to."""
+    return f"https://{account_id}.signin.aws.amazon.com/console"
+
+
 def day(value: datetime | str | None, never: str = "never") -> str:
     if value is None:
         return never

@@ -20,8 +20,9 @@ from bot.blocks.approvals import who as mention
 from bot.db import queries
 from bot.db.engine import session_scope, write_scope
 from bot.db.models import Finding, OwnerOverride
-from bot.decisions import ROTATE_DEADLINE_DAYS, Choice, removal_action
+from bot.decisions import ROTATE_DEADLINE_DAYS, SECURITY_ONLY, Choice, removal_action
 from bot.lifecycle import Event, InvalidTransition, next_state
+from bot.report import plural, short_resource
 from bot.services.approvals import Refusal
 from bot.services.campaign_routing import CycleReport
 from bot.services.common import ServiceError
@@ -65,9 +66,13 @@ class CampaignDecisions:
             return self._not_mine(user, finding, now)
         raise Refusal("That choice needs a form: use the Keep… button.")
 
-    def check_can_decide(self, user: str, token: str) -> None:
-        """Raise Refusal (audited) unless `user` may decide about this finding now."""
-        self._authorized_finding(user, token, "keep", self.clock())
+    def check_can_decide(self, user: str, token: str) -> Finding:
+        """The finding, or Refusal (audited) unless `user` may decide about it now."""
+        return self._authorized_finding(user, token, "keep", self.clock())
+
+    def account_names(self, account_ids) -> dict[str, str]:
+        with session_scope(self.engine) as session:
+            return queries.account_names(session=session, account_ids=account_ids)
 
     def keep(self, user: str, token: str, *, reason: str, until: datetime) -> str:
         """The Keep… modal: an exception with a reason, ending on `until` (validated)."""
@@ -117,19 +122,27 @@ class CampaignDecisions:
                                           assigned_at=now))
             else:
                 override.slack_user_id, override.assigned_by, override.assigned_at = owner, approver, now
-            row = session.get(Finding, finding.id)
-            old_channel, old_ts = row.notify_channel, row.notify_ts
-            row.notify_channel = row.notify_ts = row.notify_batch = row.notified_to = None
-            row.decision = row.decided_by = row.decided_at = None
-            with contextlib.suppress(InvalidTransition):  # remediating, remediated: stays
-                row.state = next_state(row.state, Event.REROUTE)
-            audit.record(session, actor=approver, action=A.OWNER_ASSIGNED, subject_fingerprint=row.fingerprint,
-                         resource=row.resource, account=row.account_id, at=now,
-                         payload={"owner": owner, "previous_owner": previous})
-        if old_channel and old_ts:
-            self.refresh_message(old_channel, old_ts)
-        self.run_cycle(now)  # routes it to the new owner right away
-        return f"Assigned to <@{owner}>; they have a DM about it now."
+            # The override covers the identity: every open finding of it goes to the new owner.
+            rows = {f.id: f for f in queries.open_findings_of_identity(
+                session=session, resource=finding.resource, states=ACTIONABLE) if f.check_id not in SECURITY_ONLY}
+            rows[finding.id] = session.get(Finding, finding.id)
+            old_messages = set()
+            for row in rows.values():
+                if row.notify_channel and row.notify_ts:
+                    old_messages.add((row.notify_channel, row.notify_ts))
+                row.notify_channel = row.notify_ts = row.notify_batch = row.notified_to = None
+                row.decision = row.decided_by = row.decided_at = None
+                with contextlib.suppress(InvalidTransition):  # remediating, remediated: stays
+                    row.state = next_state(row.state, Event.REROUTE)
+            audit.record(session, actor=approver, action=A.OWNER_ASSIGNED, subject_fingerprint=finding.fingerprint,
+                         resource=finding.resource, account=finding.account_id, at=now,
+                         payload={"owner": owner, "previous_owner": previous,
+                                  "fingerprints": sorted(r.fingerprint for r in rows.values())})
+        for channel, ts in sorted(old_messages):
+            self.refresh_message(channel, ts)
+        self.run_cycle(now)  # routes them to the new owner right away
+        count = plural(len(rows), "finding")
+        return f"Assigned {short_resource(finding.resource)} ({count}) to <@{owner}>; they have a DM about it now."
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -216,19 +229,36 @@ class CampaignDecisions:
                 "not_mine": "Noted."}[decision]
 
     def _not_mine(self, user: str, finding: Finding, now: datetime) -> str:
+        """Not mine, for the whole identity: every finding of it this person was asked about
+        goes back to security triage, which shows who disowned it."""
         if not self.settings.security_channel:
             raise Refusal("No security channel is configured to take this over.")
         self._decide(user, finding, "not_mine", None, now, audit_action=A.DECISION_NOT_MINE)
         with write_scope(self.engine) as session:
-            row = session.get(Finding, finding.id)
-            row.decision = None  # back to triage: an approver assigns the right owner
-            row.notify_channel = row.notify_ts = row.notify_batch = row.notified_to = None
-            row.state = next_state(row.state, Event.REROUTE)
+            rows = [f for f in queries.open_findings_of_identity(session=session, resource=finding.resource,
+                                                                 states=ACTIONABLE)
+                    if f.id != finding.id and f.notified_to == user]
+            rows.insert(0, session.get(Finding, finding.id))
+            for row in rows:
+                row.decision = None  # back to triage: an approver assigns the right owner
+                row.notify_channel = row.notify_ts = row.notify_batch = row.notified_to = None
+                row.state = next_state(row.state, Event.REROUTE)
+                row.state_changed_at = now
+                if row.id != finding.id:
+                    audit.record(session, actor=user, action=A.DECISION_NOT_MINE, subject_fingerprint=row.fingerprint,
+                                 resource=row.resource, account=row.account_id, at=now,
+                                 payload={"decision": "not_mine", "with": finding.fingerprint})
             override = session.get(OwnerOverride, finding.resource)
             if override is not None and override.slack_user_id == user:
                 session.delete(override)
-        self._send(self.settings.security_channel, None, [self._finding(finding.id)], now, CycleReport())
-        return "Sent to the security team to find the right owner."
+            ids = [row.id for row in rows]
+        if finding.notify_channel and finding.notify_ts:
+            self.refresh_message(finding.notify_channel, finding.notify_ts, emptied=(
+                f":leftwards_arrow_with_hook: You said {short_resource(finding.resource)} is not yours: "
+                "sent to security triage."))
+        self._send(self.settings.security_channel, None, [self._finding(i) for i in ids], now, CycleReport())
+        return (f"Sent {short_resource(finding.resource)} ({plural(len(ids), 'finding')}) to the security team "
+                "to find the right owner; they see it came from you.")
 
     def _unknown(self, actor: str, attempted: str, message: str) -> Refusal:
         """A click whose token matches nothing (forged, mistyped, of another kind, or of a

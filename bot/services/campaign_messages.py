@@ -4,6 +4,7 @@ finding shows instead of buttons once something happened (a mixin of
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable
 
@@ -16,6 +17,7 @@ from bot.db import queries
 from bot.db.engine import session_scope
 from bot.db.models import Finding, Remediation
 from bot.decisions import UndoRule, undo_rule
+from bot.report import plural
 from checks.remediate import registry
 
 log = logging.getLogger(__name__)
@@ -32,11 +34,15 @@ class CampaignMessages:
         if finding.notify_channel and finding.notify_ts:
             self.refresh_message(finding.notify_channel, finding.notify_ts)
 
-    def refresh_message(self, channel: str, ts: str) -> None:
-        """Rebuild one DM or triage message from the database and replace it in place."""
+    def refresh_message(self, channel: str, ts: str, *, emptied: str | None = None) -> None:
+        """Rebuild one DM or triage message from the database and replace it in place;
+        `emptied`: the text to leave when no finding is listed in it any more."""
         with session_scope(self.engine) as session:
             findings = queries.findings_in_message(session=session, channel=channel, ts=ts)
         if not findings:
+            if emptied:
+                with contextlib.suppress(SlackApiError):
+                    self.client.chat_update(channel=channel, ts=ts, text=emptied, blocks=[dm.context(emptied)])
             return
         owner = findings[0].notified_to
         blocks, text = self._render(findings, owner)
@@ -47,13 +53,27 @@ class CampaignMessages:
 
     def _render(self, findings: list[Finding], owner: str | None, part=(1, 1)):
         outcomes = self.outcomes(findings)
+        resources = [f.resource for f in findings]
+        with session_scope(self.engine) as session:
+            accounts = queries.account_names(session=session, account_ids=[f.account_id for f in findings])
+            changes = queries.owner_changes(session=session, resources=resources)
+            overrides = queries.overrides_with_assigner(session=session, resources=resources)
         if owner:
+            leads = {r: f"Assigned to you by {mention(o.assigned_by)} (security triage)."
+                     for r, o in overrides.items() if o.slack_user_id == owner and o.assigned_by}
             blocks = dm.owner_dm(findings, outcomes, dry_run=self.settings.dry_run, part=part,
-                                 deadlines=self.auto_deadlines(findings))
+                                 deadlines=self.auto_deadlines(findings), accounts=accounts, leads=leads)
             return blocks, dm.dm_fallback_text(findings)
-        reason = ("Nobody could be matched to these (owner tags, email user names). Assign an owner, or act on "
-                  "account-level findings here.")
-        return dm.triage_message(findings, outcomes, reason=reason), f"IAM Steward triage: {len(findings)} finding(s)"
+        leads = {r: f"Not mine (from {mention(actor)}): pick the right owner." for r, (action, actor) in changes.items()
+                 if action == "decision.not_mine" and r not in overrides}
+        if leads and len(leads) == len(set(resources)):
+            reason = "Their owners said these are not theirs. Assign the right owner (it covers the whole identity)."
+        else:
+            reason = ("Nobody could be matched to these (owner tags, email user names), or their owner said they "
+                      "are not theirs. Assign an owner (it covers the whole identity), or act on account-level "
+                      "findings here.")
+        return (dm.triage_message(findings, outcomes, reason=reason, accounts=accounts, leads=leads),
+                f"IAM Steward triage: {plural(len(findings), 'finding')}")
 
     def outcomes(self, findings: Iterable[Finding]) -> dict[str, dm.Outcome]:
         findings = list(findings)
@@ -72,6 +92,15 @@ class CampaignMessages:
 
 def outcome_of(finding: Finding | None, rem: Remediation | None) -> dm.Outcome | None:
     """What to show instead of buttons: a remediation's state, or the owner's decision (pure)."""
+    outcome = _outcome(finding, rem)
+    key = dm.removal_key(finding) if finding is not None else None
+    if outcome is not None and key and rem is not None and rem.action == key[0] and (
+            outcome.pending or rem.status == "succeeded"):  # the same policy on other findings: covered
+        outcome = dm.Outcome(outcome.text, outcome.undo_token, outcome.pending, outcome.undo_label, covers=key)
+    return outcome
+
+
+def _outcome(finding: Finding | None, rem: Remediation | None) -> dm.Outcome | None:
     if rem is not None and rem.status not in ("rejected", "undone", "failed", "cancelled"):
         title = registry.action(rem.action).title
         dry = " (dry run: nothing changed in AWS)" if rem.dry_run else ""

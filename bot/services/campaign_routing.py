@@ -110,13 +110,14 @@ class CampaignRouting:
             owner = None if finding.check_id in SECURITY_ONLY else self._slack_owner(finding, overrides)
             (by_owner[owner] if owner else triage).append(finding)
         for owner in sorted(by_owner):
-            findings = by_owner[owner]
-            for part, chunk in enumerate(_chunks(findings, dm.FINDINGS_PER_MESSAGE), start=1):
-                self._send(owner, owner, chunk, now, report, part=(part, -(-len(findings) // dm.FINDINGS_PER_MESSAGE)))
+            messages = dm.pack_cards(dm.identity_cards(by_owner[owner]))  # whole cards, worst first
+            for part, cards in enumerate(messages, start=1):
+                self._send(owner, owner, [f for card in cards for f in card], now, report,
+                           part=(part, len(messages)))
         if triage:
             if self.settings.security_channel:
-                for chunk in _chunks(triage, dm.FINDINGS_PER_MESSAGE):
-                    self._send(self.settings.security_channel, None, chunk, now, report)
+                for cards in dm.pack_cards(dm.identity_cards(triage)):
+                    self._send(self.settings.security_channel, None, [f for card in cards for f in card], now, report)
             else:
                 report.unrouted += len(triage)
                 log.warning("%d findings have no owner and STEWARD_SECURITY_CHANNEL is not set", len(triage))
@@ -346,11 +347,6 @@ class CampaignRouting:
                              resource=finding.resource, account=finding.account_id, at=now,
                              payload={"decision": kind})
         return len(ending)
-
-
-def _chunks(items: list, size: int) -> Iterable[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _group_by_message(findings: Iterable[Finding]) -> dict[tuple[str, str], list[Finding]]:

@@ -35,6 +35,11 @@ from checks.model import Result, Status
 
 log = logging.getLogger(__name__)
 
+# Account names (alias) per process: account id -> (monotonic time read, name).
+ALIAS_TTL_SECONDS = 24 * 3600
+_ALIASES: dict[str, tuple[float, str]] = {}
+_ALIAS_LOCK = threading.Lock()
+
 
 @dataclass
 class AccountOutcome:
@@ -45,6 +50,7 @@ class AccountOutcome:
     status: str  # succeeded | failed
     started_at: datetime
     finished_at: datetime
+    name: str = ""  # the account's alias or Organizations name ("" when it has neither)
     api_calls: int = 0
     error: str | None = None
     findings: list[Result] = field(default_factory=list)
@@ -311,6 +317,28 @@ class ScanService:
                     self._base = shared_session()
             return self._base
 
+    def _account_name(self, session, target, account_id: str) -> tuple[str, int]:
+        """(the account's name, AWS calls made): its Organizations name when discovery knows
+        it, else its IAM alias: one iam:ListAccountAliases per account, cached for a day
+        per process; an account whose alias cannot be read is shown by its id."""
+        from checks.collect import CollectError, account_alias
+
+        if target.name:
+            return target.name, 0
+        now = time.monotonic()
+        with _ALIAS_LOCK:
+            cached = _ALIASES.get(account_id)
+        if cached is not None and now - cached[0] < ALIAS_TTL_SECONDS:
+            return cached[1], 0
+        try:
+            name = account_alias(session, max_attempts=self.settings.aws_max_attempts, account=account_id) or ""
+        except CollectError as exc:  # e.g. a scan role from before ListAccountAliases was declared
+            log.info("no alias for %s: %s", account_id, exc)
+            name = ""
+        with _ALIAS_LOCK:
+            _ALIASES[account_id] = (now, name)
+        return name, 1
+
     def _scan_target(self, base, target, internal: set[str]) -> AccountOutcome:
         from checks import accounts, scan
         from checks.collect import CollectError
@@ -335,14 +363,16 @@ class ScanService:
             log.exception("scan of %s crashed", label)
             error = f"internal error: {type(exc).__name__}: {exc}"
         else:
+            name, alias_calls = self._account_name(session, target, result.account_id)
             return AccountOutcome(
                 account_id=result.account_id,
                 label=label,
+                name=name,
                 status="succeeded",
                 started_at=now,
                 finished_at=self.clock(),
                 seconds=time.perf_counter() - began,
-                api_calls=result.api_calls,
+                api_calls=result.api_calls + alias_calls,
                 findings=list(result.findings),
                 owners={r.fingerprint: r.owner for r in result.findings},
                 inventory=dict(result.inventory),
@@ -485,7 +515,7 @@ class ScanService:
                 account = queries.upsert_account(
                     session=session,
                     account_id=outcome.account_id,
-                    label=outcome.label,
+                    label=outcome.name,
                     role_arn=role_arn,
                     now=now,
                 )

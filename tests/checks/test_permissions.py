@@ -13,7 +13,7 @@ from moto import settings as moto_settings
 
 from checks import permissions
 from checks.accounts import Target, discover_targets, restore_target, session_for
-from checks.collect import collect_account, resolve_access_key_ids
+from checks.collect import account_alias, collect_account, resolve_access_key_ids
 from checks.model import InlinePolicy
 from checks.policy import analyse_document
 from checks.remediate.base import (
@@ -68,6 +68,7 @@ def test_scan_and_discovery_use_only_declared_actions(moto_session, iam):
         answer(moto_session, "ListPolicies", lambda _: {"Policies": [], "IsTruncated": False})
         collect_account(moto_session, sleep=lambda _: None)
         resolve_access_key_ids(moto_session, ["alice"], account=ACCOUNT_ID)
+        account_alias(moto_session)
     with recording(moto_session) as hub_calls:
         targets = discover_targets(moto_session, org_role_name="IAMSteward")
         member = next(t for t in targets if t.role_arn)

@@ -169,3 +169,24 @@ UNDO_WORDS: dict[str, str] = {
 
 def undo_words(action_id: str) -> str:
     return UNDO_WORDS.get(action_id, "undone")
+
+
+# What each remediation is called in sentences people read ("asks to detach the managed
+# policy"): never the internal id. Walked by a test against the remediation registry.
+ACTION_NAMES: dict[str, str] = {
+    "deactivate-access-key": "deactivate the access key",
+    "delete-access-key": "delete the access key",
+    "quarantine-user": "quarantine the user",
+    "remove-console-password": "remove the console password",
+    "delete-user": "delete the user",
+    "detach-managed-policy": "detach the managed policy",
+    "delete-inline-policy": "delete the inline policy",
+    "remove-user-from-group": "remove the user from the group",
+    "apply-cis-password-policy": "apply the CIS password policy",
+    "delete-role": "delete the role",
+}
+
+
+def action_name(action_id: str) -> str:
+    """`detach-managed-policy` -> "detach the managed policy"."""
+    return ACTION_NAMES.get(action_id, action_id.replace("-", " "))

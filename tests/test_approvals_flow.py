@@ -269,7 +269,7 @@ def test_two_notify_runs_at_once_send_each_dm_once(any_world):
     channels = [c.params["channel"] for c in cards]
     assert sorted(channels) == sorted(set(channels)), channels  # nobody twice
     assert {BOB, "U0DAVE0001"} <= set(channels)
-    assert "2 DM(s) to owners" in "".join(o[0] for o in outputs) and "0 DM(s) to owners" in "".join(
+    assert "2 DMs to owners" in "".join(o[0] for o in outputs) and "0 DMs to owners" in "".join(
         o[0] for o in outputs)
 
 

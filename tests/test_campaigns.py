@@ -357,7 +357,7 @@ def test_steward_notify_cli_runs_one_cycle(world, monkeypatch):
            "SLACK_API_URL": world.fake.base_url, "STEWARD_SECURITY_CHANNEL": world.security}
     result = CliRunner().invoke(app, ["notify"], env=env)
     assert result.exit_code == 0, result.output
-    assert "2 DM(s) to owners" in result.stdout
+    assert "2 DMs to owners" in result.stdout
     assert [m for m in world.fake.dm(BOB) if m.get("blocks")]
     missing = CliRunner().invoke(app, ["notify"], env={"STEWARD_DATABASE_URL": world.db})
     assert missing.exit_code == 2 and "SLACK_BOT_TOKEN" in missing.stderr

@@ -90,3 +90,78 @@ def test_the_more_select_snoozes_the_finding_it_names(world, served):  # noqa: F
           action={"type": "static_select", "action_id": dm.MORE_ACTION,
                   "selected_option": {"text": {"type": "plain_text", "text": "x"}, "value": "drop-tables|x"}})
     world.fake.wait_for(lambda: any("not one Steward offered" in r for r in replies(world)), timeout=20)
+
+
+def test_undo_says_what_it_undid_and_the_card_shows_it_with_the_buttons_back(world, served):  # noqa: F811
+    world.steward().campaigns.run_cycle()
+    message = dm_message(world, BOB)
+    token = world.finding("unused-access-key", "bob").token
+    click(served, world, BOB, message, "finding:remediate:deactivate-access-key", token)
+    world.fake.wait_for(lambda: world.key_status() == "Inactive", timeout=20)
+    channel = world.fake.im_channel(BOB)
+    card = world.fake.wait_for(lambda: "remediation:undo" in json.dumps(
+        world.fake.message(channel, message["ts"])["blocks"]) and world.fake.message(channel, message["ts"]), timeout=20)
+    click(served, world, BOB, card, "remediation:undo", button_value(card, "remediation:undo"))
+    world.fake.wait_for(lambda: world.key_status() == "Active", timeout=20)
+    key_id = world.iam.list_access_keys(UserName="bob")["AccessKeyMetadata"][0]["AccessKeyId"]
+    said = world.fake.wait_for(lambda: [r for r in replies(world) if r.startswith(":leftwards_arrow_with_hook: Undone")],
+                               timeout=20)
+    assert "deactivate access key on" in said[0] and "user/bob" in said[0] and key_id in said[0]
+    assert "(reactivated)" in said[0]
+    shown = world.fake.wait_for(lambda: "was undone" in json.dumps(world.fake.message(channel, message["ts"])["blocks"])
+                                and world.fake.message(channel, message["ts"]), timeout=20)
+    text = json.dumps(shown["blocks"])
+    assert f"undone (reactivated) by <@{BOB}>" in text
+    assert "finding:remediate:deactivate-access-key" in text or "remediate:deactivate-access-key|" in text
+
+
+def notify(world, **env):  # noqa: F811
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    base = {"STEWARD_DATABASE_URL": world.db, "SLACK_BOT_TOKEN": world.fake.token,
+            "SLACK_API_URL": world.fake.base_url, "STEWARD_SECURITY_CHANNEL": world.security}
+    result = CliRunner().invoke(app, ["notify"], env={**base, **env})
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def posts(world) -> list[dict]:  # noqa: F811
+    return [c.params for c in world.fake.calls("chat.postMessage")]
+
+
+def test_observe_mode_sends_nothing_at_all(world):  # noqa: F811
+    out = notify(world, STEWARD_MODE="observe")
+    assert "STEWARD_MODE=observe: nothing sent" in out and "findings waiting to be routed" in out
+    assert posts(world) == []
+    with Session(world.engine) as session:
+        assert all(f.notify_ts is None for f in session.exec(select(Finding)))
+
+
+def test_triage_mode_sends_everything_to_the_security_channel_and_dms_nobody(world):  # noqa: F811
+    out = notify(world, STEWARD_MODE="triage")
+    assert "no owner was DMed" in out
+    sent = posts(world)
+    assert sent and {p["channel"] for p in sent} == {world.security}
+    assert world.fake.dm(BOB) == [] and world.fake.dm(DAVE) == []
+
+
+def test_pilot_owners_are_dmed_and_everyone_else_goes_to_triage(world):  # noqa: F811
+    out = " ".join(notify(world, STEWARD_PILOT_OWNERS="bob@example.com").split())
+    assert "1 DM to owners" in out and "outside the pilot went to security triage" in out
+    assert [m for m in world.fake.dm(BOB) if m.get("blocks")]
+    assert world.fake.dm(DAVE) == []
+    assert {p["channel"] for p in posts(world)} <= {BOB, world.security}
+    triage = json.dumps([m.get("blocks") for m in world.fake.messages(world.security)])
+    assert "user/dave" in triage
+    # By Slack user id too; a malformed entry is one clear error.
+    from bot.config import Settings
+    assert Settings(pilot_owners=f"{DAVE}, Priya@Example.com").pilot_owners == [DAVE, "priya@example.com"]
+    import pydantic
+    try:
+        Settings(pilot_owners="not-a-person")
+    except pydantic.ValidationError as exc:
+        assert "not a Slack user id (U0…) or an email: not-a-person" in str(exc)
+    else:
+        raise AssertionError("a malformed pilot entry was accepted")

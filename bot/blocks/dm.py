@@ -57,6 +57,7 @@ class Outcome:
     pending: bool = False  # waiting for a security approver
     undo_label: str = "Undo"  # "Ask to undo" when the undo needs a second person
     covers: tuple[str, str] | None = None  # (action, policy) a pending or done removal takes care of
+    reopened: bool = False  # shown, but the finding is open again: its buttons come back (undone, rejected)
 
 
 def when(value: datetime | None) -> str:
@@ -236,7 +237,7 @@ def card(findings: Sequence, outcomes: Mapping[str, Outcome], *, triage: bool = 
         if (finding.details or {}).get("explanation"):
             line += f"\n   {escape(finding.details['explanation'])}"
         lines.append(line)
-    undecided = [f for f in findings if f.token not in outcomes]
+    undecided = [f for f in findings if f.token not in outcomes or outcomes[f.token].reopened]
     if undecided and not triage:
         lines.append(f"_{escape(BY_ID[undecided[0].check_id].rationale)}_")
     blocks: list[Block] = [mrkdwn_section("\n".join(lines))]

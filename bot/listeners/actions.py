@@ -11,6 +11,7 @@ import re
 from datetime import timedelta
 
 from slack_bolt import App
+from slack_sdk.errors import SlackApiError
 
 from bot.blocks import approvals, dm
 from bot.decisions import Choice, parse_action_id
@@ -93,7 +94,13 @@ def register(app: App, steward) -> None:
             ack(response_action="errors", errors={"reason": str(exc)})
             return
         ack()
-        client.chat_postMessage(channel=user, text=f":pushpin: {text}")
+        # One rule for confirmations: private to the clicker, where the card is (the card
+        # itself now says "Kept until … by @X" for everyone who sees it).
+        channel = campaigns.card_channel(view["private_metadata"]) or user
+        try:
+            client.chat_postEphemeral(channel=channel, user=user, text=f":pushpin: {text}")
+        except SlackApiError as exc:
+            log.warning("could not confirm a Keep: %s", exc.response.get("error"))
 
     def on_assign(body, action, respond):
         token = (action.get("block_id") or "").removeprefix("f:")

@@ -20,7 +20,7 @@ from bot.blocks.approvals import who as mention
 from bot.db import queries
 from bot.db.engine import session_scope, write_scope
 from bot.db.models import Finding, OwnerOverride
-from bot.decisions import ROTATE_DEADLINE_DAYS, SECURITY_ONLY, Choice, removal_action
+from bot.decisions import ROTATE_DEADLINE_DAYS, SECURITY_ONLY, Choice, action_name, removal_action
 from bot.lifecycle import Event, InvalidTransition, next_state
 from bot.report import plural, short_resource
 from bot.services.approvals import Refusal
@@ -69,6 +69,12 @@ class CampaignDecisions:
     def check_can_decide(self, user: str, token: str) -> Finding:
         """The finding, or Refusal (audited) unless `user` may decide about it now."""
         return self._authorized_finding(user, token, "keep", self.clock())
+
+    def card_channel(self, token: str) -> str | None:
+        """The channel of the message whose card lists this finding (a DM or triage)."""
+        with session_scope(self.engine) as session:
+            finding = queries.finding_by_token(session=session, token=token)
+        return finding.notify_channel if finding is not None else None
 
     def account_names(self, account_ids) -> dict[str, str]:
         with session_scope(self.engine) as session:
@@ -142,7 +148,12 @@ class CampaignDecisions:
             self.refresh_message(channel, ts)
         self.run_cycle(now)  # routes them to the new owner right away
         count = plural(len(rows), "finding")
-        return f"Assigned {short_resource(finding.resource)} ({count}) to <@{owner}>; they have a DM about it now."
+        said = f"Assigned {short_resource(finding.resource)} ({count}) to <@{owner}>"
+        if self._finding(finding.id).notified_to == owner:
+            return f"{said}; they have a DM about it now."
+        why = (f"STEWARD_MODE is {self.settings.mode}" if self.settings.mode != "owners"
+               else "they are not among STEWARD_PILOT_OWNERS")
+        return f"{said}. They are not DMed ({why}): it stays here in triage, and `/iam whoami` shows it as theirs."
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -162,7 +173,8 @@ class CampaignDecisions:
             raise Refusal("Only the owner of this IAM identity or a security approver can decide about it.")
         if in_flight is not None:
             self._refuse(user, finding, f"{attempted}: remediation #{in_flight.id} is {in_flight.status}", now)
-            raise Refusal(f"Already in hand: {in_flight.action} is {in_flight.status} "
+            raise Refusal(f"Already in hand: the request to {action_name(in_flight.action)} is "
+                          f"{in_flight.status.replace('_', ' ')} "
                           f"(requested by <@{in_flight.requested_by}> {dm.when(in_flight.requested_at)}).")
         if finding.state not in ACTIONABLE or finding.decision:
             who = finding.decided_by or "a scan"

@@ -16,7 +16,7 @@ from bot.blocks.common import escape
 from bot.db import queries
 from bot.db.engine import session_scope
 from bot.db.models import Finding, Remediation
-from bot.decisions import UndoRule, undo_rule
+from bot.decisions import UndoRule, undo_rule, undo_words
 from bot.report import plural
 from checks.remediate import registry
 
@@ -145,6 +145,19 @@ def _outcome(finding: Finding | None, rem: Remediation | None) -> dm.Outcome | N
             "not_mine": f":leftwards_arrow_with_hook: {who} says this is not theirs; sent to security triage.",
         }.get(finding.decision, f"{finding.decision} by {who}")
         return dm.Outcome(text)
-    if rem is not None and rem.status == "failed":
-        return None  # the buttons come back; the failure is in the audit log and the reply
+    if rem is not None and rem.status in ("rejected", "undone", "failed", "cancelled"):
+        # The buttons come back, with what happened last so the card never goes back silently.
+        title = registry.action(rem.action).title
+        if rem.status == "rejected":
+            why = f": “{escape(rem.error)}”" if rem.error and rem.error != "rejected in Slack" else ""
+            text = (f":no_entry: {mention(rem.requested_by)}'s request to *{title.lower()}* was rejected by "
+                    f"{mention(rem.approved_by)} {dm.when(rem.finished_at)}{why}.")
+        elif rem.status == "undone":
+            text = (f":leftwards_arrow_with_hook: *{title}* was undone ({undo_words(rem.action)}) by "
+                    f"{mention(rem.undone_by)} {dm.when(rem.undone_at)}.")
+        elif rem.status == "failed":
+            text = f":x: *{title}* failed: {escape(rem.error or 'unknown error')}. Nothing changed; you can try again."
+        else:
+            text = f":warning: *{title}* was not carried out: {escape(rem.error or 'cancelled')}."
+        return dm.Outcome(text, reopened=True)
     return None

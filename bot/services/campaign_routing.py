@@ -67,6 +67,8 @@ class CycleReport:
     auto_remediated: int = 0
     failures: list[str] = field(default_factory=list)
     unrouted: int = 0  # no owner and no security channel to send them to
+    held: int = 0  # STEWARD_MODE=observe: findings that would have been routed
+    outside_pilot: int = 0  # owners not in STEWARD_PILOT_OWNERS: their findings went to triage
 
 
 class Pacer:
@@ -100,14 +102,24 @@ class CampaignRouting:
         with session_scope(self.engine) as session:
             pending = queries.findings_to_route(session=session)
             overrides = queries.overrides_for(session=session, resources=[f.resource for f in pending])
+        mode = self.settings.mode
+        if mode == "observe":  # scan and digest only: nothing goes to anyone
+            report.held = len(pending)
+            return report
         by_owner: dict[str, list[Finding]] = defaultdict(list)
         triage: list[Finding] = []
-        try:
-            self.directory.prime(f.owner for f in pending if f.resource not in overrides)
-        except SlackApiError as exc:  # fall back to one lookup per owner
-            log.warning("users.list failed (%s); looking owners up one by one", exc.response.get("error"))
+        if mode == "owners":
+            try:
+                self.directory.prime(f.owner for f in pending if f.resource not in overrides)
+            except SlackApiError as exc:  # fall back to one lookup per owner
+                log.warning("users.list failed (%s); looking owners up one by one", exc.response.get("error"))
         for finding in pending:
-            owner = None if finding.check_id in SECURITY_ONLY else self._slack_owner(finding, overrides)
+            owner = None
+            if mode == "owners" and finding.check_id not in SECURITY_ONLY:
+                owner = self._slack_owner(finding, overrides)
+                if owner and not self._in_pilot(owner, finding):
+                    owner = None  # STEWARD_PILOT_OWNERS: not (yet) DMed, triaged instead
+                    report.outside_pilot += 1
             (by_owner[owner] if owner else triage).append(finding)
         for owner in sorted(by_owner):
             messages = dm.pack_cards(dm.identity_cards(by_owner[owner]))  # whole cards, worst first
@@ -123,8 +135,19 @@ class CampaignRouting:
                 log.warning("%d findings have no owner and STEWARD_SECURITY_CHANNEL is not set", len(triage))
         self._remind(now, report)
         self._escalate(now, report)
-        self._auto_remediate(now, report)
+        if mode == "owners":  # announced in owners' DMs only
+            self._auto_remediate(now, report)
         return report
+
+    def _in_pilot(self, user: str, finding: Finding) -> bool:
+        """STEWARD_PILOT_OWNERS unset: everyone; else the listed Slack ids and emails."""
+        pilots = set(self.settings.pilot_owners)
+        if not pilots or user in pilots or (finding.owner or "").lower() in pilots:
+            return True
+        try:
+            return any(value.lower() in pilots for value in self.directory.owner_values(user))
+        except SlackApiError:
+            return False
 
     def _slack_owner(self, finding: Finding, overrides: dict[str, str]) -> str | None:
         if finding.resource in overrides:

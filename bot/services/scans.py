@@ -35,10 +35,8 @@ from checks.model import Result, Status
 
 log = logging.getLogger(__name__)
 
-# Account names (alias) per process: account id -> (monotonic time read, name).
+# Account names (alias) are read once per account per service (a worker's lifetime), for a day.
 ALIAS_TTL_SECONDS = 24 * 3600
-_ALIASES: dict[str, tuple[float, str]] = {}
-_ALIAS_LOCK = threading.Lock()
 
 
 @dataclass
@@ -121,6 +119,8 @@ class ScanService:
         self._aws_session_factory = aws_session_factory
         self._base = None
         self._base_lock = threading.Lock()
+        self._aliases: dict[str, tuple[float, str]] = {}  # account id -> (monotonic time read, name)
+        self._alias_lock = threading.Lock()
         self._internal: dict[str, set[str]] = {}  # run id -> its account ids (trust checks)
 
     def run(
@@ -326,8 +326,8 @@ class ScanService:
         if target.name:
             return target.name, 0
         now = time.monotonic()
-        with _ALIAS_LOCK:
-            cached = _ALIASES.get(account_id)
+        with self._alias_lock:
+            cached = self._aliases.get(account_id)
         if cached is not None and now - cached[0] < ALIAS_TTL_SECONDS:
             return cached[1], 0
         try:
@@ -335,8 +335,8 @@ class ScanService:
         except CollectError as exc:  # e.g. a scan role from before ListAccountAliases was declared
             log.info("no alias for %s: %s", account_id, exc)
             name = ""
-        with _ALIAS_LOCK:
-            _ALIASES[account_id] = (now, name)
+        with self._alias_lock:
+            self._aliases[account_id] = (now, name)
         return name, 1
 
     def _scan_target(self, base, target, internal: set[str]) -> AccountOutcome:

@@ -156,3 +156,25 @@ def test_the_keep_modal_names_the_identity_and_the_finding():
                          accounts={ACCOUNT: "prod"}).to_dict()
     first = view["blocks"][0]["text"]["text"]
     assert "user/deploy" in first and BY_ID["unused-role"].title in first and "prod (111122223333)" in first
+
+
+def test_a_rejected_request_is_shown_on_the_card_with_its_buttons_back():
+    from bot.db.models import Remediation
+    from bot.services.campaign_messages import outcome_of
+
+    f = finding("user-direct-policy", "bob", policy_name="s3-everything")
+    rem = Remediation(finding_id=1, action="delete-inline-policy", status="rejected", requested_by="U0BOB",
+                      approved_by="U0CAROL", error="Needed for the export job", requested_at=NOW, finished_at=NOW,
+                      target={"policy_name": "s3-everything"}, plan_summary="x")
+    outcome = outcome_of(f, rem)
+    assert outcome.reopened and "rejected by <@U0CAROL>" in outcome.text and "Needed for the export job" in outcome.text
+    text = json.dumps(payload(dm.owner_dm([f], {f.token: outcome})))
+    assert "rejected by" in text and "request_removal" in text  # said, and the buttons are back
+
+
+def test_every_remediation_has_a_human_name():
+    from bot.decisions import ACTION_NAMES, action_name
+    from checks.remediate import registry
+
+    assert set(registry.BY_ID) <= set(ACTION_NAMES)
+    assert all("-" not in action_name(a) for a in registry.BY_ID)

@@ -44,8 +44,6 @@ from checks.catalog import BY_ID
 FINDINGS_PER_MESSAGE = 15  # cards per message at most
 BLOCK_BUDGET = 46  # of Slack's 50, leaving the header, intro and footer
 MORE_ACTION = "card:more"  # the card's "More…" select: value `<choice>[:<arg>]|<finding token>`
-# The single best next step of a finding comes first on its card (the rest go behind "More…").
-BEST_FIRST = (Choice.REMEDIATE, Choice.REQUEST_REMOVAL, Choice.ROTATE, Choice.ACK, Choice.KEEP, Choice.SNOOZE)
 
 
 @dataclass(frozen=True)
@@ -93,7 +91,9 @@ def finding_section(finding, *, with_rationale: bool = True, accounts: Mapping[s
     return mrkdwn_section("\n".join(lines))
 
 
-def button(spec: Button, token: str) -> ButtonElement:
+def button(spec: Button, token: str, *, n: int = 0) -> ButtonElement:
+    if spec.url:  # a guide: Slack opens the page (and sends a click the app only acks)
+        return ButtonElement(text=spec.label, action_id=f"finding:guide:{n}", url=spec.url)
     confirm = None
     if spec.confirm:
         confirm = ConfirmObject(title="Are you sure?", text=spec.confirm, confirm="Yes, go ahead", deny="Cancel")
@@ -257,18 +257,17 @@ def card(findings: Sequence, outcomes: Mapping[str, Outcome], *, triage: bool = 
     if notes:
         blocks.append(context("\n".join(notes)))
 
+    # The family's order is its priority: the worst finding's first step is the best one.
     choices = [(f, spec, label) for f in undecided for spec, label in _choices(f, covered)]
-    best_index = next((i for kind in BEST_FIRST for i, (_f, spec, _l) in enumerate(choices) if spec.choice is kind),
-                      None)
     elements: list = []
     if triage and top.check_id not in SECURITY_ONLY and undecided:
         elements.append(UserSelectElement(placeholder="Assign owner", action_id="finding:assign"))
-    if best_index is not None:
-        f, spec, _label = choices.pop(best_index)
-        if spec.choice is Choice.SNOOZE:
-            elements.append(snooze_select(f.token))
-        else:
-            elements.append(button(spec, f.token))
+    if choices:
+        f, spec, _label = choices.pop(0)
+        elements.append(snooze_select(f.token) if spec.choice is Choice.SNOOZE else button(spec, f.token))
+    guides = list({spec.url: spec for _f, spec, _l in choices if spec.url}.values())
+    choices = [c for c in choices if not c[1].url]
+    elements.extend(button(spec, "", n=n) for n, spec in enumerate(guides, start=1))
     options = []
     for f, spec, label in choices:
         if spec.choice is Choice.SNOOZE:

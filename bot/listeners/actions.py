@@ -167,6 +167,8 @@ def register(app: App, steward) -> None:
         ("remediation:undo", on_undo),
     ):
         app.action(matcher)(ack=_ack, lazy=[answered(work, steward.engine)])
+    # A guide is a link button: Slack opens the page and still sends the click, acked only.
+    app.action(re.compile(r"^finding:guide(:\d+)?$"))(_ack)
     # A modal's errors travel in the ack, so the submission is handled before answering.
     app.view("keep_modal")(on_keep_submit)
     app.view("reject_modal")(ack=on_reject_ack, lazy=[answered(on_reject_submit, steward.engine)])

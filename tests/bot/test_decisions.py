@@ -114,3 +114,18 @@ def test_the_rule_as_a_table():
     for (action, requested_by, undoer, owner), expected in table.items():
         got = undo_rule(registry.action(action), requested_by=requested_by, undoer=undoer, undoer_is_owner=owner)
         assert got is expected, (action, requested_by, undoer)
+
+
+def test_every_catalog_check_has_a_next_step_that_fixes_it():
+    """No dead ends: a remediation, a removal request, a rotation promise or a guide link."""
+    from bot.decisions import FAMILIES
+    from checks.catalog import CATALOG
+
+    dead_ends = [spec.id for spec in CATALOG if not any(b.fixes for b in FAMILIES[spec.id])]
+    assert dead_ends == []
+    # Guides are links to AWS's own documentation.
+    guides = [b for buttons in FAMILIES.values() for b in buttons if b.url]
+    assert guides and all(b.url.startswith("https://docs.aws.amazon.com/") for b in guides)
+    assert any("mfa" in b.url for b in FAMILIES["console-user-without-mfa"] if b.url)
+    assert any("access-keys" in b.url for b in FAMILIES["old-access-key"] if b.url)
+    assert any(b.action == "delete-role" for b in FAMILIES["unused-role"])

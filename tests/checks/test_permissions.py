@@ -114,7 +114,7 @@ def test_every_declared_permission_is_classed_and_applies_never_need_restore():
 def test_which_undos_need_the_restore_role():
     assert {a.id for a in ACTIONS if a.undo_needs_restore} == {
         "detach-managed-policy", "delete-inline-policy", "remove-user-from-group",
-        "apply-cis-password-policy",
+        "apply-cis-password-policy", "delete-role",
     }
     # The owner's own reversible actions undo under the default role.
     assert not any(a.undo_needs_restore for a in ACTIONS if a.owner_may_apply_alone)

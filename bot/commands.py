@@ -5,6 +5,7 @@ Slack sends mentions escaped (`<@U123|alice>`) when the manifest sets `should_es
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 
@@ -39,9 +40,29 @@ class Help:
     pass
 
 
+#: One usage line per verb: a usage error shows only the line of the verb it is about.
+USAGE_LINES = {
+    "whoami": "`/iam whoami` — your IAM users, keys, groups and policies, and your open findings",
+    "findings": "`/iam findings` — your open findings; approvers: `/iam findings @person | "
+                "account:123456789012 | check:stale-user`",
+    "help": "`/iam help` — every command",
+    "scan": "`/iam scan [123456789012]` — scan every account, or one (security approvers)",
+    "audit": "`/iam audit <ARN | user name | access key id>` — what happened to it (security approvers)",
+    "digest": "`/iam digest` — preview this week's digest, privately (security approvers)",
+}
+
+
 @dataclass(frozen=True)
 class Usage:
     problem: str
+    verb: str | None = None  # the command it is about, when known: its usage line is shown
+
+    def reply(self) -> str:
+        """The one thing wrong, then only the matching usage line (or the list of commands)."""
+        if self.verb in USAGE_LINES:
+            return f"{self.problem}.\nUsage: {USAGE_LINES[self.verb]}"
+        return (f"{self.problem}. Commands: `/iam whoami`, `/iam findings`, `/iam help` (security approvers "
+                "also `scan`, `audit`, `digest`); `/iam help` says what each does.")
 
 
 @dataclass(frozen=True)
@@ -89,7 +110,7 @@ def parse(text: str | None) -> Command:
     if verb in ("help", "-h", "--help", "?"):
         return Help()
     if verb == "whoami":
-        return WhoAmI() if not args else Usage("`whoami` takes no arguments")
+        return WhoAmI() if not args else Usage("`whoami` takes no arguments", "whoami")
     if verb == "findings":
         return _findings(args)
     if verb == "scan":
@@ -97,33 +118,43 @@ def parse(text: str | None) -> Command:
             return Scan()
         if len(args) == 1 and re.fullmatch(r"\d{12}", args[0]):
             return Scan(account=args[0])
-        return Usage("`scan` takes at most one 12-digit account id")
+        if len(args) == 1 and args[0].isdigit():
+            return Usage(f"an account id has 12 digits (`{_clip(args[0])}` has {len(args[0])})", "scan")
+        return Usage("`scan` takes at most one 12-digit account id", "scan")
     if verb == "digest":
-        return Digest() if not args else Usage("`digest` takes no arguments")
+        return Digest() if not args else Usage("`digest` takes no arguments", "digest")
     if verb == "audit":
         if len(args) != 1 or len(args[0]) > 2048:
-            return Usage("`audit` takes one ARN, user name or access key id")
+            return Usage("`audit` takes one ARN, user name or access key id", "audit")
         return Audit(needle=args[0].strip("<>"))
-    return Usage(f"unknown command `{_clip(verb)}`")
+    close = difflib.get_close_matches(verb, [*EVERYONE_VERBS, *APPROVER_VERBS], n=1)
+    hint = f" (did you mean `{close[0]}`?)" if close else ""
+    return Usage(f"unknown command `{_clip(verb)}`{hint}")
 
 
 def _findings(args: list[str]) -> Command:
     if not args:
         return Findings()
     if len(args) > 1:
-        return Usage("`findings` takes one filter: @person, account:ID or check:ID")
+        return Usage("`findings` takes one filter: @person, account:ID or check:ID", "findings")
     arg = args[0]
     if m := MENTION.match(arg):
         return Findings(user=m.group(1))
     if m := ACCOUNT.match(arg):
         return Findings(account=m.group(1))
+    if arg.lower().startswith("account:"):
+        given = arg.split(":", 1)[1]
+        digits = f" (`{_clip(given)}` has {len(given)})" if given.isdigit() else ""
+        return Usage(f"an account id has 12 digits: `account:123456789012`{digits}", "findings")
     if m := CHECK.match(arg):
         if m.group(1) not in BY_ID:
-            return Usage(f"no check called `{_clip(m.group(1))}`")
+            close = difflib.get_close_matches(m.group(1), list(BY_ID), n=1)
+            hint = f" (did you mean `check:{close[0]}`?)" if close else ""
+            return Usage(f"no check called `{_clip(m.group(1))}`{hint}", "findings")
         return Findings(check=m.group(1))
     if arg.startswith("@"):
-        return Usage("mention the person with @ so that Slack links their name")
-    return Usage(f"`findings` does not understand `{_clip(arg)}`")
+        return Usage("mention the person with @ so that Slack links their name", "findings")
+    return Usage(f"`findings` does not understand `{_clip(arg)}`", "findings")
 
 
 def _clip(text: str, limit: int = 40) -> str:

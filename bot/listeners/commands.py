@@ -70,7 +70,7 @@ def iam_command(steward, *, budget: float = ACK_BUDGET, workers: int = 8):
         if isinstance(parsed, cmd.Help):
             return {"text": cmd.USAGE}
         if isinstance(parsed, cmd.Usage):
-            return {"text": f"{parsed.problem}.\n\n{cmd.USAGE}"}
+            return {"text": parsed.reply()}
         if isinstance(parsed, cmd.WhoAmI):
             text, blocks = steward.whoami_reply(user)
             return {"text": text, "blocks": blocks}

@@ -107,3 +107,24 @@ def test_the_approval_message_tells_the_whole_story():
     assert validate_reason("  ok  ") == ("ok", "Say in a few words why.")
     assert validate_reason("x" * 501)[1] == "At most 500 characters."
     assert validate_reason(" fine reason ") == ("fine reason", None)
+
+
+def test_the_audit_timeline_reads_as_sentences_not_json():
+    from datetime import timedelta
+
+    from bot.blocks.audit import audit_blocks
+    from bot.db.models import AuditEvent
+
+    def event(seq, kind, at, actor="U0BOB00001", **payload):
+        return AuditEvent(sequence=seq, at=at, actor=actor, action=kind, payload=payload, prev_hash="", hash="",
+                          resource="arn:aws:iam::111122223333:user/bob", account="111122223333")
+
+    events = [event(3, "remediation.undone", NOW, action="deactivate-access-key", error=None),
+              event(2, "decision.remediate", NOW - timedelta(hours=1), action="deactivate-access-key"),
+              event(1, "finding.notified", NOW - timedelta(days=1), actor="system", to="U0BOB00001")]
+    text = "\n".join(b["text"]["text"] for b in payload(audit_blocks("bob", events)) if b["type"] == "section")
+    assert "null" not in text and "{" not in text and '"' not in text
+    assert "<@U0BOB00001> undid a change to user/bob (deactivate the access key) `#3`" in text
+    assert "Steward sent a message about user/bob (to <@U0BOB00001>)" in text
+    assert "3 events, newest first" in text
+    assert text.count(f"*{NOW:%A}") == 1  # grouped by day

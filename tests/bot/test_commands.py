@@ -34,11 +34,15 @@ def test_valid_commands(text, expected):
     ("text", "problem"),
     [
         ("whoami now", "takes no arguments"),
-        ("findings account:123", "does not understand"),
+        ("findings account:123", "an account id has 12 digits: `account:123456789012` (`123` has 3)"),
+        ("findings account:999", "has 12 digits"),
+        ("findings check:stale-usr", "did you mean `check:stale-user`?"),
+        ("whoamii", "did you mean `whoami`?"),
         ("findings check:nope", "no check called"),
         ("findings @alice", "mention the person"),
         ("findings a b", "one filter"),
-        ("scan 12", "12-digit"),
+        ("scan 12", "an account id has 12 digits (`12` has 2)"),
+        ("scan prod", "12-digit"),
         ("deploy", "unknown command `deploy`"),
         ("audit", "takes one ARN"),
         ("`rm` -rf", "unknown command `'rm'`"),
@@ -53,3 +57,13 @@ def test_bad_commands_explain_themselves(text, problem):
 def test_echoed_input_is_clipped():
     parsed = c.parse("x" * 500)
     assert isinstance(parsed, c.Usage) and len(parsed.problem) < 80
+
+
+@pytest.mark.parametrize(("text", "line"), [("findings account:999", "`/iam findings`"),
+                                            ("whoami please", "`/iam whoami`"), ("scan 12", "`/iam scan"),
+                                            ("audit", "`/iam audit"), ("digest now", "`/iam digest`")])
+def test_a_usage_error_shows_only_its_own_usage_line(text, line):
+    reply = c.parse(text).reply()
+    _first, usage = reply.split("\n")
+    assert usage == f"Usage: {c.USAGE_LINES[text.split()[0]]}" and line in usage
+    assert reply.count("/iam") == usage.count("/iam")  # the other commands' lines are not repeated

@@ -44,6 +44,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot import audit
 from bot.config import Settings, SettingsError
+from bot.db import queries
 from bot.db.engine import session_scope
 from bot.db.models import Account, DigestPost, Finding, Remediation, Scan
 from bot.db.types import UTCDateTime
@@ -180,6 +181,7 @@ class Digest:
     history: tuple[HistoryPoint, ...]  # oldest first; the last one is `generated_at`
     audit_head: audit.ChainHead | None = None  # published in the message (an anchor)
     extra: dict[str, Any] = field(default_factory=dict)
+    account_names: dict[str, str] = field(default_factory=dict)  # id -> alias or Organizations name
 
     @property
     def open_total(self) -> int:
@@ -263,6 +265,7 @@ class DigestService:
                 accounts_known=q.accounts_known(),
                 history=history,
                 audit_head=head if head and head.last_sequence else None,
+                account_names=queries.account_names(session=session),
             )
 
     # --- posting ----------------------------------------------------------------------------

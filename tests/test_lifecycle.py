@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.lifecycle import TRANSITIONS, Event, InvalidTransition, State, next_state
+from bot.core.lifecycle import TRANSITIONS, Event, InvalidTransition, State, next_state
 
 
 def test_every_state_is_reachable_from_open():
@@ -50,7 +50,7 @@ def test_a_rerouted_finding_goes_back_to_be_routed_but_work_in_flight_stays():
 
 
 def test_only_the_lifecycle_table_decides_a_findings_state():
-    """No module assigns a literal state: every change is `next_state(...)` (bot/lifecycle.py)."""
+    """No module assigns a literal state: every change is `next_state(...)` (bot/core/lifecycle.py)."""
     import ast
     from pathlib import Path
 

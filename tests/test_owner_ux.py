@@ -9,8 +9,8 @@ import json
 
 from sqlmodel import Session, select
 
-from bot.blocks import dm
 from bot.db.models import Finding
+from bot.slack.blocks import dm
 from tests.test_campaigns import BOB, CAROL, DAVE, button_value, click, dm_message, served, world  # noqa: F401
 
 
@@ -118,7 +118,7 @@ def test_undo_says_what_it_undid_and_the_card_shows_it_with_the_buttons_back(wor
 def notify(world, **env):  # noqa: F811
     from typer.testing import CliRunner
 
-    from bot.cli import app
+    from bot.cli.main import app
 
     base = {"STEWARD_DATABASE_URL": world.db, "SLACK_BOT_TOKEN": world.fake.token,
             "SLACK_API_URL": world.fake.base_url, "STEWARD_SECURITY_CHANNEL": world.security}

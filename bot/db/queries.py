@@ -8,6 +8,8 @@ from datetime import datetime
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from bot.core.lifecycle import State
+from bot.core.report import account_name
 from bot.db.models import (
     Account,
     AuditEvent,
@@ -18,8 +20,6 @@ from bot.db.models import (
     Remediation,
     Scan,
 )
-from bot.lifecycle import State
-from bot.report import account_name
 
 
 def upsert_account(

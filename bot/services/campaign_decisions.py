@@ -13,20 +13,25 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import update
 
-from bot import audit
-from bot.audit import AuditAction as A
-from bot.blocks import dm
-from bot.blocks.approvals import who as mention
-from bot.db import queries
+from bot.core.decisions import (
+    ROTATE_DEADLINE_DAYS,
+    SECURITY_ONLY,
+    Choice,
+    action_name,
+    removal_action,
+)
+from bot.core.lifecycle import Event, InvalidTransition, next_state
+from bot.core.report import plural, short_resource
+from bot.db import audit, queries
+from bot.db.audit import AuditAction as A
 from bot.db.engine import session_scope, write_scope
 from bot.db.models import Finding, OwnerOverride
-from bot.decisions import ROTATE_DEADLINE_DAYS, SECURITY_ONLY, Choice, action_name, removal_action
-from bot.lifecycle import Event, InvalidTransition, next_state
-from bot.report import plural, short_resource
 from bot.services.approvals import Refusal
 from bot.services.campaign_routing import CycleReport
 from bot.services.common import ServiceError
 from bot.services.remediation import RemediationRefused
+from bot.slack.blocks import dm
+from bot.slack.blocks.approvals import who as mention
 from checks.remediate import registry
 
 #: The Keep… reason: the modal's max_length and the column's (Finding.decision_reason).

@@ -10,14 +10,14 @@ from collections.abc import Iterable
 
 from slack_sdk.errors import SlackApiError
 
-from bot.blocks import dm
-from bot.blocks.approvals import who as mention
-from bot.blocks.common import escape
+from bot.core.decisions import UndoRule, undo_rule, undo_words
+from bot.core.report import plural
 from bot.db import queries
 from bot.db.engine import session_scope
 from bot.db.models import Finding, Remediation
-from bot.decisions import UndoRule, undo_rule, undo_words
-from bot.report import plural
+from bot.slack.blocks import dm
+from bot.slack.blocks.approvals import who as mention
+from bot.slack.blocks.common import escape
 from checks.remediate import registry
 
 log = logging.getLogger(__name__)

@@ -22,16 +22,15 @@ from datetime import datetime, timedelta
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import update
 
-from bot import audit
-from bot.audit import AuditAction as A
-from bot.blocks import dm
-from bot.db import queries
+from bot.core.decisions import AUTO_ACTOR, SECURITY_ONLY, auto_action
+from bot.core.lifecycle import Event, InvalidTransition, next_state
+from bot.db import audit, queries
+from bot.db.audit import AuditAction as A
 from bot.db.engine import session_scope, write_scope
 from bot.db.models import Finding
-from bot.decisions import AUTO_ACTOR, SECURITY_ONLY, auto_action
-from bot.lifecycle import Event, InvalidTransition, next_state
-from bot.metrics import DMS_SENT
+from bot.run.metrics import DMS_SENT
 from bot.services.common import ServiceError
+from bot.slack.blocks import dm
 from checks.remediate import registry
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ One service, `Campaigns`, assembled from its parts:
   decisions (bot/services/campaign_decisions.py): clicks, Keep…, Not mine, assignment;
   messages (bot/services/campaign_messages.py): rebuilding cards, outcomes;
   approvals (bot/services/approvals.py): approvals, undo, settling interrupted work.
-Finding state changes only through bot.lifecycle's transition table.
+Finding state changes only through bot.core.lifecycle's transition table.
 """
 
 from __future__ import annotations

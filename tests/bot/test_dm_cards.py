@@ -10,10 +10,10 @@ from datetime import timedelta
 
 import pytest
 
-from bot.blocks import dm
+from bot.core.decisions import FAMILIES, Choice
+from bot.core.report import plural
 from bot.db.models import Finding
-from bot.decisions import FAMILIES, Choice
-from bot.report import plural
+from bot.slack.blocks import dm
 from checks.catalog import BY_ID, CATALOG
 from tests.factories import NOW
 
@@ -173,7 +173,7 @@ def test_a_rejected_request_is_shown_on_the_card_with_its_buttons_back():
 
 
 def test_every_remediation_has_a_human_name():
-    from bot.decisions import ACTION_NAMES, action_name
+    from bot.core.decisions import ACTION_NAMES, action_name
     from checks.remediate import registry
 
     assert set(registry.BY_ID) <= set(ACTION_NAMES)

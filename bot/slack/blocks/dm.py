@@ -37,12 +37,12 @@ from bot.core.decisions import (
 from bot.core.report import SEVERITY_RANK, plural, severity_word, short_resource, summary
 from bot.slack.blocks.common import (
     SEVERITY_MARK,
+    account_text,
     console_url,
     context,
     escape,
     link,
     mrkdwn_section,
-    signin_url,
 )
 from checks.catalog import BY_ID
 
@@ -67,15 +67,6 @@ class Outcome:
 
 def when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else ""
-
-
-def account_text(account_id: str, accounts: Mapping[str, str] | None = None) -> str:
-    """`prod (123456789012)`, linked to that account's sign-in page; the bare id when unnamed."""
-    name = (accounts or {}).get(account_id) or ""
-    shown = f"{escape(name)} ({account_id})" if name and name != account_id else account_id
-    if account_id.isdigit() and len(account_id) == 12:
-        return f"<{signin_url(account_id)}|{shown}>"
-    return shown
 
 
 def severity_label(severity: str) -> str:

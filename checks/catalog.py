@@ -213,6 +213,7 @@ CATALOG: tuple[CheckSpec, ...] = (
         "Roles nobody assumes still carry their permissions; remove what is not needed.",
         "Unused access",
         roles.unused_role,
+        ("delete-role",),
     ),
 )
 

@@ -649,6 +649,15 @@ def collect_account(
     )
 
 
+def account_alias(session: boto3.Session, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+                  account: str | None = None) -> str | None:
+    """The account's IAM alias (what its sign-in URL shows), or None: one call,
+    iam:ListAccountAliases. An account has at most one alias."""
+    with aws_errors(account, "iam"):
+        aliases = aws_client(session, "iam", max_attempts).list_account_aliases().get("AccountAliases") or []
+    return str(aliases[0]) if aliases else None
+
+
 # ---------------------------------------------------------------------------------------
 # Service control policies
 

@@ -25,6 +25,7 @@ class Choice(enum.StrEnum):
     NOT_MINE = "not_mine"
     ROTATE = "rotate"  # "I'll rotate it": a deadline the next scans verify
     ACK = "ack"  # account-level findings, seen by security
+    GUIDE = "guide"  # a link to how to fix it by hand (MFA set-up, key rotation): Slack opens it
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,16 @@ class Button:
     action: str | None = None  # remediation action id, for REMEDIATE
     style: str | None = None  # "primary" | "danger"
     confirm: str | None = None  # a confirm dialog's text
+    url: str | None = None  # GUIDE: the page it opens
 
     @property
     def action_id(self) -> str:
         return f"finding:remediate:{self.action}" if self.action else f"finding:{self.choice}"
+
+    @property
+    def fixes(self) -> bool:
+        """A step that puts the finding right (not keep, snooze, acknowledge or hand on)."""
+        return self.choice in (Choice.REMEDIATE, Choice.REQUEST_REMOVAL, Choice.ROTATE, Choice.GUIDE)
 
 
 EXCEPTION = Button(Choice.EXCEPTION, "Keep…")  # the button of an exception
@@ -54,6 +61,24 @@ ROTATE = Button(Choice.ROTATE, "I'll rotate it", style="primary")
 REQUEST_REMOVAL = Button(Choice.REQUEST_REMOVAL, "Request removal", style="primary")
 ACK = Button(Choice.ACK, "Acknowledge")
 CIS_PASSWORD_POLICY = Button(Choice.REMEDIATE, "Apply CIS password policy", "apply-cis-password-policy", "primary")
+DELETE_ROLE = Button(Choice.REMEDIATE, "Delete role", "delete-role", "danger",
+                     "The role is deleted (its policies, tags and instance profiles are recorded so an approved "
+                     "undo can recreate it). A security approver must approve it.")
+
+
+def guide(label: str, url: str) -> Button:
+    return Button(Choice.GUIDE, label, style=None, url=url)
+
+
+AWS_DOCS = "https://docs.aws.amazon.com/IAM/latest/UserGuide/"
+SET_UP_MFA = guide("Set up MFA (guide)", AWS_DOCS + "id_credentials_mfa_enable_virtual.html")
+ROTATION_GUIDE = guide("How to rotate a key", AWS_DOCS + "id-credentials-access-keys-update.html")
+ROOT_KEY_GUIDE = guide("Delete root keys (guide)", AWS_DOCS + "id_root-user_manage_delete-key.html")
+ROOT_MFA_GUIDE = guide("Root MFA (guide)", AWS_DOCS + "enable-mfa-for-root.html")
+ROOT_USE_GUIDE = guide("Root user practices", AWS_DOCS + "root-user-best-practices.html")
+EXTERNAL_ID_GUIDE = guide("External ID (guide)", AWS_DOCS + "id_roles_common-scenarios_third-party.html")
+TRUST_GUIDE = guide("Edit the trust policy", AWS_DOCS + "id_roles_update-role-trust-policy.html")
+EDIT_POLICY_GUIDE = guide("Edit the policies (guide)", AWS_DOCS + "access_policies_manage-edit.html")
 
 KEY_FAMILY = (DEACTIVATE, EXCEPTION, SNOOZE, NOT_MINE)
 POLICY_FAMILY = (REQUEST_REMOVAL, EXCEPTION, NOT_MINE)
@@ -62,30 +87,34 @@ SECURITY_ONLY = frozenset({
     "role-trust-external-no-external-id", "role-trust-public",
 })
 
+# Each family's order is its priority: the card shows the first as the single best next
+# step. Every family has a step that fixes it (a remediation, a removal request, a rotation
+# promise or a guide), walked by a test.
 FAMILIES: dict[str, tuple[Button, ...]] = {
     "unused-access-key": KEY_FAMILY,
     # Which of the two keys should go is the owner's call: each key's own finding (unused,
     # old) carries its Deactivate button.
-    "multiple-active-keys": (EXCEPTION, SNOOZE, NOT_MINE),
+    "multiple-active-keys": (ROTATION_GUIDE, EXCEPTION, SNOOZE, NOT_MINE),
     "inactive-access-key": (DELETE_KEY, EXCEPTION, SNOOZE, NOT_MINE),
-    "old-access-key": (ROTATE, DEACTIVATE, EXCEPTION),
+    "old-access-key": (ROTATE, ROTATION_GUIDE, DEACTIVATE, EXCEPTION),
     "stale-user": (QUARANTINE, EXCEPTION, NOT_MINE),
     "compromised-key-quarantine": (QUARANTINE, EXCEPTION),
-    "console-user-without-mfa": (REMOVE_PASSWORD, EXCEPTION),
+    # An active person sets MFA up; a password nobody should have goes.
+    "console-user-without-mfa": (SET_UP_MFA, REMOVE_PASSWORD, EXCEPTION),
     "unused-password": (REMOVE_PASSWORD, EXCEPTION),
     "user-direct-policy": POLICY_FAMILY,
     "admin-policy": POLICY_FAMILY,
     "service-wildcard-policy": POLICY_FAMILY,
-    "privilege-escalation-policy": POLICY_FAMILY,
-    "unused-role": (EXCEPTION, SNOOZE, NOT_MINE),
-    "root-access-key": (ACK, EXCEPTION),
-    "root-mfa-disabled": (ACK, EXCEPTION),
-    "root-recently-used": (ACK, EXCEPTION),
+    # Combined across policies, a removal may not apply (buttons_for drops it): the guide stays.
+    "privilege-escalation-policy": (REQUEST_REMOVAL, EDIT_POLICY_GUIDE, EXCEPTION, NOT_MINE),
+    "unused-role": (DELETE_ROLE, EXCEPTION, SNOOZE, NOT_MINE),
+    "root-access-key": (ROOT_KEY_GUIDE, ACK, EXCEPTION),
+    "root-mfa-disabled": (ROOT_MFA_GUIDE, ACK, EXCEPTION),
+    "root-recently-used": (ROOT_USE_GUIDE, ACK, EXCEPTION),
     "password-policy-weak": (CIS_PASSWORD_POLICY, ACK, EXCEPTION),
-    "role-trust-external-no-external-id": (ACK, EXCEPTION),
-    "role-trust-public": (ACK, EXCEPTION),
+    "role-trust-external-no-external-id": (EXTERNAL_ID_GUIDE, ACK, EXCEPTION),
+    "role-trust-public": (TRUST_GUIDE, ACK, EXCEPTION),
 }
-
 SNOOZE_DAYS = (7, 30)
 ROTATE_DEADLINE_DAYS = 14
 
@@ -171,8 +200,30 @@ UNDO_WORDS: dict[str, str] = {
     "delete-inline-policy": "put back",
     "remove-user-from-group": "added back to the group",
     "apply-cis-password-policy": "previous password policy restored",
+    "delete-role": "recreated",
 }
 
 
 def undo_words(action_id: str) -> str:
     return UNDO_WORDS.get(action_id, "undone")
+
+
+# What each remediation is called in sentences people read ("asks to detach the managed
+# policy"): never the internal id. Walked by a test against the remediation registry.
+ACTION_NAMES: dict[str, str] = {
+    "deactivate-access-key": "deactivate the access key",
+    "delete-access-key": "delete the access key",
+    "quarantine-user": "quarantine the user",
+    "remove-console-password": "remove the console password",
+    "delete-user": "delete the user",
+    "detach-managed-policy": "detach the managed policy",
+    "delete-inline-policy": "delete the inline policy",
+    "remove-user-from-group": "remove the user from the group",
+    "apply-cis-password-policy": "apply the CIS password policy",
+    "delete-role": "delete the role",
+}
+
+
+def action_name(action_id: str) -> str:
+    """`detach-managed-policy` -> "detach the managed policy"."""
+    return ACTION_NAMES.get(action_id, action_id.replace("-", " "))

@@ -134,6 +134,7 @@ class Digest:
     history: tuple[HistoryPoint, ...]  # oldest first; the last one is `generated_at`
     audit_head: ChainHead | None = None  # published in the message (an anchor)
     extra: dict[str, Any] = field(default_factory=dict)
+    account_names: dict[str, str] = field(default_factory=dict)  # id -> alias or Organizations name
 
     @property
     def open_total(self) -> int:

@@ -9,9 +9,11 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from bot.core.lifecycle import TO_NOTIFY_STATES, State
+from bot.core.report import account_name
 from bot.db.models import (
     Account,
     AuditEvent,
+    AuditRef,
     Finding,
     IamIdentity,
     OwnerOverride,
@@ -254,3 +256,39 @@ def findings_to_export(*, session: Session, account_id: str, resolved_since: dat
             Finding.account_id == account_id, open_ | (Finding.resolved_at >= resolved_since)
         )
     return list(session.exec(query.order_by(Finding.id)))
+
+
+def account_names(*, session: Session, account_ids: Iterable[str] | None = None) -> dict[str, str]:
+    """Account id -> its name (alias or Organizations name), for accounts that have one."""
+    query = select(Account.id, Account.label)
+    if account_ids is not None:
+        query = query.where(Account.id.in_(list(set(account_ids))))
+    return {id_: name for id_, label in session.exec(query) if (name := account_name(label, id_))}
+
+
+def owner_changes(*, session: Session, resources: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """Identity (resource) -> (the last owner change's audit action, its actor): who said
+    "Not mine" or who assigned an owner, from the audit log's search index."""
+    resources = list(set(resources))
+    if not resources:
+        return {}
+    rows = session.exec(
+        select(AuditRef.ref, AuditEvent.action, AuditEvent.actor)
+        .join(AuditEvent, AuditEvent.sequence == AuditRef.sequence)
+        .where(AuditRef.ref.in_(resources), AuditEvent.action.in_(["decision.not_mine", "owner.assigned"]))
+        .order_by(AuditEvent.sequence)
+    )
+    return {ref: (action, actor) for ref, action, actor in rows}
+
+
+def overrides_with_assigner(*, session: Session, resources: Iterable[str]) -> dict[str, OwnerOverride]:
+    resources = list(set(resources))
+    if not resources:
+        return {}
+    return {o.resource: o for o in session.exec(select(OwnerOverride).where(OwnerOverride.resource.in_(resources)))}
+
+
+def open_findings_of_identity(*, session: Session, resource: str, states: Iterable[str]) -> list[Finding]:
+    """Findings of one identity (resource) in `states` without a standing decision."""
+    return list(session.exec(select(Finding).where(
+        Finding.resource == resource, Finding.state.in_(list(states)), Finding.decision.is_(None))))

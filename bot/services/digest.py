@@ -56,7 +56,7 @@ from bot.core.digest_model import (
     WeekCounts,
 )
 from bot.core.lifecycle import OPEN_STATES, State
-from bot.db import audit
+from bot.db import audit, queries
 from bot.db.engine import session_scope
 from bot.db.models import Account, DigestPost, Finding, Remediation, Scan
 from bot.db.types import UTCDateTime
@@ -136,6 +136,7 @@ class DigestService:
                 accounts_known=q.accounts_known(),
                 history=history,
                 audit_head=head if head and head.last_sequence else None,
+                account_names=queries.account_names(session=session),
             )
 
     # --- posting ----------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.config import Settings
-from bot.core.decisions import UndoRule, undo_rule
+from bot.core.decisions import UndoRule, action_name, undo_rule
 from bot.core.lifecycle import Event, InvalidTransition, next_state
 from bot.db import audit, queries
 from bot.db.audit import AuditAction as A
@@ -38,6 +38,7 @@ from bot.db.engine import session_scope, write_scope
 from bot.db.models import Finding, Remediation
 from bot.run.leader import holder_gone, process_holder
 from bot.services.common import Clock, ServiceError, utcnow
+from bot.slack.blocks.approvals import who as who_
 from checks.catalog import BY_ID as CHECKS
 from checks.remediate import registry
 from checks.remediate.base import Action, RemediationError, Target
@@ -672,18 +673,20 @@ class RemediationService:
 
     def handled_message(self, row: Remediation) -> str:
         if row.status in WORKING:
-            return (f"Already in hand: {row.action} is {row.status.replace('_', ' ')} "
-                    f"(asked by {row.undo_requested_by or row.requested_by}).")
+            return (f"Already in hand: the request to {action_name(row.action)} is {row.status.replace('_', ' ')} "
+                    f"(asked by {who_(row.undo_requested_by or row.requested_by)}).")
         who = row.undone_by or row.undo_decided_by or row.approved_by or row.requested_by
         when = row.undone_at or row.finished_at or row.approved_at or row.requested_at
-        return f"Already handled: {row.action} is {row.status} ({who}, {when:%Y-%m-%d %H:%M} UTC)."
+        return (f"Already handled: the request to {action_name(row.action)} is {row.status.replace('_', ' ')} "
+                f"({who_(who)}, {when:%Y-%m-%d %H:%M} UTC).")
 
     def _in_flight_message(self, finding_id: int) -> str:
         with session_scope(self.engine) as session:
             row = queries.remediation_in_flight(session=session, finding_id=finding_id)
         if row is None:
             return "Another remediation of this finding is in progress."
-        return f"Remediation #{row.id} ({row.action}, {row.status}) is already in progress for this finding."
+        return (f"Remediation #{row.id} ({action_name(row.action)}, {row.status.replace('_', ' ')}) is already in "
+                "progress for this finding.")
 
 
 def _by_hand_message(reason: str, by_hand: str, before: dict | None) -> str:

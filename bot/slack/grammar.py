@@ -15,6 +15,7 @@ use cases they call, and `later` for slow work) and return the reply as ack keyw
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +48,18 @@ class Help:
 @dataclass(frozen=True)
 class Usage:
     problem: str
+    verb: str | None = None  # the command it is about, when known: its usage line is shown
+
+    def reply(self) -> str:
+        """The one thing wrong, then only the matching usage line (or the list of commands)."""
+        verb = BY_WORD.get(self.verb or "")
+        if verb is not None:
+            lines = [verb.usage, verb.approver_usage] if verb.approver_usage else [verb.usage]
+            return f"{self.problem}.\nUsage: " + "\n".join(lines)
+        everyone = ", ".join(f"`{SLASH_COMMAND} {name}`" for name in EVERYONE_VERBS)
+        approvers = ", ".join(f"`{name}`" for name in APPROVER_VERBS)
+        return (f"{self.problem}. Commands: {everyone} (security approvers also {approvers}); "
+                f"`{SLASH_COMMAND} help` says what each does.")
 
 
 @dataclass(frozen=True)
@@ -137,26 +150,32 @@ class Verb:
 
 
 def no_arguments(command: type, verb: str) -> Callable[[list[str]], Command]:
-    return lambda args: command() if not args else Usage(f"`{verb}` takes no arguments")
+    return lambda args: command() if not args else Usage(f"`{verb}` takes no arguments", verb)
 
 
 def _findings(args: list[str]) -> Command:
     if not args:
         return Findings()
     if len(args) > 1:
-        return Usage("`findings` takes one filter: @person, account:ID or check:ID")
+        return Usage("`findings` takes one filter: @person, account:ID or check:ID", "findings")
     arg = args[0]
     if m := MENTION.match(arg):
         return Findings(user=m.group(1))
     if m := ACCOUNT.match(arg):
         return Findings(account=m.group(1))
+    if arg.lower().startswith("account:"):
+        given = arg.split(":", 1)[1]
+        digits = f" (`{_clip(given)}` has {len(given)})" if given.isdigit() else ""
+        return Usage(f"an account id has 12 digits: `account:123456789012`{digits}", "findings")
     if m := CHECK.match(arg):
         if m.group(1) not in BY_ID:
-            return Usage(f"no check called `{_clip(m.group(1))}`")
+            close = difflib.get_close_matches(m.group(1), list(BY_ID), n=1)
+            hint = f" (did you mean `check:{close[0]}`?)" if close else ""
+            return Usage(f"no check called `{_clip(m.group(1))}`{hint}", "findings")
         return Findings(check=m.group(1))
     if arg.startswith("@"):
-        return Usage("mention the person with @ so that Slack links their name")
-    return Usage(f"`findings` does not understand `{_clip(arg)}`")
+        return Usage("mention the person with @ so that Slack links their name", "findings")
+    return Usage(f"`findings` does not understand `{_clip(arg)}`", "findings")
 
 
 def _scan(args: list[str]) -> Command:
@@ -164,12 +183,14 @@ def _scan(args: list[str]) -> Command:
         return Scan()
     if len(args) == 1 and re.fullmatch(r"\d{12}", args[0]):
         return Scan(account=args[0])
-    return Usage("`scan` takes at most one 12-digit account id")
+    if len(args) == 1 and args[0].isdigit():
+        return Usage(f"an account id has 12 digits (`{_clip(args[0])}` has {len(args[0])})", "scan")
+    return Usage("`scan` takes at most one 12-digit account id", "scan")
 
 
 def _audit(args: list[str]) -> Command:
     if len(args) != 1 or len(args[0]) > 2048:
-        return Usage("`audit` takes one ARN, user name or access key id")
+        return Usage("`audit` takes one ARN, user name or access key id", "audit")
     return Audit(needle=args[0].strip("<>"))
 
 
@@ -272,7 +293,9 @@ def parse(text: str | None) -> Command:
     word, args = words[0].lower(), words[1:]
     verb = BY_WORD.get(word)
     if verb is None:
-        return Usage(f"unknown command `{_clip(word)}`")
+        close = difflib.get_close_matches(word, [v.name for v in VERBS], n=1)
+        hint = f" (did you mean `{close[0]}`?)" if close else ""
+        return Usage(f"unknown command `{_clip(word)}`{hint}")
     return verb.parse(args)
 
 

@@ -107,6 +107,8 @@ REDUCE_PERMISSIONS = frozenset(
         "iam:RemoveUserFromGroup",
         "iam:DeleteUser",
         "iam:UpdateAccountPasswordPolicy",
+        "iam:RemoveRoleFromInstanceProfile",
+        "iam:DeleteRole",
     }
 )
 # Writes that can grant access: never in the default role (except as REDUCE_CONDITIONS
@@ -130,6 +132,10 @@ RESTORE_PERMISSIONS = frozenset(
         "iam:DeleteUserPermissionsBoundary",
         "iam:DeleteRolePermissionsBoundary",
         "iam:PassRole",
+        "iam:CreateRole",
+        "iam:TagRole",
+        "iam:PutRolePermissionsBoundary",
+        "iam:AddRoleToInstanceProfile",
     }
 )
 # The quarantine attaches AWSDenyAll, and only that: the default role may call

@@ -158,3 +158,22 @@ def test_audit_and_home_read_old_decision_names_as_today():
     assert words(ack) == "acknowledged" and "*decision.acknowledge*" in event_line(ack)
     request = SimpleNamespace(**{**vars(old), "payload": {"action": "quarantine-user"}})
     assert words(request) == "asked for a cleanup" and "recorded as" not in event_line(request)
+def test_the_audit_timeline_reads_as_sentences_not_json():
+    from datetime import timedelta
+
+    from bot.db.models import AuditEvent
+    from bot.slack.blocks.audit import audit_blocks
+
+    def event(seq, kind, at, actor="U0BOB00001", **payload):
+        return AuditEvent(sequence=seq, at=at, actor=actor, action=kind, payload=payload, prev_hash="", hash="",
+                          resource="arn:aws:iam::111122223333:user/bob", account="111122223333")
+
+    events = [event(3, "remediation.undone", NOW, action="deactivate-access-key", error=None),
+              event(2, "decision.remediate", NOW - timedelta(hours=1), action="deactivate-access-key"),
+              event(1, "finding.notified", NOW - timedelta(days=1), actor="system", to="U0BOB00001")]
+    text = "\n".join(b["text"]["text"] for b in payload(audit_blocks("bob", events)) if b["type"] == "section")
+    assert "null" not in text and "{" not in text and '"' not in text
+    assert "<@U0BOB00001> undid a change to user/bob (deactivate the access key) `#3`" in text
+    assert "Steward sent a message about user/bob (to <@U0BOB00001>)" in text
+    assert "3 events, newest first" in text
+    assert text.count(f"*{NOW:%A}") == 1  # grouped by day

@@ -39,11 +39,15 @@ def test_valid_commands(text, expected):
     ("text", "problem"),
     [
         ("whoami now", "takes no arguments"),
-        ("findings account:123", "does not understand"),
+        ("findings account:123", "an account id has 12 digits: `account:123456789012` (`123` has 3)"),
+        ("findings account:999", "has 12 digits"),
+        ("findings check:stale-usr", "did you mean `check:stale-user`?"),
+        ("whoamii", "did you mean `whoami`?"),
         ("findings check:nope", "no check called"),
         ("findings @alice", "mention the person"),
         ("findings a b", "one filter"),
-        ("scan 12", "12-digit"),
+        ("scan 12", "an account id has 12 digits (`12` has 2)"),
+        ("scan prod", "12-digit"),
         ("deploy", "unknown command `deploy`"),
         ("audit", "takes one ARN"),
         ("audit a b", "takes one ARN"),
@@ -96,3 +100,14 @@ def test_findings_of_others_are_for_approvers_only():
     verb = c.BY_COMMAND[c.Findings]
     assert not verb.restricted(c.parse("findings"))
     assert verb.restricted(c.parse("findings account:123456789012"))
+
+
+@pytest.mark.parametrize(("text", "line"), [("findings account:999", "`/iam findings`"),
+                                            ("whoami please", "`/iam whoami`"), ("scan 12", "`/iam scan"),
+                                            ("audit", "`/iam audit"), ("digest now", "`/iam digest`")])
+def test_a_usage_error_shows_only_its_own_usage_line(text, line):
+    reply = c.parse(text).reply()
+    _first, usage = reply.split("\n", 1)
+    verb = c.BY_WORD[text.split()[0]]
+    assert usage == "Usage: " + "\n".join(filter(None, [verb.usage, verb.approver_usage])) and line in usage
+    assert reply.count("/iam") == usage.count("/iam")  # the other commands' lines are not repeated

@@ -162,3 +162,16 @@ def test_the_decision_table_in_the_docs_is_the_code():
     }
     assert rows == expected
     assert set(rows) == {spec.id for spec in CATALOG}  # every check of the catalog, once
+def test_every_catalog_check_has_a_next_step_that_fixes_it():
+    """No dead ends: a remediation, a removal request, a rotation promise or a guide link."""
+    from bot.core.decisions import FAMILIES
+    from checks.catalog import CATALOG
+
+    dead_ends = [spec.id for spec in CATALOG if not any(b.fixes for b in FAMILIES[spec.id])]
+    assert dead_ends == []
+    # Guides are links to AWS's own documentation.
+    guides = [b for buttons in FAMILIES.values() for b in buttons if b.url]
+    assert guides and all(b.url.startswith("https://docs.aws.amazon.com/") for b in guides)
+    assert any("mfa" in b.url for b in FAMILIES["console-user-without-mfa"] if b.url)
+    assert any("access-keys" in b.url for b in FAMILIES["old-access-key"] if b.url)
+    assert any(b.action == "delete-role" for b in FAMILIES["unused-role"])

@@ -400,9 +400,11 @@ def test_garbage_bodies_never_leak(served: Served) -> None:
 def test_help_and_malformed_commands_get_private_usage(served: Served, text: str) -> None:
     reply = served.reply(text, ALICE)
     assert reply["response_type"] == "ephemeral"
-    assert "/iam whoami" in reply["text"]  # the usage text
-    if text not in ("", "help"):
+    if text in ("", "help"):
+        assert "/iam whoami" in reply["text"] and "/iam audit" in reply["text"]  # the usage text
+    else:
         assert "`" in reply["text"].split("\n")[0]  # first line says what was wrong
+        assert "/iam audit" not in reply["text"] or text.startswith("audit")  # not the whole help
 
 
 def test_whoami_without_identities_explains(served: Served) -> None:

@@ -67,7 +67,7 @@ def iam_command(steward, *, budget: float = ACK_BUDGET, workers: int = 8):
         user = command.get("user_id", "")
         parsed = cmd.parse(command.get("text"))
         if isinstance(parsed, cmd.Usage):
-            return {"text": f"{parsed.problem}.\n\n{cmd.USAGE}"}
+            return {"text": parsed.reply()}
         verb = cmd.BY_COMMAND[type(parsed)]
         if verb.restricted(parsed) and not steward.is_approver(user):
             steward.record_refusal(user, f"/iam {command.get('text', '').strip()}", "not a security approver")

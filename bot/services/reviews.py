@@ -944,6 +944,21 @@ class ReviewService:
         self.update_progress(campaign_id, force=True)
         return campaign
 
+    def start_text(self, actor: str, *, accounts: Iterable[str] = (), due: date | None = None,
+                   scope: str = "all") -> str:
+        """`/iam review start`: start, and say in a few lines how it went (for the reply)."""
+        try:
+            result = self.start(actor=actor, accounts=accounts, due=due, scope=scope)
+        except ReviewRefusal as exc:
+            return f":no_entry: The access review was not started: {exc}"
+        c = result.campaign
+        text = (f":white_check_mark: Access review *{rb.escape(c.name)}* (#{c.id}) started: {c.population} identities "
+                f"frozen from {len(c.scans)} account scan(s), {result.reviewers} reviewers, {result.sent} messages "
+                f"sent, due {c.due_at:%Y-%m-%d}. Progress is in the security channel.")
+        if result.failures:
+            text += f"\n:warning: Not sent yet (retried every hour): {rb.escape('; '.join(result.failures[:5]))}"
+        return text
+
     # =====================================================================================
     # Status and evidence
 

@@ -327,7 +327,7 @@ VERBS: tuple[Verb, ...] = (
          approver_only=lambda parsed: parsed.action == "start", refusal="start an access review",
          approver_usage="`/iam review start [--account ID …] [--due YYYY-MM-DD] [--scope users|roles|all]` — "
                         "start an access review",
-         example="review status"),
+         example="review start --scope users"),
 )
 
 BY_WORD: dict[str, Verb] = {word: v for v in VERBS for word in (v.name, *v.aliases)}

@@ -152,12 +152,14 @@ def test_audit_and_home_read_old_decision_names_as_today():
                           resource="arn:aws:iam::111122223333:user/dave",
                           payload={"decision": "rotate", "until": "2026-01-20"})
     line = event_line(old)
-    assert "*decision.rotate_promise* (recorded as `decision.remediate`)" in line
+    assert "<@U0DAVE0001> promised to rotate the key of user/dave (until 2026-01-20)" in line
     assert words(old) == "promised to rotate"
     ack = SimpleNamespace(**{**vars(old), "action": "decision.keep", "payload": {"decision": "ack"}})
-    assert words(ack) == "acknowledged" and "*decision.acknowledge*" in event_line(ack)
+    assert words(ack) == "acknowledged" and " acknowledged user/dave `#7`" in event_line(ack)
     request = SimpleNamespace(**{**vars(old), "payload": {"action": "quarantine-user"}})
-    assert words(request) == "asked for a cleanup" and "recorded as" not in event_line(request)
+    assert words(request) == "asked for a cleanup" and "asked to fix user/dave (quarantine the user)" in event_line(request)
+
+
 def test_the_audit_timeline_reads_as_sentences_not_json():
     from datetime import timedelta
 

@@ -58,7 +58,8 @@ def _detail(event) -> str:
     parts = []
     if p.get("action"):
         parts.append(action_name(str(p["action"])))
-    if p.get("decision") and event.action not in ("decision.snooze", "decision.not_mine"):
+    said_by_the_verb = ("decision.snooze", "decision.not_mine", "decision.rotate_promise", "decision.acknowledge")
+    if p.get("decision") and reads_as(event.action, p) not in said_by_the_verb:
         parts.append(str(p["decision"]).replace("_", " "))
     if p.get("until"):
         parts.append(f"until {str(p['until'])[:10]}")

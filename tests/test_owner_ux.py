@@ -165,3 +165,36 @@ def test_pilot_owners_are_dmed_and_everyone_else_goes_to_triage(world):  # noqa:
         assert "not a Slack user id (U0…) or an email: not-a-person" in str(exc)
     else:
         raise AssertionError("a malformed pilot entry was accepted")
+
+
+def test_keep_from_more_names_the_finding_and_is_confirmed_privately(world, served):  # noqa: F811
+    from datetime import timedelta
+
+    from bot.services import utcnow
+    from sandbox import signing
+
+    world.steward().campaigns.run_cycle()
+    message = dm_message(world, DAVE)
+    options = [o for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]
+               if e.get("action_id") == dm.MORE_ACTION for o in e["options"]]
+    keep = next(o for o in options if o["value"].startswith("keep|"))
+    token = dm.parse_more_value(keep["value"])[3]
+    click(served, world, DAVE, message, dm.MORE_ACTION, None,
+          action={"type": "static_select", "action_id": dm.MORE_ACTION, "selected_option": keep})
+    [opened] = world.fake.wait_for(lambda: world.fake.calls("views.open"), timeout=20)
+    modal = json.dumps(opened.params)
+    with Session(world.engine) as session:
+        finding = session.exec(select(Finding).where(Finding.token == token)).one()
+    assert "user/dave" in modal and finding.title in modal  # what it is about
+
+    day = (utcnow() + timedelta(days=30)).date().isoformat()
+    values = {"reason": {"value": {"type": "plain_text_input", "value": "Needed by the nightly batch"}},
+              "until": {"value": {"type": "datepicker", "selected_date": day}}}
+    assert served.post(signing.view_submission_body(DAVE, "keep_modal", token, values)).status == 200
+    ephemeral = world.fake.wait_for(lambda: [c.params for c in world.fake.calls("chat.postEphemeral")
+                                             if "Kept until" in c.params.get("text", "")], timeout=20)
+    assert ephemeral[0]["user"] == DAVE and ephemeral[0]["channel"] == world.fake.im_channel(DAVE)
+    assert not [c for c in world.fake.calls("chat.postMessage") if "Kept until" in json.dumps(c.params)]
+    card = world.fake.wait_for(lambda: "Kept until" in json.dumps(world.fake.message(
+        world.fake.im_channel(DAVE), message["ts"])["blocks"]), timeout=20)
+    assert card

@@ -198,3 +198,30 @@ def test_keep_from_more_names_the_finding_and_is_confirmed_privately(world, serv
     card = world.fake.wait_for(lambda: "Kept until" in json.dumps(world.fake.message(
         world.fake.im_channel(DAVE), message["ts"])["blocks"]), timeout=20)
     assert card
+
+
+def test_in_a_pilot_an_assignment_outside_it_dms_nobody_and_says_so(world):  # noqa: F811
+    """Over HTTP against `steward serve` with STEWARD_PILOT_OWNERS: triage assigns dave's user
+    to Dave, who is not in the pilot: no DM goes out, the reply and the card say why."""
+    from tests.bot.test_serve_http import running_steward
+    from tests.test_approvals_flow import aws_env
+
+    notify(world, STEWARD_PILOT_OWNERS="bob@example.com")
+    triage = triage_with(world, "user/dave")
+    assert triage is not None and world.fake.dm(DAVE) == []
+    blocks = triage["blocks"]
+    card = next(i for i, b in enumerate(blocks) if b["type"] == "section" and "user/dave" in b["text"]["text"])
+    row = next(b for b in blocks[card:] if b["type"] == "actions")  # that card's own actions
+    assert any(e.get("action_id") == "finding:assign" for e in row["elements"])
+    env = {**aws_env(world), "STEWARD_PILOT_OWNERS": "bob@example.com"}
+    with running_steward(world.fake, world.db, world.workdir, env=env) as served_:
+        click(served_, world, CAROL, triage, "finding:assign", None, channel=world.security, block_id=row["block_id"],
+              action={"type": "users_select", "action_id": "finding:assign", "block_id": row["block_id"],
+                      "selected_user": DAVE})
+        said = world.fake.wait_for(lambda: [r for r in replies(world) if r.startswith("Assigned")], timeout=20)
+    assert "They are not DMed (they are not among STEWARD_PILOT_OWNERS)" in said[0]
+    assert world.fake.dm(DAVE) == []
+    assert {c.params["channel"] for c in world.fake.calls("chat.postMessage")} <= {BOB, world.security}
+    with Session(world.engine) as session:  # the override is stored: Dave owns it once the pilot grows
+        dave = session.exec(select(Finding).where(Finding.resource.endswith(":user/dave"))).all()
+    assert dave and all(f.notified_to is None for f in dave)

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from bot.cli.common import cli_actor, engine_for, err, fail, out, settings_or_exit
+from bot.core.report import plural
 
 
 def findings(
@@ -100,7 +101,7 @@ def reconcile():
         rows = RemediationService(settings, engine=engine_for(settings)).reconcile(actor=cli_actor())
     for row in rows:
         out.print(f"#{row.id} {row.action}: {row.status}" + (f" — {row.error}" if row.error else ""))
-    err.print(f"reconciled {len(rows)} remediation(s)")
+    err.print(f"reconciled {plural(len(rows), 'remediation')}")
     if rows and campaigns is None:
         err.print("Slack messages were not updated: SLACK_BOT_TOKEN is not set")
 

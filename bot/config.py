@@ -137,13 +137,13 @@ class Settings(BaseSettings):
     @field_validator("auto_remediate")
     @classmethod
     def _auto_checks(cls, value: list[str]) -> list[str]:
-        from bot.core.decisions import auto_action
+        from bot.core.decisions import auto_remediable_checks
 
-        wrong = [check for check in value if auto_action(check) is None]
+        possible = auto_remediable_checks()  # from the actions' `auto_remediable`
+        wrong = [check for check in value if check not in possible]
         if wrong:
             raise ValueError(
-                f"no reversible owner action for {', '.join(wrong)} (possible: unused-access-key, "
-                "old-access-key, stale-user, compromised-key-quarantine)"
+                f"no reversible owner action for {', '.join(wrong)} (possible: {', '.join(possible)})"
             )
         return value
 

@@ -567,11 +567,7 @@ def collect_account(
     with counter.attached(session):
         with aws_errors(account, ""):
             iam = aws_client(session, "iam", max_attempts)
-        account = caller_account(session, max_attempts, account=account)
-        if expected_account and account != expected_account:
-            raise CollectError(
-                expected_account, f"the credentials belong to account {account}", False
-            )
+        account = caller_account(session, max_attempts, expected=expected_account)
         poller = CredentialReportPoller(
             iam, account=account, timeout=report_timeout, sleep=sleep, clock=clock
         )

@@ -410,3 +410,14 @@ def test_a_scan_that_resolves_findings_updates_their_dm(world):
     assert "Resolved: the scan of" in blocks
     token = world.finding("unused-access-key", "bob").token
     assert f'"f:{token}"' not in blocks  # its buttons are gone
+
+
+def test_rotate_promise_is_audited_under_its_own_name(world, served):
+    world.steward().campaigns.run_cycle()
+    message = dm_message(world, DAVE)
+    finding = world.finding("old-access-key", "dave")
+    click(served, world, DAVE, message, "finding:rotate", finding.token)
+    world.fake.wait_for(lambda: "decision.rotate_promise" in world.actions(), timeout=20)
+    assert "decision.remediate" not in world.actions()  # no remediation was asked for
+    history = json.dumps(served.reply("audit dave", CAROL))
+    assert "decision.rotate_promise" in history and "recorded as" not in history

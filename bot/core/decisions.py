@@ -18,7 +18,9 @@ from typing import Any
 class Choice(enum.StrEnum):
     REMEDIATE = "remediate"
     REQUEST_REMOVAL = "request_removal"  # a policy change: goes to the security channel
-    KEEP = "keep"  # an exception with a reason and an end date (modal)
+    # An exception: the owner keeps the access on purpose, with a reason and an end date (the
+    # "Keep…" button and its modal). The value is the Slack action id on messages already sent.
+    EXCEPTION = "keep"
     SNOOZE = "snooze"
     NOT_MINE = "not_mine"
     ROTATE = "rotate"  # "I'll rotate it": a deadline the next scans verify
@@ -45,7 +47,7 @@ class Button:
         return self.choice in (Choice.REMEDIATE, Choice.REQUEST_REMOVAL, Choice.ROTATE, Choice.GUIDE)
 
 
-KEEP = Button(Choice.KEEP, "Keep…")
+EXCEPTION = Button(Choice.EXCEPTION, "Keep…")  # the button of an exception
 SNOOZE = Button(Choice.SNOOZE, "Snooze")
 NOT_MINE = Button(Choice.NOT_MINE, "Not mine")
 DEACTIVATE = Button(Choice.REMEDIATE, "Deactivate key", "deactivate-access-key", "primary")
@@ -78,8 +80,8 @@ EXTERNAL_ID_GUIDE = guide("External ID (guide)", AWS_DOCS + "id_roles_common-sce
 TRUST_GUIDE = guide("Edit the trust policy", AWS_DOCS + "id_roles_update-role-trust-policy.html")
 EDIT_POLICY_GUIDE = guide("Edit the policies (guide)", AWS_DOCS + "access_policies_manage-edit.html")
 
-KEY_FAMILY = (DEACTIVATE, KEEP, SNOOZE, NOT_MINE)
-POLICY_FAMILY = (REQUEST_REMOVAL, KEEP, NOT_MINE)
+KEY_FAMILY = (DEACTIVATE, EXCEPTION, SNOOZE, NOT_MINE)
+POLICY_FAMILY = (REQUEST_REMOVAL, EXCEPTION, NOT_MINE)
 SECURITY_ONLY = frozenset({
     "root-access-key", "root-mfa-disabled", "root-recently-used", "password-policy-weak",
     "role-trust-external-no-external-id", "role-trust-public",
@@ -92,26 +94,26 @@ FAMILIES: dict[str, tuple[Button, ...]] = {
     "unused-access-key": KEY_FAMILY,
     # Which of the two keys should go is the owner's call: each key's own finding (unused,
     # old) carries its Deactivate button.
-    "multiple-active-keys": (ROTATION_GUIDE, KEEP, SNOOZE, NOT_MINE),
-    "inactive-access-key": (DELETE_KEY, KEEP, SNOOZE, NOT_MINE),
-    "old-access-key": (ROTATE, ROTATION_GUIDE, DEACTIVATE, KEEP),
-    "stale-user": (QUARANTINE, KEEP, NOT_MINE),
-    "compromised-key-quarantine": (QUARANTINE, KEEP),
+    "multiple-active-keys": (ROTATION_GUIDE, EXCEPTION, SNOOZE, NOT_MINE),
+    "inactive-access-key": (DELETE_KEY, EXCEPTION, SNOOZE, NOT_MINE),
+    "old-access-key": (ROTATE, ROTATION_GUIDE, DEACTIVATE, EXCEPTION),
+    "stale-user": (QUARANTINE, EXCEPTION, NOT_MINE),
+    "compromised-key-quarantine": (QUARANTINE, EXCEPTION),
     # An active person sets MFA up; a password nobody should have goes.
-    "console-user-without-mfa": (SET_UP_MFA, REMOVE_PASSWORD, KEEP),
-    "unused-password": (REMOVE_PASSWORD, KEEP),
+    "console-user-without-mfa": (SET_UP_MFA, REMOVE_PASSWORD, EXCEPTION),
+    "unused-password": (REMOVE_PASSWORD, EXCEPTION),
     "user-direct-policy": POLICY_FAMILY,
     "admin-policy": POLICY_FAMILY,
     "service-wildcard-policy": POLICY_FAMILY,
     # Combined across policies, a removal may not apply (buttons_for drops it): the guide stays.
-    "privilege-escalation-policy": (REQUEST_REMOVAL, EDIT_POLICY_GUIDE, KEEP, NOT_MINE),
-    "unused-role": (DELETE_ROLE, KEEP, SNOOZE, NOT_MINE),
-    "root-access-key": (ROOT_KEY_GUIDE, ACK, KEEP),
-    "root-mfa-disabled": (ROOT_MFA_GUIDE, ACK, KEEP),
-    "root-recently-used": (ROOT_USE_GUIDE, ACK, KEEP),
-    "password-policy-weak": (CIS_PASSWORD_POLICY, ACK, KEEP),
-    "role-trust-external-no-external-id": (EXTERNAL_ID_GUIDE, ACK, KEEP),
-    "role-trust-public": (TRUST_GUIDE, ACK, KEEP),
+    "privilege-escalation-policy": (REQUEST_REMOVAL, EDIT_POLICY_GUIDE, EXCEPTION, NOT_MINE),
+    "unused-role": (DELETE_ROLE, EXCEPTION, SNOOZE, NOT_MINE),
+    "root-access-key": (ROOT_KEY_GUIDE, ACK, EXCEPTION),
+    "root-mfa-disabled": (ROOT_MFA_GUIDE, ACK, EXCEPTION),
+    "root-recently-used": (ROOT_USE_GUIDE, ACK, EXCEPTION),
+    "password-policy-weak": (CIS_PASSWORD_POLICY, ACK, EXCEPTION),
+    "role-trust-external-no-external-id": (EXTERNAL_ID_GUIDE, ACK, EXCEPTION),
+    "role-trust-public": (TRUST_GUIDE, ACK, EXCEPTION),
 }
 SNOOZE_DAYS = (7, 30)
 ROTATE_DEADLINE_DAYS = 14
@@ -145,13 +147,18 @@ def parse_action_id(action_id: str) -> tuple[Choice, str | None]:
 
 def auto_action(check: str) -> str | None:
     """The action `STEWARD_AUTO_REMEDIATE` may take for this check at the deadline: the first
-    remediation button the owner could take alone (reversible and access-reducing only)."""
+    remediation button whose action is `auto_remediable` (reversible and access-reducing)."""
     from checks.remediate import registry
 
     for button in FAMILIES.get(check, ()):
-        if button.action and registry.action(button.action).owner_may_apply_alone:
+        if button.action and registry.action(button.action).auto_remediable:
             return button.action
     return None
+
+
+def auto_remediable_checks() -> tuple[str, ...]:
+    """The checks `STEWARD_AUTO_REMEDIATE` may name (those with an `auto_action`)."""
+    return tuple(check for check in FAMILIES if auto_action(check) is not None)
 
 
 # --- undo: judged like the action it would reverse ----------------------------------------
@@ -168,7 +175,7 @@ class UndoRule(enum.StrEnum):
 
 
 def undo_rule(action, *, requested_by: str, undoer: str, undoer_is_owner: bool) -> UndoRule:
-    """DESIGN.md §7.1: an undo gives access back, so it needs a second person, except the
+    """docs/architecture.md §7, invariant 1: an undo gives access back, so it needs a second person, except the
     undo of an owner's own access-reducing action (deactivating their own key, quarantining
     their own user), which stays one click for that owner.
 

@@ -1,4 +1,4 @@
-"""The finding state machine as a pure transition table (DESIGN.md §4).
+"""The finding state machine as a pure transition table (docs/architecture.md §4).
 
 open -> notified -> (snoozed | excepted | approved -> remediating -> remediated);
 resolved when a successful scan no longer sees it; reopened when it comes back;
@@ -79,6 +79,12 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
 OPEN_STATES = frozenset({S.OPEN, S.NOTIFIED, S.REOPENED, S.APPROVED, S.REMEDIATING, S.FAILED})
 # States counted as "not resolved" (everything a scan may still be tracking).
 UNRESOLVED_STATES = frozenset(set(State) - {S.RESOLVED})
+# States in which the owner can still decide (snooze, keep, remediate): the buttons work.
+ACTIONABLE_STATES = frozenset(state for (state, event) in TRANSITIONS if event is E.SNOOZE)
+# States of a finding waiting to be sent to its owner (new, or back after it went away).
+TO_NOTIFY_STATES = frozenset({S.OPEN, S.REOPENED})
+# States shown without a badge in finding lists (the usual ones: nothing to point out).
+UNREMARKABLE_STATES = frozenset({S.OPEN, S.NOTIFIED})
 
 
 def next_state(state: State | str, event: Event | str) -> State:

@@ -1,4 +1,4 @@
-"""Pure renderings of findings: the JSON contract (DESIGN.md §2) and short human summaries.
+"""Pure renderings of findings: the JSON contract (docs/architecture.md §2) and short human summaries.
 
 Shared by the CLI table, Slack messages and the digest, so a finding reads the same
 everywhere.

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from bot.core.lifecycle import State
+from bot.core.lifecycle import TO_NOTIFY_STATES, State
 from bot.core.report import account_name
 from bot.db.models import (
     Account,
@@ -191,7 +191,7 @@ def findings_to_route(*, session: Session) -> list[Finding]:
     """Open findings nobody has been told about yet (including ones whose send was cut short)."""
     return list(session.exec(
         select(Finding)
-        .where(Finding.state.in_(["open", "reopened"]), Finding.notify_ts.is_(None))
+        .where(Finding.state.in_(sorted(TO_NOTIFY_STATES)), Finding.notify_ts.is_(None))
         .order_by(Finding.id)
     ))
 
@@ -222,7 +222,7 @@ def waiting_findings(*, session: Session, notified_before: datetime, field: str 
     """Findings DMed to an owner before `notified_before` with no decision since, and (with
     `field`, e.g. "reminded_at") not yet reminded or escalated."""
     query = select(Finding).where(
-        Finding.state == "notified", Finding.notified_at <= notified_before,
+        Finding.state == State.NOTIFIED, Finding.notified_at <= notified_before,
         Finding.notified_to.is_not(None), Finding.decision.is_(None),
     )
     if field:
@@ -233,7 +233,7 @@ def waiting_findings(*, session: Session, notified_before: datetime, field: str 
 def decisions_ending(*, session: Session, now: datetime) -> list[Finding]:
     return list(session.exec(
         select(Finding)
-        .where(Finding.decision_until.is_not(None), Finding.decision_until <= now, Finding.state != "resolved")
+        .where(Finding.decision_until.is_not(None), Finding.decision_until <= now, Finding.state != State.RESOLVED)
         .order_by(Finding.id)
     ))
 

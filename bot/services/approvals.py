@@ -1,6 +1,6 @@
 """Approvals and undo, for the campaign service (a mixin of `Campaigns`).
 
-Every decision closes its loop (DESIGN.md §7.3): whoever asked for a change or an undo gets
+Every decision closes its loop (docs/architecture.md §7, invariant 3): whoever asked for a change or an undo gets
 a DM line when an approver decides (a new message: Slack does not notify on edits), and the
 security channel's approval message is rebuilt from the database after every later change,
 undo included. An approval request that cannot be posted drops the plan and says so. An

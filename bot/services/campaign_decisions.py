@@ -16,11 +16,12 @@ from sqlalchemy import update
 from bot.core.decisions import (
     ROTATE_DEADLINE_DAYS,
     SECURITY_ONLY,
+    SNOOZE_DAYS,
     Choice,
     action_name,
     removal_action,
 )
-from bot.core.lifecycle import Event, InvalidTransition, next_state
+from bot.core.lifecycle import ACTIONABLE_STATES, Event, InvalidTransition, next_state
 from bot.core.report import plural, short_resource
 from bot.db import audit, queries
 from bot.db.audit import AuditAction as A
@@ -36,7 +37,6 @@ from checks.remediate import registry
 
 #: The Keep… reason: the modal's max_length and the column's (Finding.decision_reason).
 KEEP_REASON_MAX = 1000
-ACTIONABLE = frozenset({"open", "notified", "reopened", "failed"})
 
 
 class CampaignDecisions:
@@ -58,15 +58,15 @@ class CampaignDecisions:
         if choice is Choice.REQUEST_REMOVAL:
             return self._remediate(user, finding, removal_action(finding.details or {}), now)
         if choice is Choice.SNOOZE:
-            if days not in (7, 30):
-                raise Refusal("Snooze for 7 or 30 days.")
+            if days not in SNOOZE_DAYS:
+                raise Refusal(f"Snooze for {' or '.join(map(str, SNOOZE_DAYS))} days.")
             return self._decide(user, finding, "snooze", Event.SNOOZE, now, until=now + timedelta(days=days),
                                 audit_action=A.DECISION_SNOOZE)
         if choice is Choice.ROTATE:
             return self._decide(user, finding, "rotate", None, now,
-                                until=now + timedelta(days=ROTATE_DEADLINE_DAYS), audit_action=A.DECISION_REMEDIATE)
+                                until=now + timedelta(days=ROTATE_DEADLINE_DAYS), audit_action=A.DECISION_ROTATE_PROMISE)
         if choice is Choice.ACK:
-            return self._decide(user, finding, "ack", None, now, audit_action=A.DECISION_KEEP)
+            return self._decide(user, finding, "ack", None, now, audit_action=A.DECISION_ACKNOWLEDGE)
         if choice is Choice.NOT_MINE:
             return self._not_mine(user, finding, now)
         raise Refusal("That choice needs a form: use the Keep… button.")
@@ -135,7 +135,7 @@ class CampaignDecisions:
                 override.slack_user_id, override.assigned_by, override.assigned_at = owner, approver, now
             # The override covers the identity: every open finding of it goes to the new owner.
             rows = {f.id: f for f in queries.open_findings_of_identity(
-                session=session, resource=finding.resource, states=ACTIONABLE) if f.check_id not in SECURITY_ONLY}
+                session=session, resource=finding.resource, states=ACTIONABLE_STATES) if f.check_id not in SECURITY_ONLY}
             rows[finding.id] = session.get(Finding, finding.id)
             old_messages = set()
             for row in rows.values():
@@ -181,7 +181,7 @@ class CampaignDecisions:
             raise Refusal(f"Already in hand: the request to {action_name(in_flight.action)} is "
                           f"{in_flight.status.replace('_', ' ')} "
                           f"(requested by <@{in_flight.requested_by}> {dm.when(in_flight.requested_at)}).")
-        if finding.state not in ACTIONABLE or finding.decision:
+        if finding.state not in ACTIONABLE_STATES or finding.decision:
             who = finding.decided_by or "a scan"
             self._refuse(user, finding, f"{attempted}: finding is {finding.state}", now)
             raise Refusal(f"Already handled: {finding.decision or finding.state} by "
@@ -253,7 +253,7 @@ class CampaignDecisions:
         self._decide(user, finding, "not_mine", None, now, audit_action=A.DECISION_NOT_MINE)
         with write_scope(self.engine) as session:
             rows = [f for f in queries.open_findings_of_identity(session=session, resource=finding.resource,
-                                                                 states=ACTIONABLE)
+                                                                 states=ACTIONABLE_STATES)
                     if f.id != finding.id and f.notified_to == user]
             rows.insert(0, session.get(Finding, finding.id))
             for row in rows:

@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 
 METADATA_EVENT = "steward_notification"
-ACTIONABLE = frozenset({"open", "notified", "reopened", "failed"})
 #: Slack errors that are the app's setup, not one message: every further post (anywhere, or
 #: to that channel) would fail the same way, so a cycle stops trying after the first, logs
 #: it once and leaves the findings pending for the next cycle.

@@ -15,13 +15,13 @@ from sqlalchemy import Engine
 
 from bot.config import Settings
 from bot.services.approvals import ApprovalFlow, Refusal
-from bot.services.campaign_decisions import ACTIONABLE, KEEP_REASON_MAX, CampaignDecisions
+from bot.services.campaign_decisions import KEEP_REASON_MAX, CampaignDecisions
 from bot.services.campaign_messages import CampaignMessages, outcome_of
 from bot.services.campaign_routing import CampaignRouting, CycleReport, Pacer
 from bot.services.common import Clock, utcnow
 from bot.services.remediation import RemediationService
 
-__all__ = ["ACTIONABLE", "KEEP_REASON_MAX", "Campaigns", "CycleReport", "Pacer", "Refusal", "outcome_of"]
+__all__ = ["KEEP_REASON_MAX", "Campaigns", "CycleReport", "Pacer", "Refusal", "outcome_of"]
 
 
 class Campaigns(CampaignRouting, CampaignDecisions, CampaignMessages, ApprovalFlow):

@@ -50,10 +50,6 @@ UNDO_REQUESTED, UNDOING, UNDONE, REJECTED, CANCELLED = "undo_requested", "undoin
 # States a lease may hold; the last three always have one (a process is carrying them out).
 WORKING = (PLANNED, APPROVED, EXECUTING, UNDO_REQUESTED, UNDOING)
 ALWAYS_LEASED = (APPROVED, EXECUTING, UNDOING)
-# Steward deletes a user only after it quarantined the user itself and the wait has passed
-# (a deleted user cannot be restored with its credentials). Deleting an inactive key needs a
-# security approver instead: irreversible actions always do.
-NEEDS_EARLIER = {"delete-user": "quarantine-user"}
 # A live holder renews its leases every third of this; a dead one's run out after it.
 LEASE = timedelta(seconds=30)
 # No step takes this long (AWS retries included): a lease a bug forgot to hand back stops
@@ -609,7 +605,7 @@ class RemediationService:
             finding.state, finding.state_changed_at = new_state, now
 
     def _check_waiting_period(self, session, finding: Finding, action: Action) -> None:
-        earlier = NEEDS_EARLIER.get(action.id)
+        earlier = action.needs_earlier  # e.g. delete-user only after quarantine-user
         wait = self.settings.delete_after_days
         if earlier is None or wait == 0:
             return
@@ -655,12 +651,10 @@ class RemediationService:
         base = self._aws_session_factory() if self._aws_session_factory else _default_session()
         try:
             aws = accounts.session_for(target, base, external_id=self.settings.external_id)
-            actual = caller_account(aws, self.settings.aws_max_attempts, account=account_id)
+            # Never write to the wrong account because the credentials changed.
+            caller_account(aws, self.settings.aws_max_attempts, expected=account_id)
         except CollectError as exc:
             raise ServiceError(str(exc)) from None
-        if actual != account_id:
-            # Never write to the wrong account because the credentials changed.
-            raise ServiceError(f"the AWS credentials belong to account {actual}, not {account_id}")
         return aws
 
     def _refuse(self, actor: str, subject, reason: str, now: datetime) -> None:

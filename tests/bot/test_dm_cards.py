@@ -80,7 +80,7 @@ def test_the_best_action_is_a_button_and_the_rest_are_behind_more():
     assert "Request removal of s3-everything" in labels
     assert any(label.startswith("Snooze 7 days") for label in labels)
     values = [dm.parse_more_value(o["value"]) for o in more["options"]]
-    assert {v[0] for v in values} >= {Choice.REQUEST_REMOVAL, Choice.KEEP, Choice.SNOOZE}
+    assert {v[0] for v in values} >= {Choice.REQUEST_REMOVAL, Choice.EXCEPTION, Choice.SNOOZE}
     assert all(v[3] in {f.token for f in found} for v in values)
 
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from slack_sdk.models.blocks import Block
 
+from bot.core.audit_names import reads_as
 from bot.core.decisions import action_name
 from bot.core.report import plural
 from bot.slack.blocks.common import chunk_lines, context, escape, mrkdwn_section
@@ -20,7 +21,8 @@ VERBS = {
     "finding.reopened": "saw the issue back on", "finding.notified": "sent a message about",
     "finding.notify_failed": "could not send a message about", "finding.reminded": "sent a reminder about",
     "finding.escalated": "escalated to the security channel", "owner.assigned": "assigned an owner to",
-    "decision.remediate": "asked to fix", "decision.keep": "acknowledged", "decision.snooze": "snoozed",
+    "decision.remediate": "asked to fix", "decision.acknowledge": "acknowledged",
+    "decision.rotate_promise": "promised to rotate the key of", "decision.snooze": "snoozed",
     "decision.not_mine": "said it is not theirs:", "approval.requested": "asked the security team to approve a change to",
     "approval.granted": "approved a change to", "approval.rejected": "rejected a change to",
     "exception.granted": "kept as it is", "exception.expired": "saw the exception end on",
@@ -50,7 +52,8 @@ def _detail(event) -> str:
     parts = []
     if p.get("action"):
         parts.append(action_name(str(p["action"])))
-    if p.get("decision") and event.action not in ("decision.snooze", "decision.not_mine"):
+    said_by_the_verb = ("decision.snooze", "decision.not_mine", "decision.rotate_promise", "decision.acknowledge")
+    if p.get("decision") and reads_as(event.action, p) not in said_by_the_verb:
         parts.append(str(p["decision"]).replace("_", " "))
     if p.get("until"):
         parts.append(f"until {str(p['until'])[:10]}")
@@ -68,7 +71,8 @@ def _detail(event) -> str:
 
 
 def event_line(event) -> str:
-    verb = VERBS.get(event.action, event.action.replace(".", " ").replace("_", " "))
+    name = reads_as(event.action, event.payload)  # history reads under today's names
+    verb = VERBS.get(name, name.replace(".", " ").replace("_", " "))
     what = escape(event.resource.split(":", 5)[-1]) if event.resource else (
         f"account {event.account}" if event.account else "")
     return f"{event.at:%H:%M} · {actor_text(event.actor)} {verb} {what}".rstrip() + _detail(event) + \

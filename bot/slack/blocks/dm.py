@@ -186,7 +186,7 @@ def _choices(finding, covered: set) -> list[tuple[Button, str]]:
                 continue
             covered.add(key)
             label = f"Request removal of {_subject(finding)}"
-        elif spec.choice in (Choice.KEEP, Choice.SNOOZE, Choice.ACK):
+        elif spec.choice in (Choice.EXCEPTION, Choice.SNOOZE, Choice.ACK):
             label = f"{spec.label.rstrip('…')}: {finding.title}"
         else:
             subject = _subject(finding)

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from slack_sdk.models.blocks import Block
 
+from bot.core.lifecycle import UNREMARKABLE_STATES
 from bot.core.report import severity_word, short_resource, summary
 from bot.slack.blocks.common import (
     SEVERITY_MARK,
@@ -16,15 +17,14 @@ from bot.slack.blocks.common import (
     link,
     mrkdwn_section,
 )
-
-SEVERITY_ORDER = ("critical", "high", "medium", "low")
+from checks.model import severity_rank
 
 
 def finding_line(finding, accounts: Mapping[str, str] | None = None) -> str:
     mark = f"{SEVERITY_MARK.get(finding.severity, '•')} {severity_word(finding.severity)}"
     facts = summary(finding.check_id, finding.details or {})
     resource = link(console_url(finding.resource), short_resource(finding.resource))
-    state = "" if finding.state in ("open", "notified") else f" · _{finding.state}_"
+    state = "" if finding.state in UNREMARKABLE_STATES else f" · _{finding.state}_"
     return (
         f"{mark} · *{finding.title}* — {resource} in {account_text(finding.account_id, accounts)}"
         + (f"\n      {facts}" if facts else "")
@@ -35,8 +35,7 @@ def finding_line(finding, accounts: Mapping[str, str] | None = None) -> str:
 def sort_findings(findings: Sequence) -> list:
     return sorted(
         findings,
-        key=lambda f: (SEVERITY_ORDER.index(f.severity) if f.severity in SEVERITY_ORDER else 9,
-                       f.check_id, f.resource),
+        key=lambda f: (severity_rank(f.severity), f.check_id, f.resource),
     )
 
 

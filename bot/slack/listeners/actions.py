@@ -74,7 +74,7 @@ def register(app: App, steward) -> None:
         except ValueError:
             reply(respond, ":no_entry: That choice is not one Steward offered.")
             return
-        if choice is Choice.KEEP:
+        if choice is Choice.EXCEPTION:
             open_keep(body, token, respond, client)
             return
         attempt(respond, lambda: campaigns.click(body["user"]["id"], choice, token, action=remediation, days=days))

@@ -126,6 +126,39 @@ class Settings(BaseSettings):
         return value
     # --- end of scheduler and digest ---------------------------------------------------
 
+    # --- access reviews (bot/services/reviews.py) ----------------------------------------
+    # A campaign starts on this schedule when set (e.g. quarterly: "0 9 1 1,4,7,10 *").
+    review_cron: str | None = Field(None, validation_alias="STEWARD_REVIEW_CRON")
+    review_due_days: int = Field(14, ge=1, le=365, validation_alias="STEWARD_REVIEW_DUE_DAYS")
+    # Who reviews a person's own access: "owner=manager" pairs, the owner as a Slack user id
+    # or email, the manager as a Slack user id (used when Slack's profile has no manager).
+    review_managers: CommaList = Field([], validation_alias="STEWARD_REVIEW_MANAGERS")
+
+    @field_validator("review_cron", mode="before")
+    @classmethod
+    def _review_crontab(cls, value):
+        return cls._crontab(value)
+
+    @field_validator("review_managers", mode="before")
+    @classmethod
+    def _manager_pairs(cls, value):
+        from checks.ownership import EMAIL, SLACK_USER_ID
+
+        if isinstance(value, str):
+            value = [part.strip() for part in value.replace("\n", ",").split(",") if part.strip()]
+        for pair in value:
+            owner, sep, manager = (p.strip() for p in pair.partition("="))
+            if not sep or not (EMAIL.match(owner) or SLACK_USER_ID.match(owner)) or not SLACK_USER_ID.match(manager):
+                raise ValueError(f"not an owner=manager pair: {pair!r} (owner: a Slack user id or email; "
+                                 "manager: a Slack user id, e.g. alice@example.com=U0123ABCD)")
+        return value
+
+    def review_manager_map(self) -> dict[str, str]:
+        from checks.ownership import normalise
+
+        pairs = (pair.partition("=") for pair in self.review_managers)
+        return {normalise(owner.strip()): manager.strip() for owner, _, manager in pairs}
+
     @field_validator("audit_key")
     @classmethod
     def _audit_key(cls, value: SecretStr | None) -> SecretStr | None:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from checks import chains
 from checks.catalog import CATALOG, CheckSpec
 from checks.context import CheckContext
-from checks.inventory import identities
+from checks.inventory import identities, principal_entitlements
 from checks.keys import AccessKeyMeta, match_key_slot
 from checks.model import AccessKeySlot, AccountSnapshot, Result, utc
 
@@ -38,6 +38,7 @@ class AccountScan:
     api_calls: int = 0
     inventory: Mapping[str, int] = field(default_factory=dict)
     identities: tuple[Mapping, ...] = ()  # per IAM user, see checks.inventory
+    principals: tuple[Mapping, ...] = ()  # per user and role, for access reviews
     # What the scan could not see that can change verdicts ("SCPs not visible: ...").
     notes: tuple[str, ...] = ()
     # The account's part of the scan-wide role graph (`checks.chains.export`), when asked.
@@ -182,6 +183,7 @@ def scan_account(
         api_calls=api_calls,
         inventory=inventory(snapshot),
         identities=tuple(identities(snapshot, ctx, keys)),
+        principals=tuple(principal_entitlements(snapshot, ctx, keys)),
         notes=notes(snapshot),
         reach=chains.export(snapshot, ctx) if reach else None,
     )

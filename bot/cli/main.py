@@ -26,6 +26,7 @@ from bot.cli.doctor import doctor
 from bot.cli.export import export
 from bot.cli.notify import notify
 from bot.cli.remediate import findings, reconcile, remediate, undo
+from bot.cli.review import review_app
 from bot.cli.serve import serve, socket
 from bot.cli.worker import worker
 from bot.core.report import plural
@@ -47,6 +48,7 @@ app.command("digest")(digest)
 app.command("export")(export)
 app.command("doctor")(doctor)
 app.add_typer(audit_app, name="audit")
+app.add_typer(review_app, name="review")
 for command in (notify, findings, remediate, undo, reconcile):
     app.command()(command)
 

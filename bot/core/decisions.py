@@ -114,6 +114,9 @@ FAMILIES: dict[str, tuple[Button, ...]] = {
     "password-policy-weak": (CIS_PASSWORD_POLICY, ACK, EXCEPTION),
     "role-trust-external-no-external-id": (EXTERNAL_ID_GUIDE, ACK, EXCEPTION),
     "role-trust-public": (TRUST_GUIDE, ACK, EXCEPTION),
+    # Raised by an access review's "Remove access…" and carried out (or sent for approval)
+    # at once: it never reaches a findings DM, where only an exception would make sense.
+    "access-review-revocation": (EXCEPTION,),
 }
 SNOOZE_DAYS = (7, 30)
 ROTATE_DEADLINE_DAYS = 14
@@ -227,3 +230,68 @@ ACTION_NAMES: dict[str, str] = {
 def action_name(action_id: str) -> str:
     """`detach-managed-policy` -> "detach the managed policy"."""
     return ACTION_NAMES.get(action_id, action_id.replace("-", " "))
+
+
+# --- access reviews: what a reviewer may decide about one principal ------------------------
+# Slack action ids are `review:<choice>`; a button's value is the item's (or the reviewer's
+# message's) opaque token, never data. Walked by tests: every button here is rendered by
+# bot/slack/blocks/reviews.py, handled by bot/slack/listeners/reviews.py, and round-trips.
+
+
+class ReviewChoice(enum.StrEnum):
+    STILL_NEEDED = "still_needed"
+    REMOVE = "remove"  # "Remove access…": a modal to choose the entitlements
+    NOT_MINE = "not_mine"  # to the security channel, which finds the right reviewer
+    DELEGATE = "delegate"  # "Delegate…": another person, with a reason (modal)
+    DETAILS = "details"  # every entitlement of the page's items (modal); unlocks the bulk button
+    ALL_STILL_NEEDED = "all_still_needed"  # only for items whose details were opened
+    PAGE = "page"  # the message's previous / next page
+
+
+@dataclass(frozen=True)
+class ReviewButton:
+    choice: ReviewChoice
+    label: str
+    style: str | None = None
+    opens_modal: bool = False  # views.open needs the trigger id within 3 s
+
+    @property
+    def action_id(self) -> str:
+        return f"review:{self.choice}"
+
+
+#: Per item, in this order.
+REVIEW_ITEM_BUTTONS = (
+    ReviewButton(ReviewChoice.STILL_NEEDED, "Still needed", "primary"),
+    ReviewButton(ReviewChoice.REMOVE, "Remove access…", "danger", opens_modal=True),
+    ReviewButton(ReviewChoice.NOT_MINE, "Not mine"),
+    ReviewButton(ReviewChoice.DELEGATE, "Delegate…", opens_modal=True),
+)
+#: Per message (page): details first; the bulk button only once details were opened.
+REVIEW_MESSAGE_BUTTONS = (
+    ReviewButton(ReviewChoice.DETAILS, "Open details", opens_modal=True),
+    ReviewButton(ReviewChoice.ALL_STILL_NEEDED, "All still needed (details seen)", "primary"),
+    ReviewButton(ReviewChoice.PAGE, "Page"),
+)
+REVIEW_BUTTONS: dict[ReviewChoice, ReviewButton] = {
+    b.choice: b for b in (*REVIEW_ITEM_BUTTONS, *REVIEW_MESSAGE_BUTTONS)
+}
+#: The decisions an item can end with (`overdue`: nobody decided by the due date; never certified).
+REVIEW_DECISIONS = ("still_needed", "remove", "overdue")
+
+#: Entitlement kind -> the remediation action that removes it (checks/remediate/).
+REVIEW_REMOVAL_ACTIONS: dict[str, str] = {
+    "group": "remove-user-from-group",
+    "policy": "detach-managed-policy",
+    "inline": "delete-inline-policy",
+    "key": "deactivate-access-key",
+    "console": "remove-console-password",
+}
+
+
+def parse_review_action_id(action_id: str) -> ReviewChoice:
+    """`review:still_needed` -> STILL_NEEDED; ValueError for anything else."""
+    prefix, _, choice = action_id.partition(":")
+    if prefix != "review":
+        raise ValueError(f"not a review action: {action_id!r}")
+    return ReviewChoice(choice)

@@ -172,6 +172,19 @@ class AuditAction(StrEnum):
     # (payload: sequence, hash, channel, ts)
     AUDIT_REKEYED = "audit.rekeyed"
     AUDIT_HEAD_PUBLISHED = "audit.head_published"
+    # Access reviews (bot/services/reviews.py; payload: campaign, item, reviewer, decision...)
+    REVIEW_STARTED = "review.started"  # the population frozen: counts, scans, due date
+    REVIEW_ROUTED = "review.routed"  # an item's reviewer, and why (owner, manager, security)
+    REVIEW_SENT = "review.sent"  # a reviewer's message (channel, ts, items)
+    REVIEW_SEND_FAILED = "review.send_failed"
+    REVIEW_DETAILS_OPENED = "review.details_opened"
+    REVIEW_DECIDED = "review.decided"  # still_needed | remove | overdue, with reason and timing
+    REVIEW_NOT_MINE = "review.not_mine"
+    REVIEW_DELEGATED = "review.delegated"
+    REVIEW_REMINDED = "review.reminded"
+    REVIEW_ESCALATED = "review.escalated"
+    REVIEW_CLOSED = "review.closed"
+    REVIEW_EXPORTED = "review.exported"
 
 
 class AuditError(RuntimeError):

@@ -292,3 +292,19 @@ def open_findings_of_identity(*, session: Session, resource: str, states: Iterab
     """Findings of one identity (resource) in `states` without a standing decision."""
     return list(session.exec(select(Finding).where(
         Finding.resource == resource, Finding.state.in_(list(states)), Finding.decision.is_(None))))
+
+
+def replace_principals(*, session: Session, account_id: str, scan_id: int, principals: Iterable[dict]) -> int:
+    """The account's users and roles with their entitlements, as scan `scan_id` saw them
+    (what an access review freezes). Replaces the account's earlier rows; returns the count."""
+    from sqlalchemy import delete, insert
+
+    from bot.db.models import PrincipalInventory
+
+    session.execute(delete(PrincipalInventory).where(PrincipalInventory.account_id == account_id))
+    rows = [{"account_id": account_id, "scan_id": scan_id, "kind": p["kind"], "name": p["name"], "arn": p["arn"],
+             "owner": p.get("owner"), "entitlements": p.get("entitlements") or {}, "created": p.get("created"),
+             "last_used": p.get("last_used")} for p in principals]
+    if rows:
+        session.execute(insert(PrincipalInventory), rows)
+    return len(rows)

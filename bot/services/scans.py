@@ -35,7 +35,7 @@ from bot.db.engine import session_scope
 from bot.db.models import SCAN_FINAL, Finding, Scan
 from bot.services.common import Clock, ServiceError, utcnow
 from bot.services.scan_retry import MAX_ATTEMPTS, RetryLater, backoff_seconds
-from checks.catalog import BY_ID, severity_of
+from checks.catalog import BY_ID, RAISED_BY_PEOPLE, severity_of
 from checks.model import Result, Status
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ class AccountOutcome:
     owners: dict[str, str | None] = field(default_factory=dict)  # fingerprint -> owner
     inventory: dict[str, int] = field(default_factory=dict)
     identities: list[dict] = field(default_factory=list)
+    principals: list[dict] = field(default_factory=list)  # users and roles with entitlements (reviews)
     coverage: dict[str, list[int]] = field(default_factory=dict)  # check -> [evaluated, failed]
     notes: list[str] = field(default_factory=list)  # what the scan could not see ("SCPs not visible: ...")
     reach: dict | None = None  # the account's part of the run's role graph (checks.chains)
@@ -459,6 +460,7 @@ class ScanService:
                 owners={r.fingerprint: r.owner for r in result.findings},
                 inventory=dict(result.inventory),
                 identities=list(result.identities),
+                principals=list(result.principals),
                 coverage={k: [c.evaluated, c.failed] for k, c in result.coverage().items()},
                 notes=list(result.notes),
                 reach=dict(result.reach) if result.reach is not None else None,
@@ -628,6 +630,8 @@ class ScanService:
             queries.replace_identities(
                 session=session, account_id=outcome.account_id, identities=outcome.identities, now=now
             )
+            queries.replace_principals(session=session, account_id=outcome.account_id, scan_id=scan_row.id,
+                                       principals=outcome.principals)
             scan_row.counts = {
                 "findings": len(outcome.findings),
                 "by_severity": _by_severity(outcome.findings),
@@ -715,8 +719,8 @@ def sync_findings(
         row.details, row.owner = dict(result.details), owners.get(fp)
         row.severity, row.title = severity_of(result.check, result.details).value, spec.title
     for fp, row in stored.items():
-        if fp in seen or row.state == State.RESOLVED or not may_resolve(row):
-            continue
+        if fp in seen or row.state == State.RESOLVED or not may_resolve(row) or row.check_id in RAISED_BY_PEOPLE:
+            continue  # (a revocation asked for in an access review is no scan's to resolve)
         new_state = next_state(row.state, Event.NOT_SEEN)
         if new_state == State.RESOLVED:
             row.state, row.state_changed_at, row.resolved_at = new_state, now, now

@@ -17,6 +17,7 @@ from bot.db.models import Finding
 from bot.services.campaigns import Campaigns
 from bot.services.common import Clock, ServiceError, utcnow
 from bot.services.remediation import RemediationService
+from bot.services.reviews import ReviewService
 from bot.services.scans import ScanService
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ class Steward:
             settings, engine=engine, client=client if client is not None else directory.client,
             directory=directory, remediations=self.remediations, clock=clock,
         )
+        self.reviews = ReviewService(settings, engine=engine, client=self.campaigns.client, directory=directory,
+                                     campaigns=self.campaigns, clock=clock)
         self.clock = clock
         self._background = None
         self._whoami_cache = LRUCache(maxsize=2048)

@@ -19,6 +19,7 @@ import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from bot.slack.blocks.audit import audit_blocks
@@ -100,7 +101,17 @@ class Digest:
     pass
 
 
-Command = Help | Usage | WhoAmI | Findings | Keys | Scan | Audit | Digest
+@dataclass(frozen=True)
+class Review:
+    """`review status` (everyone) or `review start …` (security approvers)."""
+
+    action: str  # status | start
+    accounts: tuple[str, ...] = ()
+    due: date | None = None
+    scope: str = "all"
+
+
+Command = Help | Usage | WhoAmI | Findings | Keys | Scan | Audit | Digest | Review
 #: A reply as keyword arguments of the ack / response URL: `text`, and `blocks` as dicts.
 Reply = dict[str, Any]
 
@@ -194,6 +205,40 @@ def _audit(args: list[str]) -> Command:
     return Audit(needle=args[0].strip("<>"))
 
 
+REVIEW_USAGE = "`review start [--account ID …] [--due YYYY-MM-DD] [--scope users|roles|all]` or `review status`"
+
+
+def _review(args: list[str]) -> Command:
+    # Slack clients may turn a typed `--` into a dash: accept both.
+    args = ["--" + a.lstrip("—–") if a[:1] in "—–" else a for a in args]
+    if not args or args == ["status"]:
+        return Review("status")
+    if not args or args[0] != "start":
+        return Usage(f"use {REVIEW_USAGE}", "review")
+    accounts: list[str] = []
+    due, scope = None, "all"
+    rest = args[1:]
+    while rest:
+        flag, value = rest[0], rest[1] if len(rest) > 1 else None
+        if flag not in ("--account", "--due", "--scope") or value is None:
+            return Usage(f"`review start` does not understand `{_clip(flag)}`", "review")
+        if flag == "--account":
+            if not re.fullmatch(r"\d{12}", value):
+                return Usage(f"an account id has 12 digits (`{_clip(value)}`)", "review")
+            accounts.append(value)
+        elif flag == "--due":
+            try:
+                due = date.fromisoformat(value)
+            except ValueError:
+                return Usage(f"`{_clip(value)}` is not a date (YYYY-MM-DD)", "review")
+        else:
+            if value not in ("users", "roles", "all"):
+                return Usage("`--scope` is users, roles or all", "review")
+            scope = value
+        rest = rest[2:]
+    return Review("start", accounts=tuple(dict.fromkeys(accounts)), due=due, scope=scope)
+
+
 # --- Handlers (a service call and a block builder) ------------------------------------------
 
 
@@ -241,6 +286,16 @@ def _digest(parsed: Digest, request: Request) -> Reply:
     return {"text": digest_fallback(digest), "blocks": _dicts(digest_blocks(digest))}
 
 
+def _review_reply(parsed: Review, request: Request) -> Reply:
+    reviews = request.steward.reviews
+    if parsed.action == "status":
+        return {"text": reviews.status_text(request.user)}
+    request.later(lambda: reviews.start_text(request.user, accounts=parsed.accounts, due=parsed.due,
+                                             scope=parsed.scope),
+                  "start the access review", "Nothing was started unless the security channel says so.")
+    return {"text": "Starting the access review… I'll reply here when the reviewers have their messages."}
+
+
 # --- The registry --------------------------------------------------------------------------
 
 VERBS: tuple[Verb, ...] = (
@@ -267,6 +322,12 @@ VERBS: tuple[Verb, ...] = (
     Verb("digest", Digest, no_arguments(Digest, "digest"), _digest,
          usage="`/iam digest` — preview this week's digest, privately",
          approver_only=True, refusal="preview the digest", example="digest"),
+    Verb("review", Review, _review, _review_reply,
+         usage="`/iam review status` — the access reviews: what waits for you (approvers: every campaign's progress)",
+         approver_only=lambda parsed: parsed.action == "start", refusal="start an access review",
+         approver_usage="`/iam review start [--account ID …] [--due YYYY-MM-DD] [--scope users|roles|all]` — "
+                        "start an access review",
+         example="review start --scope users"),
 )
 
 BY_WORD: dict[str, Verb] = {word: v for v in VERBS for word in (v.name, *v.aliases)}

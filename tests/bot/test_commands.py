@@ -3,6 +3,8 @@ line, a parser case here and (tests/bot/test_serve_http.py) an answer over HTTP.
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
 from bot.slack import grammar as c
@@ -27,6 +29,13 @@ VALID = [
         ("?", c.Help()),
         ("-h", c.Help()),
         ("--help", c.Help()),
+        ("review", c.Review("status")),
+        ("review status", c.Review("status")),
+        ("review start", c.Review("start")),
+        ("review start --account 123456789012 --account 210987654321 --due 2027-01-31 --scope users",
+         c.Review("start", accounts=("123456789012", "210987654321"), due=date(2027, 1, 31),
+                  scope="users")),
+        ("review start \u2014scope roles", c.Review("start", scope="roles")),  # Slack's dash for --
 ]
 
 
@@ -54,6 +63,11 @@ def test_valid_commands(text, expected):
         ("digest please", "`digest` takes no arguments"),
         ("keys AKIAEXAMPLE", "`keys` takes no arguments"),
         ("`rm` -rf", "unknown command `'rm'`"),
+        ("review stop", "use `review start"),
+        ("review start --scope everything", "`--scope` is users, roles or all"),
+        ("review start --due soon", "is not a date"),
+        ("review start --account 12", "an account id has 12 digits"),
+        ("review start --account", "does not understand"),
     ],
 )
 def test_bad_commands_explain_themselves(text, problem):

@@ -35,6 +35,12 @@ VERBS = {
     "refused": "was refused on", "request.failed": "had a request fail on",
     "digest.posted": "posted the digest", "export.securityhub": "exported findings of",
     "export.securityhub_failed": "could not export findings of",
+    "review.started": "started an access review", "review.routed": "routed an access review",
+    "review.sent": "sent access-review items to review", "review.send_failed": "could not send access-review items",
+    "review.details_opened": "opened the access-review details of", "review.decided": "decided in an access review about",
+    "review.not_mine": "handed back an access-review item:", "review.delegated": "delegated the access review of",
+    "review.reminded": "sent an access-review reminder", "review.escalated": "escalated an access review",
+    "review.closed": "closed an access review", "review.exported": "exported the evidence of an access review",
 }
 
 

@@ -58,6 +58,8 @@ POLICY_FAMILY = (REQUEST_REMOVAL, KEEP, NOT_MINE)
 SECURITY_ONLY = frozenset({
     "root-access-key", "root-mfa-disabled", "root-recently-used", "password-policy-weak",
     "role-trust-external-no-external-id", "role-trust-public",
+    "cloudtrail-no-multi-region-trail", "cloudtrail-log-validation-off", "cloudtrail-management-events-off",
+    "cloudtrail-bucket-public",
 })
 
 FAMILIES: dict[str, tuple[Button, ...]] = {
@@ -82,6 +84,10 @@ FAMILIES: dict[str, tuple[Button, ...]] = {
     "password-policy-weak": (CIS_PASSWORD_POLICY, ACK, KEEP),
     "role-trust-external-no-external-id": (ACK, KEEP),
     "role-trust-public": (ACK, KEEP),
+    "cloudtrail-no-multi-region-trail": (ACK, KEEP),
+    "cloudtrail-log-validation-off": (ACK, KEEP),
+    "cloudtrail-management-events-off": (ACK, KEEP),
+    "cloudtrail-bucket-public": (ACK, KEEP),
 }
 
 SNOOZE_DAYS = (7, 30)

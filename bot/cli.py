@@ -22,6 +22,7 @@ from bot.cli_common import cli_actor, engine_for, err, fail, out, settings_or_ex
 from bot.cli_demo import demo
 from bot.cli_digest import digest
 from bot.cli_doctor import doctor
+from bot.cli_events import events
 from bot.cli_export import export
 from bot.cli_notify import notify
 from bot.cli_remediate import findings, reconcile, remediate, undo
@@ -41,6 +42,7 @@ app.command("serve")(serve)
 app.command("socket")(socket)
 app.command("demo")(demo)
 app.command("worker")(worker)
+app.command("events")(events)
 app.command("digest")(digest)
 app.command("export")(export)
 app.command("doctor")(doctor)

@@ -175,3 +175,43 @@ UNDO_WORDS: dict[str, str] = {
 
 def undo_words(action_id: str) -> str:
     return UNDO_WORDS.get(action_id, "undone")
+
+
+# --- risky changes (bot/services/activity.py): the actor's answer and security's containment ---
+
+
+class Answer(enum.StrEnum):
+    YES = "yes"  # the person asked: "Yes, it was me" (opens the reason modal)
+    NO = "no"  # the person asked: "No, this wasn't me" (escalates at once)
+    ACK = "ack"  # a security approver: seen
+    CONTAIN = "contain"  # a security approver: one containment, by its position in the event's list
+
+
+# Who may press each activity button (the service checks; the table is walked by a test).
+ACTIVITY_BUTTONS: dict[Answer, str] = {
+    Answer.YES: "asked",
+    Answer.NO: "asked",
+    Answer.ACK: "approver",
+    Answer.CONTAIN: "approver",
+}
+
+
+def activity_action_id(answer: Answer, index: int | None = None) -> str:
+    if answer is Answer.CONTAIN:
+        return f"activity:contain:{int(index or 0)}"
+    return f"activity:{answer}"
+
+
+def parse_activity_action(action_id: str) -> tuple[Answer, int | None]:
+    """`activity:contain:2` -> (CONTAIN, 2); `activity:yes` -> (YES, None)."""
+    parts = action_id.split(":")
+    if len(parts) < 2 or parts[0] != "activity":
+        raise ValueError(f"not an activity action: {action_id!r}")
+    answer = Answer(parts[1])
+    if answer is Answer.CONTAIN:
+        if len(parts) != 3 or not parts[2].isdigit():
+            raise ValueError(f"containment without its position: {action_id!r}")
+        return answer, int(parts[2])
+    if len(parts) != 2:
+        raise ValueError(f"not an activity action: {action_id!r}")
+    return answer, None

@@ -47,7 +47,7 @@ def when(value: datetime | None) -> str:
 
 
 def finding_section(finding, *, with_rationale: bool = True) -> Block:
-    spec = BY_ID[finding.check_id]
+    spec = BY_ID.get(finding.check_id)  # None: a risky change's containment (its rationale in details)
     mark = SEVERITY_MARK.get(finding.severity, "•")
     resource = link(console_url(finding.resource), short_resource(finding.resource))
     lines = [f"{mark} *{escape(finding.title)}* — {resource} in `{finding.account_id}`"]
@@ -56,8 +56,9 @@ def finding_section(finding, *, with_rationale: bool = True) -> Block:
         lines.append(escape(facts))
     if (finding.details or {}).get("explanation"):  # escalation: the path or method, one line
         lines.append(escape(finding.details["explanation"]))
-    if with_rationale:
-        lines.append(f"_{escape(spec.rationale)}_")
+    rationale = spec.rationale if spec else str((finding.details or {}).get("rationale") or "")
+    if with_rationale and rationale:
+        lines.append(f"_{escape(rationale)}_")
     return mrkdwn_section("\n".join(lines))
 
 

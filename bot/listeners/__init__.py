@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from bot.listeners import actions, commands, errors, guard
+from bot.listeners import actions, activity, commands, errors, guard
 
 
 def register(app: App, steward, *, team_id: str | None = None, app_id: str | None = None) -> None:
@@ -13,4 +13,5 @@ def register(app: App, steward, *, team_id: str | None = None, app_id: str | Non
     app.middleware(guard.build(steward, team_id=team_id, app_id=app_id))
     commands.register(app, steward)
     actions.register(app, steward)
+    activity.register(app, steward)
     app.error(errors.error_handler(steward.engine))

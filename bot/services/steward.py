@@ -45,6 +45,10 @@ class Steward:
             settings, engine=engine, client=client if client is not None else directory.client,
             directory=directory, remediations=self.remediations, clock=clock,
         )
+        from bot.services.activity import ActivityService
+
+        self.activity = ActivityService(settings, engine=engine, client=self.campaigns.client, directory=directory,
+                                        campaigns=self.campaigns, clock=clock)
         self.clock = clock
         self._background = None
         self._whoami_cache = LRUCache(maxsize=2048)

@@ -212,6 +212,8 @@ def test_quiet_events_cost_one_row_unreadable_bodies_are_recorded_and_poison_dea
 
     monkeypatch.setattr(rules, "evaluate", crashing)
     taker = intake(world, queue)
+    calls: list[str] = []
+    queue.sqs.meta.events.register("before-call", lambda model=None, **_: calls.append(model.name))
     first = taker.poll_once()
     assert (first.received, first.unreadable, first.failed, first.deleted) == (3, 1, 1, 2)
     with Session(world.engine) as session:
@@ -222,6 +224,12 @@ def test_quiet_events_cost_one_row_unreadable_bodies_are_recorded_and_poison_dea
     for _ in range(3):  # redelivered, fails again, then SQS moves it to the dead-letter queue
         taker.poll_once()
     assert queue.depth() == 0 and queue.depth(queue.dlq) == 1
+    # What the hub role's activity policy grants is what the intake calls (DeleteMessageBatch
+    # is authorised as sqs:DeleteMessage).
+    from checks.permissions import ACTIVITY_ACTIONS
+
+    called = {f"sqs:{'DeleteMessage' if c == 'DeleteMessageBatch' else c}" for c in calls}
+    assert called == set(ACTIVITY_ACTIONS)
     dead = queue.sqs.receive_message(QueueUrl=queue.dlq)["Messages"][0]
     assert json.loads(dead["Body"])["detail"]["eventID"] == poison["eventID"]
 

@@ -213,7 +213,8 @@ def test_quiet_events_cost_one_row_unreadable_bodies_are_recorded_and_poison_dea
     monkeypatch.setattr(rules, "evaluate", crashing)
     taker = intake(world, queue)
     calls: list[str] = []
-    queue.sqs.meta.events.register("before-call", lambda model=None, **_: calls.append(model.name))
+    queue.sqs.meta.events.register("before-call", lambda model=None, **_: calls.append(model.name),
+                                   unique_id="record-intake")
     first = taker.poll_once()
     assert (first.received, first.unreadable, first.failed, first.deleted) == (3, 1, 1, 2)
     with Session(world.engine) as session:
@@ -223,6 +224,7 @@ def test_quiet_events_cost_one_row_unreadable_bodies_are_recorded_and_poison_dea
     assert unreadable.payload["excerpt"] == "this is not JSON {" and "not JSON" in unreadable.payload["error"]
     for _ in range(3):  # redelivered, fails again, then SQS moves it to the dead-letter queue
         taker.poll_once()
+    queue.sqs.meta.events.unregister("before-call", unique_id="record-intake")
     assert queue.depth() == 0 and queue.depth(queue.dlq) == 1
     # What the hub role's activity policy grants is what the intake calls (DeleteMessageBatch
     # is authorised as sqs:DeleteMessage).

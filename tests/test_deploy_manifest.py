@@ -89,7 +89,7 @@ def test_hub_role_template_is_generated_and_cfn_lint_clean():
 def test_the_hub_role_reaches_both_member_roles_and_reduces_only_when_enabled():
     template = hub_role.hub_role_template()
     role = template["Resources"]["StewardHubRole"]["Properties"]
-    hub, scan, reduce, activity, audit_key = role["Policies"]
+    hub, scan, reduce, _activity, audit_key = role["Policies"]
     (assume,) = [s for s in hub["PolicyDocument"]["Statement"] if s["Action"] == ["sts:AssumeRole"]]
     assert [r["Fn::Sub"].rsplit("/", 1)[1] for r in assume["Resource"]] == ["${MemberRoleName}",
                                                                             "${RestoreRoleName}"]

@@ -52,7 +52,7 @@ def test_every_button_parses_is_listened_to_and_carries_only_the_token():
     seen = set()
     for message in every_message():
         for button in buttons(message):
-            answer, index = parse_activity_action(button["action_id"])
+            answer, _index = parse_activity_action(button["action_id"])
             assert ACTIVITY_BUTTON.match(button["action_id"]), button["action_id"]
             assert button["value"] == "tok-123"
             assert answer in ACTIVITY_BUTTONS

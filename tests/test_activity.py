@@ -174,6 +174,14 @@ def test_no_answer_in_time_escalates_once(world):
     (message,) = escalations(world)
     assert "did not answer within 30 minutes" in json.dumps(message["blocks"])
     assert rows(world)[0].state == "unanswered" and len(audited(world, "activity.unanswered")) == 1
+    from bot.blocks.digest import digest_blocks, digest_text
+    from bot.services.digest import DigestService
+
+    digest = DigestService(world.settings(), world.engine).build()
+    assert digest.risky_changes == {"unanswered": 1}
+    assert "Risky changes this week: 1 (0 confirmed, 0 denied, 1 unanswered)" in digest_text(digest)
+    assert "*Risky changes this week*: 1 (0 confirmed, 0 denied, 1 unanswered)" in json.dumps(
+        [b.to_dict() for b in digest_blocks(digest)])
     (ask,) = asks(world, BOB)
     assert "No answer in time" in json.dumps(world.fake.message(world.fake.im_channel(BOB), ask["ts"])["blocks"])
 

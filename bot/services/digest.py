@@ -45,7 +45,7 @@ from sqlalchemy.exc import IntegrityError
 from bot import audit
 from bot.config import Settings, SettingsError
 from bot.db.engine import session_scope
-from bot.db.models import Account, DigestPost, Finding, Remediation, Scan
+from bot.db.models import Account, ActivityEvent, DigestPost, Finding, Remediation, Scan
 from bot.db.types import UTCDateTime
 from bot.lifecycle import OPEN_STATES, State
 from bot.services.common import Clock, utcnow
@@ -180,6 +180,9 @@ class Digest:
     history: tuple[HistoryPoint, ...]  # oldest first; the last one is `generated_at`
     audit_head: audit.ChainHead | None = None  # published in the message (an anchor)
     extra: dict[str, Any] = field(default_factory=dict)
+    # Risky IAM changes seen this week (bot/services/activity.py), by what became of them:
+    # confirmed, denied, unanswered, escalated (straight to security), asking (still waiting).
+    risky_changes: dict[str, int] = field(default_factory=dict)
 
     @property
     def open_total(self) -> int:
@@ -198,6 +201,7 @@ class Digest:
             "overdue": self.overdue,
             "pending_approvals": self.pending_approvals,
             "failed_accounts": len(self.failed_accounts),
+            "risky_changes": dict(self.risky_changes),
         }
 
 
@@ -263,6 +267,7 @@ class DigestService:
                 accounts_known=q.accounts_known(),
                 history=history,
                 audit_head=head if head and head.last_sequence else None,
+                risky_changes=q.risky_changes(start, now),
             )
 
     # --- posting ----------------------------------------------------------------------------
@@ -393,6 +398,13 @@ class _Queries:
 
     def _rows(self, stmt):
         return self.session.execute(stmt).all()
+
+    def risky_changes(self, start: datetime, end: datetime) -> dict[str, int]:
+        """Risky IAM changes received in the window, by state (one GROUP BY)."""
+        rows = self._rows(select(ActivityEvent.state, func.count())
+                          .where(ActivityEvent.received_at >= start, ActivityEvent.received_at < end)
+                          .group_by(ActivityEvent.state))
+        return {state: int(n) for state, n in rows}
 
     # open findings
 

@@ -19,9 +19,22 @@ from tests import cloudtrail_events as ct
 from tests import test_campaigns
 from tests.aws import FAKE_CREDENTIALS
 from tests.bot.test_serve_http import running_steward
-from tests.test_campaigns import BOB, CAROL, ERIN, World, button_value, click
+from tests.conftest import DIALECTS, PG_URL
+from tests.databases import scratch_postgres
+from tests.test_campaigns import BOB, CAROL, ERIN, World, button_value, click, make_world
 
 world = test_campaigns.world  # bob (owner bob@example.com), dave, legacy-ci: scanned
+
+
+@pytest.fixture(params=DIALECTS)
+def any_world(request, tmp_path, monkeypatch):
+    """The same world on SQLite and (with STEWARD_TEST_DATABASE_URL) PostgreSQL."""
+    if request.param == "sqlite":
+        with make_world(tmp_path, monkeypatch, f"sqlite:///{tmp_path / 'steward.db'}") as w:
+            yield w
+        return
+    with scratch_postgres(PG_URL) as url, make_world(tmp_path, monkeypatch, url) as w:
+        yield w
 
 
 @pytest.fixture
@@ -86,6 +99,21 @@ def bob_creates_key_for_dave(world: World) -> tuple[dict, str]:
 def key_status(world: World, user: str, key: str) -> str:
     return next(k["Status"] for k in world.iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
                 if k["AccessKeyId"] == key)
+
+
+def test_duplicates_in_one_batch_and_across_batches_ask_once(any_world):
+    world = any_world
+    queue = Queue(world)
+    detail, _ = bob_creates_key_for_dave(world)
+    quiet = ct.record("ListUsers", read_only=True)
+    queue.send(ct.body(detail), ct.body(quiet), ct.body(detail), ct.body(quiet))
+    first = intake(world, queue).poll_once()
+    assert (first.received, first.risky, first.duplicates, first.deleted) == (4, 1, 2, 4)
+    queue.send(ct.body(quiet), ct.body(detail))
+    again = intake(world, queue).poll_once()
+    assert (again.risky, again.duplicates) == (0, 2)
+    assert len(asks(world, BOB)) == 1 and len(rows(world)) == 1
+    assert len(audited(world, "activity.detected")) == 1
 
 
 def test_yes_with_a_reason_is_recorded_and_a_duplicate_delivery_asks_once(world, served):
@@ -204,7 +232,8 @@ def test_unknown_actor_and_root_go_straight_to_security(world):
     assert len(audited(world, "activity.escalated")) == 2
 
 
-def test_quiet_events_cost_one_row_unreadable_bodies_are_recorded_and_poison_dead_letters(world, monkeypatch):
+def test_quiet_events_cost_one_row_unreadable_bodies_are_recorded_and_poison_dead_letters(any_world, monkeypatch):
+    world = any_world
     queue = Queue(world, max_receives=2)
     quiet = ct.record("ListUsers", read_only=True)
     poison = ct.record("CreateLoginProfile", request={"userName": "dave"})

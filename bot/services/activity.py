@@ -96,16 +96,10 @@ class ActivityService:
                 report.duplicates += 1
             else:
                 unique[event.event_id] = event
-        with session_scope(self.engine) as session:
-            known = set(session.scalars(select(ActivitySeen.event_id).where(
-                ActivitySeen.event_id.in_(list(unique)))))
-            internal = None
-        report.duplicates += len(known)
+        internal = None
         quiet: list[CloudTrailEvent] = []
         risky: list[tuple[CloudTrailEvent, list[risk_rules.Verdict]]] = []
-        for event_id, event in unique.items():
-            if event_id in known:
-                continue
+        for event in unique.values():
             if internal is None and _may_need_context(event):
                 internal = self._internal_accounts()
             verdicts = risk_rules.evaluate(event, self._context(event, internal))
@@ -127,21 +121,18 @@ class ActivityService:
         return report
 
     def _mark_seen(self, events: list[CloudTrailEvent], now: datetime) -> int:
-        """Insert the quiet events' ids; one that another process took meanwhile is a duplicate."""
-        try:
-            with session_scope(self.engine) as session:
-                session.add_all([ActivitySeen(event_id=e.event_id, account_id=e.account_id, seen_at=now)
-                                 for e in events])
-            return 0
-        except IntegrityError:
-            dupes = 0
-            for event in events:  # someone raced us: one at a time
-                try:
-                    with session_scope(self.engine) as session:
-                        session.add(ActivitySeen(event_id=event.event_id, account_id=event.account_id, seen_at=now))
-                except IntegrityError:
-                    dupes += 1
-            return dupes
+        """Insert the quiet events' ids in one statement (INSERT … ON CONFLICT DO NOTHING
+        RETURNING, on both databases); the ids it did not insert were seen before: duplicates."""
+        table = ActivitySeen.__table__
+        rows = [{"event_id": e.event_id, "account_id": e.account_id, "seen_at": now, "risky": False} for e in events]
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        statement = insert(table).on_conflict_do_nothing(index_elements=["event_id"]).returning(table.c.event_id)
+        with self.engine.begin() as conn:
+            inserted = conn.execute(statement, rows).scalars().all()  # one multi-row INSERT (insertmanyvalues)
+        return len(rows) - len(inserted)
 
     def _record(self, event: CloudTrailEvent, verdicts: list[risk_rules.Verdict], now: datetime) -> int | None:
         verdict = sorted(verdicts, key=lambda v: v.severity.rank)[0]

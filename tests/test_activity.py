@@ -288,3 +288,53 @@ def test_a_dm_that_cannot_be_delivered_goes_to_security(world):
     assert "could not be delivered" in json.dumps(message["blocks"])
     (row,) = rows(world)
     assert row.state == "escalated" and row.person == "U0GONE0001" and row.dm_ts is None
+
+
+def test_steward_events_cli_checks_its_settings_and_takes_one_batch(world):
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    queue = Queue(world)
+    detail, _ = bob_creates_key_for_dave(world)
+    queue.send(ct.body(detail), "garbage")
+    env = {"STEWARD_DATABASE_URL": world.db, "SLACK_BOT_TOKEN": world.fake.token,
+           "SLACK_API_URL": world.fake.base_url, "STEWARD_SECURITY_CHANNEL": world.security}
+    missing = CliRunner().invoke(app, ["events", "--once"], env=env)
+    assert missing.exit_code == 2 and "STEWARD_ACTIVITY_QUEUE_URL" in missing.stderr
+    bad = CliRunner().invoke(app, ["events", "--once"], env={**env, "STEWARD_ACTIVITY_QUEUE_URL": "activity"})
+    assert bad.exit_code == 2 and "not an SQS queue URL" in bad.stderr
+    result = CliRunner().invoke(app, ["events", "--once", "--wait", "0"],
+                                env={**env, "STEWARD_ACTIVITY_QUEUE_URL": queue.url})
+    assert result.exit_code == 0, result.output
+    assert "2 received, 1 risky, 0 duplicate, 1 unreadable, 0 failed" in result.stdout
+    assert len(asks(world, BOB)) == 1 and queue.depth() == 0
+
+
+def test_steward_events_stops_cleanly_on_sigterm(world):
+    import signal
+    import subprocess
+    import time
+
+    from tests.bot.test_serve_http import clean_env, steward_command
+
+    queue = Queue(world)
+    env = clean_env(STEWARD_DATABASE_URL=world.db, SLACK_BOT_TOKEN=world.fake.token,
+                    SLACK_API_URL=world.fake.base_url, STEWARD_SECURITY_CHANNEL=world.security,
+                    STEWARD_ACTIVITY_QUEUE_URL=queue.url, AWS_ENDPOINT_URL=world.moto, **FAKE_CREDENTIALS)
+    log = world.workdir / "events.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([*steward_command(), "events", "--wait", "1"], cwd=world.workdir, env=env,
+                                   stdout=out, stderr=subprocess.STDOUT)
+        try:
+            detail, _ = bob_creates_key_for_dave(world)
+            queue.send(ct.body(detail))
+            world.fake.wait_for(lambda: asks(world, BOB), timeout=30)
+            process.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            assert process.wait(timeout=15) == 0, log.read_text()
+            assert time.monotonic() - started < 5  # within one long poll
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert "stopped taking events" in log.read_text() and queue.depth() == 0

@@ -402,7 +402,7 @@ class _Queries:
     def risky_changes(self, start: datetime, end: datetime) -> dict[str, int]:
         """Risky IAM changes received in the window, by state (one GROUP BY)."""
         rows = self._rows(select(ActivityEvent.state, func.count())
-                          .where(ActivityEvent.received_at >= start, ActivityEvent.received_at < end)
+                          .where(ActivityEvent.received_at >= start, ActivityEvent.received_at <= end)
                           .group_by(ActivityEvent.state))
         return {state: int(n) for state, n in rows}
 

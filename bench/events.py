@@ -34,11 +34,11 @@ from slack_sdk import WebClient  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.db.engine import make_engine  # noqa: E402
 from bot.db.migrate import upgrade  # noqa: E402
-from bot.owners import OwnerDirectory  # noqa: E402
-from bot.sandbox.slack_fake import SlackFake  # noqa: E402
 from bot.services.steward import Steward  # noqa: E402
+from bot.slack.owners import OwnerDirectory  # noqa: E402
 from checks.activity.events import parse  # noqa: E402
 from checks.activity.rules import RuleContext, evaluate  # noqa: E402
+from sandbox.slack_fake import SlackFake  # noqa: E402
 from tests import cloudtrail_events as ct  # noqa: E402
 from tests.databases import scratch_postgres  # noqa: E402
 

@@ -245,6 +245,13 @@ class AccountSnapshot:
     # The Organizations SCPs attached to the account, when the scan could read them; None
     # when it could not (not an organization member, or no permission): no SCP is assumed.
     scps: tuple[ManagedPolicy, ...] | None = None
+    # The SCPs of the levels above the account (the root first, then each OU down to the
+    # account's parent), one tuple per level; each level must allow an action too. Empty
+    # when they were not read (then only the account's own SCPs limit).
+    scps_above: tuple[tuple[ManagedPolicy, ...], ...] = ()
+    # Why the SCPs are not applied, when `scps` is None and the scan tried ("SCPs not
+    # visible: AccessDenied"); shown in the scan's coverage.
+    scps_note: str = ""
     # Whether roles' `instance_profiles` were collected (hand-made snapshots leave it False).
     instance_profiles_known: bool = False
     # CloudTrail's trails; None when not read (hand-made snapshots, or no cloudtrail permission).

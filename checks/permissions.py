@@ -89,7 +89,17 @@ HUB_ACTIONS: Mapping[str, str] = {
     "sts:GetCallerIdentity": "discover_targets: the Steward's own account and partition",
     "organizations:ListAccounts": "discover_targets: the organization's accounts",
     "sts:AssumeRole": "session_for: enter each member account's Steward role",
+    "organizations:DescribeOrganization": "HubScps: the management account (no SCP limits it)",
+    "organizations:ListRoots": "HubScps: the organization's root (the SCPs above every account)",
+    "organizations:ListOrganizationalUnitsForParent": "HubScps: the OU tree, once per scan",
+    "organizations:ListAccountsForParent": "HubScps: which OU holds each account, once per scan",
+    "organizations:ListPoliciesForTarget": "HubScps: the SCPs of each account, OU and root",
+    "organizations:DescribePolicy": "HubScps: an SCP's document, once per policy",
 }
+# The hub actions that read the SCPs limiting the scanned accounts (their own statement).
+SCP_ACTIONS = frozenset(a for a in HUB_ACTIONS if a.split(":")[1] in {
+    "DescribeOrganization", "ListRoots", "ListOrganizationalUnitsForParent", "ListAccountsForParent",
+    "ListPoliciesForTarget", "DescribePolicy"})
 
 
 def reduce_actions() -> dict[str, list[str]]:
@@ -181,13 +191,15 @@ def hub_policy(role_name: str = DEFAULT_ROLE_NAME,
                restore_role_name: str = DEFAULT_RESTORE_ROLE_NAME) -> dict:
     assume = [a for a in HUB_ACTIONS if a == "sts:AssumeRole"]
     return document(
-        statement("IAMStewardDiscoverAccounts", [a for a in HUB_ACTIONS if a not in assume]),
+        statement("IAMStewardDiscoverAccounts",
+                  [a for a in HUB_ACTIONS if a not in assume and a not in SCP_ACTIONS]),
         statement(
             "IAMStewardAssumeMemberRoles",
             assume,
             # The restore role exists only where a member account enabled it.
             [f"arn:*:iam::*:role/{role_name}", f"arn:*:iam::*:role/{restore_role_name}"],
         ),
+        statement("IAMStewardReadServiceControlPolicies", sorted(SCP_ACTIONS)),
     )
 
 

@@ -13,8 +13,8 @@ from sqlmodel import Session, select
 
 from bot.db.models import ActivityEvent, ActivitySeen, AuditEvent
 from bot.run.events import Intake
-from bot.sandbox import signing
 from bot.services import utcnow
+from sandbox import signing
 from tests import cloudtrail_events as ct
 from tests import test_campaigns
 from tests.aws import FAKE_CREDENTIALS
@@ -202,8 +202,8 @@ def test_no_answer_in_time_escalates_once(world):
     (message,) = escalations(world)
     assert "did not answer within 30 minutes" in json.dumps(message["blocks"])
     assert rows(world)[0].state == "unanswered" and len(audited(world, "activity.unanswered")) == 1
-    from bot.blocks.digest import digest_blocks, digest_text
     from bot.services.digest import DigestService
+    from bot.slack.blocks.digest import digest_blocks, digest_text
 
     digest = DigestService(world.settings(), world.engine).build()
     assert digest.risky_changes == {"unanswered": 1}
@@ -293,7 +293,7 @@ def test_a_dm_that_cannot_be_delivered_goes_to_security(world):
 def test_steward_events_cli_checks_its_settings_and_takes_one_batch(world):
     from typer.testing import CliRunner
 
-    from bot.cli import app
+    from bot.cli.main import app
 
     queue = Queue(world)
     detail, _ = bob_creates_key_for_dave(world)

@@ -36,17 +36,16 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from bot import audit
-from bot.audit import AuditAction as A
-from bot.blocks import activity as blocks
 from bot.config import Settings
-from bot.db import queries
+from bot.core.lifecycle import State
+from bot.db import audit, queries
+from bot.db.audit import AuditAction as A
 from bot.db.engine import session_scope, write_scope
 from bot.db.models import Account, ActivityEvent, ActivitySeen, Finding, IamIdentity, OwnerOverride
-from bot.lifecycle import State
 from bot.services.approvals import Refusal
 from bot.services.common import Clock, ServiceError, utcnow
 from bot.services.remediation import RemediationRefused
+from bot.slack.blocks import activity as blocks
 from checks.activity import rules as risk_rules
 from checks.activity.events import Actor, CloudTrailEvent
 from checks.model import fingerprint

@@ -201,6 +201,13 @@ def privilege_escalation_policy(snapshot: AccountSnapshot, ctx: CheckContext) ->
     falsely pass).
     """
     analysis = escalation.analyse([snapshot], ctx.now)
+    with escalation.gc_paused():
+        return _escalation_results(snapshot, ctx, analysis)
+
+
+def _escalation_results(
+    snapshot: AccountSnapshot, ctx: CheckContext, analysis: escalation.Analysis
+) -> list[Result]:
     results = []
     for principal in _principals(snapshot):
         verdict = analysis.verdicts[principal.arn]
@@ -220,6 +227,8 @@ def privilege_escalation_policy(snapshot: AccountSnapshot, ctx: CheckContext) ->
         details = escalation_details(principal, verdict, methods, chain)
         if via_groups:
             details["also_via_groups"] = [effective.short_name(g) for g in via_groups]
+        if snapshot.scps is None and snapshot.scps_note:
+            details["scps_not_applied"] = snapshot.scps_note  # "SCPs not visible: AccessDenied…"
         results.append(
             result(
                 PRIVILEGE_ESCALATION_POLICY,
@@ -276,6 +285,8 @@ def escalation_details(
         ]
     if verdict.bounded_by:
         details["permissions_boundary"] = verdict.bounded_by
+    if verdict.blocked_by:
+        details["blocked_by"] = [{"policy": src, "actions": list(actions)} for src, actions in verdict.blocked_by]
     if verdict.scps:
         details["scps_applied"] = True
     if verdict.unevaluated:

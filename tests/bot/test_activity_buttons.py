@@ -1,5 +1,5 @@
 """Activity buttons, walked like the finding buttons: every button the builders make is
-parsed by `bot.decisions`, matched by a registered listener, and named in the table of who
+parsed by `bot.core.decisions`, matched by a registered listener, and named in the table of who
 may press it; values are the event's opaque token."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.blocks import activity as blocks
+from bot.core.decisions import ACTIVITY_BUTTONS, Answer, activity_action_id, parse_activity_action
 from bot.db.models import ActivityEvent
-from bot.decisions import ACTIVITY_BUTTONS, Answer, activity_action_id, parse_activity_action
-from bot.listeners.activity import ACTIVITY_BUTTON
-from bot.sandbox.block_limits import problems, view_problems
+from bot.slack.blocks import activity as blocks
+from bot.slack.listeners.activity import ACTIVITY_BUTTON
+from sandbox.block_limits import problems, view_problems
 
 NOW = datetime(2026, 11, 29, 1, 0, tzinfo=UTC)
 

@@ -288,6 +288,8 @@ def test_a_dm_that_cannot_be_delivered_goes_to_security(world):
     assert "could not be delivered" in json.dumps(message["blocks"])
     (row,) = rows(world)
     assert row.state == "escalated" and row.person == "U0GONE0001" and row.dm_ts is None
+    (escalated,) = audited(world, "activity.escalated")
+    assert escalated.actor == "system"
 
 
 def test_steward_events_cli_checks_its_settings_and_takes_one_batch(world):

@@ -158,6 +158,10 @@ class ActivityService:
                                       "summary": row.summary, "facts": row.facts, "actor_arn": row.actor_arn,
                                       "route": verdict.route.value, "person": person,
                                       "also": [v.rule.id for v in verdicts if v is not verdict]})
+                if state == ESCALATED:  # straight to security: said here, once, whatever the post does
+                    audit.record(session, actor="system", action=A.ACTIVITY_ESCALATED, resource=row.target,
+                                 account=row.account_id, at=now,
+                                 payload={"event_id": event.event_id, "why": self._why_security(row)})
                 return row.id
         except IntegrityError:
             return None
@@ -288,14 +292,9 @@ class ActivityService:
         except SlackApiError as exc:  # the sweep tries again once the claim is old
             log.warning("could not post risky change %s to security: %s", row.event_id, exc.response.get("error"))
             return
-        with write_scope(self.engine) as session:
+        with write_scope(self.engine) as session:  # the escalation itself was audited already
             session.execute(update(ActivityEvent).where(ActivityEvent.id == row.id).values(
                 security_channel=response["channel"], security_ts=response["ts"], claimed_at=None))
-            if row.state == ESCALATED:
-                audit.record(session, actor="system", action=A.ACTIVITY_ESCALATED, resource=row.target,
-                             account=row.account_id, at=self.clock(),
-                             payload={"event_id": row.event_id, "channel": response["channel"], "ts": response["ts"],
-                                      "why": why})
 
     def _security_blocks(self, row: ActivityEvent, *, why: str = ""):
         return blocks.security_message(row, blocks.option_views(row.containment, self._outcomes(row)),

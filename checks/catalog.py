@@ -1,6 +1,6 @@
 """The check catalog: every check Steward runs, with its contract, in one explicit tuple.
 
-Ids are stable (DESIGN.md §3): they appear in JSON output, the database and Slack buttons.
+Ids are stable (docs/architecture.md §3): they appear in JSON output, the database and Slack buttons.
 Tests walk `CATALOG` (unique ids, a fixture test per check, remediations that exist).
 """
 
@@ -213,6 +213,7 @@ CATALOG: tuple[CheckSpec, ...] = (
         "Roles nobody assumes still carry their permissions; remove what is not needed.",
         "Unused access",
         roles.unused_role,
+        ("delete-role",),
     ),
     CheckSpec(
         "cloudtrail-no-multi-region-trail",

@@ -577,11 +577,7 @@ def collect_account(
     with counter.attached(session):
         with aws_errors(account, ""):
             iam = aws_client(session, "iam", max_attempts)
-        account = caller_account(session, max_attempts, account=account)
-        if expected_account and account != expected_account:
-            raise CollectError(
-                expected_account, f"the credentials belong to account {account}", False
-            )
+        account = caller_account(session, max_attempts, expected=expected_account)
         poller = CredentialReportPoller(
             iam, account=account, timeout=report_timeout, sleep=sleep, clock=clock
         )
@@ -666,6 +662,15 @@ def collect_account(
         instance_profiles_known=True,
         trails=trail_list,
     )
+
+
+def account_alias(session: boto3.Session, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+                  account: str | None = None) -> str | None:
+    """The account's IAM alias (what its sign-in URL shows), or None: one call,
+    iam:ListAccountAliases. An account has at most one alias."""
+    with aws_errors(account, "iam"):
+        aliases = aws_client(session, "iam", max_attempts).list_account_aliases().get("AccountAliases") or []
+    return str(aliases[0]) if aliases else None
 
 
 # ---------------------------------------------------------------------------------------

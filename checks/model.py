@@ -39,6 +39,19 @@ class Severity(enum.StrEnum):
         return list(Severity).index(self)
 
 
+#: The one severity order (most severe first); everything that sorts or lists severities
+#: reads it or `severity_rank`.
+SEVERITY_ORDER: tuple[str, ...] = tuple(s.value for s in Severity)
+
+
+def severity_rank(value: str) -> int:
+    """`Severity.rank` of a stored severity string; anything unknown sorts last."""
+    try:
+        return Severity(value).rank
+    except ValueError:
+        return len(SEVERITY_ORDER)
+
+
 class ResourceType(enum.StrEnum):
     ACCOUNT = "account"
     USER = "user"

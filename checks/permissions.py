@@ -69,6 +69,7 @@ SCAN_ACTIONS: Mapping[str, str] = {
     "iam:GetAccountPasswordPolicy": "collect_account: the password policy",
     "iam:GetAccountSummary": "collect_account: the account summary",
     "iam:ListAccessKeys": "resolve_access_key_ids: key ids of users with key findings",
+    "iam:ListAccountAliases": "account_alias: the account's name beside its id (cached per account)",
     "cloudtrail:DescribeTrails": "fetch_trails: the account's trails, shadow trails included",
     "cloudtrail:GetTrailStatus": "fetch_trails: whether the multi-region trail is logging",
     "s3:GetBucketPolicyStatus": "fetch_trails: whether the trail's own bucket is public",

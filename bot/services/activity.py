@@ -472,7 +472,7 @@ class ActivityService:
             return finding
 
     def _outcomes(self, row: ActivityEvent) -> dict[int, blocks.ContainmentView]:
-        from bot.services.campaigns import outcome_of
+        from bot.services.campaign_messages import outcome_of
 
         fps = {}
         for i, option in enumerate(row.containment):

@@ -40,6 +40,9 @@ from checks.model import Result, Status
 
 log = logging.getLogger(__name__)
 
+# Account names (alias) are read once per account per service (a worker's lifetime), for a day.
+ALIAS_TTL_SECONDS = 24 * 3600
+
 
 @dataclass
 class AccountOutcome:
@@ -50,6 +53,7 @@ class AccountOutcome:
     status: str  # succeeded | failed
     started_at: datetime
     finished_at: datetime
+    name: str = ""  # the account's alias or Organizations name ("" when it has neither)
     api_calls: int = 0
     error: str | None = None
     findings: list[Result] = field(default_factory=list)
@@ -122,6 +126,8 @@ class ScanService:
         self._aws_session_factory = aws_session_factory
         self._base = None
         self._base_lock = threading.Lock()
+        self._aliases: dict[str, tuple[float, str]] = {}  # account id -> (monotonic time read, name)
+        self._alias_lock = threading.Lock()
         self._internal: dict[str, set[str]] = {}  # run id -> its account ids (trust checks)
         self._scps: dict[str, object] = {}  # run id -> checks.collect.HubScps (read once per run)
 
@@ -391,6 +397,28 @@ class ScanService:
                     self._scps.pop(next(iter(self._scps)))
             return self._scps[run_id]
 
+    def _account_name(self, session, target, account_id: str) -> tuple[str, int]:
+        """(the account's name, AWS calls made): its Organizations name when discovery knows
+        it, else its IAM alias: one iam:ListAccountAliases per account, cached for a day
+        per process; an account whose alias cannot be read is shown by its id."""
+        from checks.collect import CollectError, account_alias
+
+        if target.name:
+            return target.name, 0
+        now = time.monotonic()
+        with self._alias_lock:
+            cached = self._aliases.get(account_id)
+        if cached is not None and now - cached[0] < ALIAS_TTL_SECONDS:
+            return cached[1], 0
+        try:
+            name = account_alias(session, max_attempts=self.settings.aws_max_attempts, account=account_id) or ""
+        except CollectError as exc:  # e.g. a scan role from before ListAccountAliases was declared
+            log.info("no alias for %s: %s", account_id, exc)
+            name = ""
+        with self._alias_lock:
+            self._aliases[account_id] = (now, name)
+        return name, 1
+
     def _scan_target(self, base, target, internal: set[str], scps=None) -> AccountOutcome:
         from checks import accounts, scan
         from checks.collect import CollectError
@@ -417,14 +445,16 @@ class ScanService:
             log.exception("scan of %s crashed", label)
             error = f"internal error: {type(exc).__name__}: {exc}"
         else:
+            name, alias_calls = self._account_name(session, target, result.account_id)
             return AccountOutcome(
                 account_id=result.account_id,
                 label=label,
+                name=name,
                 status="succeeded",
                 started_at=now,
                 finished_at=self.clock(),
                 seconds=time.perf_counter() - began,
-                api_calls=result.api_calls,
+                api_calls=result.api_calls + alias_calls,
                 findings=list(result.findings),
                 owners={r.fingerprint: r.owner for r in result.findings},
                 inventory=dict(result.inventory),
@@ -570,7 +600,7 @@ class ScanService:
                 account = queries.upsert_account(
                     session=session,
                     account_id=outcome.account_id,
-                    label=outcome.label,
+                    label=outcome.name,
                     role_arn=role_arn,
                     now=now,
                 )

@@ -262,7 +262,8 @@ def escalation_details(
         sources = sorted({s for m in methods for s in m.sources})
         details.update(
             escalation_methods=[m.name for m in methods],
-            actions=sorted({a for m in methods for a in m.method.actions}),
+            # An administrator holds every action: `*` says it, a list of dozens does not.
+            actions=["*"] if verdict.admin else sorted({a for m in methods for a in m.method.actions}),
             conditional=all(m.conditions for m in methods) and not (chain and not chain.conditions),
             policies=sources,
             methods=[_method(m) for m in methods[:_METHODS_SHOWN]],
@@ -292,6 +293,9 @@ def escalation_details(
     if verdict.unevaluated:
         details["unevaluated_policies"] = [u.source for u in verdict.unevaluated]
     sentence = explanation(principal, methods, chain)
+    if verdict.admin and methods:
+        sentence = (f"{effective.short_name(principal.arn)} is an administrator (`*` on `*`): it can do anything, "
+                    f"including granting itself more" + _conditional(tuple(methods[0].conditions)))
     if sentence:
         details["explanation"] = sentence
     return details

@@ -1,4 +1,4 @@
-"""The check catalog, walked: stable ids and severities (DESIGN.md §3), and for every check a
+"""The check catalog, walked: stable ids and severities (docs/architecture.md §3-§4), and for every check a
 fixture that fires and one that stays quiet, evaluated through the catalog itself."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tests.factories import (
     user,
 )
 
-DESIGN_TABLE = {
+CATALOG_TABLE = {
     "root-access-key": "critical", "root-mfa-disabled": "critical", "root-recently-used": "high",
     "password-policy-weak": "medium", "console-user-without-mfa": "high", "unused-password": "medium",
     "unused-access-key": "medium", "old-access-key": "medium", "multiple-active-keys": "low",
@@ -112,10 +112,10 @@ FIXTURES = {
 }
 
 
-def test_ids_are_unique_and_match_the_design_table():
+def test_ids_are_unique_and_match_the_catalog_table():
     ids = [spec.id for spec in CATALOG]
     assert len(ids) == len(set(ids))
-    assert {spec.id: spec.severity.value for spec in CATALOG} == DESIGN_TABLE
+    assert {spec.id: spec.severity.value for spec in CATALOG} == CATALOG_TABLE
 
 
 def test_every_spec_is_complete():
@@ -129,7 +129,7 @@ def test_every_check_has_a_firing_and_a_quiet_fixture():
     assert set(FIXTURES) == set(BY_ID)
 
 
-@pytest.mark.parametrize("check", sorted(DESIGN_TABLE))
+@pytest.mark.parametrize("check", sorted(CATALOG_TABLE))
 def test_fixture_fires_and_stays_quiet_through_the_catalog(check):
     firing, quiet = FIXTURES[check]
     spec = BY_ID[check]

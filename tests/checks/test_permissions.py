@@ -13,7 +13,13 @@ from moto import settings as moto_settings
 
 from checks import permissions
 from checks.accounts import Target, discover_targets, restore_target, session_for
-from checks.collect import HubScps, aws_client, collect_account, resolve_access_key_ids
+from checks.collect import (
+    HubScps,
+    account_alias,
+    aws_client,
+    collect_account,
+    resolve_access_key_ids,
+)
 from checks.model import InlinePolicy
 from checks.policy import analyse_document
 from checks.remediate.base import (
@@ -77,6 +83,7 @@ def test_scan_and_discovery_use_only_declared_actions(moto_session, iam):
         answer(moto_session, "ListPolicies", lambda _: {"Policies": [], "IsTruncated": False})
         collect_account(moto_session, sleep=lambda _: None)
         resolve_access_key_ids(moto_session, ["alice"], account=ACCOUNT_ID)
+        account_alias(moto_session)
     with recording(moto_session) as hub_calls:
         targets = discover_targets(moto_session, org_role_name="IAMSteward")
         member = next(t for t in targets if t.role_arn)
@@ -123,7 +130,7 @@ def test_every_declared_permission_is_classed_and_applies_never_need_restore():
 def test_which_undos_need_the_restore_role():
     assert {a.id for a in ACTIONS if a.undo_needs_restore} == {
         "detach-managed-policy", "delete-inline-policy", "remove-user-from-group",
-        "apply-cis-password-policy",
+        "apply-cis-password-policy", "delete-role",
     }
     # The owner's own reversible actions undo under the default role.
     assert not any(a.undo_needs_restore for a in ACTIONS if a.owner_may_apply_alone)

@@ -23,10 +23,11 @@ from bot.cli.common import cli_actor, engine_for, err, fail, out, settings_or_ex
 from bot.cli.demo import demo
 from bot.cli.digest import digest
 from bot.cli.doctor import doctor
+from bot.cli.main.events import events
 from bot.cli.export import export
 from bot.cli.notify import notify
 from bot.cli.remediate import findings, reconcile, remediate, undo
-from bot.cli.review import review_app
+from bot.cli.main.review import review_app
 from bot.cli.serve import serve, socket
 from bot.cli.worker import worker
 from bot.core.report import plural
@@ -44,6 +45,7 @@ app.command("serve")(serve)
 app.command("socket")(socket)
 app.command("demo")(demo)
 app.command("worker")(worker)
+app.command("events")(events)
 app.command("digest")(digest)
 app.command("export")(export)
 app.command("doctor")(doctor)

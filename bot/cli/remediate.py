@@ -38,7 +38,7 @@ def findings(
 
     for f in rows[:limit]:
         table.add_row(str(f.id), f.severity, f.check_id, f.account_id, short_resource(f.resource),
-                      summary(f.check_id, f.details or {}), f.state, ", ".join(BY_ID[f.check_id].remediations))
+                      summary(f.check_id, f.details or {}), f.state, ", ".join(BY_ID[f.check_id].remediations if f.check_id in BY_ID else ()))
     out.print(table)
     if len(rows) > limit:
         err.print(f"{len(rows) - limit} more not shown (--limit)")

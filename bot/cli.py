@@ -26,6 +26,7 @@ from bot.cli_export import export
 from bot.cli_notify import notify
 from bot.cli_remediate import findings, reconcile, remediate, undo
 from bot.cli_serve import serve, socket
+from bot.cli_usage import usage_app
 from bot.cli_worker import worker
 
 app = typer.Typer(
@@ -45,6 +46,7 @@ app.command("digest")(digest)
 app.command("export")(export)
 app.command("doctor")(doctor)
 app.add_typer(audit_app, name="audit")
+app.add_typer(usage_app, name="usage")
 for command in (notify, findings, remediate, undo, reconcile):
     app.command()(command)
 

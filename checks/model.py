@@ -214,6 +214,10 @@ class AccountSnapshot:
     scps: tuple[ManagedPolicy, ...] | None = None
     # Whether roles' `instance_profiles` were collected (hand-made snapshots leave it False).
     instance_profiles_known: bool = False
+    # Last-accessed data by principal ARN (`checks.usage.PrincipalUsage`), stored by the
+    # usage collection and attached by the scan; None: not collected (the
+    # `unused-permissions` check then judges nothing).
+    usage: Mapping[str, Any] | None = None
 
     # Lookup indexes; cached_property writes to __dict__ directly, so this works on a
     # frozen dataclass.

@@ -7,6 +7,7 @@ an empty one.
 
 from __future__ import annotations
 
+
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -135,16 +136,21 @@ def scan_account(
     max_attempts: int = 8,
     checks: Sequence[CheckSpec] = CATALOG,
     known_keys: Callable[[str], Mapping[str, Sequence[AccessKeyMeta]]] | None = None,
+    usage_of: Callable[[str], Mapping[str, object]] | None = None,
 ) -> AccountScan:
     """Collect, evaluate, resolve key ids. Raises `checks.collect.CollectError` on failure.
 
     `known_keys(account_id)`: access keys by user name remembered from earlier scans of
     the account; only users with a key finding that matches none of them are listed again.
+    `usage_of(account_id)`: stored last-accessed data by principal ARN (`checks.usage`).
     """
     from checks import collect  # boto3 stays out of the pure import path
 
     started = ctx.now
     snapshot = collect.collect_account(session, max_attempts=max_attempts)
+    if usage_of is not None:
+        # Last-accessed data stored by `steward usage collect`: no AWS call at scan time.
+        snapshot = replace(snapshot, usage=dict(usage_of(snapshot.account_id)))
     results = evaluate(snapshot, ctx, checks)
     api_calls = snapshot.api_calls
     remembered = known_keys(snapshot.account_id) if known_keys else {}

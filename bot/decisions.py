@@ -23,6 +23,7 @@ class Choice(enum.StrEnum):
     NOT_MINE = "not_mine"
     ROTATE = "rotate"  # "I'll rotate it": a deadline the next scans verify
     ACK = "ack"  # account-level findings, seen by security
+    SHOW_POLICY = "show_policy"  # the right-sized policy's JSON, in a modal (changes nothing)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,10 @@ REMOVE_PASSWORD = Button(Choice.REMEDIATE, "Remove console password", "remove-co
 ROTATE = Button(Choice.ROTATE, "I'll rotate it", style="primary")
 REQUEST_REMOVAL = Button(Choice.REQUEST_REMOVAL, "Request removal", style="primary")
 ACK = Button(Choice.ACK, "Acknowledge")
+RIGHTSIZE = Button(Choice.REMEDIATE, "Apply right-sized policy", "rightsize-policy", "primary",
+                   "Steward makes the proposed policy the one in force; the previous version is kept and Undo "
+                   "restores it. Owners of other principals holding the policy must agree too.")
+SHOW_POLICY = Button(Choice.SHOW_POLICY, "Show policy JSON")
 CIS_PASSWORD_POLICY = Button(Choice.REMEDIATE, "Apply CIS password policy", "apply-cis-password-policy", "primary")
 
 KEY_FAMILY = (DEACTIVATE, KEEP, SNOOZE, NOT_MINE)
@@ -76,6 +81,7 @@ FAMILIES: dict[str, tuple[Button, ...]] = {
     "service-wildcard-policy": POLICY_FAMILY,
     "privilege-escalation-policy": POLICY_FAMILY,
     "unused-role": (KEEP, SNOOZE, NOT_MINE),
+    "unused-permissions": (RIGHTSIZE, SHOW_POLICY, KEEP, NOT_MINE),
     "root-access-key": (ACK, KEEP),
     "root-mfa-disabled": (ACK, KEEP),
     "root-recently-used": (ACK, KEEP),
@@ -93,6 +99,10 @@ def buttons_for(check: str, details: Mapping[str, Any]) -> tuple[Button, ...]:
     buttons = FAMILIES[check]
     if REQUEST_REMOVAL in buttons and not removal_action(details):
         buttons = tuple(b for b in buttons if b is not REQUEST_REMOVAL)
+    if RIGHTSIZE in buttons and (details.get("policy_kind") == "aws" or details.get("empty")):
+        # An AWS managed policy cannot be edited (the JSON is a suggested replacement); an
+        # empty proposal means "remove the policy", a person's decision.
+        buttons = tuple(b for b in buttons if b is not RIGHTSIZE)
     return buttons
 
 
@@ -151,7 +161,9 @@ def undo_rule(action, *, requested_by: str, undoer: str, undoer_is_owner: bool) 
     if not action.reversible:
         return UndoRule.IMPOSSIBLE
     own = requested_by in (undoer, AUTO_ACTOR)
-    if action.owner_may_apply_alone and undoer_is_owner and own:
+    # An undo that needs the restore role gives access back (right-sizing's undo restores
+    # the wider policy): a second person even for the owner's own right-sizing.
+    if action.owner_may_apply_alone and not action.undo_needs_restore and undoer_is_owner and own:
         return UndoRule.ONE_CLICK
     return UndoRule.NEEDS_APPROVER
 
@@ -164,6 +176,7 @@ UNDO_WORDS: dict[str, str] = {
     "delete-inline-policy": "put back",
     "remove-user-from-group": "added back to the group",
     "apply-cis-password-policy": "previous password policy restored",
+    "rightsize-policy": "previous policy restored",
 }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from checks.context import CheckContext
 from checks.model import AccountSnapshot, ResourceType, Result, Severity
 from checks.rules import credentials, password_policy, policies, roles, root, trust
+from checks.rules import usage as usage_rules
 
 Rule = Callable[[AccountSnapshot, CheckContext], list[Result]]
 
@@ -213,6 +214,16 @@ CATALOG: tuple[CheckSpec, ...] = (
         "Roles nobody assumes still carry their permissions; remove what is not needed.",
         "Unused access",
         roles.unused_role,
+    ),
+    CheckSpec(
+        "unused-permissions",
+        "Permissions granted but not used",
+        Severity.MEDIUM,
+        ResourceType.USER,
+        "Services it never used are access an attacker gets for free; the proposal keeps what it uses.",
+        "Least privilege: IAM last-accessed data",
+        usage_rules.unused_permissions,
+        ("rightsize-policy",),
     ),
 )
 

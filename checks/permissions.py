@@ -69,6 +69,8 @@ SCAN_ACTIONS: Mapping[str, str] = {
     "iam:GetAccountPasswordPolicy": "collect_account: the password policy",
     "iam:GetAccountSummary": "collect_account: the account summary",
     "iam:ListAccessKeys": "resolve_access_key_ids: key ids of users with key findings",
+    "iam:GenerateServiceLastAccessedDetails": "collect_usage: start a last-accessed job per user and role",
+    "iam:GetServiceLastAccessedDetails": "collect_usage: poll and read each last-accessed job",
 }
 
 # What `checks.accounts` calls with the Steward role's own credentials.
@@ -84,6 +86,8 @@ def reduce_actions() -> dict[str, list[str]]:
     and every undo that gives nothing back."""
     needed: dict[str, list[str]] = {}
     for action in ACTIONS:
+        if action.apply_needs_restore:
+            continue  # applied and undone under the restore role only
         wanted = action.permissions
         if not action.undo_needs_restore:
             wanted = wanted | action.undo_permissions
@@ -97,10 +101,15 @@ def reduce_actions() -> dict[str, list[str]]:
 
 
 def restore_actions() -> dict[str, list[str]]:
-    """IAM action -> the remediation ids whose undo gives access back (restore role)."""
+    """IAM action -> the remediation ids whose undo gives access back, and those whose
+    apply needs a permission that could grant (right-sizing: a new policy version) — both
+    only ever under the restore role."""
     needed: dict[str, list[str]] = {}
     for action in ACTIONS:
-        if action.undo_needs_restore:
+        if action.apply_needs_restore:
+            for permission in sorted(action.permissions | action.undo_permissions):
+                needed.setdefault(permission, []).append(action.id)
+        elif action.undo_needs_restore:
             for permission in sorted(action.undo_permissions):
                 needed.setdefault(permission, []).append(action.id)
     return dict(sorted(needed.items()))

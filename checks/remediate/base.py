@@ -47,6 +47,7 @@ Clients come from `checks.collect.aws_client` (adaptive retries); none is create
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -102,6 +103,8 @@ REDUCE_PERMISSIONS = frozenset(
         "iam:RemoveUserFromGroup",
         "iam:DeleteUser",
         "iam:UpdateAccountPasswordPolicy",
+        # A non-default version grants nothing while it is not the default.
+        "iam:DeletePolicyVersion",
     }
 )
 # Writes that can grant access: never in the default role (except as REDUCE_CONDITIONS
@@ -225,6 +228,10 @@ class Target:
     policy_arn: str | None = None
     policy_name: str | None = None
     check: str = ""
+    # A right-sizing proposal (`unused-permissions`): the new document as canonical JSON
+    # text, and the digest of the document it was computed from (to refuse a stale one).
+    proposal: str | None = None
+    proposal_base: str | None = None
 
     @classmethod
     def from_finding(
@@ -261,6 +268,9 @@ class Target:
             policy_arn=text("policy_arn"),
             policy_name=text("policy_name"),
             check=check,
+            proposal=(json.dumps(details["proposal"], sort_keys=True, separators=(",", ":"))
+                      if isinstance(details.get("proposal"), Mapping) else None),
+            proposal_base=text("base_digest"),
         )
 
     @property
@@ -400,6 +410,11 @@ class Action:
     reduces_access_only: ClassVar[bool]
     permissions: ClassVar[frozenset[str]]
     undo_permissions: ClassVar[frozenset[str]] = frozenset()
+    # Declared, never inferred: the apply itself needs a permission that could grant (a
+    # new policy version, an inline document replaced), so apply and undo run under the
+    # restore role only, never the default one, even though what it writes only takes
+    # access away (checked before it is written). Off: the generator refuses such a need.
+    apply_needs_restore: ClassVar[bool] = False
     max_attempts: ClassVar[int] = DEFAULT_MAX_ATTEMPTS
 
     # -- what subclasses implement ------------------------------------------------------

@@ -10,6 +10,7 @@ from checks.remediate.base import Action
 from checks.remediate.keys import DeactivateAccessKey, DeleteAccessKey
 from checks.remediate.password_policy import ApplyCisPasswordPolicy
 from checks.remediate.policies import DeleteInlinePolicy, DetachManagedPolicy
+from checks.remediate.rightsize import RightsizePolicy
 from checks.remediate.users import (
     DeleteUser,
     QuarantineUser,
@@ -27,6 +28,7 @@ ACTIONS: tuple[Action, ...] = (
     DeleteInlinePolicy(),
     RemoveUserFromGroup(),
     ApplyCisPasswordPolicy(),
+    RightsizePolicy(),
 )
 
 BY_ID: dict[str, Action] = {action.id: action for action in ACTIONS}

@@ -32,7 +32,7 @@ DESIGN_TABLE = {
     "inactive-access-key": "low", "stale-user": "high", "user-direct-policy": "low", "admin-policy": "high",
     "service-wildcard-policy": "medium", "privilege-escalation-policy": "high",
     "role-trust-external-no-external-id": "high", "role-trust-public": "critical",
-    "compromised-key-quarantine": "critical", "unused-role": "low",
+    "compromised-key-quarantine": "critical", "unused-role": "low", "unused-permissions": "medium",
 }
 ROOT = f"arn:aws:iam::{ACCOUNT}:root"
 STRONG = PasswordPolicy(minimum_length=14, require_symbols=True, require_numbers=True, require_uppercase=True,
@@ -50,6 +50,18 @@ TRUST_PUBLIC = {"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}
 TRUST_ORG = {"Version": "2012-10-17", "Statement": [
     {**TRUST_PUBLIC["Statement"][0], "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-abc123"}}}]}
+
+
+S3_SQS = managed("S3Sqs", allow(["s3:*", "sqs:*"]))
+
+
+def usage_of(resource, **services):
+    """Stored last-accessed data of one principal: service -> last use (None: never)."""
+    from checks.usage import PrincipalUsage, ServiceUsage
+
+    arn = f"arn:aws:iam::{ACCOUNT}:{resource}"
+    return {arn: PrincipalUsage(arn, ago(0), tuple(ServiceUsage(ns, last_authenticated=when)
+                                                   for ns, when in services.items()))}
 
 
 def with_policy(policy, **kwargs):
@@ -93,6 +105,11 @@ FIXTURES = {
     "role-trust-public": (role_with(trust=TRUST_PUBLIC), role_with(trust=TRUST_ORG)),
     "compromised-key-quarantine": (with_policy(QUARANTINE), with_policy(READ_S3)),
     "unused-role": (snapshot(roles=[role("old", age=200)]), snapshot(roles=[role("busy", age=200, last_used=ago(2))])),
+    "unused-permissions": (
+        snapshot(roles=[role("app", attached_policies=(ref(S3_SQS),))], policies=[S3_SQS],
+                 usage=usage_of("role/app", s3=ago(2), sqs=None)),
+        snapshot(roles=[role("app", attached_policies=(ref(S3_SQS),))], policies=[S3_SQS],
+                 usage=usage_of("role/app", s3=ago(2), sqs=ago(9)))),
 }
 
 
@@ -130,6 +147,7 @@ def test_a_whole_catalog_run_reports_coverage_for_every_check():
         roles=[role("app", trust=TRUST_OTHER)],
         policies=[ESCALATE],
         root=RootAccount(ROOT),
+        usage=usage_of("user/dev", iam=ago(1), ec2=None),
     )
     results = evaluate(merged, ctx())
     evaluated = Counter(r.check for r in results)

@@ -14,6 +14,7 @@ from moto import settings as moto_settings
 from checks import permissions
 from checks.accounts import Target, discover_targets, restore_target, session_for
 from checks.collect import collect_account, resolve_access_key_ids
+from checks.usage import collect_usage
 from checks.model import InlinePolicy
 from checks.policy import analyse_document
 from checks.remediate.base import (
@@ -28,6 +29,7 @@ from checks.remediate.registry import ACTIONS
 from checks.remediate.users import QuarantineUser, RemoveUserFromGroup
 from checks.rules import policies as rules
 from tests import aws
+from tests.access_advisor import access_advisor  # noqa: F401
 from tests.aws import ACCOUNT_ID, allow, document
 from tests.checks import test_remediate_base as base
 from tests.checks.test_remediate_base import DENY_ALL_ARN, answer, recording, user_target
@@ -47,7 +49,7 @@ TEMPLATE = "deploy/cloudformation/member-account-role.yaml"
 # The declarations against the code
 
 
-def test_scan_and_discovery_use_only_declared_actions(moto_session, iam):
+def test_scan_and_discovery_use_only_declared_actions(moto_session, iam, access_advisor):
     # An account with something for every read path: a key, an attached AWS managed
     # policy (ListPolicies + GetPolicyVersion; GetPolicy when the listing misses it),
     # a customer policy, a group, a role and a password policy.
@@ -68,6 +70,7 @@ def test_scan_and_discovery_use_only_declared_actions(moto_session, iam):
         answer(moto_session, "ListPolicies", lambda _: {"Policies": [], "IsTruncated": False})
         collect_account(moto_session, sleep=lambda _: None)
         resolve_access_key_ids(moto_session, ["alice"], account=ACCOUNT_ID)
+        collect_usage(moto_session, sleep=lambda _: None)
     with recording(moto_session) as hub_calls:
         targets = discover_targets(moto_session, org_role_name="IAMSteward")
         member = next(t for t in targets if t.role_arn)
@@ -93,10 +96,13 @@ def test_reduce_and_restore_together_are_every_action_s_declarations():
     assert all(a.startswith("iam:") for a in declared)
     for policy in (reduce, restore):
         assert all(s["Action"] == sorted(s["Action"]) for s in policy["Statement"])
-    # Every apply runs under the reduce policy; every undo under one of the two, whole.
+    # Every apply runs under the reduce policy, except right-sizing (its writes could grant,
+    # so apply and undo run under the restore role); every undo under one of the two, whole.
     for act in ACTIONS:
-        assert act.permissions <= _actions(reduce), act.id
+        assert act.permissions <= _actions(restore if act.apply_needs_restore else reduce), act.id
         assert act.undo_permissions <= _actions(restore if act.undo_needs_restore else reduce)
+    assert [a.id for a in ACTIONS if a.apply_needs_restore] == ["rightsize-policy"]
+    assert not {"iam:CreatePolicyVersion", "iam:PutRolePolicy", "iam:SetDefaultPolicyVersion"} & _actions(reduce)
 
 
 def test_every_declared_permission_is_classed_and_applies_never_need_restore():
@@ -104,7 +110,7 @@ def test_every_declared_permission_is_classed_and_applies_never_need_restore():
         for permission in act.permissions | act.undo_permissions:
             access_class(permission)  # KeyError names an unclassed write
         restoring = {p for p in act.permissions if access_class(p) == "restore"}
-        assert restoring <= REDUCE_CONDITIONS.keys(), (act.id, restoring)
+        assert restoring <= REDUCE_CONDITIONS.keys() or act.apply_needs_restore, (act.id, restoring)
     assert REDUCE_PERMISSIONS.isdisjoint(RESTORE_PERMISSIONS)
     with pytest.raises(KeyError, match="iam:CreateUser is not classed"):
         access_class("iam:CreateUser")
@@ -113,10 +119,11 @@ def test_every_declared_permission_is_classed_and_applies_never_need_restore():
 def test_which_undos_need_the_restore_role():
     assert {a.id for a in ACTIONS if a.undo_needs_restore} == {
         "detach-managed-policy", "delete-inline-policy", "remove-user-from-group",
-        "apply-cis-password-policy",
+        "apply-cis-password-policy", "rightsize-policy",
     }
-    # The owner's own reversible actions undo under the default role.
-    assert not any(a.undo_needs_restore for a in ACTIONS if a.owner_may_apply_alone)
+    # The owner's own reversible actions undo under the default role, except right-sizing,
+    # which runs wholly under the restore role (a new policy version could grant anything).
+    assert {a.id for a in ACTIONS if a.undo_needs_restore and a.owner_may_apply_alone} == {"rightsize-policy"}
 
 
 def test_the_reduce_policy_grants_nothing_without_the_quarantine_condition():

@@ -190,9 +190,7 @@ def propose(document: Any, view: UsageView) -> Proposal:
                 new_actions.append(pattern)
                 continue
             state = view.service(service)
-            if state == "unused":
-                removed.append(pattern)
-            elif state == "used" and not has_wildcard(pattern) and view.action(pattern) == "unused":
+            if state == "unused" or (state == "used" and not has_wildcard(pattern) and view.action(pattern) == "unused"):
                 removed.append(pattern)
             else:
                 new_actions.append(pattern)

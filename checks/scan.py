@@ -7,7 +7,6 @@ an empty one.
 
 from __future__ import annotations
 
-
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace

@@ -201,7 +201,7 @@ def get(self: Any) -> Any:
         granted = {}
     entries = []
     for namespace in sorted(granted):
-        name, actions, tracked = SERVICES[namespace]
+        name, _actions, tracked = SERVICES[namespace]
         used = {a: v for a, v in records.items() if a.startswith(namespace + ":")}
         entry: dict[str, Any] = {"ServiceName": name, "ServiceNamespace": namespace,
                                  "TotalAuthenticatedEntities": 1 if used else 0}

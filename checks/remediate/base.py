@@ -451,6 +451,11 @@ class Action:
         return (f"Put back the {self.title.lower()} on {target.label} in account "
                 f"{target.account_id} from the before-state below.")
 
+    def apply_by_hand(self, target: Target) -> str:
+        """What an administrator runs to make this change when Steward may not (only the
+        actions that `apply_needs_restore` say more)."""
+        return f"{self.title} on {target.label} in account {target.account_id} by hand."
+
     @property
     def owner_may_apply_alone(self) -> bool:
         """DESIGN.md §4: an owner may take alone the reversible actions that only reduce

@@ -24,7 +24,16 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from checks.remediate.base import Action, Iam, Impossible, Plan, RemediationError, State, Target, require
+from checks.remediate.base import (
+    Action,
+    Iam,
+    Impossible,
+    Plan,
+    RemediationError,
+    State,
+    Target,
+    require,
+)
 from checks.remediate.policies import _per_kind, cli_name, principal
 from checks.rightsize import digest, never_grants_more
 

@@ -14,7 +14,6 @@ from moto import settings as moto_settings
 from checks import permissions
 from checks.accounts import Target, discover_targets, restore_target, session_for
 from checks.collect import collect_account, resolve_access_key_ids
-from checks.usage import collect_usage
 from checks.model import InlinePolicy
 from checks.policy import analyse_document
 from checks.remediate.base import (
@@ -28,6 +27,7 @@ from checks.remediate.keys import DeactivateAccessKey
 from checks.remediate.registry import ACTIONS
 from checks.remediate.users import QuarantineUser, RemoveUserFromGroup
 from checks.rules import policies as rules
+from checks.usage import collect_usage
 from tests import aws
 from tests.access_advisor import access_advisor  # noqa: F401
 from tests.aws import ACCOUNT_ID, allow, document
@@ -49,7 +49,7 @@ TEMPLATE = "deploy/cloudformation/member-account-role.yaml"
 # The declarations against the code
 
 
-def test_scan_and_discovery_use_only_declared_actions(moto_session, iam, access_advisor):
+def test_scan_and_discovery_use_only_declared_actions(moto_session, iam, access_advisor):  # noqa: F811
     # An account with something for every read path: a key, an attached AWS managed
     # policy (ListPolicies + GetPolicyVersion; GetPolicy when the listing misses it),
     # a customer policy, a group, a role and a password policy.

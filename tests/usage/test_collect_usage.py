@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from checks import usage
-from checks.collect import ApiCallCounter
 from tests.access_advisor import access_advisor  # noqa: F401
-from tests.aws import ACCOUNT_ID, aws_env, document, allow, inject_error, instant_retries, moto_session  # noqa: F401
+from tests.aws import (  # noqa: F401
+    ACCOUNT_ID,
+    allow,
+    aws_env,
+    document,
+    inject_error,
+    instant_retries,
+    moto_session,
+)
 
 SIX = ["s3:*", "dynamodb:*", "lambda:InvokeFunction", "sqs:*", "sns:Publish", "kms:Decrypt"]
 
@@ -23,7 +28,7 @@ def make_role(iam, name="app", actions=SIX):
     return f"arn:aws:iam::{ACCOUNT_ID}:role/{name}", arn
 
 
-def test_jobs_for_every_principal_then_polls_one_page_each(moto_session, access_advisor):
+def test_jobs_for_every_principal_then_polls_one_page_each(moto_session, access_advisor):  # noqa: F811
     iam = moto_session.client("iam")
     role, _ = make_role(iam)
     iam.create_user(UserName="alice")
@@ -57,7 +62,7 @@ def test_jobs_for_every_principal_then_polls_one_page_each(moto_session, access_
     assert back.services == run.usage[role].services
 
 
-def test_throttling_is_retried_later_not_a_failure(moto_session, access_advisor, instant_retries):
+def test_throttling_is_retried_later_not_a_failure(moto_session, access_advisor, instant_retries):  # noqa: F811
     iam = moto_session.client("iam")
     role, _ = make_role(iam)
     inject_error(moto_session, "GenerateServiceLastAccessedDetails", "Throttling", status=400, times=10)
@@ -66,7 +71,7 @@ def test_throttling_is_retried_later_not_a_failure(moto_session, access_advisor,
     assert run.throttled >= 1
 
 
-def test_access_denied_is_a_failed_principal_never_unused(moto_session, access_advisor, instant_retries):
+def test_access_denied_is_a_failed_principal_never_unused(moto_session, access_advisor, instant_retries):  # noqa: F811
     iam = moto_session.client("iam")
     make_role(iam)
     inject_error(moto_session, "GetServiceLastAccessedDetails", "AccessDenied")
@@ -75,7 +80,7 @@ def test_access_denied_is_a_failed_principal_never_unused(moto_session, access_a
     assert list(run.failed.values()) == ["AccessDenied on iam:GetServiceLastAccessedDetails"]
 
 
-def test_timeout_names_the_principals_left(moto_session, access_advisor):
+def test_timeout_names_the_principals_left(moto_session, access_advisor):  # noqa: F811
     iam = moto_session.client("iam")
     role, _ = make_role(iam)
     access_advisor.polls_before_done = 1000

@@ -177,6 +177,7 @@ class AuditAction(StrEnum):
     ROTATION_KEY_CREATED = "rotation.key_created"
     ROTATION_PICKED_UP = "rotation.picked_up"
     ROTATION_NEW_KEY_USED = "rotation.new_key_used"
+    ROTATION_DEACTIVATION_OFFERED = "rotation.deactivation_offered"
     ROTATION_OLD_KEY_DEACTIVATED = "rotation.old_key_deactivated"
     ROTATION_UNDONE = "rotation.undone"
     ROTATION_OLD_KEY_DELETED = "rotation.old_key_deleted"

@@ -33,12 +33,12 @@ def caller_arn(access_key_id: str, account_id: str) -> str:
     from moto.iam.models import iam_backends
     from moto.sts.models import sts_backends
 
-    for account, partitions in list(iam_backends.items()):
+    for partitions in list(iam_backends.values()):
         backend = partitions.get("aws")
         for user in list(getattr(backend, "users", {}).values()):
             if any(k.access_key_id == access_key_id for k in user.access_keys):
                 return str(user.arn)
-    for account, partitions in list(sts_backends.items()):
+    for partitions in list(sts_backends.values()):
         for role in list(partitions["global"].assumed_roles):
             if role.access_key_id == access_key_id:
                 return str(role.role_arn)

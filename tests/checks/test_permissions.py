@@ -241,7 +241,21 @@ def test_the_restore_role_is_separate_and_off_by_default():
 def test_the_hub_may_assume_both_roles_and_nothing_else():
     (_, assume) = permissions.hub_policy()["Statement"]
     assert assume["Action"] == ["sts:AssumeRole"]
-    assert assume["Resource"] == ["arn:*:iam::*:role/IAMSteward", "arn:*:iam::*:role/IAMStewardRestore"]
+    assert assume["Resource"] == ["arn:*:iam::*:role/IAMSteward", "arn:*:iam::*:role/IAMStewardRestore",
+                                  "arn:*:iam::*:role/IAMStewardRotate"]
+
+
+def test_the_rotation_role_is_separate_and_off_by_default():
+    """Creating keys and secrets is not reduce-only: its own role, never in the reduce one."""
+    template = permissions.member_role_template()
+    assert template["Parameters"]["EnableRotation"]["Default"] == "false"
+    rotation = template["Resources"]["StewardRotationRole"]
+    assert rotation["Condition"] == "Rotation" and template["Outputs"]["RotationRoleArn"]["Condition"] == "Rotation"
+    (policy,) = rotation["Properties"]["Policies"]
+    iam_stmt, secrets_stmt = policy["PolicyDocument"]["Statement"]
+    assert "iam:CreateAccessKey" in iam_stmt["Action"] and secrets_stmt["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:secretsmanager:*:${AWS::AccountId}:secret:iam-steward/rotation/*"}
+    assert not _actions(permissions.reduce_policy()) & {"iam:CreateAccessKey", "secretsmanager:CreateSecret"}
 
 
 def test_inline_policies_fit_iam_s_size_limit():

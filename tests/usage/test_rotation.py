@@ -20,7 +20,7 @@ from bot.logsafe import SlackDataFilter
 from bot.services.remediation import RemediationService
 from bot.services.rotation import RotationRefused, RotationService
 from bot.services.scans import ScanService
-from tests.aws import ACCOUNT_ID, aws_env, backdate_access_key, moto_server  # noqa: F401
+from tests.aws import ACCOUNT_ID, aws_env, backdate_access_key, moto_server, moto_session  # noqa: F401
 from tests.secrets_strict import strict_secrets
 
 ROLE = "IAMStewardRotate"
@@ -155,3 +155,35 @@ def test_two_keys_means_making_room_first(world):
     assert len(keys(world)) == 2
     with Session(world["engine"]) as session:
         assert [r.status for r in session.exec(select(KeyRotation))] == ["failed", "failed"]
+
+
+def test_every_call_of_a_rotation_is_in_the_rotation_policy(moto_session):  # noqa: F811
+    from checks import rotation
+    from checks.permissions import rotation_policy
+    from tests.checks.test_remediate_base import recording
+
+    iam = moto_session.client("iam")
+    iam.create_user(UserName="carol")
+    old = iam.create_access_key(UserName="carol")["AccessKey"]["AccessKeyId"]
+    with recording(moto_session) as calls:
+        reader = rotation.user_arn(moto_session, ACCOUNT_ID, "carol")
+        rotation.make_room(moto_session, ACCOUNT_ID, "carol", old)
+        new = rotation.create_key(moto_session, ACCOUNT_ID, "carol", reader_arn=reader, rotation_id=1)
+        rotation.key_last_used(moto_session, ACCOUNT_ID, new.access_key_id)
+        rotation.picked_up(moto_session, ACCOUNT_ID, new.secret_arn)
+        rotation.schedule_secret_deletion(moto_session, ACCOUNT_ID, new.secret_arn)
+    granted = {a for s in rotation_policy()["Statement"] for a in s["Action"]}
+    assert set(calls) - granted == set()
+    assert granted - set(calls) == {"iam:DeleteAccessKey", "secretsmanager:TagResource"}  # rollback; tags
+
+
+def test_a_key_whose_secret_could_not_be_stored_is_deleted_again(moto_session):  # noqa: F811
+    from checks import rotation
+    from tests.aws import inject_error
+
+    iam = moto_session.client("iam")
+    iam.create_user(UserName="carol")
+    inject_error(moto_session, "PutResourcePolicy", "AccessDeniedException", service="secretsmanager")
+    with pytest.raises(rotation.RotationError, match="AccessDenied"):
+        rotation.create_key(moto_session, ACCOUNT_ID, "carol", reader_arn="arn:aws:iam::1:user/carol", rotation_id=1)
+    assert iam.list_access_keys(UserName="carol")["AccessKeyMetadata"] == []

@@ -24,6 +24,7 @@ class Choice(enum.StrEnum):
     ROTATE = "rotate"  # "I'll rotate it": a deadline the next scans verify
     ACK = "ack"  # account-level findings, seen by security
     SHOW_POLICY = "show_policy"  # the right-sized policy's JSON, in a modal (changes nothing)
+    ROTATE_FOR_ME = "rotate_for_me"  # Steward creates the new key and hands it over (bot/services/rotation.py)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ REMOVE_PASSWORD = Button(Choice.REMEDIATE, "Remove console password", "remove-co
                          "The console password is deleted and cannot be restored; the user would need a new "
                          "one. A security approver must approve it.")
 ROTATE = Button(Choice.ROTATE, "I'll rotate it", style="primary")
+ROTATE_FOR_ME = Button(Choice.ROTATE_FOR_ME, "Rotate it for me", style="primary",
+                       confirm="Steward creates a new access key and puts it in AWS Secrets Manager, readable only "
+                               "by this IAM user. The old key keeps working until the new one is in use.")
 REQUEST_REMOVAL = Button(Choice.REQUEST_REMOVAL, "Request removal", style="primary")
 ACK = Button(Choice.ACK, "Acknowledge")
 RIGHTSIZE = Button(Choice.REMEDIATE, "Apply right-sized policy", "rightsize-policy", "primary",
@@ -71,7 +75,7 @@ FAMILIES: dict[str, tuple[Button, ...]] = {
     # old) carries its Deactivate button.
     "multiple-active-keys": (KEEP, SNOOZE, NOT_MINE),
     "inactive-access-key": (DELETE_KEY, KEEP, SNOOZE, NOT_MINE),
-    "old-access-key": (ROTATE, DEACTIVATE, KEEP),
+    "old-access-key": (ROTATE_FOR_ME, ROTATE, DEACTIVATE, KEEP),
     "stale-user": (QUARANTINE, KEEP, NOT_MINE),
     "compromised-key-quarantine": (QUARANTINE, KEEP),
     "console-user-without-mfa": (REMOVE_PASSWORD, KEEP),

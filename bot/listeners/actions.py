@@ -19,7 +19,7 @@ from bot.services.campaigns import Refusal
 
 log = logging.getLogger(__name__)
 
-FINDING_BUTTON = re.compile(r"^finding:(remediate:[a-z-]+|request_removal|not_mine|rotate|ack)$")
+FINDING_BUTTON = re.compile(r"^finding:(remediate:[a-z-]+|request_removal|not_mine|rotate|rotate_for_me|ack)$")
 
 
 def _ack(ack) -> None:
@@ -62,6 +62,17 @@ def register(app: App, steward) -> None:
         client.views_open(trigger_id=body["trigger_id"], view=dm.keep_modal(
             token, max_days=steward.settings.exception_max_days, default_end=default_end.isoformat(),
             private_metadata=token))
+
+    def on_show_policy(body, action, respond, client):
+        """The right-sized policy's JSON in a modal, for the owner or an approver (changes nothing)."""
+        from bot.blocks.usage import policy_modal
+
+        try:
+            finding = campaigns.authorized_finding(body["user"]["id"], action.get("value", ""), "show_policy")
+        except Refusal as exc:
+            reply(respond, f":no_entry: {exc}")
+            return
+        client.views_open(trigger_id=body["trigger_id"], view=policy_modal(finding))
 
     def on_keep_submit(ack, body, view, client):
         values = view["state"]["values"]
@@ -136,6 +147,7 @@ def register(app: App, steward) -> None:
         (FINDING_BUTTON, on_button),
         ("finding:snooze", on_snooze),
         ("finding:keep", on_keep),  # views.open needs the trigger id within 3 s: lazy runs at once
+        ("finding:show_policy", on_show_policy),
         ("finding:assign", on_assign),
         ("remediation:approve", on_approve),
         ("remediation:undo_approve", on_undo_approve),

@@ -98,3 +98,15 @@ def test_group_usage_is_its_members_latest():
     assert g.by_namespace["s3"].last_authenticated == now - timedelta(days=1)
     assert g.by_namespace["sqs"].last_authenticated is None
     assert usage.group_usage("g", ["u3"], {}, now) is None
+
+
+def test_cli_refuses_a_malformed_account_in_one_line(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    monkeypatch.setenv("STEWARD_DATABASE_URL", f"sqlite:///{tmp_path / 'x.db'}")
+    result = CliRunner().invoke(app, ["usage", "collect", "--account", "12"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: --account takes a 12-digit AWS account id, not '12'"
+    assert not (tmp_path / "x.db").exists()  # nothing created

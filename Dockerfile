@@ -8,6 +8,7 @@ COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY checks ./checks
 COPY migrations ./migrations
+# sandbox/ (the local Slack and the demo) is installed from a checkout, never shipped here.
 RUN pip install . && useradd --create-home --uid 10001 steward
 USER steward
 

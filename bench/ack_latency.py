@@ -43,8 +43,8 @@ sys.path.insert(0, str(ROOT))
 from bot.db.engine import make_engine, session_scope  # noqa: E402
 from bot.db.migrate import upgrade  # noqa: E402
 from bot.db.models import Finding, IamIdentity  # noqa: E402
-from bot.sandbox import signing  # noqa: E402
-from bot.sandbox.slack_fake import SlackFake  # noqa: E402
+from sandbox import signing  # noqa: E402
+from sandbox.slack_fake import SlackFake  # noqa: E402
 from tests.bot.test_serve_http import free_port, steward_command  # noqa: E402
 from tests.databases import scratch_postgres  # noqa: E402
 

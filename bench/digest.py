@@ -33,13 +33,13 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import event, insert, text  # noqa: E402
 
-from bot.blocks.digest import digest_blocks, digest_text  # noqa: E402
-from bot.charts import history_chart_png  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.db.engine import make_engine  # noqa: E402
 from bot.db.migrate import upgrade  # noqa: E402
 from bot.db.models import Account, AuditEvent, Finding, Remediation, Scan  # noqa: E402
 from bot.services.digest import DigestService  # noqa: E402
+from bot.slack.blocks.digest import digest_blocks, digest_text  # noqa: E402
+from bot.slack.charts import history_chart_png  # noqa: E402
 from checks.catalog import CATALOG  # noqa: E402
 from tests.databases import scratch_postgres  # noqa: E402
 

@@ -32,12 +32,12 @@ from bot.config import Settings  # noqa: E402
 from bot.db.engine import make_engine  # noqa: E402
 from bot.db.migrate import upgrade  # noqa: E402
 from bot.db.models import Finding  # noqa: E402
-from bot.owners import OwnerDirectory  # noqa: E402
-from bot.sandbox.slack_fake import SlackFake  # noqa: E402
 from bot.services import Steward  # noqa: E402
 from bot.services.campaigns import Pacer  # noqa: E402
-from bot.slack_client import retry_handlers  # noqa: E402
+from bot.slack.client import retry_handlers  # noqa: E402
+from bot.slack.owners import OwnerDirectory  # noqa: E402
 from checks.model import fingerprint  # noqa: E402
+from sandbox.slack_fake import SlackFake  # noqa: E402
 
 CHECKS = [("unused-access-key", "medium", "Access key not used"), ("stale-user", "high", "IAM user not used"),
           ("console-user-without-mfa", "high", "Console user without MFA")]

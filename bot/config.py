@@ -12,6 +12,9 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.core.audit_key_form import split_entries
+from bot.core.cron import cron_trigger
+from bot.core.errors import SettingsError
 from checks.context import CheckContext, Thresholds
 
 DEFAULT_SQLITE_FILE = "steward.db"
@@ -23,13 +26,9 @@ def _env(name: str, *aliases: str):
     return Field(validation_alias=AliasChoices(name, *aliases))
 
 
-#: No AWS credentials at all: a settings problem, said once (bot/cli_errors.py, ScanService.run).
+#: No AWS credentials at all: a settings problem, said once (bot/cli/errors.py, ScanService.run).
 NO_AWS_CREDENTIALS = ("no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
                       "or run where an instance or task role is available)")
-
-
-class SettingsError(ValueError):
-    """A setting is missing or invalid; the message names the environment variable."""
 
 
 class Settings(BaseSettings):
@@ -52,7 +51,7 @@ class Settings(BaseSettings):
         ["owner", "Owner", "email", "contact"], validation_alias="STEWARD_OWNER_TAGS"
     )
     dry_run: bool = Field(False, validation_alias="STEWARD_DRY_RUN")
-    # The audit chain's MAC key(s) (bot/audit_key.py): a key or a secretsmanager:/ssm:
+    # The audit chain's MAC key(s) (bot/db/audit_key.py): a key or a secretsmanager:/ssm:
     # reference, then retired ones, comma-separated. Checked for form here, fetched at start.
     audit_key: SecretStr | None = Field(None, validation_alias="STEWARD_AUDIT_KEY")
 
@@ -97,7 +96,7 @@ class Settings(BaseSettings):
     metrics_token: str | None = Field(None, validation_alias="STEWARD_METRICS_TOKEN")
     worker_metrics_port: int | None = Field(None, ge=1, le=65535, validation_alias="STEWARD_WORKER_METRICS_PORT")
 
-    # --- scheduler and digest (bot/scheduler.py, bot/services/digest.py) ---------------
+    # --- scheduler and digest (bot/run/scheduler.py, bot/services/digest.py) ---------------
     # Scans run every STEWARD_SCAN_INTERVAL_HOURS (aligned to midnight UTC, so restarts do
     # not shift them) unless STEWARD_SCAN_CRON is set. Crontab day-of-week numbers are
     # standard (0 or 7 = Sunday), whatever APScheduler 3 thinks.
@@ -113,8 +112,6 @@ class Settings(BaseSettings):
     def _crontab(cls, value):
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
-        from bot.scheduler import cron_trigger
-
         cron_trigger(str(value), "UTC")  # raises ValueError naming what is wrong
         return " ".join(str(value).split())
 
@@ -133,8 +130,6 @@ class Settings(BaseSettings):
     @field_validator("audit_key")
     @classmethod
     def _audit_key(cls, value: SecretStr | None) -> SecretStr | None:
-        from bot.audit_key import split_entries
-
         if value is None or not value.get_secret_value().strip():
             return None
         split_entries(value.get_secret_value())  # ValueError naming the entry, never the key
@@ -143,7 +138,7 @@ class Settings(BaseSettings):
     @field_validator("auto_remediate")
     @classmethod
     def _auto_checks(cls, value: list[str]) -> list[str]:
-        from bot.decisions import auto_action
+        from bot.core.decisions import auto_action
 
         wrong = [check for check in value if auto_action(check) is None]
         if wrong:

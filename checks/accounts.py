@@ -47,13 +47,14 @@ from botocore.credentials import (
 )
 from botocore.loaders import Loader
 
-from checks.collect import (
+from checks.aws_calls import (
     DEFAULT_MAX_ATTEMPTS,
     CollectError,
     aws_client,
     aws_errors,
     cache_clients,
     caches_clients,
+    caller_identity,
     on_needs_retry,
 )
 
@@ -87,10 +88,7 @@ def parse_role_arn(role_arn: str) -> tuple[str, str, str]:
 
 def _caller(base_session: boto3.Session, max_attempts: int) -> tuple[str, str]:
     """(account id, partition) of the base credentials."""
-    with aws_errors(None, "sts"):
-        identity = aws_client(base_session, "sts", max_attempts).get_caller_identity()
-    partition = str(identity.get("Arn", "arn:aws:")).split(":")[1] or "aws"
-    return str(identity["Account"]), partition
+    return caller_identity(base_session, max_attempts)
 
 
 def _org_accounts(base_session: boto3.Session, max_attempts: int) -> list[dict]:
@@ -196,7 +194,7 @@ def session_for(
     expire. Raises `CollectError` naming the role when it cannot be assumed.
 
     The session is light (botocore's data comes from the process's one loader) and its
-    clients are cached for its life (`checks.collect.cache_clients`). With a base session
+    clients are cached for its life (`checks.aws_calls.cache_clients`). With a base session
     from `shared_session` (itself shared by threads), the no-role target gets a session of
     its own over the base's credentials, so its API call counter counts only its calls.
     """

@@ -2,7 +2,7 @@
 
 Tag keys in the configured order win; their value may be an email address or a Slack user
 id. Failing that, a user whose name is an email address owns itself. The bot maps the
-answer to a Slack user later (`bot/owners.py`), and an owner override beats all of this.
+answer to a Slack user later (`bot/slack/owners.py`), and an owner override beats all of this.
 """
 
 from __future__ import annotations

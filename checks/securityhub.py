@@ -13,7 +13,7 @@ from typing import Any
 
 import boto3
 
-from checks.collect import ApiCallCounter, aws_errors, client_config
+from checks.aws_calls import ApiCallCounter, aws_errors, client_config
 
 # The member role's permission for this path (read by checks.permissions).
 PERMISSIONS: Mapping[str, str] = {

@@ -8,7 +8,7 @@ import boto3
 import pytest
 from typer.testing import CliRunner
 
-from bot.cli import app
+from bot.cli.main import app
 from bot.config import SettingsError, load_settings
 from checks.accounts import discover_targets
 from checks.collect import CollectError

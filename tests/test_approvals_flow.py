@@ -19,7 +19,7 @@ from moto.iam.models import IAMBackend
 from sqlmodel import Session, select
 
 from bot.db.models import AuditEvent, Remediation
-from bot.sandbox import signing
+from sandbox import signing
 from tests import test_campaigns
 from tests.aws import FAKE_CREDENTIALS
 from tests.bot.test_serve_http import (
@@ -334,7 +334,7 @@ def test_steward_reconcile_settles_a_dead_process_row_and_updates_slack(world):
     """`steward reconcile` with Slack configured: the DM card and a DM line, at once."""
     from typer.testing import CliRunner
 
-    from bot.cli import app
+    from bot.cli.main import app
     from bot.db.engine import session_scope
 
     steward = world.steward()

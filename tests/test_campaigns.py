@@ -16,16 +16,16 @@ from slack_sdk import WebClient
 from sqlmodel import Session, select
 
 from bot.config import Settings
+from bot.core.decisions import Choice
 from bot.db.engine import make_engine
 from bot.db.migrate import upgrade
 from bot.db.models import AuditEvent, Finding, Remediation
-from bot.decisions import Choice
-from bot.owners import OwnerDirectory
-from bot.sandbox import signing
-from bot.sandbox.slack_fake import SlackFake
 from bot.services import Steward, utcnow
 from bot.services.campaigns import Pacer
 from bot.services.scans import ScanService
+from bot.slack.owners import OwnerDirectory
+from sandbox import signing
+from sandbox.slack_fake import SlackFake
 from tests.aws import (
     FAKE_CREDENTIALS,
     backdate_access_key,
@@ -351,7 +351,7 @@ def test_iam_audit_shows_events_to_approvers_only(world, served):
 def test_steward_notify_cli_runs_one_cycle(world, monkeypatch):
     from typer.testing import CliRunner
 
-    from bot.cli import app
+    from bot.cli.main import app
 
     env = {"STEWARD_DATABASE_URL": world.db, "SLACK_BOT_TOKEN": world.fake.token,
            "SLACK_API_URL": world.fake.base_url, "STEWARD_SECURITY_CHANNEL": world.security}

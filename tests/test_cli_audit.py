@@ -12,12 +12,12 @@ from sqlalchemy import text
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from bot.audit import AuditAction, chain_hash, event_document, record, rehash_export
-from bot.audit_key import key_id_of, set_process_keyring
-from bot.cli import app
+from bot.cli.main import app
+from bot.db.audit import AuditAction, chain_hash, event_document, record, rehash_export
+from bot.db.audit_key import key_id_of, set_process_keyring
 from bot.db.engine import session_scope
 from bot.db.models import AuditEvent
-from bot.sandbox.slack_fake import SlackFake
+from sandbox.slack_fake import SlackFake
 from tests.aws import aws_env, moto_session  # noqa: F401
 
 DAY1 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)

@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from bot.cli import app
+from bot.cli.main import app
 from bot.db.engine import session_scope
 from bot.db.models import DigestPost, Finding
-from bot.sandbox.slack_fake import SlackFake
 from bot.services.common import utcnow
+from sandbox.slack_fake import SlackFake
 
 
 def steward(*args: str):

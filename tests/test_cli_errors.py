@@ -137,7 +137,7 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
 
 
 def test_slack_refusing_the_token_is_one_line(tmp_path: Path) -> None:
-    from bot.sandbox.slack_fake import SlackFake
+    from sandbox.slack_fake import SlackFake
 
     url = f"sqlite:///{tmp_path / 's.db'}"
     upgrade(url)

@@ -12,7 +12,7 @@ import pytest
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from bot.cli import app
+from bot.cli.main import app
 from bot.db.engine import make_engine
 from bot.db.models import AuditEvent, Finding, Scan
 from tests.aws import (

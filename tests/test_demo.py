@@ -26,9 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.sandbox import demo_data
-from bot.sandbox.demo import Demo, DemoError, action_payload, element_state, state_from
-from bot.sandbox.page import Renderer, mrkdwn, render_iam
+from sandbox import demo_data
+from sandbox.demo import Demo, DemoError, action_payload, element_state, state_from
+from sandbox.page import Renderer, mrkdwn, render_iam
 
 needs_moto = pytest.mark.skipif(importlib.util.find_spec("moto") is None, reason="moto is not installed")
 

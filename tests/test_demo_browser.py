@@ -50,7 +50,7 @@ pytestmark = [
 def demo():
     """Function scope on purpose: the demo owns the process's AWS_* variables while it runs,
     and the suite's autouse fixture resets them around every test."""
-    from bot.sandbox.demo import Demo
+    from sandbox.demo import Demo
 
     with Demo(port=0) as running:
         yield running

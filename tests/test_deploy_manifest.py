@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot import commands, manifest
-from bot.slack_methods import METHODS
+from bot.slack import grammar as commands
+from bot.slack import manifest
+from bot.slack.methods import METHODS
 from checks import hub_role, permissions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,13 +20,13 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("mode", ["http", "socket"])
 def test_committed_manifests_are_what_the_code_generates(mode):
     path = ROOT / manifest.OUTPUT[mode]
-    assert path.read_text() == manifest.render(mode), "run: python -m bot.manifest --write"
+    assert path.read_text() == manifest.render(mode), "run: python -m bot.slack.manifest --write"
     assert manifest.main(["--check"]) == 0
 
 
 def test_every_called_method_is_in_slacks_table():
     called = manifest.called_methods()
-    assert set(called) - METHODS.keys() == set(), "add Slack's facts for these methods to bot/slack_methods.py"
+    assert set(called) - METHODS.keys() == set(), "add Slack's facts for these methods to bot/slack/methods.py"
     # The scan sees what the product calls, including through files_upload_v2 and Bolt.
     assert {"chat.postMessage", "conversations.history", "conversations.open", "views.publish",
             "files.getUploadURLExternal", "files.completeUploadExternal", "auth.test",

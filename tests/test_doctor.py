@@ -20,12 +20,12 @@ from botocore.awsrequest import AWSResponse
 from moto.iam.models import iam_backends
 from typer.testing import CliRunner
 
-from bot.cli import app
-from bot.leader import leader_lock
-from bot.manifest import needed_scopes
-from bot.sandbox.slack_fake import SlackFake
+from bot.cli.main import app
+from bot.run.leader import leader_lock
 from bot.services import doctor
+from bot.slack.manifest import needed_scopes
 from checks import permissions
+from sandbox.slack_fake import SlackFake
 from tests import aws
 from tests.aws import ACCOUNT_ID
 

@@ -12,7 +12,7 @@ from py_ocsf_models.events.findings.detection_finding import DetectionFinding
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from bot.cli import app
+from bot.cli.main import app
 from bot.db.engine import make_engine
 from bot.db.models import AuditEvent
 from checks.catalog import CATALOG

@@ -11,7 +11,7 @@ import secrets
 
 import pytest
 
-from bot.sandbox import signing
+from sandbox import signing
 from tests.test_campaigns import BOB, MALLORY, button_value, dm_message, served, world  # noqa: F401
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.lifecycle import TRANSITIONS, Event, InvalidTransition, State, next_state
+from bot.core.lifecycle import TRANSITIONS, Event, InvalidTransition, State, next_state
 
 
 def test_every_state_is_reachable_from_open():

@@ -16,7 +16,7 @@ from moto.sts.models import sts_backends
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from bot.cli import app
+from bot.cli.main import app
 from bot.config import Settings
 from bot.db.engine import make_engine
 from bot.db.migrate import upgrade

@@ -16,14 +16,22 @@ import pytest
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from bot.cli import app
+from bot.cli.main import app
 from bot.config import Settings
 from bot.db.engine import make_engine
 from bot.db.migrate import upgrade
 from bot.db.models import AuditEvent, Finding, Remediation
+from bot.services.common import ServiceError
 from bot.services.remediation import RemediationRefused, RemediationService
 from bot.services.scans import ScanService
-from tests.aws import aws_env, backdate_access_key, backdate_user, moto_env, moto_server  # noqa: F401
+from tests.aws import (  # noqa: F401
+    aws_env,
+    backdate_access_key,
+    backdate_user,
+    inject_error,
+    moto_env,
+    moto_server,
+)
 from tests.checks.test_remediate_base import install_deny_all
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,6 +122,21 @@ def test_action_not_offered_for_the_check_is_refused(world):
     assert result.exit_code == 1
     assert "not offered for unused-access-key" in result.stderr
     assert key_status(world) == "Active"
+
+
+def test_credentials_sts_refuses_stop_the_request_in_one_line(world):
+    """The account check before any plan (checks.aws_calls.caller_account): STS refusing the
+    credentials is the project's one line naming the action, and nothing is changed."""
+    session = boto3.Session()
+    inject_error(session, "GetCallerIdentity", "ExpiredToken", service="sts")
+    svc = service(world, aws_session_factory=lambda: session)
+    fid = finding_id(world["engine"], "unused-access-key", "bob")
+    with pytest.raises(ServiceError) as refused:
+        svc.request(fid, "deactivate-access-key", actor=APPROVER)
+    assert str(refused.value).endswith("AWS rejected the credentials on sts:GetCallerIdentity: ExpiredToken")
+    assert key_status(world) == "Active"
+    with Session(world["engine"]) as session_:
+        assert session_.exec(select(Remediation)).one().status == "cancelled"
 
 
 def test_owner_may_deactivate_alone_but_irreversible_needs_a_second_person(world):
@@ -308,7 +331,7 @@ def _lease_row(world, holder: str, expires_in: float) -> int:
 def test_a_lease_whose_holder_is_gone_is_settled_at_once(world, whose, expires_in, settled):
     import socket
 
-    from bot.leader import _pid_namespace
+    from bot.run.leader import _pid_namespace
 
     here = f"{socket.gethostname()}:{_pid_namespace()}"
     if whose == "dead process here":

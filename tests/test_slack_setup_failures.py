@@ -13,11 +13,11 @@ import urllib.request
 import pytest
 from slack_sdk import WebClient
 
-from bot.audit import AuditAction as A
+from bot.db.audit import AuditAction as A
 from bot.db.models import AuditEvent
-from bot.manifest import needed_scopes
-from bot.slack_checks import SlackHealth
-from bot.web import create_wsgi_app
+from bot.run.web import create_wsgi_app
+from bot.slack.health import SlackHealth
+from bot.slack.manifest import needed_scopes
 from tests import test_campaigns
 from tests.bot.test_serve_http import _call, _offline_app, running_steward
 from tests.test_campaigns import BOB, CAROL, FAKE_CREDENTIALS, World, interrupt_first_send
@@ -98,7 +98,7 @@ def test_a_security_channel_the_bot_cannot_post_in(world: World, caplog, breakag
 
 
 def health(w: World) -> tuple[SlackHealth, object]:
-    from bot.serve import slack_health
+    from bot.run.serve import slack_health
 
     probe = slack_health(w.settings(), WebClient(token=w.fake.token, base_url=w.fake.base_url), w.engine)
     return probe, create_wsgi_app(_offline_app(), w.engine, slack_health=probe)

@@ -103,7 +103,7 @@ class Finding(SQLModel, table=True):
     decided_at: datetime | None = _utc_column(default=None)
 
 
-# --- Audit log (bot/audit.py) ----------------------------------------------------------
+# --- Audit log (bot/db/audit.py) ----------------------------------------------------------
 # Append-only: migration 0002 adds triggers (PostgreSQL and SQLite) refusing UPDATE,
 # DELETE and TRUNCATE on audit_event/audit_ref and any backward move of audit_chain_head;
 # 0009 adds INSERT guards (an event only at the head, linked to it, never unkeyed after a
@@ -257,7 +257,7 @@ class Remediation(SQLModel, table=True):
     undo_approval_ts: str | None = Field(default=None, max_length=32)
 
 
-# --- Scheduler and digest (bot/scheduler.py, bot/services/digest.py) -------------------------
+# --- Scheduler and digest (bot/run/scheduler.py, bot/services/digest.py) -------------------------
 
 
 class SchedulerJob(SQLModel, table=True):
@@ -266,7 +266,7 @@ class SchedulerJob(SQLModel, table=True):
     Same columns, types and index as the job store's own definition (APScheduler 3.x), so
     its `create(checkfirst=True)` at start-up finds the table and does nothing: the worker
     needs no CREATE privilege and `steward db downgrade` removes the table with the rest.
-    Rows are pickled jobs that reference their functions by text (`bot.scheduler:run_scan`).
+    Rows are pickled jobs that reference their functions by text (`bot.run.scheduler:run_scan`).
     """
 
     __tablename__ = "apscheduler_jobs"
@@ -297,7 +297,7 @@ class DigestPost(SQLModel, table=True):
     summary: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
-# --- Inbound Slack requests (bot/replay.py) ----------------------------------------------
+# --- Inbound Slack requests (bot/slack/replay.py) ----------------------------------------------
 
 
 class SeenRequest(SQLModel, table=True):

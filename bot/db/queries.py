@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from bot.core.lifecycle import State
 from bot.db.models import (
     Account,
     AuditEvent,
@@ -17,7 +18,6 @@ from bot.db.models import (
     Remediation,
     Scan,
 )
-from bot.lifecycle import State
 
 
 def upsert_account(

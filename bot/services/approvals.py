@@ -4,7 +4,7 @@ Every decision closes its loop (DESIGN.md §7.3): whoever asked for a change or 
 a DM line when an approver decides (a new message: Slack does not notify on edits), and the
 security channel's approval message is rebuilt from the database after every later change,
 undo included. An approval request that cannot be posted drops the plan and says so. An
-undo is judged like the action it reverses (bot.decisions.undo_rule). Remediations whose
+undo is judged like the action it reverses (bot.core.decisions.undo_rule). Remediations whose
 process is gone are settled here too, with their messages brought up to date.
 """
 
@@ -15,16 +15,15 @@ from collections.abc import Iterable
 
 from slack_sdk.errors import SlackApiError
 
-from bot import audit
-from bot.audit import AuditAction as A
-from bot.blocks import approvals
-from bot.blocks.common import escape
-from bot.db import queries
+from bot.core.decisions import UndoRule, undo_words
+from bot.db import audit, queries
+from bot.db.audit import AuditAction as A
 from bot.db.engine import session_scope
 from bot.db.models import Finding, Remediation
-from bot.decisions import UndoRule, undo_words
 from bot.services.common import ServiceError
 from bot.services.remediation import RemediationRefused
+from bot.slack.blocks import approvals
+from bot.slack.blocks.common import escape
 from checks.remediate import registry
 
 log = logging.getLogger(__name__)
@@ -73,7 +72,7 @@ class ApprovalFlow:
             raise Refusal(self.remediations.handled_message(rem))
 
     def undo(self, user: str, token: str) -> str:
-        """Undo, judged like the action it reverses (bot.decisions.undo_rule): one click for
+        """Undo, judged like the action it reverses (bot.core.decisions.undo_rule): one click for
         an owner's own access-reducing action, otherwise a request to the security channel."""
         now = self.clock()
         rem = self._remediation(token, user=user, attempted="undo")

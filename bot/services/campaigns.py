@@ -27,16 +27,8 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import Engine, update
 
-from bot import audit
-from bot.audit import AuditAction as A
-from bot.blocks import dm
-from bot.blocks.approvals import who as mention
-from bot.blocks.common import escape
 from bot.config import Settings
-from bot.db import queries
-from bot.db.engine import session_scope, write_scope
-from bot.db.models import Finding, OwnerOverride, Remediation
-from bot.decisions import (
+from bot.core.decisions import (
     AUTO_ACTOR,
     ROTATE_DEADLINE_DAYS,
     SECURITY_ONLY,
@@ -46,11 +38,18 @@ from bot.decisions import (
     removal_action,
     undo_rule,
 )
-from bot.lifecycle import Event, InvalidTransition, next_state
-from bot.metrics import DMS_SENT
+from bot.core.lifecycle import Event, InvalidTransition, next_state
+from bot.db import audit, queries
+from bot.db.audit import AuditAction as A
+from bot.db.engine import session_scope, write_scope
+from bot.db.models import Finding, OwnerOverride, Remediation
+from bot.run.metrics import DMS_SENT
 from bot.services.approvals import ApprovalFlow, Refusal
 from bot.services.common import Clock, ServiceError, utcnow
 from bot.services.remediation import RemediationRefused, RemediationService
+from bot.slack.blocks import dm
+from bot.slack.blocks.approvals import who as mention
+from bot.slack.blocks.common import escape
 from checks.remediate import registry
 
 log = logging.getLogger(__name__)

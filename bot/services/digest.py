@@ -1,13 +1,13 @@
 """The weekly digest: posture and progress for the security channel, aggregated in SQL.
 
-`DigestService.build(now)` returns a `Digest` (a plain value; bot/blocks/digest.py renders
+`DigestService.build(now)` returns a `Digest` (a plain value; bot/slack/blocks/digest.py renders
 it for Slack and for the terminal). Every number is a COUNT/SUM/GROUP BY in the database;
 Python only pivots small grouped results (at most one row per account and severity), so a
 build over 100,000 findings stays well under a second (bench/digest.py).
 
 Definitions (a window is [start, end), "this week" is the 7 days before `now`):
 
-* open: findings in `bot.lifecycle.OPEN_STATES` (snoozed and excepted ones are not open).
+* open: findings in `bot.core.lifecycle.OPEN_STATES` (snoozed and excepted ones are not open).
 * new / resolved / reopened: summed from the `counts` of successful scans finished in the
   window (each scan records exactly what it changed), so a finding resolved and reopened in
   the same week counts in both.
@@ -27,32 +27,43 @@ Posting (`post`) is idempotent per ISO week (in STEWARD_TIMEZONE) and channel: a
 `digest_post` row is claimed before chat.postMessage, completed with the message ts in the
 transaction that records DIGEST_POSTED, and the chart goes into the message's thread with
 files_upload_v2. The message carries the audit chain head as of the build (an anchor for
-`steward audit verify --anchors-from-slack`, bot/audit_anchors.py).
+`steward audit verify --anchors-from-slack`, bot/db/audit_anchors.py).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from slack_sdk.errors import SlackClientError
 from sqlalchemy import Engine, and_, case, delete, func, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from bot import audit
 from bot.config import Settings, SettingsError
+from bot.core.digest_model import (
+    SEVERITIES,
+    AccountPosture,
+    ApprovalRef,
+    CheckCount,
+    Digest,
+    ExceptionRef,
+    FailedAccount,
+    FindingRef,
+    HistoryPoint,
+    OverdueOwner,
+    WeekCounts,
+)
+from bot.core.lifecycle import OPEN_STATES, State
+from bot.db import audit
 from bot.db.engine import session_scope
 from bot.db.models import Account, DigestPost, Finding, Remediation, Scan
 from bot.db.types import UTCDateTime
-from bot.lifecycle import OPEN_STATES, State
 from bot.services.common import Clock, utcnow
 
 log = logging.getLogger(__name__)
 
-SEVERITIES = ("critical", "high", "medium", "low")
 WEEK = timedelta(days=7)
 HISTORY_WEEKS = 8
 LIST_LIMIT = 10  # rows fetched for each "top N" list
@@ -60,145 +71,6 @@ OVERDUE_OWNERS_LIMIT = 15
 CLAIM_STALE_AFTER = timedelta(minutes=15)  # a claim without a ts this old was a crash
 
 _OPEN = sorted(str(s) for s in OPEN_STATES)
-
-
-# --- the value ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WeekCounts:
-    new: int = 0
-    resolved: int = 0
-    remediated: int = 0
-    reopened: int = 0
-    fixed: int = 0  # findings whose time to fix ended in the window
-    median_fix_days: float | None = None
-
-
-@dataclass(frozen=True)
-class CheckCount:
-    check_id: str
-    title: str
-    severity: str
-    count: int
-
-
-@dataclass(frozen=True)
-class OverdueOwner:
-    user: str | None  # Slack user id; None = unassigned (security-channel triage)
-    count: int
-    oldest_notified_at: datetime
-
-
-@dataclass(frozen=True)
-class FindingRef:
-    id: int
-    title: str
-    severity: str
-    resource: str
-    account_id: str
-    owner: str | None
-    first_seen: datetime
-    notified_to: str | None = None
-
-
-@dataclass(frozen=True)
-class ExceptionRef:
-    title: str
-    resource: str
-    account_id: str
-    decided_by: str | None
-    decided_at: datetime | None
-    until: datetime | None
-    reason: str | None
-
-
-@dataclass(frozen=True)
-class ApprovalRef:
-    id: int
-    action: str
-    resource: str
-    account_id: str
-    title: str
-    severity: str
-    requested_by: str
-    requested_at: datetime
-
-
-@dataclass(frozen=True)
-class FailedAccount:
-    account_id: str
-    label: str
-    at: datetime | None
-    error: str | None
-
-
-@dataclass(frozen=True)
-class AccountPosture:
-    account_id: str
-    label: str
-    counts: dict[str, int]
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    def sort_key(self) -> tuple:
-        return (*(-self.counts.get(s, 0) for s in SEVERITIES), self.account_id)
-
-
-@dataclass(frozen=True)
-class HistoryPoint:
-    at: datetime
-    counts: dict[str, int]
-
-
-@dataclass(frozen=True)
-class Digest:
-    generated_at: datetime
-    week: str  # ISO week in STEWARD_TIMEZONE, e.g. "2026-W48"
-    period_start: datetime
-    period_end: datetime
-    timezone: str
-    open_by_severity: dict[str, int]
-    open_by_check: tuple[CheckCount, ...]
-    this_week: WeekCounts
-    last_week: WeekCounts
-    exceptions_granted: int
-    exceptions_granted_recent: tuple[ExceptionRef, ...]
-    exceptions_expiring: int
-    exceptions_expiring_soon: tuple[ExceptionRef, ...]
-    escalate_after_days: int
-    overdue: int
-    overdue_by_owner: tuple[OverdueOwner, ...]
-    oldest_open: tuple[FindingRef, ...]
-    pending_approvals: int
-    pending_approvals_oldest: tuple[ApprovalRef, ...]
-    failed_accounts: tuple[FailedAccount, ...]
-    posture: tuple[AccountPosture, ...]  # accounts with open findings, worst first
-    accounts_known: int
-    history: tuple[HistoryPoint, ...]  # oldest first; the last one is `generated_at`
-    audit_head: audit.ChainHead | None = None  # published in the message (an anchor)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def open_total(self) -> int:
-        return sum(self.open_by_severity.values())
-
-    def summary(self) -> dict[str, Any]:
-        """The numbers an audit event or a log line carries."""
-        return {
-            "week": self.week,
-            "open": self.open_total,
-            "open_by_severity": dict(self.open_by_severity),
-            "new": self.this_week.new,
-            "resolved": self.this_week.resolved,
-            "remediated": self.this_week.remediated,
-            "reopened": self.this_week.reopened,
-            "overdue": self.overdue,
-            "pending_approvals": self.pending_approvals,
-            "failed_accounts": len(self.failed_accounts),
-        }
 
 
 @dataclass(frozen=True)
@@ -270,8 +142,8 @@ class DigestService:
     def post(self, client, *, now: datetime | None = None, actor: str = "system",
              channel: str | None = None) -> DigestPostResult:
         """Post this week's digest (and its chart) unless it is already in `channel`."""
-        from bot.blocks.digest import digest_blocks, digest_fallback
-        from bot.charts import history_chart_png
+        from bot.slack.blocks.digest import digest_blocks, digest_fallback
+        from bot.slack.charts import history_chart_png
 
         channel = channel or self.settings.security_channel
         if not channel:

@@ -20,9 +20,9 @@ from sqlalchemy.engine import make_url
 from bot.config import Settings
 from bot.db.engine import make_engine
 from bot.db.migrate import current_revision, head_revision
-from bot.leader import leader_lock
-from bot.slack_checks import Check, SlackChecks
-from bot.slack_client import make_web_client
+from bot.run.leader import leader_lock
+from bot.slack.client import make_web_client
+from bot.slack.health import Check, SlackChecks
 from checks.accounts import Target, discover_targets, session_for
 from checks.collect import CollectError, collect_account
 

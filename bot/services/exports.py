@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
-from bot import audit
-from bot.audit import AuditAction as A
 from bot.config import Settings
-from bot.db import queries
+from bot.core.report import stored_finding_json
+from bot.db import audit, queries
+from bot.db.audit import AuditAction as A
 from bot.db.engine import session_scope
-from bot.report import stored_finding_json
 from bot.services.common import Clock, ServiceError, utcnow
 
 log = logging.getLogger(__name__)
@@ -120,10 +119,9 @@ class SecurityHubExport:
 
 
 def _caller_account(session, max_attempts: int) -> str:
-    from checks.collect import aws_client, aws_errors
+    from checks.aws_calls import caller_account
 
-    with aws_errors(None, "sts"):
-        return aws_client(session, "sts", max_attempts).get_caller_identity()["Account"]
+    return caller_account(session, max_attempts)
 
 
 def _default_aws_session():

@@ -29,15 +29,14 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
-from bot import audit
-from bot.audit import AuditAction as A
 from bot.config import Settings
-from bot.db import queries
+from bot.core.decisions import UndoRule, undo_rule
+from bot.core.lifecycle import Event, InvalidTransition, next_state
+from bot.db import audit, queries
+from bot.db.audit import AuditAction as A
 from bot.db.engine import session_scope, write_scope
 from bot.db.models import Finding, Remediation
-from bot.decisions import UndoRule, undo_rule
-from bot.leader import holder_gone, process_holder
-from bot.lifecycle import Event, InvalidTransition, next_state
+from bot.run.leader import holder_gone, process_holder
 from bot.services.common import Clock, ServiceError, utcnow
 from checks.catalog import BY_ID as CHECKS
 from checks.remediate import registry
@@ -171,7 +170,9 @@ class RemediationService:
             # A policy other owners' principals hold too changes only once each has said yes.
             from bot.services.rightsize import require_consents
 
-            require_consents(self.engine, finding, actor=actor, now=now, is_approver=self.is_approver)
+            waiting = require_consents(self.engine, finding, actor=actor, now=now, is_approver=self.is_approver)
+            if waiting:
+                raise RemediationRefused(waiting)
         row = Remediation(
             finding_id=finding.id, fingerprint=finding.fingerprint, action=action.id,
             account_id=finding.account_id, resource=finding.resource, target=asdict(target),
@@ -689,12 +690,12 @@ class RemediationService:
     def _assumed(self, account_id: str, target):
         """A session for `target` (a `checks.accounts.Target`), checked to be in `account_id`."""
         from checks import accounts
-        from checks.collect import CollectError, aws_client
+        from checks.aws_calls import CollectError, caller_account
 
         base = self._aws_session_factory() if self._aws_session_factory else _default_session()
         try:
             aws = accounts.session_for(target, base, external_id=self.settings.external_id)
-            actual = aws_client(aws, "sts", self.settings.aws_max_attempts).get_caller_identity()["Account"]
+            actual = caller_account(aws, self.settings.aws_max_attempts, account=account_id)
         except CollectError as exc:
             raise ServiceError(str(exc)) from None
         if actual != account_id:

@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from bot import audit
+from bot.db import audit
 from bot.db.engine import session_scope, write_scope
 from bot.db.models import Finding, UsageConsent
 
@@ -60,14 +60,12 @@ def pending_owners(engine: Engine, finding: Finding) -> list[dict]:
 
 
 def require_consents(engine: Engine, finding: Finding, *, actor: str, now: datetime,
-                     is_approver: Callable[[str], bool] = lambda _u: False) -> None:
-    """Record `actor`'s yes for this finding; raise `RemediationRefused` naming who else
-    must agree while anyone is missing (nothing changes in AWS until then)."""
-    from bot.services.remediation import RemediationRefused
-
+                     is_approver: Callable[[str], bool] = lambda _u: False) -> str | None:
+    """Record `actor`'s yes for this finding; while anyone else must still agree, return the
+    sentence naming them (the caller refuses with it: nothing changes in AWS until then)."""
     details = finding.details or {}
     if not details.get("shared_with"):
-        return
+        return None
     policy, digest = details.get("policy_arn") or "", details.get("proposal_digest") or ""
     pending = pending_owners(engine, finding)  # the others: this finding's own yes is below
     with write_scope(engine) as session:  # the yes and its audit event together
@@ -85,6 +83,7 @@ def require_consents(engine: Engine, finding: Finding, *, actor: str, now: datet
     if pending:
         names = "; ".join(f"{_label(p['arn'])} ({p['owner'] or 'no owner: security triage'}) {p['why']}"
                           for p in pending)
-        raise RemediationRefused(
+        return (
             f"Noted: you agree to right-size {_label(policy)}. It is also attached to principals of other "
             f"owners, so Steward changes it only once each of them agrees: {names}. Nothing changed yet.")
+    return None

@@ -29,12 +29,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from bot import audit
 from bot.config import Settings
-from bot.db import queries
+from bot.core.decisions import AUTO_ACTOR
+from bot.db import audit, queries
 from bot.db.engine import session_scope, write_scope
 from bot.db.models import Finding, KeyRotation
-from bot.decisions import AUTO_ACTOR
 from bot.services.common import Clock, ServiceError, utcnow
 
 log = logging.getLogger(__name__)
@@ -198,14 +197,14 @@ class RotationService:
                      delete_after=now + timedelta(days=self.settings.delete_after_days))
         counts["deactivated"] += 1
         if self.client is not None and finding.notified_to:
-            from bot.blocks.rotation import deactivated_text
+            from bot.slack.blocks.rotation import deactivated_text
 
             self.client.chat_postMessage(channel=finding.notified_to, text=deactivated_text(row, done.id))
 
     def _offer(self, row: KeyRotation, finding: Finding | None, subject: dict, now: datetime,
                old_used: datetime | None) -> None:
         if self.client is not None and finding is not None and finding.notified_to:
-            from bot.blocks.rotation import offer_blocks, offer_text
+            from bot.slack.blocks.rotation import offer_blocks, offer_text
 
             self.client.chat_postMessage(channel=finding.notified_to, text=offer_text(row, old_used),
                                          blocks=offer_blocks(row, old_used, finding.token))

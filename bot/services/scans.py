@@ -22,12 +22,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from bot import audit
 from bot.config import Settings
-from bot.db import queries
+from bot.core.lifecycle import Event, State, next_state
+from bot.db import audit, queries
 from bot.db.engine import session_scope
 from bot.db.models import SCAN_FINAL, Finding, Scan
-from bot.lifecycle import Event, State, next_state
 from bot.services.common import Clock, ServiceError, utcnow
 from bot.services.scan_retry import MAX_ATTEMPTS, RetryLater, backoff_seconds
 from checks.catalog import BY_ID, severity_of
@@ -618,6 +617,6 @@ def count_aws_throttles() -> None:
 
 
 def _count_throttle(_code: str) -> None:
-    from bot.metrics import AWS_THROTTLED
+    from bot.run.metrics import AWS_THROTTLED
 
     AWS_THROTTLED.inc()

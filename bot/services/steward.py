@@ -10,10 +10,10 @@ from cachetools import LRUCache
 from sqlalchemy import Engine
 
 from bot.config import Settings
+from bot.core.lifecycle import OPEN_STATES
 from bot.db import queries
 from bot.db.engine import session_scope
 from bot.db.models import Finding
-from bot.lifecycle import OPEN_STATES
 from bot.services.campaigns import Campaigns
 from bot.services.common import Clock, ServiceError, utcnow
 from bot.services.remediation import RemediationService
@@ -36,7 +36,7 @@ class Steward:
                  scans: ScanService | None = None, clock: Clock = utcnow):
         self.settings = settings
         self.engine = engine
-        self.directory = directory  # bot.owners.OwnerDirectory
+        self.directory = directory  # bot.slack.owners.OwnerDirectory
         self.scans = scans or ScanService(settings, engine=engine, clock=clock)
         self.remediations = RemediationService(
             settings, engine=engine, is_approver=self.is_approver, clock=clock
@@ -69,8 +69,8 @@ class Steward:
         remediations, assignments), so the audit chain's head sequence is a version number:
         a cached reply is served only while no event has been written since.
         """
-        from bot import audit
-        from bot.blocks.whoami import whoami_blocks
+        from bot.db import audit
+        from bot.slack.blocks.whoami import whoami_blocks
 
         with session_scope(self.engine) as session:
             head = audit.chain_head(session)
@@ -112,8 +112,7 @@ class Steward:
             return found, f"Open findings for {what}"
 
     def record_refusal(self, actor: str, attempted: str, reason: str) -> None:
-        from bot import audit
-
+        from bot.db import audit
         log.info("refused a request by %s: %s", actor, reason)  # not what they typed: it stays in Slack and the audit log
         with session_scope(self.engine) as session:
             audit.record(
@@ -144,8 +143,8 @@ class Steward:
         return "\n".join(lines) or "No accounts are configured."
 
     def home_view(self, user_id: str):
-        from bot import audit
-        from bot.blocks.home import ACTION_WORDS, home_view
+        from bot.db import audit
+        from bot.slack.blocks.home import ACTION_WORDS, home_view
 
         values = self.directory.owner_values(user_id)
         with session_scope(self.engine) as session:
@@ -158,8 +157,7 @@ class Steward:
     def audit_events(self, needle: str, limit: int = 20) -> list:
         """Recent events about an ARN, access key id, fingerprint, Slack user or account, or
         about an IAM user given by name (every account's user of that name)."""
-        from bot import audit
-
+        from bot.db import audit
         with session_scope(self.engine) as session:
             needles = [needle]
             if not needle.startswith("arn:"):

@@ -17,8 +17,8 @@ from datetime import datetime
 from sqlalchemy import Engine, delete
 from sqlmodel import select
 
-from bot import audit
 from bot.config import Settings
+from bot.db import audit
 from bot.db.engine import session_scope, write_scope
 from bot.db.models import PrincipalUsage as UsageRow
 from bot.services.common import Clock, ServiceError, utcnow

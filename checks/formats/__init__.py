@@ -1,6 +1,6 @@
 """Findings in the formats other tools read (pure: no AWS, no database).
 
-Both take the JSON contract of a finding (`bot.report.finding_json`: check, account,
+Both take the JSON contract of a finding (`bot.core.report.finding_json`: check, account,
 resource, severity, title, owner, fingerprint, details) plus when it was seen, so a finding
 fresh from a scan and one read back from the database export the same way.
 """

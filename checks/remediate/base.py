@@ -42,7 +42,7 @@ status, passwords by presence only.
 
 AWS failures surface as `RemediationError` with a one-line message (AccessDenied names
 the IAM action the Steward role lacks) and `retryable` (throttling, network, 5xx).
-Clients come from `checks.collect.aws_client` (adaptive retries); none is created at import.
+Clients come from `checks.aws_calls.aws_client` (adaptive retries); none is created at import.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ from typing import Any, ClassVar, Literal
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from checks.collect import (
+from checks.aws_calls import (
     ACCESS_DENIED,
     DEFAULT_MAX_ATTEMPTS,
     aws_client,

@@ -23,7 +23,7 @@ down_revision: str | None = '0001'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Frozen copy of bot.audit.GENESIS_HASH (a migration never imports application code).
+# Frozen copy of bot.db.audit.GENESIS_HASH (a migration never imports application code).
 GENESIS_HASH = "0" * 64
 
 POSTGRESQL_TRIGGERS = (

@@ -10,7 +10,7 @@ references event range by event range). Triggers added by hand, on SQLite and Po
 * the head's guard now also refuses changing `head_mac` without advancing.
 
 Someone who can drop triggers can still do all of that; `steward audit verify` with the key
-and published heads is what catches them (see bot/audit.py).
+and published heads is what catches them (see bot/db/audit.py).
 
 SQLite: a column change may rebuild a table, which drops its triggers, and renaming a table
 fails while another table's trigger names a missing one; so every audit trigger is dropped

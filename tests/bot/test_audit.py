@@ -13,7 +13,8 @@ from sqlalchemy import event, insert, inspect, text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, func, select
 
-from bot.audit import (
+from bot.config import Settings
+from bot.db.audit import (
     EXPORT_COLUMNS,
     GENESIS_HASH,
     AuditAction,
@@ -32,7 +33,7 @@ from bot.audit import (
     rekey,
     verify,
 )
-from bot.audit_key import (
+from bot.db.audit_key import (
     NO_KEYS,
     AuditKeyError,
     Keyring,
@@ -42,7 +43,6 @@ from bot.audit_key import (
     set_process_keyring,
     split_entries,
 )
-from bot.config import Settings
 from bot.db.engine import make_engine, session_scope
 from bot.db.migrate import current_revision, downgrade, upgrade
 from bot.db.models import AuditEvent

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from bot.blocks.common import chunk_lines, console_url
-from bot.blocks.findings import findings_blocks
-from bot.blocks.whoami import whoami_blocks
 from bot.db.models import Finding, IamIdentity
+from bot.slack.blocks.common import chunk_lines, console_url
+from bot.slack.blocks.findings import findings_blocks
+from bot.slack.blocks.whoami import whoami_blocks
 from tests.factories import NOW
 
 
@@ -74,7 +74,7 @@ def test_chunk_lines_respects_limit():
 
 
 def test_escalation_dm_shows_the_path_in_one_line():
-    from bot.blocks.dm import finding_section
+    from bot.slack.blocks.dm import finding_section
 
     sentence = "user/ci → role/deploy → role/admin: user/ci can assume its way to the last role"
     block = finding_section(finding(check="privilege-escalation-policy", explanation=sentence))
@@ -87,7 +87,7 @@ def test_the_approval_message_tells_the_whole_story():
     from datetime import UTC, datetime
     from types import SimpleNamespace
 
-    from bot.blocks.approvals import approval_status, validate_reason
+    from bot.slack.blocks.approvals import approval_status, validate_reason
 
     at = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
     rem = SimpleNamespace(action="detach-managed-policy", status="succeeded", approved_by="U0CAROL001",

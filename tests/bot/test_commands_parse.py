@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bot import commands as cmd
-from bot.sandbox.slack_fake import SlackFake
+from bot.slack import grammar as cmd
 from checks.catalog import BY_ID
+from sandbox.slack_fake import SlackFake
 from tests.bot.test_serve_http import (
     ALICE,
     CAROL,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.decisions import (
+from bot.core.decisions import (
     FAMILIES,
     SECURITY_ONLY,
     Choice,
@@ -65,7 +65,7 @@ OWNER, APPROVER, OTHER = "UOWNER0001", "UAPPROVER1", "UAPPROVER2"
 
 @pytest.mark.parametrize("action", registry.ACTIONS, ids=lambda a: a.id)
 def test_every_action_says_who_may_undo_it(action):
-    from bot.decisions import AUTO_ACTOR, UNDO_WORDS, UndoRule, undo_rule
+    from bot.core.decisions import AUTO_ACTOR, UNDO_WORDS, UndoRule, undo_rule
 
     def rule(requested_by, undoer, owner):
         return undo_rule(action, requested_by=requested_by, undoer=undoer, undoer_is_owner=owner)
@@ -97,7 +97,7 @@ def test_every_action_says_who_may_undo_it(action):
 
 def test_the_rule_as_a_table():
     """The same table, spelled out for the actions people meet most."""
-    from bot.decisions import UndoRule, undo_rule
+    from bot.core.decisions import UndoRule, undo_rule
 
     table = {
         ("deactivate-access-key", OWNER, OWNER, True): UndoRule.ONE_CLICK,

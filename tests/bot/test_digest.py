@@ -14,14 +14,11 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import func, select
 
-from bot import audit
-from bot.audit_anchors import anchors_in
-from bot.blocks.digest import digest_blocks, digest_fallback, digest_text
-from bot.charts import encode_png, history_chart_png, nice_step
 from bot.config import Settings
+from bot.db import audit
+from bot.db.audit_anchors import anchors_in
 from bot.db.engine import session_scope
 from bot.db.models import Account, AuditEvent, DigestPost, Finding, Remediation, Scan
-from bot.sandbox.slack_fake import SlackFake
 from bot.services.digest import (
     AccountPosture,
     Digest,
@@ -30,6 +27,9 @@ from bot.services.digest import (
     WeekCounts,
     iso_week,
 )
+from bot.slack.blocks.digest import digest_blocks, digest_fallback, digest_text
+from bot.slack.charts import encode_png, history_chart_png, nice_step
+from sandbox.slack_fake import SlackFake
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)  # a Monday, ISO week 2026-W49
 A1, A2, A3 = "111111111111", "222222222222", "333333333333"
@@ -393,7 +393,7 @@ def test_chart_of_nothing_and_the_png_encoder():
 @pytest.fixture
 def audit_keys():
     """This process writes with a key (as STEWARD_AUDIT_KEY would make it), for one test."""
-    from bot.audit_key import resolve, set_process_keyring
+    from bot.db.audit_key import resolve, set_process_keyring
 
     keys = resolve("digest-test-audit-key-0123456789abcdef012345")
     set_process_keyring(keys)
@@ -402,7 +402,7 @@ def audit_keys():
 
 
 def test_the_digest_publishes_the_chain_head_and_it_reads_back(seeded, fake, audit_keys):
-    from bot.audit_anchors import anchors_from_slack
+    from bot.db.audit_anchors import anchors_from_slack
 
     keys = audit_keys
     with session_scope(seeded) as s:  # a keyed chain: the head names its key id

@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from bot import audit
+from bot.db import audit
 from bot.db.engine import make_engine, session_scope
 from bot.db.models import AuditEvent, Finding
-from bot.sandbox import signing
-from bot.sandbox.slack_fake import SlackFake
+from sandbox import signing
+from sandbox.slack_fake import SlackFake
 from tests.aws import FAKE_CREDENTIALS
 from tests.bot.test_serve_http import (
     ACCOUNT,

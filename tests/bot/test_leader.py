@@ -19,9 +19,9 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import create_engine, text
 
-from bot import scheduler as sched
 from bot.config import Settings
-from bot.leader import FileLock, PostgresAdvisoryLock, ProcessLock, advisory_key, leader_lock
+from bot.run import scheduler as sched
+from bot.run.leader import FileLock, PostgresAdvisoryLock, ProcessLock, advisory_key, leader_lock
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_URL = os.environ.get("STEWARD_TEST_DATABASE_URL")

@@ -11,8 +11,8 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.db.engine import make_engine
-from bot.metrics import DatabaseCollector, authorized, registry_for
-from bot.sandbox.slack_fake import SlackFake
+from bot.run.metrics import DatabaseCollector, authorized, registry_for
+from sandbox.slack_fake import SlackFake
 from tests.aws import aws_env, instant_retries  # noqa: F401  (fixtures)
 from tests.bot.test_serve_http import add_people, running_steward, seed
 
@@ -73,8 +73,8 @@ def test_an_unreachable_database_is_reported_not_raised():
 
 def test_slack_429s_are_counted(tmp_path):
     from bot.config import Settings
-    from bot.metrics import SLACK_RATE_LIMITED
-    from bot.slack_client import make_web_client
+    from bot.run.metrics import SLACK_RATE_LIMITED
+    from bot.slack.client import make_web_client
 
     database_url = f"sqlite:///{tmp_path / 'metrics.db'}"
     seed(database_url)
@@ -96,7 +96,7 @@ def test_authorized(header, ok):
 
 
 def test_the_worker_serves_metrics_on_its_own_port(tmp_path):
-    from bot.metrics import serve_in_background
+    from bot.run.metrics import serve_in_background
     from tests.bot.test_serve_http import free_port
 
     database_url = f"sqlite:///{tmp_path / 'metrics.db'}"
@@ -117,7 +117,7 @@ def test_aws_throttling_answers_are_counted(aws_env, instant_retries):  # noqa: 
     """A throttled call on a session Steward builds is counted, retried or not."""
     from moto import mock_aws
 
-    from bot.metrics import AWS_THROTTLED
+    from bot.run.metrics import AWS_THROTTLED
     from bot.services.scans import count_aws_throttles
     from checks.accounts import shared_session
     from checks.collect import aws_client

@@ -6,8 +6,8 @@ import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.owners import OwnerDirectory
-from bot.sandbox.slack_fake import DEFAULT_TOKEN, SlackFake
+from bot.slack.owners import OwnerDirectory
+from sandbox.slack_fake import DEFAULT_TOKEN, SlackFake
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Replay protection (bot/replay.py): each request key is claimed once, on both databases."""
+"""Replay protection (bot/slack/replay.py): each request key is claimed once, on both databases."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 from sqlmodel import Session, select
 
-from bot import replay
 from bot.db.models import SeenRequest
-from bot.listeners.guard import request_keys
+from bot.slack import replay
+from bot.slack.listeners.guard import request_keys
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 

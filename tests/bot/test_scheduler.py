@@ -16,11 +16,12 @@ from pydantic import ValidationError
 from slack_sdk import WebClient
 from sqlalchemy import func, insert, select
 
-from bot import scheduler as sched
 from bot.config import Settings
+from bot.core import cron
 from bot.db.engine import session_scope
 from bot.db.models import AuditEvent, DigestPost, SchedulerJob
-from bot.sandbox.slack_fake import SlackFake
+from bot.run import scheduler as sched
+from sandbox.slack_fake import SlackFake
 
 # Monday 2026-11-30 10:17 UTC
 NOW = datetime(2026, 11, 30, 10, 17, 23, tzinfo=UTC)
@@ -37,7 +38,7 @@ def next_fires(s: Settings, now: datetime = NOW) -> dict[str, datetime]:
 def test_default_jobs_and_their_next_runs():
     specs = {spec.id: spec for spec in sched.job_specs(settings())}
     assert list(specs) == ["scan", "route", "expire", "digest", "audit-verify", "usage", "rotations", "reconcile"]
-    assert all(spec.func == f"bot.scheduler:run_{spec.id.replace('-', '_')}" for spec in specs.values())
+    assert all(spec.func == f"bot.run.scheduler:run_{spec.id.replace('-', '_')}" for spec in specs.values())
     assert specs["digest"].misfire_grace_time == 24 * 3600 and specs["scan"].misfire_grace_time == 3600
     fires = next_fires(settings())
     assert fires["scan"] == datetime(2026, 11, 30, 12, 0, tzinfo=UTC)  # every 6 h from midnight UTC
@@ -78,12 +79,12 @@ def test_crontab_weekdays_are_standard_not_apscheduler_3():
     assert digest_day("0 9 * * 7") == "Sun"
     assert digest_day("0 9 * * fri") == "Fri"
     days = set()
-    fire, trigger = None, sched.cron_trigger("0 9 * * 0-2", "UTC")
+    fire, trigger = None, cron.cron_trigger("0 9 * * 0-2", "UTC")
     for _ in range(6):
         fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1) if fire else NOW)
         days.add(fire.strftime("%a"))
     assert days == {"Sun", "Mon", "Tue"}
-    assert sched._standard_day_of_week("*/2") == "sun,tue,thu,sat"
+    assert cron._standard_day_of_week("*/2") == "sun,tue,thu,sat"
 
 
 def test_fractional_hours_for_tests_and_small_setups():
@@ -153,7 +154,7 @@ def test_jobs_persist_in_the_migrated_table_and_survive_restarts(engine, runtime
     assert outcome == dict.fromkeys(["scan", "route", "expire", "digest", "audit-verify", "usage", "rotations",
                                      "reconcile"], "added")
     stored = {job.id: job.next_run_time for job in scheduler.get_jobs()}
-    scheduler.add_job("bot.scheduler:run_route", "interval", hours=3, id="legacy-job")
+    scheduler.add_job("bot.run.scheduler:run_route", "interval", hours=3, id="legacy-job")
     scheduler.shutdown()
     with session_scope(engine) as session:
         assert session.execute(select(func.count()).select_from(SchedulerJob)).scalar_one() == 9  # eight jobs and the legacy one
@@ -235,8 +236,7 @@ def settings_for(channel: str) -> Settings:
 
 
 def test_audit_verify_alerts_the_security_channel_only_when_broken(engine, fake, runtime_calls, caplog):
-    from bot import audit
-
+    from bot.db import audit
     channel = fake.add_channel("security")
     client = WebClient(base_url=fake.base_url, token=fake.token, timeout=5)
     sched.install_runtime(fake_runtime(engine, runtime_calls, client=client, s=settings_for(channel)))
@@ -260,8 +260,8 @@ def test_audit_verify_alerts_the_security_channel_only_when_broken(engine, fake,
 def test_audit_verify_without_the_key_says_so_rather_than_broken(engine, fake, runtime_calls, caplog):
     """A worker that lacks the key of a keyed chain cannot prove anything: it asks for the
     key, it does not cry tampering."""
-    from bot import audit
-    from bot.audit_key import resolve, set_process_keyring
+    from bot.db import audit
+    from bot.db.audit_key import resolve, set_process_keyring
 
     channel = fake.add_channel("security")
     client = WebClient(base_url=fake.base_url, token=fake.token, timeout=5)

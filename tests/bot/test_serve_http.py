@@ -31,9 +31,9 @@ from sqlmodel import select
 from bot.db.engine import make_engine, session_scope
 from bot.db.migrate import upgrade
 from bot.db.models import Finding, IamIdentity
-from bot.sandbox import signing
-from bot.sandbox.slack_fake import SlackFake
-from bot.web import create_wsgi_app
+from bot.run.web import create_wsgi_app
+from sandbox import signing
+from sandbox.slack_fake import SlackFake
 from tests.aws import FAKE_CREDENTIALS, running_moto_server
 from tests.conftest import PG_URL
 from tests.databases import scratch_postgres
@@ -452,13 +452,13 @@ def _refusals(database_url: str, actor: str) -> list:
 )
 def test_non_approver_gets_a_private_refusal(served: Served, text: str) -> None:
     before = (
-        len(_refusals(served.database_url, NOBODY)) if importlib.util.find_spec("bot.audit") else 0
+        len(_refusals(served.database_url, NOBODY)) if importlib.util.find_spec("bot.db.audit") else 0
     )
     reply = served.reply(text, NOBODY)
     assert reply["response_type"] == "ephemeral"
     assert "Only security approvers" in reply["text"]
     assert "Stale IAM user" not in blocks_text(reply)
-    if importlib.util.find_spec("bot.audit"):
+    if importlib.util.find_spec("bot.db.audit"):
         refusals = _refusals(served.database_url, NOBODY)
         assert len(refusals) == before + 1
         assert text.split()[0] in refusals[-1].payload["attempted"]

@@ -19,7 +19,7 @@ from slack_bolt import App, BoltRequest
 from slack_sdk import WebClient
 from slack_sdk.signature import Clock, SignatureVerifier
 
-from bot.sandbox.signing import (
+from sandbox.signing import (
     FORM_CONTENT_TYPE,
     JSON_CONTENT_TYPE,
     block_actions_body,
@@ -32,7 +32,7 @@ from bot.sandbox.signing import (
     url_verification_body,
     view_submission_body,
 )
-from bot.sandbox.slack_fake import SlackFake
+from sandbox.slack_fake import SlackFake
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 

@@ -16,12 +16,12 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
 
-from bot.sandbox.slack_fake import (
+from bot.slack.methods import METHODS
+from sandbox.slack_fake import (
     MAX_TEXT_CHARS,
     RESPONSE_URL_MAX_USES,
     SlackFake,
 )
-from bot.slack_methods import METHODS
 
 TS_RE = re.compile(r"^\d{10}\.\d{6}$")
 
@@ -70,6 +70,21 @@ def slack_error(excinfo: pytest.ExceptionInfo[SlackApiError]) -> str:
 
 
 # --------------------------------------------------------------------------- plumbing
+
+
+def test_the_fake_answers_exactly_the_methods_bot_slack_methods_describes() -> None:
+    """Every method of the facts table has a handler in one of the fake's sections (and
+    nothing else does): a method the bot starts calling cannot go unanswered unnoticed."""
+    with SlackFake() as f:
+        answered = set()
+        for method, facts in METHODS.items():
+            token = f.app_token if facts.app_token else f.token
+            status, body, _ = f.handle_api(method, {}, token)
+            if body.get("error") != "unknown_method":
+                answered.add(method)
+        assert answered == set(METHODS)
+        status, body, _ = f.handle_api("chat.scheduleMessage", {}, f.token)
+        assert (status, body["error"]) == (404, "unknown_method")
 
 
 def test_base_url_ends_with_api_and_webclient_joins_method(
@@ -842,7 +857,7 @@ def test_state_route_serves_a_snapshot(fake: SlackFake, client: WebClient, alice
 
 
 def test_the_default_install_has_the_projects_generated_scopes(fake: SlackFake, client: WebClient) -> None:
-    from bot.manifest import build
+    from bot.slack.manifest import build
 
     resp = client.auth_test()
     granted = set(resp.headers["x-oauth-scopes"].split(","))

@@ -21,10 +21,10 @@ from slack_sdk.socket_mode.builtin import SocketModeClient
 from slack_sdk.socket_mode.response import SocketModeResponse
 
 from bot.config import Settings
-from bot.sandbox import signing
-from bot.sandbox.slack_fake import SlackFake
-from bot.serve import StartupError
-from bot.socket import run_socket_mode
+from bot.run.serve import StartupError
+from bot.run.socket import run_socket_mode
+from sandbox import signing
+from sandbox.slack_fake import SlackFake
 from tests.bot.test_serve_http import (
     ACCOUNT,
     ALICE,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot import audit
 from bot.config import Settings
+from bot.db import audit
 from bot.db.engine import session_scope
 from bot.db.models import IamIdentity
 from bot.services import Steward

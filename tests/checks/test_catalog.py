@@ -156,7 +156,7 @@ def test_a_whole_catalog_run_reports_coverage_for_every_check():
 
 def test_a_finding_s_evidence_may_lower_its_severity_and_every_output_shows_it():
     """A latent escalation path (prerequisites absent) is medium, not the check's high."""
-    from bot.report import finding_json
+    from bot.core.report import finding_json
     from checks.catalog import severity_of
     from checks.model import Result, Severity, Status
 

@@ -267,7 +267,7 @@ def test_every_action_declares_its_contract(act: Action):
 
 @pytest.mark.parametrize("act", [a for a in ACTIONS if a.undo_needs_restore], ids=lambda a: a.id)
 def test_an_undo_needing_the_restore_role_says_how_to_restore_by_hand(act: Action):
-    from bot.decisions import UndoRule, undo_rule
+    from bot.core.decisions import UndoRule, undo_rule
 
     assert type(act).restore_by_hand is not Action.restore_by_hand
     # Giving access back is never one click: owners may apply only right-sizing alone (it

@@ -103,7 +103,7 @@ def test_group_usage_is_its_members_latest():
 def test_cli_refuses_a_malformed_account_in_one_line(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from bot.cli import app
+    from bot.cli.main import app
 
     monkeypatch.setenv("STEWARD_DATABASE_URL", f"sqlite:///{tmp_path / 'x.db'}")
     result = CliRunner().invoke(app, ["usage", "collect", "--account", "12"])

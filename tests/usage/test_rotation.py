@@ -12,11 +12,11 @@ from botocore.exceptions import ClientError
 from sqlmodel import Session, select
 
 from bot.config import Settings
+from bot.core.decisions import AUTO_ACTOR
+from bot.core.logsafe import SlackDataFilter
 from bot.db.engine import make_engine
 from bot.db.migrate import upgrade
 from bot.db.models import AuditEvent, Finding, KeyRotation, Remediation
-from bot.decisions import AUTO_ACTOR
-from bot.logsafe import SlackDataFilter
 from bot.services.remediation import RemediationService
 from bot.services.rotation import RotationRefused, RotationService
 from bot.services.scans import ScanService
@@ -100,7 +100,7 @@ def test_rotation_end_to_end(world, caplog):
     with Session(engine) as session:
         stored = json.dumps([e.payload for e in session.exec(select(AuditEvent))]) + json.dumps(
             [r.model_dump(mode="json") for r in session.exec(select(KeyRotation))])
-    # Logs as Steward's handlers write them (bot.logsafe drops botocore's DEBUG bodies).
+    # Logs as Steward's handlers write them (bot.core.logsafe drops botocore's DEBUG bodies).
     logged = "\n".join(r.getMessage() for r in caplog.records if SlackDataFilter().filter(r))
     assert new_id in logged and secret["SecretAccessKey"] not in stored and secret["SecretAccessKey"] not in logged
 

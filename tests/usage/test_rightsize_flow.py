@@ -38,8 +38,8 @@ def role_arn(name):
 
 
 @pytest.fixture
-def world(moto_server, access_advisor, tmp_path, monkeypatch):  # noqa: F811
-    db = f"sqlite:///{tmp_path / 'steward.db'}"
+def world(moto_server, access_advisor, empty_database_url, monkeypatch):  # noqa: F811
+    db = empty_database_url  # SQLite and, with STEWARD_TEST_DATABASE_URL, PostgreSQL
     monkeypatch.setenv("STEWARD_DATABASE_URL", db)
     monkeypatch.delenv("STEWARD_RESTORE_ROLE_NAME", raising=False)
     iam = boto3.client("iam", endpoint_url=moto_server)

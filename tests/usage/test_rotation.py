@@ -28,9 +28,9 @@ ALICE = f"arn:aws:iam::{ACCOUNT_ID}:user/alice"
 
 
 @pytest.fixture
-def world(moto_server, tmp_path, monkeypatch):  # noqa: F811
+def world(moto_server, empty_database_url, monkeypatch):  # noqa: F811
     reads = strict_secrets(monkeypatch)
-    db = f"sqlite:///{tmp_path / 'steward.db'}"
+    db = empty_database_url  # SQLite and, with STEWARD_TEST_DATABASE_URL, PostgreSQL
     iam = boto3.client("iam", endpoint_url=moto_server)
     iam.create_user(UserName="alice", Tags=[{"Key": "owner", "Value": "alice@example.com"}])
     old = iam.create_access_key(UserName="alice")["AccessKey"]

@@ -179,8 +179,6 @@ class AuditAction(StrEnum):
     ROTATION_NEW_KEY_USED = "rotation.new_key_used"
     ROTATION_DEACTIVATION_OFFERED = "rotation.deactivation_offered"
     ROTATION_OLD_KEY_DEACTIVATED = "rotation.old_key_deactivated"
-    ROTATION_UNDONE = "rotation.undone"
-    ROTATION_OLD_KEY_DELETED = "rotation.old_key_deleted"
     ROTATION_SECRET_DELETED = "rotation.secret_deleted"
     ROTATION_FAILED = "rotation.failed"
 

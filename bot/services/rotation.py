@@ -6,7 +6,8 @@ principal can read it (`checks.rotation`); the reply says where to fetch it. `ti
 worker, hourly; `steward rotate tick`) then watches, for every rotation in progress:
 
 * the secret read (DescribeSecret's LastAccessedDate): its deletion is scheduled (a 7-day
-  recovery window), so the only copy does not linger;
+  recovery window), so the only copy does not linger; a secret nobody fetched within
+  `STEWARD_ROTATION_SECRET_DAYS` (7) is deleted the same way and the rotation ends there;
 * the new key's first use, and the old key's last use. Once the new key has been used and
   the old one has not for `STEWARD_ROTATION_QUIET_DAYS` (3), the old key's deactivation is
   offered in the owner's DM (its Deactivate button: one click, with Undo), or, with
@@ -39,7 +40,8 @@ from bot.services.common import Clock, ServiceError, utcnow
 log = logging.getLogger(__name__)
 A = audit.AuditAction
 
-STARTING, CREATED, OFFERED, DEACTIVATED, FAILED = "starting", "created", "offered", "old_deactivated", "failed"
+STARTING, CREATED, OFFERED, DEACTIVATED, FAILED, EXPIRED = (
+    "starting", "created", "offered", "old_deactivated", "failed", "expired")
 WATCHED = (CREATED, OFFERED)
 ROTATABLE = ("old-access-key",)
 
@@ -156,6 +158,16 @@ class RotationService:
                    "resource": row.reader_arn, "account": row.account_id}
         if row.secret_arn and row.secret_delete_at is None:
             read_on = rotation.picked_up(aws, row.account_id, row.secret_arn)
+            if read_on is None and now - row.created_at >= timedelta(days=self.settings.rotation_secret_days):
+                # Never fetched: the secret does not wait for ever. The new key, never seen by
+                # anyone, is then an unused key like any other (its own finding, its own Delete).
+                rotation.schedule_secret_deletion(aws, row.account_id, row.secret_arn)
+                self._update(row, actor, A.ROTATION_SECRET_DELETED, subject, now,
+                             {"secret_arn": row.secret_arn, "reason": "not fetched",
+                              "days": self.settings.rotation_secret_days},
+                             status=EXPIRED, secret_delete_at=now + timedelta(days=rotation.RECOVERY_DAYS))
+                counts["expired"] += 1
+                return
             if read_on is not None:
                 rotation.schedule_secret_deletion(aws, row.account_id, row.secret_arn)
                 self._update(row, actor, A.ROTATION_PICKED_UP, subject, now,

@@ -187,3 +187,20 @@ def test_a_key_whose_secret_could_not_be_stored_is_deleted_again(moto_session): 
     with pytest.raises(rotation.RotationError, match="AccessDenied"):
         rotation.create_key(moto_session, ACCOUNT_ID, "carol", reader_arn="arn:aws:iam::1:user/carol", rotation_id=1)
     assert iam.list_access_keys(UserName="carol")["AccessKeyMetadata"] == []
+
+
+def test_a_secret_nobody_fetches_is_deleted_after_the_waiting_days(world):
+    from datetime import timedelta
+
+    from bot.services.common import utcnow
+
+    later = [utcnow()]
+    service = RotationService(world["settings"], engine=world["engine"], clock=lambda: later[0])
+    row, _ = service.start(world["finding"].id, actor="UALICE")
+    assert service.tick() == {}
+    later[0] += timedelta(days=world["settings"].rotation_secret_days)
+    assert service.tick() == {"expired": 1}
+    secrets = boto3.client("secretsmanager", endpoint_url=world["url"])
+    assert secrets.describe_secret(SecretId=row.secret_arn).get("DeletedDate") is not None
+    assert "rotation.secret_deleted" in actions(world["engine"])
+    assert service.tick() == {}  # over

@@ -100,3 +100,33 @@ def test_never_grants_more_catches_a_widened_statement():
 def test_unreadable_document_is_refused():
     with pytest.raises(ValueError):
         propose("not json", UsageView((), CUTOFF))
+
+
+def test_the_rule_judges_a_group_by_its_members_and_suggests_a_replacement_for_aws_policies():
+    from bot.core.decisions import buttons_for
+    from checks.rules.usage import unused_permissions
+    from tests.factories import ACCOUNT, ago, ctx, group, managed, ref, snapshot, user
+    from tests.factories import allow as grant
+
+    team = managed("TeamPolicy", grant(["s3:*", "sqs:*"]))
+    aws = managed("AmazonSQSFullAccess", grant(["sqs:*"]), aws=True)
+
+    def usage_of(name, **services):
+        arn = f"arn:aws:iam::{ACCOUNT}:user/{name}"
+        return arn, PrincipalUsage(arn, ago(0), tuple(ServiceUsage(ns, last_authenticated=w)
+                                                      for ns, w in services.items()))
+
+    snap = snapshot(
+        users=[user("ann", groups=("devs",)), user("ben", groups=("devs",), attached_policies=(ref(aws),))],
+        groups=[group("devs", attached_policies=(ref(team),))], policies=[team, aws],
+        usage=dict([usage_of("ann", s3=ago(2), sqs=None), usage_of("ben", s3=None, sqs=None)]))
+    results = {(r.resource.rsplit(":", 1)[1], r.sub_key): r for r in unused_permissions(snap, ctx())}
+    on_group = results[("group/devs", team.arn)]
+    assert on_group.failed and on_group.details["removes"] == ["sqs:*"] and on_group.owner is None
+    on_aws = results[("user/ben", aws.arn)]
+    assert on_aws.failed and on_aws.details["policy_kind"] == "aws" and on_aws.details["empty"]
+    assert on_aws.details["suggested_name"] == "ben-AmazonSQSFullAccess-rightsized"
+    assert [b.label for b in buttons_for("unused-permissions", on_aws.details)] == ["Show policy JSON", "Keep…",
+                                                                                   "Not mine"]
+    # No usage collected: nothing judged (never "unused" for lack of data).
+    assert unused_permissions(snapshot(users=[user("ann")]), ctx()) == []

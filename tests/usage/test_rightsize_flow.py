@@ -185,3 +185,47 @@ def test_a_shared_policy_changes_only_once_every_owner_agreed(world, monkeypatch
     # Bob's undo of his own right-sizing gives access back: it needs an approver.
     with pytest.raises(RemediationRefused, match="needs a security approver"):
         service.undo(row.id, actor="UBOB", undoer_is_owner=True)
+
+
+def test_an_inline_policy_is_rewritten_and_undo_puts_the_document_back(world, monkeypatch):
+    iam = world["iam"]
+    iam.create_role(RoleName="worker", AssumeRolePolicyDocument=json.dumps(TRUST),
+                    Tags=[{"Key": "owner", "Value": "carol@example.com"}])
+    inline = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["sqs:ReceiveMessage", "dynamodb:PutItem"], "Resource": "*"}]}
+    iam.put_role_policy(RoleName="worker", PolicyName="jobs", PolicyDocument=json.dumps(inline))
+    backdate_role("worker", created=400)
+    world["advisor"].use(role_arn("worker"), "sqs:ReceiveMessage", 1)
+    (finding,) = collect_and_scan(world)
+    assert finding.sub_key == "inline:jobs" and finding.details["policy_kind"] == "inline"
+    monkeypatch.setenv("STEWARD_RESTORE_ROLE_NAME", RESTORE_ROLE)
+    iam.create_role(RoleName=RESTORE_ROLE, AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT_ID}:root"}}]}))
+    result = CliRunner().invoke(app, ["remediate", str(finding.id), "rightsize-policy", "--yes"])
+    assert result.exit_code == 0, result.output
+
+    def current():
+        doc = iam.get_role_policy(RoleName="worker", PolicyName="jobs")["PolicyDocument"]
+        return doc if isinstance(doc, dict) else json.loads(doc)
+
+    assert current()["Statement"][0]["Action"] == ["sqs:ReceiveMessage"]
+    with Session(world["engine"]) as session:
+        row = session.exec(select(Remediation)).one()
+    assert CliRunner().invoke(app, ["undo", str(row.id)]).exit_code == 0
+    assert current() == inline
+
+
+def test_a_policy_edited_since_the_scan_is_not_overwritten(world, monkeypatch):
+    add_role(world, "app", "alice@example.com")
+    world["advisor"].use(role_arn("app"), "kms:Decrypt", 1)
+    (finding,) = collect_and_scan(world)
+    edited = {**POLICY, "Statement": [*POLICY["Statement"], {"Effect": "Allow", "Action": "logs:*", "Resource": "*"}]}
+    world["iam"].create_policy_version(PolicyArn=world["policy"], PolicyDocument=json.dumps(edited), SetAsDefault=True)
+    monkeypatch.setenv("STEWARD_RESTORE_ROLE_NAME", RESTORE_ROLE)
+    world["iam"].create_role(RoleName=RESTORE_ROLE, AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT_ID}:root"}}]}))
+    result = CliRunner().invoke(app, ["remediate", str(finding.id), "rightsize-policy", "--yes"])
+    assert result.exit_code == 1 and "changed since the proposal was made" in " ".join(result.stderr.split())
+    assert default_document(world) == ("v2", edited)

@@ -6,8 +6,9 @@ Slack settings at all, `steward serve` refuses to start without a signing secret
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -51,6 +52,11 @@ class Settings(BaseSettings):
         ["owner", "Owner", "email", "contact"], validation_alias="STEWARD_OWNER_TAGS"
     )
     dry_run: bool = Field(False, validation_alias="STEWARD_DRY_RUN")
+    # Staged rollout: observe (scan and digest only), triage (everything to the security
+    # channel, no owner DMs) or owners (default). STEWARD_PILOT_OWNERS (Slack user ids or
+    # emails): in owners mode only these people get DMs; everyone else's findings go to triage.
+    mode: Literal["observe", "triage", "owners"] = Field("owners", validation_alias="STEWARD_MODE")
+    pilot_owners: CommaList = Field([], validation_alias="STEWARD_PILOT_OWNERS")
     # The audit chain's MAC key(s) (bot/db/audit_key.py): a key or a secretsmanager:/ssm:
     # reference, then retired ones, comma-separated. Checked for form here, fetched at start.
     audit_key: SecretStr | None = Field(None, validation_alias="STEWARD_AUDIT_KEY")
@@ -127,6 +133,39 @@ class Settings(BaseSettings):
         return value
     # --- end of scheduler and digest ---------------------------------------------------
 
+    # --- access reviews (bot/services/reviews.py) ----------------------------------------
+    # A campaign starts on this schedule when set (e.g. quarterly: "0 9 1 1,4,7,10 *").
+    review_cron: str | None = Field(None, validation_alias="STEWARD_REVIEW_CRON")
+    review_due_days: int = Field(14, ge=1, le=365, validation_alias="STEWARD_REVIEW_DUE_DAYS")
+    # Who reviews a person's own access: "owner=manager" pairs, the owner as a Slack user id
+    # or email, the manager as a Slack user id (used when Slack's profile has no manager).
+    review_managers: CommaList = Field([], validation_alias="STEWARD_REVIEW_MANAGERS")
+
+    @field_validator("review_cron", mode="before")
+    @classmethod
+    def _review_crontab(cls, value):
+        return cls._crontab(value)
+
+    @field_validator("review_managers", mode="before")
+    @classmethod
+    def _manager_pairs(cls, value):
+        from checks.ownership import EMAIL, SLACK_USER_ID
+
+        if isinstance(value, str):
+            value = [part.strip() for part in value.replace("\n", ",").split(",") if part.strip()]
+        for pair in value:
+            owner, sep, manager = (p.strip() for p in pair.partition("="))
+            if not sep or not (EMAIL.match(owner) or SLACK_USER_ID.match(owner)) or not SLACK_USER_ID.match(manager):
+                raise ValueError(f"not an owner=manager pair: {pair!r} (owner: a Slack user id or email; "
+                                 "manager: a Slack user id, e.g. alice@example.com=U0123ABCD)")
+        return value
+
+    def review_manager_map(self) -> dict[str, str]:
+        from checks.ownership import normalise
+
+        pairs = (pair.partition("=") for pair in self.review_managers)
+        return {normalise(owner.strip()): manager.strip() for owner, _, manager in pairs}
+
     @field_validator("audit_key")
     @classmethod
     def _audit_key(cls, value: SecretStr | None) -> SecretStr | None:
@@ -138,17 +177,35 @@ class Settings(BaseSettings):
     @field_validator("auto_remediate")
     @classmethod
     def _auto_checks(cls, value: list[str]) -> list[str]:
-        from bot.core.decisions import auto_action
+        from bot.core.decisions import auto_remediable_checks
 
-        wrong = [check for check in value if auto_action(check) is None]
+        possible = auto_remediable_checks()  # from the actions' `auto_remediable`
+        wrong = [check for check in value if check not in possible]
         if wrong:
             raise ValueError(
-                f"no reversible owner action for {', '.join(wrong)} (possible: unused-access-key, "
-                "old-access-key, stale-user, compromised-key-quarantine)"
+                f"no reversible owner action for {', '.join(wrong)} (possible: {', '.join(possible)})"
             )
         return value
 
-    @field_validator("security_approvers", "owner_tags", "auto_remediate", mode="before")
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _mode(cls, value):
+        if isinstance(value, str):
+            value = value.strip().lower()
+            if value not in ("observe", "triage", "owners"):
+                raise ValueError(f"{value!r} is not a mode: observe (scan and digest only), triage (everything "
+                                 "to the security channel) or owners (the default)")
+        return value
+
+    @field_validator("pilot_owners")
+    @classmethod
+    def _pilots(cls, value: list[str]) -> list[str]:
+        wrong = [v for v in value if not (re.fullmatch(r"[UW][A-Z0-9]{2,}", v) or re.fullmatch(r"[^@\s]+@[^@\s]+", v))]
+        if wrong:
+            raise ValueError(f"not a Slack user id (U0…) or an email: {', '.join(wrong)}")
+        return [v if v[0] in "UW" and "@" not in v else v.lower() for v in value]
+
+    @field_validator("security_approvers", "owner_tags", "auto_remediate", "pilot_owners", mode="before")
     @classmethod
     def _split_commas(cls, value):
         if isinstance(value, str):

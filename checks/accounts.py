@@ -75,6 +75,7 @@ class Target:
     account_id: str | None
     role_arn: str | None
     label: str
+    name: str = ""  # the account's Organizations name, when discovery knows it
 
 
 def parse_role_arn(role_arn: str) -> tuple[str, str, str]:
@@ -133,10 +134,11 @@ def discover_targets(
             account_id = str(acct["Id"])
             label = f"{acct.get('Name') or account_id} ({account_id})"
             if account_id == own_id:
-                targets[account_id] = Target(account_id, None, f"{label}, current credentials")
+                targets[account_id] = Target(account_id, None, f"{label}, current credentials",
+                                             str(acct.get("Name") or ""))
             else:
                 arn = f"arn:{partition}:iam::{account_id}:role/{role_path}"
-                targets[account_id] = Target(account_id, arn, label)
+                targets[account_id] = Target(account_id, arn, label, str(acct.get("Name") or ""))
 
     for role_arn in account_roles:
         role_arn = role_arn.strip()

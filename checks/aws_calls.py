@@ -296,16 +296,23 @@ def aws_client(session: boto3.Session, service: str, max_attempts: int) -> Any:
 
 
 def caller_identity(session: boto3.Session, max_attempts: int = DEFAULT_MAX_ATTEMPTS, *,
-                    account: str | None = None) -> tuple[str, str]:
+                    account: str | None = None, expected: str | None = None) -> tuple[str, str]:
     """(account id, partition) of the session's credentials (sts:GetCallerIdentity).
-    `account` names the account in the error message when the call fails (`CollectError`)."""
-    with aws_errors(account, "sts"):
+    `account` names the account in the error message when the call fails (`CollectError`).
+    With `expected`: a `CollectError` unless the credentials belong to that account, so
+    nothing is read from or written to the wrong account because the credentials changed
+    (the one place this is checked: collection and remediation both call it)."""
+    with aws_errors(account or expected, "sts"):
         identity = aws_client(session, "sts", max_attempts).get_caller_identity()
     partition = str(identity.get("Arn", "arn:aws:")).split(":")[1] or "aws"
-    return str(identity["Account"]), partition
+    actual = str(identity["Account"])
+    if expected and actual != expected:
+        raise CollectError(expected, f"the credentials belong to account {actual}, not {expected}", False)
+    return actual, partition
 
 
 def caller_account(session: boto3.Session, max_attempts: int = DEFAULT_MAX_ATTEMPTS, *,
-                   account: str | None = None) -> str:
-    """The account id of the session's credentials; `CollectError` when STS refuses."""
-    return caller_identity(session, max_attempts, account=account)[0]
+                   account: str | None = None, expected: str | None = None) -> str:
+    """The account id of the session's credentials; `CollectError` when STS refuses, or
+    when they are not `expected`'s."""
+    return caller_identity(session, max_attempts, account=account, expected=expected)[0]

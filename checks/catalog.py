@@ -1,6 +1,6 @@
 """The check catalog: every check Steward runs, with its contract, in one explicit tuple.
 
-Ids are stable (DESIGN.md §3): they appear in JSON output, the database and Slack buttons.
+Ids are stable (docs/architecture.md §3): they appear in JSON output, the database and Slack buttons.
 Tests walk `CATALOG` (unique ids, a fixture test per check, remediations that exist).
 """
 
@@ -214,6 +214,7 @@ CATALOG: tuple[CheckSpec, ...] = (
         "Roles nobody assumes still carry their permissions; remove what is not needed.",
         "Unused access",
         roles.unused_role,
+        ("delete-role",),
     ),
     CheckSpec(
         "unused-permissions",
@@ -227,7 +228,29 @@ CATALOG: tuple[CheckSpec, ...] = (
     ),
 )
 
-BY_ID: dict[str, CheckSpec] = {spec.id: spec for spec in CATALOG}
+
+def _never(_snapshot: AccountSnapshot, _ctx: CheckContext) -> list[Result]:
+    return []
+
+
+#: A revocation a reviewer asked for in an access review (bot/services/reviews.py): raised
+#: by a person, never by a scan (scans neither evaluate nor resolve it). One finding per
+#: entitlement to remove, so the remediation engine carries it out like any other (the same
+#: approval rules, undo and audit).
+ACCESS_REVIEW_REVOCATION = CheckSpec(
+    "access-review-revocation",
+    "Access review: entitlement to remove",
+    Severity.MEDIUM,
+    ResourceType.USER,
+    "Its reviewer said this access is no longer needed.",
+    "SOC 2 CC6.2/CC6.3, ISO 27001 A.5.18",
+    _never,
+    ("remove-user-from-group", "detach-managed-policy", "delete-inline-policy", "deactivate-access-key",
+     "remove-console-password"),
+)
+RAISED_BY_PEOPLE = frozenset({ACCESS_REVIEW_REVOCATION.id})
+
+BY_ID: dict[str, CheckSpec] = {spec.id: spec for spec in (*CATALOG, ACCESS_REVIEW_REVOCATION)}
 
 
 def spec(check_id: str) -> CheckSpec:

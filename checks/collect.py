@@ -14,9 +14,11 @@ A scan is a handful of calls whatever the number of principals:
 That is 6 calls plus, when AWS managed policies are attached (or used as permissions
 boundaries), 1 + one per distinct such AWS managed policy: it grows with the policies in use,
 never with the number of principals. Boundaries and instance profiles come with the
-authorization details (no extra call). With `scps=True`, `fetch_scps` adds one
-organizations:ListPoliciesForTarget and one DescribePolicy per custom SCP on the account;
-an account that cannot see its SCPs (AccessDenied, no organization) is scanned without them.
+authorization details (no extra call). SCPs are read from the hub by `HubScps` (one
+organizations:ListPoliciesForTarget per account, the OUs, root and policy documents once
+per scan); with `scps=True` the account's own credentials read its attached SCPs instead
+(`fetch_scps`). An account whose SCPs are not visible (AccessDenied, no organization) is
+scanned without them, and its coverage says so.
 The report is requested first and fetched last, so AWS builds it while the other calls run.
 
 AWS managed policies: by default (`aws_policies="attached"`) the authorization details are
@@ -43,6 +45,7 @@ import itertools
 import json
 import logging
 import re
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -564,11 +567,7 @@ def collect_account(
     with counter.attached(session):
         with aws_errors(account, ""):
             iam = aws_client(session, "iam", max_attempts)
-        account = caller_account(session, max_attempts, account=account)
-        if expected_account and account != expected_account:
-            raise CollectError(
-                expected_account, f"the credentials belong to account {account}", False
-            )
+        account = caller_account(session, max_attempts, expected=expected_account)
         poller = CredentialReportPoller(
             iam, account=account, timeout=report_timeout, sleep=sleep, clock=clock
         )
@@ -650,6 +649,15 @@ def collect_account(
     )
 
 
+def account_alias(session: boto3.Session, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+                  account: str | None = None) -> str | None:
+    """The account's IAM alias (what its sign-in URL shows), or None: one call,
+    iam:ListAccountAliases. An account has at most one alias."""
+    with aws_errors(account, "iam"):
+        aliases = aws_client(session, "iam", max_attempts).list_account_aliases().get("AccountAliases") or []
+    return str(aliases[0]) if aliases else None
+
+
 # ---------------------------------------------------------------------------------------
 # Service control policies
 
@@ -663,14 +671,39 @@ SCP_NOT_VISIBLE = ACCESS_DENIED | {
 }
 
 
+_FULL_ACCESS_DOCUMENT = {"Version": "2012-10-17",
+                         "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+
+
+def _scp_documents(organizations: Any, listed: Iterable[Mapping[str, Any]],
+                   documents: dict[str, Any] | None = None) -> tuple[ManagedPolicy, ...]:
+    """The SCPs of a ListPoliciesForTarget answer with their documents: FullAWSAccess's
+    is known, the others cost one DescribePolicy each (once per policy id with a cache)."""
+    out = []
+    for summary in sorted(listed, key=lambda p: p["Id"]):
+        policy_id = summary["Id"]
+        if policy_id == FULL_AWS_ACCESS:
+            document: Any = _FULL_ACCESS_DOCUMENT
+        elif documents is not None and policy_id in documents:
+            document = documents[policy_id]
+        else:
+            content = organizations.describe_policy(PolicyId=policy_id)["Policy"]["Content"]
+            document = decode_document(content, f"SCP {policy_id}")
+            if documents is not None:
+                documents[policy_id] = document
+        out.append(ManagedPolicy(name=summary.get("Name") or policy_id,
+                                 arn=summary.get("Arn") or policy_id, document=document))
+    return tuple(out)
+
+
 def fetch_scps(organizations: Any, account: str) -> tuple[ManagedPolicy, ...] | None:
     """The SCPs attached directly to `account`, or None when it cannot see them (normal
     for a member account: never a scan failure).
 
     Calls: one ListPoliciesForTarget (one page: an account has at most 5 SCPs), plus one
     DescribePolicy per attached SCP other than AWS's FullAWSAccess, whose content is
-    known. SCPs attached to OUs and the root are not read (that would be a walk up the
-    tree per account); leaving them out only makes verdicts more alarming.
+    known. SCPs attached to OUs and the root are not read here (`HubScps` reads them
+    from the hub, once per scan).
     """
     try:
         listed = organizations.list_policies_for_target(
@@ -681,17 +714,115 @@ def fetch_scps(organizations: Any, account: str) -> tuple[ManagedPolicy, ...] | 
             log.info("%s: SCPs not visible (%s); judged without them", account, error_code(exc))
             return None
         raise
-    out = []
-    for summary in sorted(listed, key=lambda p: p["Id"]):
-        if summary["Id"] == FULL_AWS_ACCESS:
-            document: Any = {"Version": "2012-10-17",
-                             "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
-        else:
-            content = organizations.describe_policy(PolicyId=summary["Id"])["Policy"]["Content"]
-            document = decode_document(content, f"SCP {summary['Id']}")
-        out.append(ManagedPolicy(name=summary.get("Name") or summary["Id"],
-                                 arn=summary.get("Arn") or summary["Id"], document=document))
-    return tuple(out)
+    return _scp_documents(organizations, listed)
+
+
+@dataclass(frozen=True)
+class AccountScps:
+    """The SCPs that limit one account, as read from the hub."""
+
+    account: tuple[ManagedPolicy, ...] | None  # attached to the account; None: not visible
+    above: tuple[tuple[ManagedPolicy, ...], ...] = ()  # root first, then each OU
+    note: str = ""  # why they are not applied ("SCPs not visible: AccessDenied")
+    calls: int = 0  # API calls made for this account alone (not the shared ones)
+
+
+class HubScps:
+    """The SCPs of a scan's accounts, read from the hub: the management account, or a
+    delegated administrator, whose credentials the scan starts from.
+
+    Calls: one ListPoliciesForTarget per account (its own SCPs); shared by every account
+    of the scan and made once: the walk of the organization's tree (ListRoots, then
+    ListOrganizationalUnitsForParent and ListAccountsForParent per OU), one
+    DescribeOrganization (SCPs never limit the management account), one
+    ListPoliciesForTarget per OU and the root that holds a scanned account, and one
+    DescribePolicy per distinct SCP other than FullAWSAccess. Without permission (or
+    without an organization) the first call says so, the answer is remembered, and every
+    account is judged without SCPs and says "SCPs not visible" in its coverage: never a
+    scan failure. Thread-safe: the scan's accounts run in parallel.
+    """
+
+    def __init__(self, organizations: Any) -> None:
+        self._org = organizations
+        self._lock = threading.Lock()
+        self._parents: dict[str, str] | None = None  # child id -> parent id
+        self._levels: dict[str, tuple[ManagedPolicy, ...]] = {}  # OU or root id -> its SCPs
+        self._documents: dict[str, Any] = {}  # policy id -> document
+        self._hidden = ""  # the error code that hid the SCPs, once seen
+        self._management: str | None = None
+        self.shared_calls = 0
+
+    def for_account(self, account: str) -> AccountScps:
+        with self._lock:
+            try:
+                return self._for_account(account)
+            except ClientError as exc:
+                if error_code(exc) not in SCP_NOT_VISIBLE:
+                    raise
+                if not self._hidden:
+                    log.info("SCPs not visible from the hub (%s); accounts judged without them",
+                             error_code(exc))
+                self._hidden = self._hidden or error_code(exc)
+                return AccountScps(None, note=f"SCPs not visible: {error_code(exc)}")
+
+    def _for_account(self, account: str) -> AccountScps:
+        if self._hidden:
+            return AccountScps(None, note=f"SCPs not visible: {self._hidden}")
+        before = self.shared_calls
+        if self._parents is None:
+            self._parents = self._walk()
+        if account == self._management:
+            # SCPs never limit the management account's users and roles.
+            return AccountScps(None, calls=self.shared_calls - before)
+        chain: list[str] = []
+        node = self._parents.get(account)
+        while node is not None and len(chain) < 10:  # the tree is at most 5 OUs deep
+            chain.append(node)
+            node = self._parents.get(node)
+        above = tuple(self._level(target) for target in reversed(chain))
+        listed = self._org.list_policies_for_target(
+            TargetId=account, Filter="SERVICE_CONTROL_POLICY"
+        )["Policies"]
+        own = self._describe(listed)
+        # The account's own call, plus the shared ones this account was first to need.
+        return AccountScps(own, above, calls=1 + self.shared_calls - before)
+
+    def _describe(self, listed: Iterable[Mapping[str, Any]]) -> tuple[ManagedPolicy, ...]:
+        known = len(self._documents)
+        found = _scp_documents(self._org, listed, self._documents)
+        self.shared_calls += len(self._documents) - known
+        return found
+
+    def _level(self, target: str) -> tuple[ManagedPolicy, ...]:
+        if target not in self._levels:
+            listed = self._org.list_policies_for_target(
+                TargetId=target, Filter="SERVICE_CONTROL_POLICY"
+            )["Policies"]
+            self.shared_calls += 1
+            self._levels[target] = self._describe(listed)
+        return self._levels[target]
+
+    def _walk(self) -> dict[str, str]:
+        parents: dict[str, str] = {}
+        organization = self._org.describe_organization()["Organization"]
+        self._management = organization.get("MasterAccountId")
+        self.shared_calls += 1
+        roots = [r["Id"] for r in self._org.list_roots()["Roots"]]
+        self.shared_calls += 1
+        queue = list(roots)
+        while queue:
+            parent = queue.pop(0)
+            for op, key, child_is_ou in (
+                ("list_organizational_units_for_parent", "OrganizationalUnits", True),
+                ("list_accounts_for_parent", "Accounts", False),
+            ):
+                for page in self._org.get_paginator(op).paginate(ParentId=parent):
+                    self.shared_calls += 1
+                    for child in page.get(key) or ():
+                        parents[child["Id"]] = parent
+                        if child_is_ou:
+                            queue.append(child["Id"])
+        return parents
 
 
 # ---------------------------------------------------------------------------------------

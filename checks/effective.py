@@ -12,10 +12,12 @@ evaluates a request:
   conditions are undecided (the usual "deny unless MFA") leaves the grant in place,
   marked conditional on the Deny's condition.
 * **A permissions boundary intersects**: the boundary must allow the action on the
-  resource too. **SCPs** attached to the account, when the scan could read them, intersect
-  the same way (one of the attached SCPs must allow it). SCPs attached to OUs above the
-  account are not read; leaving them out can only make a verdict more alarming, never
-  hide a grant.
+  resource too. **SCPs**, when the scan could read them, intersect the same way, level by
+  level: one of the SCPs attached to the account must allow the action, and one of those
+  attached to each OU above it and to the root (`AccountSnapshot.scps_above`). A level
+  that was not read limits nothing: leaving it out can only make a verdict more alarming,
+  never hide a grant. What a Deny, the boundary or an SCP level took away is kept as
+  evidence (`PrincipalVerdict.removed`, `PrincipalVerdict.blocked_by`).
 * **Conditions** are decided by `checks.conditions`: a grant whose conditions are false
   is no grant; one with undecided conditions stays, marked "conditional: <condition>".
 * **Resources.** For IAM resources (users, groups, roles, customer managed policies) the
@@ -53,8 +55,10 @@ from checks.policy import (
     Statement,
     _glob,
     _literal_prefix,
+    _statement,
     _Universe,
     has_wildcard,
+    load_document,
     normalise,
     wildcard_match,
 )
@@ -188,6 +192,9 @@ class Compiled:
     # Actions allowed on an unbounded or wildcard resource element (under any condition):
     # a cheap superset of what `Layered.anywhere` can grant, to skip methods early.
     broad: frozenset[str] = frozenset()
+    source: str = ""
+    # The allowed actions that are the target of some escalation method.
+    targets: frozenset[str] = frozenset()
 
 
 def _resource_part(pattern: str) -> str:
@@ -222,30 +229,90 @@ def _members(patterns: tuple[str, ...], negated: bool) -> tuple[str, ...]:
     return tuple(sorted(ActionSet(patterns, negated).members(UNIVERSE)))
 
 
+@dataclass(frozen=True)
+class _Facts:
+    """What the pass needs of one statement, whatever document it is in."""
+
+    statement: Statement
+    unbounded: bool
+    everything: bool
+    star: bool
+    wildcard: bool
+    subject_dependent: bool
+    members: tuple[str, ...]
+    admin: bool
+    iam_deny: bool
+
+
+_FACTS: dict[tuple[int, str], _Facts | None] = {}
+_FACTS_MAX = 200_000
+
+
+def _facts(index: int, raw: Any) -> _Facts | None:
+    """The facts of a statement, shared by every document holding the same statement at
+    the same position (policies repeat statements a lot: one `s3:Get*` on `*` is in
+    thousands). Keyed by the statement's text; None when it is malformed."""
+    key = (index, repr(raw))
+    try:
+        return _FACTS[key]
+    except KeyError:
+        pass
+    s = _statement(raw, index, trust=False)
+    found = None
+    if s is not None:
+        compiled = _stmt("", s)
+        found = _Facts(
+            s, compiled.unbounded, compiled.everything, compiled.star, compiled.wildcard,
+            compiled.subject_dependent, _members(s.actions.patterns, s.actions.negated),
+            s.allow and compiled.everything and _covers_iam(s.actions),
+            not s.allow and compiled.everything and s.actions.touches_service("iam"),
+        )
+    if len(_FACTS) >= _FACTS_MAX:
+        _FACTS.clear()
+    _FACTS[key] = found
+    return found
+
+
 def compile_document(document: Any, source: str) -> Compiled:
-    normalised = normalise(document)
-    if normalised is None:
-        return Compiled({}, {}, (), (), 0, readable=False)
+    loaded = load_document(document)
+    raw = loaded.get("Statement") if loaded is not None else None
+    if isinstance(raw, Mapping):
+        raw = [raw]
+    if not isinstance(raw, list | tuple):
+        return Compiled({}, {}, (), (), 0, readable=False, source=source)
     allows: dict[str, list[Stmt]] = {}
     denies: dict[str, list[Stmt]] = {}
     admin: list[Stmt] = []
     iam_denies: list[Stmt] = []
-    for s in normalised.statements:
-        compiled = _stmt(source, s)
+    broad: set[str] = set()
+    for index, item in enumerate(raw):
+        f = _facts(index, item)
+        if f is None:
+            continue
+        s = f.statement
+        compiled = Stmt(source, s, f.unbounded, f.everything, f.star, f.wildcard, f.subject_dependent)
         target = allows if s.allow else denies
-        for action in _members(s.actions.patterns, s.actions.negated):
-            target.setdefault(action, []).append(compiled)
-        if s.allow and compiled.everything and _covers_iam(s.actions):
+        for action in f.members:
+            found = target.get(action)
+            if found is None:
+                target[action] = [compiled]
+            else:
+                found.append(compiled)
+        if s.allow and (f.unbounded or f.wildcard):
+            broad.update(f.members)
+        if f.admin:
             admin.append(compiled)
-        if not s.allow and compiled.everything and s.actions.touches_service("iam"):
+        if f.iam_deny:
             iam_denies.append(compiled)
     return Compiled(
         allows,  # type: ignore[arg-type]  # read-only from here on
         denies,  # type: ignore[arg-type]
         tuple(admin),
         tuple(iam_denies),
-        len(normalised.statements) + normalised.malformed,
-        broad=frozenset(a for a, stmts in allows.items() if any(s.unbounded or s.wildcard for s in stmts)),
+        len(raw),
+        broad=frozenset(broad),
+        source=source,
+        targets=frozenset(_BY_TARGET.keys() & allows.keys()),
     )
 
 
@@ -264,6 +331,14 @@ class Grant:
     conditions: tuple[str, ...] = ()
 
 
+_UNSET = object()
+_NONE: list[Stmt] = []  # shared empty answer: never appended to
+
+
+def _EVERYTHING(s: Stmt) -> bool:
+    return s.everything
+
+
 class Layered:
     """One principal's documents by layer: identity (union), boundary, SCPs; answers are
     memoised per action (many methods share an action, e.g. iam:PassRole)."""
@@ -272,7 +347,7 @@ class Layered:
         self,
         identity: list[Compiled],
         boundary: Compiled | None,
-        scps: list[Compiled] | None,
+        scps: list[list[Compiled]] | None,
         subject: Subject,
         now: datetime,
         shared: dict[int, Verdict] | None = None,
@@ -287,15 +362,20 @@ class Layered:
         # by every principal of the pass; the others are kept per principal.
         self.shared: dict[int, Verdict] = {} if shared is None else shared
         self._own: dict[int, Verdict] = {}
-        self._limit_layers = ([[boundary]] if boundary is not None else []) + (
-            [scps] if scps is not None else []
-        )
-        self._all_layers = [*identity, *([boundary] if boundary else []), *(scps or [])]
+        self._limit_layers: list[list[Compiled]] = (
+            [[boundary]] if boundary is not None else []
+        ) + list(scps or ())
+        self._all_layers = [*identity, *(d for layer in self._limit_layers for d in layer)]
+        self._deny_layers = [doc for doc in self._all_layers if doc.denies]
+        # source of a limiting layer (or of a Deny that surely applies) -> actions it took
+        # away from what the identity policies grant: the evidence of a quiet verdict.
+        self.blocked: dict[str, set[str]] = {}
         self._allow_memo: dict[tuple[int, str], list[Stmt]] = {}
         self._identity_memo: dict[str, list[Stmt]] = {}
         self._deny_memo: dict[str, list[Stmt]] = {}
         self._anywhere_memo: dict[tuple[str, bool], Grant | None] = {}
         self._everywhere_memo: dict[str, Grant | None] = {}
+        self._denied_memo: dict[str, bool] = {}
         self.reach_memo: dict[tuple[str, int, str, bool], tuple[list[str], list[Grant]]] = {}
 
     def verdict(self, s: Stmt) -> Verdict:
@@ -330,12 +410,35 @@ class Layered:
     def _limits(self) -> Iterable[tuple[int, list[Compiled]]]:
         return enumerate(self._limit_layers, start=1)
 
+    @property
+    def has_denies(self) -> bool:
+        return bool(self._deny_layers)
+
     def denies(self, action: str) -> list[Stmt]:
+        if not self._deny_layers:
+            return _NONE  # most principals: no Deny anywhere
         found = self._deny_memo.get(action)
         if found is None:
             found = self._deny_memo[action] = [
-                s for doc in self._all_layers for s in doc.denies.get(action, ())
+                s for doc in self._deny_layers for s in doc.denies.get(action, ())
             ]
+        return found
+
+    def denied_everywhere(self, action: str) -> bool:
+        """Is `action` denied on every resource, surely (a `Deny` on `*` whose conditions
+        hold)? Then no resource needs looking at."""
+        if not self._deny_layers:
+            return False
+        found = self._denied_memo.get(action)
+        if found is None:
+            found = False
+            for d in self.denies(action):
+                if d.star and self.verdict(d).holds is True:
+                    if self.allows(action):
+                        self.blocked.setdefault(d.source, set()).add(action)
+                    found = True
+                    break
+            self._denied_memo[action] = found
         return found
 
     def allowed_on(self, action: str, arn: str) -> Grant | None:
@@ -343,14 +446,23 @@ class Layered:
         everywhere = self.everywhere(action)
         if everywhere is not None:
             return everywhere
+        if self.denied_everywhere(action):
+            return None
         name = self.name
         granted = [s for s in self.allows(action) if s.matches(arn, name)]
         if not granted:
             return None
         for i, layer in self._limits():
             if not any(s.matches(arn, name) for s in self._allows(i, layer, action)):
-                return None
+                return self._block(layer, action)
         return self._minus_denies(action, granted, lambda s: s.matches(arn, name))
+
+    def _block(self, layer: list[Compiled], action: str) -> None:
+        """Remember that `layer` (the boundary, or one level of SCPs) does not allow
+        `action` where the identity policies do."""
+        for doc in layer:
+            self.blocked.setdefault(doc.source, set()).add(action)
+        return None
 
     def everywhere(self, action: str) -> Grant | None:
         """The grant when `action` is allowed on every resource with no Deny in sight
@@ -374,31 +486,39 @@ class Layered:
         """Granted on every resource of some kind (or, with `wildcard_ok`, on a wildcard
         pattern of resources Steward does not inventory)."""
         key = (action, wildcard_ok)
-        if key in self._anywhere_memo:
-            return self._anywhere_memo[key]
-
-        def broad(s: Stmt) -> bool:
-            return s.unbounded or (wildcard_ok and s.wildcard)
-
+        found = self._anywhere_memo.get(key, _UNSET)
+        if found is not _UNSET:
+            return found  # type: ignore[return-value]
         found = None
-        granted = [s for s in self.allows(action) if broad(s)]
-        if granted and all(
-            any(broad(s) for s in self._allows(i, layer, action)) for i, layer in self._limits()
-        ):
-            found = self._minus_denies(action, granted, lambda s: s.everything)
+        if wildcard_ok:
+            granted = [s for s in self.allows(action) if s.unbounded or s.wildcard]
+        else:
+            granted = [s for s in self.allows(action) if s.unbounded]
+        if granted and not self.denied_everywhere(action):
+            for i, layer in self._limits():
+                if not any(s.unbounded or (wildcard_ok and s.wildcard)
+                           for s in self._allows(i, layer, action)):
+                    self._block(layer, action)
+                    break
+            else:
+                found = self._minus_denies(action, granted, _EVERYTHING)
         self._anywhere_memo[key] = found
         return found
 
     def _minus_denies(self, action: str, granted: list[Stmt], applies) -> Grant | None:
+        denies = self.denies(action)
+        if not denies and not any(s.statement.conditions for s in granted):
+            return Grant(action, tuple(granted))  # the common case: nothing to weigh
         removed: list[Stmt] = []
         conditions: list[str] = []
         for s in granted:
             conditions.extend(self.verdict(s).undecided)
-        for d in self.denies(action):
+        for d in denies:
             if not applies(d):
                 continue
             v = self.verdict(d)
             if v.holds is True:
+                self.blocked.setdefault(d.source, set()).add(action)
                 return None
             if v.holds is None:
                 removed.append(d)
@@ -407,6 +527,8 @@ class Layered:
 
     def scoped_denies(self, action: str) -> list[Stmt]:
         """Denies on some resources only: evidence of what they took away."""
+        if not self._deny_layers:
+            return _NONE
         return [d for d in self.denies(action) if not d.everything and self.verdict(d).holds]
 
     def is_admin(self) -> tuple[Stmt, ...]:
@@ -415,9 +537,13 @@ class Layered:
             return ()
         for _, layer in self._limits():
             if not any(self.verdict(s).holds is not False for doc in layer for s in doc.admin):
+                self._block(layer, "*")
                 return ()
-        if any(self.verdict(d).holds is True for doc in self._all_layers for d in doc.iam_denies):
-            return ()
+        for doc in self._all_layers:
+            for d in doc.iam_denies:
+                if self.verdict(d).holds is True:
+                    self.blocked.setdefault(d.source, set()).add("*")
+                    return ()
         return tuple(grants)
 
 
@@ -484,6 +610,7 @@ class _Documents:
         self.snapshot = snapshot
         self._by_arn: dict[str, Compiled | None] = {}
         self._by_text: dict[tuple[str, int], Compiled] = {}
+        self._groups: dict[str, tuple[list[Compiled], list[Unevaluated]]] = {}
 
     def managed(self, arn: str, source: str) -> Compiled | None:
         key = f"{source}\x1f{arn}"
@@ -494,6 +621,13 @@ class _Documents:
 
     def inline(self, document: Any, source: str) -> Compiled:
         return self._compile(document, source)
+
+    def group(self, g: Group) -> tuple[list[Compiled], list[Unevaluated]]:
+        """A group's documents, compiled once for all its members."""
+        found = self._groups.get(g.name)
+        if found is None:
+            found = self._groups[g.name] = _own_documents(self, g, prefix=f"group:{g.name}/")
+        return found
 
     def _compile(self, document: Any, source: str) -> Compiled:
         # Documents live in the snapshot for the whole pass, so their identity is a key.
@@ -577,6 +711,9 @@ class PrincipalVerdict:
     removed: tuple[Stmt, ...] = ()  # denies, boundary or SCP statements that took grants away
     bounded_by: str | None = None
     scps: bool = False
+    # What the boundary, an SCP level or a Deny that surely applies took away from the
+    # identity grants the verdict looked at: (source, actions), sorted.
+    blocked_by: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def exploitable(self) -> bool:
@@ -661,7 +798,7 @@ def _judge_method(
         if grant is None:
             return None
         others.append(grant)
-    kind, _, service = m.requires.partition(":")
+    kind, service = _KIND[m.name]
     if kind in _TARGETS:
         attr = _TARGETS[kind]
         exclude = principal_arn if kind == "other-user" else ""
@@ -742,7 +879,7 @@ def _layered(
             if g is None:
                 gaps.append(Unevaluated(f"group:{name}", "missing group"))
                 continue
-            more, more_gaps = _own_documents(docs, g, prefix=f"group:{name}/")
+            more, more_gaps = docs.group(g)
             identity.extend(more)
             gaps.extend(more_gaps)
     boundary = None
@@ -758,8 +895,17 @@ def _layered(
 
 
 _BY_TARGET: dict[str, list[tuple[int, Method]]] = {}
+# The method's actions that must be granted broadly (unbounded or wildcard resource): the
+# others always; the target too when the method reaches resources Steward does not
+# inventory (`runs-as`) or through a wildcard only (`pass`): see `_judge_method`.
+_BROAD: dict[int, frozenset[str]] = {}
+_KIND: dict[str, tuple[str, str]] = {}  # method name -> (kind, service) of `requires`
 for _i, _method in enumerate(catalogue.METHODS):
+    _KIND[_method.name] = (_method.requires.partition(":")[0], _method.requires.partition(":")[2])
     _BY_TARGET.setdefault(_method.target, []).append((_i, _method))
+    _BROAD[_i] = frozenset(_method.others) | (
+        {_method.target} if _method.requires.partition(":")[0] in ("pass", "runs-as") else set()
+    )
 
 
 def _principal_verdict(
@@ -769,41 +915,46 @@ def _principal_verdict(
     present: set[str] = set()
     broad: set[str] = set()
     for doc in layered.identity:
-        present.update(doc.allows)
+        present.update(doc.targets)
         broad.update(doc.broad)
     methods = []
     judged: set[str] = set()
     candidates = sorted(
-        (i, m) for target in present.intersection(_BY_TARGET) for i, m in _BY_TARGET[target]
+        (i, m) for target in present for i, m in _BY_TARGET[target]
     )
-    for _, m in candidates:
+    for i, m in candidates:
         # Every action but the target must be granted broadly somewhere (set arithmetic
         # first: most methods of most principals stop here).
         if not broad.issuperset(m.others):
             continue
         judged |= m.actions
+        if not broad.issuperset(_BROAD[i]):
+            continue  # the target is granted on named resources only: no reach this way
         found = _judge_method(m, layered, res, principal.arn, snapshot.account_id,
                               snapshot.instance_profiles_known)
         if found is not None:
             methods.append(found)
     removed: dict[int, Stmt] = {}
-    for action in sorted(judged):
-        for d in layered.scoped_denies(action):
-            removed[id(d)] = d
+    if layered.has_denies:
+        for action in sorted(judged):
+            for d in layered.scoped_denies(action):
+                removed[id(d)] = d
     for m in methods:
         for g in m.grants:
             for d in g.removed_by:
                 removed[id(d)] = d
+    admin = layered.is_admin()
     return PrincipalVerdict(
         arn=principal.arn,
         account=snapshot.account_id,
         kind=_kind(principal),
-        admin=layered.is_admin(),
+        admin=admin,
         methods=tuple(methods),
         unevaluated=tuple(gaps),
         removed=tuple(sorted(removed.values(), key=lambda s: (s.source, s.index))),
         bounded_by=getattr(principal, "permissions_boundary", None),
         scps=layered.scps is not None,
+        blocked_by=tuple(sorted((k, tuple(sorted(v))) for k, v in layered.blocked.items())),
     )
 
 
@@ -813,15 +964,21 @@ def _principals(snapshot: AccountSnapshot) -> Iterable[Principal]:
     yield from (r for r in snapshot.roles if not r.service_linked)
 
 
-def _scps(docs: _Documents, snapshot: AccountSnapshot) -> list[Compiled] | None:
+def _scps(docs: _Documents, snapshot: AccountSnapshot) -> list[list[Compiled]] | None:
+    """The SCP levels that limit the account (root, OUs, the account itself), each the
+    readable SCPs attached there; a level with none readable limits nothing."""
     if snapshot.scps is None:
         return None
-    out = []
-    for p in snapshot.scps:
-        compiled = docs.inline(p.document, f"scp:{p.name}")
-        if compiled.readable:
-            out.append(compiled)
-    return out or None
+    levels = []
+    for level in (*snapshot.scps_above, snapshot.scps):
+        out = []
+        for p in level:
+            compiled = docs.inline(p.document, f"scp:{p.name}")
+            if compiled.readable:
+                out.append(compiled)
+        if out:
+            levels.append(out)
+    return levels or None
 
 
 def principal_verdicts(

@@ -15,10 +15,11 @@ snapshot set.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import weakref
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
@@ -33,7 +34,7 @@ from checks.effective import (
     PrincipalVerdict,
     principal_verdicts,
 )
-from checks.model import AccountSnapshot, Role, User
+from checks.model import AccountSnapshot, User
 from checks.policy import Statement, normalise, principal_account
 
 MAX_CHAIN = 8
@@ -61,9 +62,39 @@ class _Clause:
 
 @dataclass(frozen=True)
 class _Trust:
-    role: Role
+    arn: str  # the role's
     account: str
     clauses: tuple[_Clause, ...]
+
+    def foreign(self) -> bool:
+        """Does it admit (or may it admit) some principal of another account?"""
+        return any(
+            c.allow and (c.anyone or c.negated or c.accounts - {self.account}
+                         or any(principal_account(n) != self.account for n in c.names))
+            for c in self.clauses
+        )
+
+
+def trust_of(arn: str, account: str, trust_policy: object) -> _Trust | None:
+    """A role's trust policy, read once for the graph (None: it admits nobody by ARN)."""
+    normalised = normalise(trust_policy, trust=True)
+    if normalised is None:
+        return None
+    clauses = []
+    for s in normalised.statements:
+        if s.principal is None or not s.actions.matches(ASSUME):
+            continue
+        values = s.principal.get("AWS", ())
+        accounts = {principal_account(v) for v in values if v.endswith(":root") or v.isdigit()}
+        clauses.append(_Clause(
+            allow=s.allow,
+            names=frozenset(v for v in values if v.startswith("arn:") and not v.endswith(":root")),
+            accounts=frozenset(a for a in accounts if a and a != "*"),
+            anyone=any(principal_account(v) == "*" for v in values),
+            negated=s.not_principal,
+            statement=s,
+        ))
+    return _Trust(arn, account, tuple(clauses)) if clauses else None
 
 
 def _trusts(snapshot: AccountSnapshot) -> list[_Trust]:
@@ -71,25 +102,9 @@ def _trusts(snapshot: AccountSnapshot) -> list[_Trust]:
     for role in snapshot.roles:
         if role.service_linked:
             continue
-        normalised = normalise(role.trust_policy, trust=True)
-        if normalised is None:
-            continue
-        clauses = []
-        for s in normalised.statements:
-            if s.principal is None or not s.actions.matches(ASSUME):
-                continue
-            values = s.principal.get("AWS", ())
-            accounts = {principal_account(v) for v in values if v.endswith(":root") or v.isdigit()}
-            clauses.append(_Clause(
-                allow=s.allow,
-                names=frozenset(v for v in values if v.startswith("arn:") and not v.endswith(":root")),
-                accounts=frozenset(a for a in accounts if a and a != "*"),
-                anyone=any(principal_account(v) == "*" for v in values),
-                negated=s.not_principal,
-                statement=s,
-            ))
-        if clauses:
-            out.append(_Trust(role, snapshot.account_id, tuple(clauses)))
+        found = trust_of(role.arn, snapshot.account_id, role.trust_policy)
+        if found is not None:
+            out.append(found)
     return out
 
 
@@ -149,7 +164,7 @@ def assume_edges(
     anyone: list[_Trust] = []
     by_role: dict[str, _Trust] = {}
     for t in (t for snap in snapshots for t in _trusts(snap)):
-        by_role[t.role.arn] = t
+        by_role[t.arn] = t
         for c in t.clauses:
             if not c.allow:
                 continue
@@ -171,9 +186,9 @@ def assume_edges(
         if account not in hubs:
             admitting = {id(t): t for t in (*by_account.get(account, ()), *anyone)}.values()
             hubs[account] = tuple(
-                Edge(t.role.arn, ("trust",))
+                Edge(t.arn, ("trust",))
                 for t in sorted((t for t in admitting if _open_to(t, account)),
-                                key=lambda t: t.role.arn)
+                                key=lambda t: t.arn)
             )
             closed[account] = [t for t in admitting if not _open_to(t, account)]
         found: dict[str, Edge] = {}
@@ -192,7 +207,7 @@ def assume_edges(
             # Without any sts:AssumeRole grant only a same-account trust naming it admits it.
             candidates = by_arn.get(arn, ())
         for t in candidates:
-            role = t.role.arn
+            role = t.arn
             if role == arn or role in found:
                 continue
             admitted = _admits(t, lay.subject, now)
@@ -226,11 +241,8 @@ def _denied(lay: Layered, role_arn: str) -> bool:
     )
 
 
-def chains(
-    verdicts: Mapping[str, PrincipalVerdict], edges: Mapping[str, tuple[Edge, ...]]
-) -> dict[str, Chain]:
-    """For each principal that reaches, through at least one role, an administrator or an
-    exploitable method: the shortest chain (ties broken by ARN, so scans are repeatable)."""
+def goals(verdicts: Mapping[str, PrincipalVerdict]) -> dict[str, str]:
+    """The roles worth reaching: role ARN -> ADMIN or its first exploitable method."""
     goal: dict[str, str] = {}
     for arn, v in verdicts.items():
         if v.kind != "role":
@@ -241,6 +253,19 @@ def chains(
             exploitable = sorted(m.name for m in v.methods if m.exploitable)
             if exploitable:
                 goal[arn] = exploitable[0]
+    return goal
+
+
+def chains(
+    verdicts: Mapping[str, PrincipalVerdict], edges: Mapping[str, tuple[Edge, ...]]
+) -> dict[str, Chain]:
+    """For each principal that reaches, through at least one role, an administrator or an
+    exploitable method: the shortest chain (ties broken by ARN, so scans are repeatable)."""
+    return chains_to(goals(verdicts), edges)
+
+
+def chains_to(goal: Mapping[str, str], edges: Mapping[str, tuple[Edge, ...]]) -> dict[str, Chain]:
+    """`chains` from given goals (the scan-wide join of `checks.chains` uses it)."""
     reverse: dict[str, list[tuple[str, Edge]]] = {}
     for source, out in edges.items():
         for e in out:
@@ -300,15 +325,8 @@ def analyse(snapshots: Sequence[AccountSnapshot], now: datetime) -> Analysis:
     cached = _CACHE.get(key)
     if cached is not None:
         return cached
-    # The pass allocates millions of small acyclic objects; the cyclic collector would
-    # rescan them all again and again (40 % of the pass's time measured): pause it.
-    paused = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         found = _analyse(snapshots, now)
-    finally:
-        if paused:
-            gc.enable()
     _CACHE[key] = found
     for s in snapshots:
         weakref.finalize(s, _CACHE.pop, key, None)
@@ -334,5 +352,19 @@ def _analyse(snapshots: Sequence[AccountSnapshot], now: datetime) -> Analysis:
 
 
 _CACHE: dict[tuple[tuple[int, ...], datetime], Analysis] = {}
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """The pass allocates millions of small acyclic objects; the cyclic collector would
+    rescan them all again and again (40 % of the pass's time measured, and more than the
+    pass itself while its findings are built from it): paused meanwhile."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
 
 

@@ -39,6 +39,19 @@ class Severity(enum.StrEnum):
         return list(Severity).index(self)
 
 
+#: The one severity order (most severe first); everything that sorts or lists severities
+#: reads it or `severity_rank`.
+SEVERITY_ORDER: tuple[str, ...] = tuple(s.value for s in Severity)
+
+
+def severity_rank(value: str) -> int:
+    """`Severity.rank` of a stored severity string; anything unknown sorts last."""
+    try:
+        return Severity(value).rank
+    except ValueError:
+        return len(SEVERITY_ORDER)
+
+
 class ResourceType(enum.StrEnum):
     ACCOUNT = "account"
     USER = "user"
@@ -212,6 +225,13 @@ class AccountSnapshot:
     # The Organizations SCPs attached to the account, when the scan could read them; None
     # when it could not (not an organization member, or no permission): no SCP is assumed.
     scps: tuple[ManagedPolicy, ...] | None = None
+    # The SCPs of the levels above the account (the root first, then each OU down to the
+    # account's parent), one tuple per level; each level must allow an action too. Empty
+    # when they were not read (then only the account's own SCPs limit).
+    scps_above: tuple[tuple[ManagedPolicy, ...], ...] = ()
+    # Why the SCPs are not applied, when `scps` is None and the scan tried ("SCPs not
+    # visible: AccessDenied"); shown in the scan's coverage.
+    scps_note: str = ""
     # Whether roles' `instance_profiles` were collected (hand-made snapshots leave it False).
     instance_profiles_known: bool = False
     # Last-accessed data by principal ARN (`checks.usage.PrincipalUsage`), stored by the

@@ -72,6 +72,7 @@ SCAN_ACTIONS: Mapping[str, str] = {
     "iam:GetAccountPasswordPolicy": "collect_account: the password policy",
     "iam:GetAccountSummary": "collect_account: the account summary",
     "iam:ListAccessKeys": "resolve_access_key_ids: key ids of users with key findings",
+    "iam:ListAccountAliases": "account_alias: the account's name beside its id (cached per account)",
     "iam:GenerateServiceLastAccessedDetails": "collect_usage: start a last-accessed job per user and role",
     "iam:GetServiceLastAccessedDetails": "collect_usage: poll and read each last-accessed job",
 }
@@ -81,7 +82,17 @@ HUB_ACTIONS: Mapping[str, str] = {
     "sts:GetCallerIdentity": "discover_targets: the Steward's own account and partition",
     "organizations:ListAccounts": "discover_targets: the organization's accounts",
     "sts:AssumeRole": "session_for: enter each member account's Steward role",
+    "organizations:DescribeOrganization": "HubScps: the management account (no SCP limits it)",
+    "organizations:ListRoots": "HubScps: the organization's root (the SCPs above every account)",
+    "organizations:ListOrganizationalUnitsForParent": "HubScps: the OU tree, once per scan",
+    "organizations:ListAccountsForParent": "HubScps: which OU holds each account, once per scan",
+    "organizations:ListPoliciesForTarget": "HubScps: the SCPs of each account, OU and root",
+    "organizations:DescribePolicy": "HubScps: an SCP's document, once per policy",
 }
+# The hub actions that read the SCPs limiting the scanned accounts (their own statement).
+SCP_ACTIONS = frozenset(a for a in HUB_ACTIONS if a.split(":")[1] in {
+    "DescribeOrganization", "ListRoots", "ListOrganizationalUnitsForParent", "ListAccountsForParent",
+    "ListPoliciesForTarget", "DescribePolicy"})
 
 
 def reduce_actions() -> dict[str, list[str]]:
@@ -196,7 +207,8 @@ def hub_policy(role_name: str = DEFAULT_ROLE_NAME,
                rotation_role_name: str = DEFAULT_ROTATION_ROLE_NAME) -> dict:
     assume = [a for a in HUB_ACTIONS if a == "sts:AssumeRole"]
     return document(
-        statement("IAMStewardDiscoverAccounts", [a for a in HUB_ACTIONS if a not in assume]),
+        statement("IAMStewardDiscoverAccounts",
+                  [a for a in HUB_ACTIONS if a not in assume and a not in SCP_ACTIONS]),
         statement(
             "IAMStewardAssumeMemberRoles",
             assume,
@@ -204,6 +216,7 @@ def hub_policy(role_name: str = DEFAULT_ROLE_NAME,
             [f"arn:*:iam::*:role/{role_name}", f"arn:*:iam::*:role/{restore_role_name}",
              f"arn:*:iam::*:role/{rotation_role_name}"],
         ),
+        statement("IAMStewardReadServiceControlPolicies", sorted(SCP_ACTIONS)),
     )
 
 

@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+from checks import chains
 from checks.catalog import CATALOG, CheckSpec
 from checks.context import CheckContext
-from checks.inventory import identities
+from checks.inventory import identities, principal_entitlements
 from checks.keys import AccessKeyMeta, match_key_slot
 from checks.model import AccessKeySlot, AccountSnapshot, Result, utc
 
@@ -37,6 +38,11 @@ class AccountScan:
     api_calls: int = 0
     inventory: Mapping[str, int] = field(default_factory=dict)
     identities: tuple[Mapping, ...] = ()  # per IAM user, see checks.inventory
+    principals: tuple[Mapping, ...] = ()  # per user and role, for access reviews
+    # What the scan could not see that can change verdicts ("SCPs not visible: ...").
+    notes: tuple[str, ...] = ()
+    # The account's part of the scan-wide role graph (`checks.chains.export`), when asked.
+    reach: Mapping | None = None
 
     @property
     def findings(self) -> tuple[Result, ...]:
@@ -136,12 +142,16 @@ def scan_account(
     checks: Sequence[CheckSpec] = CATALOG,
     known_keys: Callable[[str], Mapping[str, Sequence[AccessKeyMeta]]] | None = None,
     usage_of: Callable[[str], Mapping[str, object]] | None = None,
+    scps=None,
+    reach: bool = False,
 ) -> AccountScan:
     """Collect, evaluate, resolve key ids. Raises `checks.collect.CollectError` on failure.
 
     `known_keys(account_id)`: access keys by user name remembered from earlier scans of
     the account; only users with a key finding that matches none of them are listed again.
     `usage_of(account_id)`: stored last-accessed data by principal ARN (`checks.usage`).
+    `scps`: a `checks.collect.HubScps` of the scan, to apply the SCPs that limit the account.
+    `reach`: also return the account's part of the scan-wide role graph (`checks.chains`).
     """
     from checks import collect  # boto3 stays out of the pure import path
 
@@ -150,8 +160,14 @@ def scan_account(
     if usage_of is not None:
         # Last-accessed data stored by `steward usage collect`: no AWS call at scan time.
         snapshot = replace(snapshot, usage=dict(usage_of(snapshot.account_id)))
-    results = evaluate(snapshot, ctx, checks)
     api_calls = snapshot.api_calls
+    if scps is not None:
+        with collect.aws_errors(snapshot.account_id, "organizations"):
+            found = scps.for_account(snapshot.account_id)
+        snapshot = replace(snapshot, scps=found.account, scps_note=found.note,
+                           scps_above=found.above if found.account is not None else ())
+        api_calls += found.calls
+    results = evaluate(snapshot, ctx, checks)
     remembered = known_keys(snapshot.account_id) if known_keys else {}
     keys = {name: list(metas) for name, metas in remembered.items()}
     needing = users_needing_key_ids(results, snapshot, keys)
@@ -172,4 +188,12 @@ def scan_account(
         api_calls=api_calls,
         inventory=inventory(snapshot),
         identities=tuple(identities(snapshot, ctx, keys)),
+        principals=tuple(principal_entitlements(snapshot, ctx, keys)),
+        notes=notes(snapshot),
+        reach=chains.export(snapshot, ctx) if reach else None,
     )
+
+
+def notes(snapshot: AccountSnapshot) -> tuple[str, ...]:
+    """What the scan of the account could not see that can change verdicts."""
+    return (snapshot.scps_note,) if snapshot.scps is None and snapshot.scps_note else ()

@@ -81,6 +81,8 @@ class _Overlay:
     replaced: dict[str, dict[str, Any]] = field(default_factory=dict)
     pushed: list[dict[str, Any]] = field(default_factory=list)
     errors: dict[str, dict[str, str]] = field(default_factory=dict)
+    # What was typed into a view whose submission came back with errors: Slack keeps it.
+    values: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
 
 class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
@@ -636,6 +638,14 @@ class Demo:
                 return view
         return None
 
+    def view_values(self, view_id: str) -> dict[str, dict[str, Any]]:
+        """The input state of a view as last submitted with errors (empty otherwise)."""
+        with self._lock:
+            for overlay in self._overlays.values():
+                if view_id in overlay.values:
+                    return dict(overlay.values[view_id])
+        return {}
+
     def view_errors(self, view_id: str) -> dict[str, str]:
         with self._lock:
             for overlay in self._overlays.values():
@@ -672,7 +682,9 @@ class Demo:
             overlay.errors.pop(view_id, None)
             if action == "errors":
                 overlay.errors[view_id] = {str(k): str(v) for k, v in (reply.get("errors") or {}).items()}
+                overlay.values[view_id] = state  # the form shows what was typed, as Slack's does
                 return {"ok": False, "errors": overlay.errors[view_id]}
+            overlay.values.pop(view_id, None)
             if action == "update" and isinstance(reply.get("view"), dict):
                 overlay.replaced[view_id] = {**view, **reply["view"], "id": view_id}
                 return {"ok": True, "updated": True}

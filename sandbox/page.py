@@ -633,8 +633,9 @@ def render_parts(demo: Demo, viewer: str, channel: str) -> dict[str, Any]:
     if stack:
         view = stack[-1]
         errors = demo.view_errors(view["id"])
-        modal_key = json.dumps([view["id"], view.get("hash"), errors, len(stack)], sort_keys=True)
-        modal_html = _modal_html(renderer, view, errors)
+        kept = demo.view_values(view["id"])
+        modal_key = json.dumps([view["id"], view.get("hash"), errors, kept, len(stack)], sort_keys=True)
+        modal_html = _modal_html(renderer, with_values(view, kept), errors)
 
     iam = render_iam(demo.iam_state(), person.email)
     return {
@@ -685,6 +686,32 @@ def _ts_key(ts: str) -> tuple[int, int]:
         return int(sec), int(frac.ljust(6, "0")[:6] or 0)
     except ValueError:
         return 0, 0
+
+
+# A state entry's value key -> the element's initial-value key (to draw a kept state).
+INITIAL_FOR = {"value": "initial_value", "selected_date": "initial_date", "selected_time": "initial_time",
+               "selected_option": "initial_option", "selected_options": "initial_options",
+               "selected_user": "initial_user", "selected_users": "initial_users",
+               "selected_conversation": "initial_conversation", "selected_channel": "initial_channel"}
+
+
+def with_values(view: Mapping[str, Any], state: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """`view` with its inputs showing `state` (what was typed before an error), like Slack."""
+    if not state:
+        return dict(view)
+    blocks = []
+    for block in view.get("blocks") or ():
+        entry = state.get(str(block.get("block_id") or ""), {})
+        element = block.get("element") if block.get("type") == "input" else None
+        if element and element.get("action_id") in entry:
+            kept = dict(element)
+            for key, value in entry[element["action_id"]].items():
+                if key in INITIAL_FOR and value not in (None, ""):
+                    kept[INITIAL_FOR[key]] = value
+            block = {**block, "element": kept}
+        blocks.append(block)
+    return {**view, "blocks": blocks}
+
 
 
 def _modal_html(renderer: Renderer, view: dict[str, Any], errors: Mapping[str, str]) -> str:

@@ -1,5 +1,5 @@
 """Account targets are validated: role lists in any separator, bad ARNs named, duplicates
-dropped, exclusions applied to every source (DESIGN pitfall: a space-separated list once
+dropped, exclusions applied to every source (docs/architecture.md §5 pitfall: a space-separated list once
 became one bogus target and scanned 1 of 3 accounts with exit 0)."""
 
 from __future__ import annotations

@@ -341,9 +341,12 @@ def test_iam_audit_shows_events_to_approvers_only(world, served):
     key_id = finding.details["access_key_id"]
     reply = served.reply(f"audit {key_id}", CAROL)
     text = json.dumps(reply)
-    assert "remediation.succeeded" in text and "remediation.started" in text
+    # A timeline in words: who did what to what, never the raw event names or JSON.
+    assert "started changing user/bob (deactivate the access key)" in text
+    assert "<@U0BOB00001> changed user/bob (deactivate the access key)" in text
+    assert "remediation.succeeded" not in text and "null" not in text
     by_name = json.dumps(served.reply("audit bob", CAROL))
-    assert "remediation.succeeded" in by_name and "scan.succeeded" not in by_name
+    assert "changed user/bob" in by_name and "Steward scanned" not in by_name
     refused = served.reply(f"audit {key_id}", BOB)
     assert "Only security approvers can read the audit log" in refused["text"]
 
@@ -357,7 +360,7 @@ def test_steward_notify_cli_runs_one_cycle(world, monkeypatch):
            "SLACK_API_URL": world.fake.base_url, "STEWARD_SECURITY_CHANNEL": world.security}
     result = CliRunner().invoke(app, ["notify"], env=env)
     assert result.exit_code == 0, result.output
-    assert "2 DM(s) to owners" in result.stdout
+    assert "2 DMs to owners" in result.stdout
     assert [m for m in world.fake.dm(BOB) if m.get("blocks")]
     missing = CliRunner().invoke(app, ["notify"], env={"STEWARD_DATABASE_URL": world.db})
     assert missing.exit_code == 2 and "SLACK_BOT_TOKEN" in missing.stderr
@@ -407,3 +410,14 @@ def test_a_scan_that_resolves_findings_updates_their_dm(world):
     assert "Resolved: the scan of" in blocks
     token = world.finding("unused-access-key", "bob").token
     assert f'"f:{token}"' not in blocks  # its buttons are gone
+
+
+def test_rotate_promise_is_audited_under_its_own_name(world, served):
+    world.steward().campaigns.run_cycle()
+    message = dm_message(world, DAVE)
+    finding = world.finding("old-access-key", "dave")
+    click(served, world, DAVE, message, "finding:rotate", finding.token)
+    world.fake.wait_for(lambda: "decision.rotate_promise" in world.actions(), timeout=20)
+    assert "decision.remediate" not in world.actions()  # no remediation was asked for
+    history = json.dumps(served.reply("audit dave", CAROL))
+    assert "promised to rotate the key of" in history and "asked to fix" not in history

@@ -48,7 +48,7 @@ def audited(engine, database_url, monkeypatch):
     monkeypatch.setenv("STEWARD_DATABASE_URL", database_url)
     with session_scope(engine) as session:
         record(session, actor="system", action=AuditAction.SCAN_STARTED, account="111122223333", at=DAY1)
-        record(session, actor="UBOB", action=AuditAction.DECISION_KEEP, subject_fingerprint="fp1",
+        record(session, actor="UBOB", action=AuditAction.EXCEPTION_GRANTED, subject_fingerprint="fp1",
                payload={"reason": "vendor, \"legacy\" app"}, at=DAY2)
         record(session, actor="cli:alice", action=AuditAction.REFUSED, payload={"reason": "stale"}, at=DAY2)
     return engine
@@ -265,3 +265,42 @@ def test_verify_reports_a_tampered_reference_index(audited):
     result = steward("verify")
     assert result.exit_code == 1
     assert "BROKEN at event 2" in result.stderr and "audit_ref" in result.stderr and "'UBOB' is missing" in result.stderr
+
+
+def test_export_reads_old_decision_names_as_today_and_still_verifies(engine, database_url, monkeypatch):
+    """Rows written under the old vocabulary (before decision.rotate_promise and
+    decision.acknowledge existed) are exported with `reads_as` naming them as today; the
+    stored `action` and the hashes are untouched, so the export re-verifies."""
+    from enum import StrEnum
+
+    from bot.db import audit
+
+    old = StrEnum("AuditAction", {**{m.name: m.value for m in AuditAction}, "DECISION_KEEP": "decision.keep"})
+    monkeypatch.setenv("STEWARD_DATABASE_URL", database_url)
+    with session_scope(engine) as session, monkeypatch.context() as older_steward:
+        older_steward.setattr(audit, "AuditAction", old)  # what an older Steward could write
+        record(session, actor="UDAVE", action="decision.remediate", subject_fingerprint="fp1",
+               payload={"decision": "rotate", "until": "2026-01-20"}, at=DAY1)
+        record(session, actor="UBOB", action="decision.remediate", subject_fingerprint="fp2",
+               payload={"action": "deactivate-access-key", "remediation_id": 1}, at=DAY1)
+        record(session, actor="UCAROL", action="decision.keep", subject_fingerprint="fp3",
+               payload={"decision": "ack"}, at=DAY2)
+    with session_scope(engine) as session:
+        record(session, actor="UCAROL", action=AuditAction.DECISION_ACKNOWLEDGE, subject_fingerprint="fp4",
+               payload={"decision": "ack"}, at=DAY2)
+        with pytest.raises(ValueError):  # the old names are never written again
+            record(session, actor="UCAROL", action="decision.keep", at=DAY2)
+
+    result = steward("export", "--format", "jsonl")
+    assert result.exit_code == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(line["action"], line["reads_as"]) for line in lines] == [
+        ("decision.remediate", "decision.rotate_promise"),
+        ("decision.remediate", "decision.remediate"),
+        ("decision.keep", "decision.acknowledge"),
+        ("decision.acknowledge", "decision.acknowledge"),
+    ]
+    assert all(ok for _, ok in rehash_export(lines))
+    csv_out = steward("export", "--format", "csv").stdout
+    assert "decision.keep" in csv_out and csv_out.splitlines()[0].endswith(",reads_as")
+    assert steward("verify").exit_code == 0

@@ -292,15 +292,25 @@ def test_a_slash_command_from_the_page_is_signed_sent_and_answered(demo):
 
 
 @needs_moto
+def keep_option(messages):
+    """(message, actions block, option) of the first card offering Keep… behind "More…"."""
+    for message in messages:
+        for block in message.get("blocks") or ():
+            for element in block.get("elements") or ():
+                if element.get("action_id") == "card:more":
+                    for option in element["options"]:
+                        if option["value"].startswith("keep|"):
+                            return message, block, option
+    raise AssertionError("no card offers Keep…")
+
+
 def test_a_modal_opens_shows_errors_and_closes_on_a_valid_submission(demo):
     fake = demo.fake
     assert fake is not None
     dm = demo.dm_channel(PRIYA)
-    message = next(m for m in fake.dm(PRIYA) if "Keep" in json.dumps(m.get("blocks")))
-    block = next(b for b in message["blocks"] if any(
-        e.get("action_id") == "finding:keep" for e in b.get("elements") or ()))
+    message, block, keep = keep_option(fake.dm(PRIYA))
     result = demo.block_action(PRIYA, source="message", channel=dm, ts=message["ts"],
-                               block_id=block["block_id"], action_id="finding:keep")
+                               block_id=block["block_id"], action_id="card:more", selected=keep["value"])
     assert result["ok"], result
     stack = fake.wait_for(lambda: demo.modal_stack(PRIYA), timeout=10)
     view = stack[-1]

@@ -138,3 +138,24 @@ def test_an_approver_sees_the_security_channel_and_the_home_tab(demo, page):
     assert page.locator("#messages").get_by_role("button", name="Acknowledge").count() > 0
     page.goto(f"{demo.url}?as={sam.slack_id}&ch=home")  # app_home_opened -> views.publish
     page.locator("#messages .home").wait_for()
+
+
+def test_the_keep_modal_names_its_finding_and_keeps_what_was_typed_after_an_error(demo, page):
+    page.goto(f"{demo.url}?as={PRIYA}")
+    more = page.locator('#messages select[data-aid="card:more"]').first
+    more.wait_for()
+    keep = more.evaluate("s => [...s.options].map(o => o.value).find(v => v.startsWith('keep|'))")
+    assert keep, "a card offers Keep… behind More…"
+    more.select_option(value=keep)
+    modal = page.locator("#modal form.modal")
+    modal.wait_for()
+    assert re.search(r"(user|role)/", modal.inner_text())  # what it is about: the identity, the finding
+    reason = "The nightly export still reads with it until the migration in March"
+    modal.locator("textarea").fill(reason)
+    modal.locator('input[type="date"]').fill("2099-01-01")  # beyond the longest exception
+    modal.locator("button[type=submit]").click()
+    modal.locator(".error", has_text="at most").wait_for()
+    # Slack keeps what was typed when the app answers with errors; so does the demo page.
+    page.wait_for_timeout(1500)  # past a refresh of the page's state
+    assert page.locator("#modal textarea").input_value() == reason
+    assert page.locator('#modal input[type="date"]').input_value() == "2099-01-01"

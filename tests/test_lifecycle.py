@@ -38,3 +38,28 @@ def test_remediation_cannot_start_on_an_excepted_finding():
 
 def test_remediated_can_be_undone():
     assert next_state(State.REMEDIATED, Event.UNDO) is State.OPEN
+
+
+def test_a_rerouted_finding_goes_back_to_be_routed_but_work_in_flight_stays():
+    assert next_state(State.NOTIFIED, Event.REROUTE) is State.OPEN
+    assert next_state(State.FAILED, Event.REROUTE) is State.OPEN
+    assert next_state(State.REOPENED, Event.REROUTE) is State.REOPENED
+    for state in (State.REMEDIATING, State.REMEDIATED, State.RESOLVED):
+        with pytest.raises(InvalidTransition):
+            next_state(state, Event.REROUTE)
+
+
+def test_only_the_lifecycle_table_decides_a_findings_state():
+    """No module assigns a literal state: every change is `next_state(...)` (bot/core/lifecycle.py)."""
+    import ast
+    from pathlib import Path
+
+    offenders = []
+    for path in sorted((Path(__file__).resolve().parents[1] / "bot").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and any(
+                    isinstance(t, ast.Attribute) and t.attr == "state" for t in node.targets):
+                offenders.append(f"{path.name}:{node.lineno}")
+            if isinstance(node, ast.keyword) and node.arg == "state" and isinstance(node.value, ast.Constant):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == []

@@ -1,4 +1,4 @@
-"""`steward audit verify|head|rekey|export` (DESIGN.md §2, §4 "Audit", §7.5).
+"""`steward audit verify|head|rekey|export` (docs/architecture.md §2, §4 "Audit", §7 invariant 5).
 
 Exit codes as for the rest of `steward`: 0 done, 1 the chain is broken (or Slack refused),
 2 bad usage or settings — including a keyed chain that cannot be verified because its key

@@ -32,7 +32,7 @@ def engine_for(settings: Settings, *, create: bool = False):
 
     Only commands that write what they found (`steward scan`) may create the database
     (`create=True`). Every other command needs one that exists and has Steward's schema:
-    an empty or missing store is an error, never a clean answer about nothing (DESIGN §7.4).
+    an empty or missing store is an error, never a clean answer about nothing (docs/architecture.md §7, invariant 4).
     Other database errors (URL, credentials, reachability) reach `main` and become one line.
     """
     from bot.db.engine import make_engine

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot.cli.common import engine_for, err, fail, out, settings_or_exit
+from bot.core.report import plural
 
 NOTIFY_WAIT_SECONDS = 600.0
 
@@ -35,13 +36,24 @@ def notify():
             report = campaigns.run_cycle()
     except LockBusy as exc:
         raise fail(f"{exc}; nothing was sent", code=1) from None
+    if settings.mode == "observe":
+        out.print(f"STEWARD_MODE=observe: nothing sent ({plural(report.held, 'finding')} waiting to be routed); "
+                  f"{plural(expired, 'snooze or exception', 'snoozes or exceptions')} ended")
+        return
     out.print(
-        f"{report.dms} DM(s) to owners covering {report.notified} finding(s); {report.triaged} to security "
-        f"triage; {report.resumed} resumed after an interruption; {report.reminders} reminder(s); "
-        f"{report.escalations} escalation(s); {expired} snooze(s)/exception(s) ended"
+        f"{plural(report.dms, 'DM')} to owners covering {plural(report.notified, 'finding')}; {report.triaged:,} to "
+        f"security triage; {report.resumed:,} resumed after an interruption; {plural(report.reminders, 'reminder')}; "
+        f"{plural(report.escalations, 'escalation')}; "
+        f"{plural(expired, 'snooze or exception', 'snoozes or exceptions')} ended"
     )
+    if settings.mode == "triage":
+        out.print("STEWARD_MODE=triage: everything went to the security channel, no owner was DMed")
+    if report.outside_pilot:
+        out.print(f"STEWARD_PILOT_OWNERS: {plural(report.outside_pilot, 'finding')} of owners outside the pilot "
+                  "went to security triage")
     if report.unrouted:
-        err.print(f"{report.unrouted} finding(s) have no owner and STEWARD_SECURITY_CHANNEL is not set")
+        err.print(f"{plural(report.unrouted, 'finding')} {'has' if report.unrouted == 1 else 'have'} no owner and "
+                  "STEWARD_SECURITY_CHANNEL is not set")
     for failure in report.failures:
         err.print(f"[red]failed:[/] {failure}")
     if report.failures:

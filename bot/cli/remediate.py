@@ -11,10 +11,13 @@ import typer
 from rich.table import Table
 
 from bot.cli.common import cli_actor, engine_for, err, fail, out, settings_or_exit
+from bot.core.lifecycle import ACTIONABLE_STATES
+
+_ACTIONABLE = sorted(str(s) for s in ACTIONABLE_STATES)  # the default filter: findings an owner can act on
 
 
 def findings(
-    state: list[str] = typer.Option(["open", "notified", "reopened", "failed"], "--state", help="Repeatable."),
+    state: list[str] = typer.Option(_ACTIONABLE, "--state", help="Repeatable."),
     check: str | None = typer.Option(None, "--check"),
     account: str | None = typer.Option(None, "--account"),
     limit: int = typer.Option(100, "--limit", min=1),

@@ -18,11 +18,14 @@ from typing import Any
 class Choice(enum.StrEnum):
     REMEDIATE = "remediate"
     REQUEST_REMOVAL = "request_removal"  # a policy change: goes to the security channel
-    KEEP = "keep"  # an exception with a reason and an end date (modal)
+    # An exception: the owner keeps the access on purpose, with a reason and an end date (the
+    # "Keep…" button and its modal). The value is the Slack action id on messages already sent.
+    EXCEPTION = "keep"
     SNOOZE = "snooze"
     NOT_MINE = "not_mine"
     ROTATE = "rotate"  # "I'll rotate it": a deadline the next scans verify
     ACK = "ack"  # account-level findings, seen by security
+    GUIDE = "guide"  # a link to how to fix it by hand (MFA set-up, key rotation): Slack opens it
     SHOW_POLICY = "show_policy"  # the right-sized policy's JSON, in a modal (changes nothing)
     ROTATE_FOR_ME = "rotate_for_me"  # Steward creates the new key and hands it over (bot/services/rotation.py)
 
@@ -34,13 +37,19 @@ class Button:
     action: str | None = None  # remediation action id, for REMEDIATE
     style: str | None = None  # "primary" | "danger"
     confirm: str | None = None  # a confirm dialog's text
+    url: str | None = None  # GUIDE: the page it opens
 
     @property
     def action_id(self) -> str:
         return f"finding:remediate:{self.action}" if self.action else f"finding:{self.choice}"
 
+    @property
+    def fixes(self) -> bool:
+        """A step that puts the finding right (not keep, snooze, acknowledge or hand on)."""
+        return self.choice in (Choice.REMEDIATE, Choice.REQUEST_REMOVAL, Choice.ROTATE, Choice.GUIDE)
 
-KEEP = Button(Choice.KEEP, "Keep…")
+
+EXCEPTION = Button(Choice.EXCEPTION, "Keep…")  # the button of an exception
 SNOOZE = Button(Choice.SNOOZE, "Snooze")
 NOT_MINE = Button(Choice.NOT_MINE, "Not mine")
 DEACTIVATE = Button(Choice.REMEDIATE, "Deactivate key", "deactivate-access-key", "primary")
@@ -61,39 +70,64 @@ RIGHTSIZE = Button(Choice.REMEDIATE, "Apply right-sized policy", "rightsize-poli
                    "restores it. Owners of other principals holding the policy must agree too.")
 SHOW_POLICY = Button(Choice.SHOW_POLICY, "Show policy JSON")
 CIS_PASSWORD_POLICY = Button(Choice.REMEDIATE, "Apply CIS password policy", "apply-cis-password-policy", "primary")
+DELETE_ROLE = Button(Choice.REMEDIATE, "Delete role", "delete-role", "danger",
+                     "The role is deleted (its policies, tags and instance profiles are recorded so an approved "
+                     "undo can recreate it). A security approver must approve it.")
 
-KEY_FAMILY = (DEACTIVATE, KEEP, SNOOZE, NOT_MINE)
-POLICY_FAMILY = (REQUEST_REMOVAL, KEEP, NOT_MINE)
+
+def guide(label: str, url: str) -> Button:
+    return Button(Choice.GUIDE, label, style=None, url=url)
+
+
+AWS_DOCS = "https://docs.aws.amazon.com/IAM/latest/UserGuide/"
+SET_UP_MFA = guide("Set up MFA (guide)", AWS_DOCS + "id_credentials_mfa_enable_virtual.html")
+ROTATION_GUIDE = guide("How to rotate a key", AWS_DOCS + "id-credentials-access-keys-update.html")
+ROOT_KEY_GUIDE = guide("Delete root keys (guide)", AWS_DOCS + "id_root-user_manage_delete-key.html")
+ROOT_MFA_GUIDE = guide("Root MFA (guide)", AWS_DOCS + "enable-mfa-for-root.html")
+ROOT_USE_GUIDE = guide("Root user practices", AWS_DOCS + "root-user-best-practices.html")
+EXTERNAL_ID_GUIDE = guide("External ID (guide)", AWS_DOCS + "id_roles_common-scenarios_third-party.html")
+TRUST_GUIDE = guide("Edit the trust policy", AWS_DOCS + "id_roles_update-role-trust-policy.html")
+EDIT_POLICY_GUIDE = guide("Edit the policies (guide)", AWS_DOCS + "access_policies_manage-edit.html")
+
+KEY_FAMILY = (DEACTIVATE, EXCEPTION, SNOOZE, NOT_MINE)
+POLICY_FAMILY = (REQUEST_REMOVAL, EXCEPTION, NOT_MINE)
 SECURITY_ONLY = frozenset({
     "root-access-key", "root-mfa-disabled", "root-recently-used", "password-policy-weak",
     "role-trust-external-no-external-id", "role-trust-public",
 })
 
+# Each family's order is its priority: the card shows the first as the single best next
+# step. Every family has a step that fixes it (a remediation, a removal request, a rotation
+# promise or a guide), walked by a test.
 FAMILIES: dict[str, tuple[Button, ...]] = {
     "unused-access-key": KEY_FAMILY,
     # Which of the two keys should go is the owner's call: each key's own finding (unused,
     # old) carries its Deactivate button.
-    "multiple-active-keys": (KEEP, SNOOZE, NOT_MINE),
-    "inactive-access-key": (DELETE_KEY, KEEP, SNOOZE, NOT_MINE),
-    "old-access-key": (ROTATE_FOR_ME, ROTATE, DEACTIVATE, KEEP),
-    "stale-user": (QUARANTINE, KEEP, NOT_MINE),
-    "compromised-key-quarantine": (QUARANTINE, KEEP),
-    "console-user-without-mfa": (REMOVE_PASSWORD, KEEP),
-    "unused-password": (REMOVE_PASSWORD, KEEP),
+    "multiple-active-keys": (ROTATION_GUIDE, EXCEPTION, SNOOZE, NOT_MINE),
+    "inactive-access-key": (DELETE_KEY, EXCEPTION, SNOOZE, NOT_MINE),
+    "old-access-key": (ROTATE_FOR_ME, ROTATE, ROTATION_GUIDE, DEACTIVATE, EXCEPTION),
+    "stale-user": (QUARANTINE, EXCEPTION, NOT_MINE),
+    "compromised-key-quarantine": (QUARANTINE, EXCEPTION),
+    # An active person sets MFA up; a password nobody should have goes.
+    "console-user-without-mfa": (SET_UP_MFA, REMOVE_PASSWORD, EXCEPTION),
+    "unused-password": (REMOVE_PASSWORD, EXCEPTION),
     "user-direct-policy": POLICY_FAMILY,
     "admin-policy": POLICY_FAMILY,
     "service-wildcard-policy": POLICY_FAMILY,
-    "privilege-escalation-policy": POLICY_FAMILY,
-    "unused-role": (KEEP, SNOOZE, NOT_MINE),
-    "unused-permissions": (RIGHTSIZE, SHOW_POLICY, KEEP, NOT_MINE),
-    "root-access-key": (ACK, KEEP),
-    "root-mfa-disabled": (ACK, KEEP),
-    "root-recently-used": (ACK, KEEP),
-    "password-policy-weak": (CIS_PASSWORD_POLICY, ACK, KEEP),
-    "role-trust-external-no-external-id": (ACK, KEEP),
-    "role-trust-public": (ACK, KEEP),
+    # Combined across policies, a removal may not apply (buttons_for drops it): the guide stays.
+    "privilege-escalation-policy": (REQUEST_REMOVAL, EDIT_POLICY_GUIDE, EXCEPTION, NOT_MINE),
+    "unused-role": (DELETE_ROLE, EXCEPTION, SNOOZE, NOT_MINE),
+    "unused-permissions": (RIGHTSIZE, SHOW_POLICY, EXCEPTION, NOT_MINE),
+    "root-access-key": (ROOT_KEY_GUIDE, ACK, EXCEPTION),
+    "root-mfa-disabled": (ROOT_MFA_GUIDE, ACK, EXCEPTION),
+    "root-recently-used": (ROOT_USE_GUIDE, ACK, EXCEPTION),
+    "password-policy-weak": (CIS_PASSWORD_POLICY, ACK, EXCEPTION),
+    "role-trust-external-no-external-id": (EXTERNAL_ID_GUIDE, ACK, EXCEPTION),
+    "role-trust-public": (TRUST_GUIDE, ACK, EXCEPTION),
+    # Raised by an access review's "Remove access…" and carried out (or sent for approval)
+    # at once: it never reaches a findings DM, where only an exception would make sense.
+    "access-review-revocation": (EXCEPTION,),
 }
-
 SNOOZE_DAYS = (7, 30)
 ROTATE_DEADLINE_DAYS = 14
 
@@ -130,13 +164,18 @@ def parse_action_id(action_id: str) -> tuple[Choice, str | None]:
 
 def auto_action(check: str) -> str | None:
     """The action `STEWARD_AUTO_REMEDIATE` may take for this check at the deadline: the first
-    remediation button the owner could take alone (reversible and access-reducing only)."""
+    remediation button whose action is `auto_remediable` (reversible and access-reducing)."""
     from checks.remediate import registry
 
     for button in FAMILIES.get(check, ()):
-        if button.action and registry.action(button.action).owner_may_apply_alone:
+        if button.action and registry.action(button.action).auto_remediable:
             return button.action
     return None
+
+
+def auto_remediable_checks() -> tuple[str, ...]:
+    """The checks `STEWARD_AUTO_REMEDIATE` may name (those with an `auto_action`)."""
+    return tuple(check for check in FAMILIES if auto_action(check) is not None)
 
 
 # --- undo: judged like the action it would reverse ----------------------------------------
@@ -153,7 +192,7 @@ class UndoRule(enum.StrEnum):
 
 
 def undo_rule(action, *, requested_by: str, undoer: str, undoer_is_owner: bool) -> UndoRule:
-    """DESIGN.md §7.1: an undo gives access back, so it needs a second person, except the
+    """docs/architecture.md §7, invariant 1: an undo gives access back, so it needs a second person, except the
     undo of an owner's own access-reducing action (deactivating their own key, quarantining
     their own user), which stays one click for that owner.
 
@@ -180,9 +219,96 @@ UNDO_WORDS: dict[str, str] = {
     "delete-inline-policy": "put back",
     "remove-user-from-group": "added back to the group",
     "apply-cis-password-policy": "previous password policy restored",
+    "delete-role": "recreated",
     "rightsize-policy": "previous policy restored",
 }
 
 
 def undo_words(action_id: str) -> str:
     return UNDO_WORDS.get(action_id, "undone")
+
+
+# What each remediation is called in sentences people read ("asks to detach the managed
+# policy"): never the internal id. Walked by a test against the remediation registry.
+ACTION_NAMES: dict[str, str] = {
+    "deactivate-access-key": "deactivate the access key",
+    "delete-access-key": "delete the access key",
+    "quarantine-user": "quarantine the user",
+    "remove-console-password": "remove the console password",
+    "delete-user": "delete the user",
+    "detach-managed-policy": "detach the managed policy",
+    "delete-inline-policy": "delete the inline policy",
+    "remove-user-from-group": "remove the user from the group",
+    "apply-cis-password-policy": "apply the CIS password policy",
+    "delete-role": "delete the role",
+}
+
+
+def action_name(action_id: str) -> str:
+    """`detach-managed-policy` -> "detach the managed policy"."""
+    return ACTION_NAMES.get(action_id, action_id.replace("-", " "))
+
+
+# --- access reviews: what a reviewer may decide about one principal ------------------------
+# Slack action ids are `review:<choice>`; a button's value is the item's (or the reviewer's
+# message's) opaque token, never data. Walked by tests: every button here is rendered by
+# bot/slack/blocks/reviews.py, handled by bot/slack/listeners/reviews.py, and round-trips.
+
+
+class ReviewChoice(enum.StrEnum):
+    STILL_NEEDED = "still_needed"
+    REMOVE = "remove"  # "Remove access…": a modal to choose the entitlements
+    NOT_MINE = "not_mine"  # to the security channel, which finds the right reviewer
+    DELEGATE = "delegate"  # "Delegate…": another person, with a reason (modal)
+    DETAILS = "details"  # every entitlement of the page's items (modal); unlocks the bulk button
+    ALL_STILL_NEEDED = "all_still_needed"  # only for items whose details were opened
+    PAGE = "page"  # the message's previous / next page
+
+
+@dataclass(frozen=True)
+class ReviewButton:
+    choice: ReviewChoice
+    label: str
+    style: str | None = None
+    opens_modal: bool = False  # views.open needs the trigger id within 3 s
+
+    @property
+    def action_id(self) -> str:
+        return f"review:{self.choice}"
+
+
+#: Per item, in this order.
+REVIEW_ITEM_BUTTONS = (
+    ReviewButton(ReviewChoice.STILL_NEEDED, "Still needed", "primary"),
+    ReviewButton(ReviewChoice.REMOVE, "Remove access…", "danger", opens_modal=True),
+    ReviewButton(ReviewChoice.NOT_MINE, "Not mine"),
+    ReviewButton(ReviewChoice.DELEGATE, "Delegate…", opens_modal=True),
+)
+#: Per message (page): details first; the bulk button only once details were opened.
+REVIEW_MESSAGE_BUTTONS = (
+    ReviewButton(ReviewChoice.DETAILS, "Open details", opens_modal=True),
+    ReviewButton(ReviewChoice.ALL_STILL_NEEDED, "All still needed (details seen)", "primary"),
+    ReviewButton(ReviewChoice.PAGE, "Page"),
+)
+REVIEW_BUTTONS: dict[ReviewChoice, ReviewButton] = {
+    b.choice: b for b in (*REVIEW_ITEM_BUTTONS, *REVIEW_MESSAGE_BUTTONS)
+}
+#: The decisions an item can end with (`overdue`: nobody decided by the due date; never certified).
+REVIEW_DECISIONS = ("still_needed", "remove", "overdue")
+
+#: Entitlement kind -> the remediation action that removes it (checks/remediate/).
+REVIEW_REMOVAL_ACTIONS: dict[str, str] = {
+    "group": "remove-user-from-group",
+    "policy": "detach-managed-policy",
+    "inline": "delete-inline-policy",
+    "key": "deactivate-access-key",
+    "console": "remove-console-password",
+}
+
+
+def parse_review_action_id(action_id: str) -> ReviewChoice:
+    """`review:still_needed` -> STILL_NEEDED; ValueError for anything else."""
+    prefix, _, choice = action_id.partition(":")
+    if prefix != "review":
+        raise ValueError(f"not a review action: {action_id!r}")
+    return ReviewChoice(choice)

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from checks.model import Severity
+from checks.model import SEVERITY_ORDER
 
 if TYPE_CHECKING:
     from bot.db.audit import ChainHead
 
 #: Most severe first (checks.model.Severity is the one home of the order).
-SEVERITIES = tuple(str(s) for s in sorted(Severity, key=lambda s: s.rank))
+SEVERITIES = SEVERITY_ORDER  # most severe first (checks.model, the one home)
 
 
 @dataclass(frozen=True)
@@ -134,6 +134,7 @@ class Digest:
     history: tuple[HistoryPoint, ...]  # oldest first; the last one is `generated_at`
     audit_head: ChainHead | None = None  # published in the message (an anchor)
     extra: dict[str, Any] = field(default_factory=dict)
+    account_names: dict[str, str] = field(default_factory=dict)  # id -> alias or Organizations name
 
     @property
     def open_total(self) -> int:

@@ -1,8 +1,10 @@
-"""The finding state machine as a pure transition table (DESIGN.md §4).
+"""The finding state machine as a pure transition table (docs/architecture.md §4).
 
 open -> notified -> (snoozed | excepted | approved -> remediating -> remediated);
 resolved when a successful scan no longer sees it; reopened when it comes back;
-failed (with the error kept) when a remediation fails.
+failed (with the error kept) when a remediation fails; rerouted (back to open) when its
+owner changes or a decision runs out. This module is the only writer of `Finding.state`:
+services compute every new state with `next_state`.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class Event(enum.StrEnum):
     SUCCEED = "succeed"
     FAIL = "fail"
     UNDO = "undo"
+    REROUTE = "reroute"  # its owner changed (assigned, "Not mine") or a decision ran out: route it again
 
 
 class InvalidTransition(ValueError):
@@ -67,12 +70,21 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     # Approved, then interrupted before it started (settled from its lease): nothing ran.
     (S.APPROVED, E.FAIL): S.FAILED,
     (S.REMEDIATED, E.UNDO): S.OPEN,
+    # Routed again (to a new owner, or to triage): back among the findings a cycle sends.
+    **{(s, E.REROUTE): S.OPEN for s in (S.OPEN, S.NOTIFIED, S.FAILED)},
+    (S.REOPENED, E.REROUTE): S.REOPENED,
 }
 
 # States in which a finding still needs somebody's attention.
 OPEN_STATES = frozenset({S.OPEN, S.NOTIFIED, S.REOPENED, S.APPROVED, S.REMEDIATING, S.FAILED})
 # States counted as "not resolved" (everything a scan may still be tracking).
 UNRESOLVED_STATES = frozenset(set(State) - {S.RESOLVED})
+# States in which the owner can still decide (snooze, keep, remediate): the buttons work.
+ACTIONABLE_STATES = frozenset(state for (state, event) in TRANSITIONS if event is E.SNOOZE)
+# States of a finding waiting to be sent to its owner (new, or back after it went away).
+TO_NOTIFY_STATES = frozenset({S.OPEN, S.REOPENED})
+# States shown without a badge in finding lists (the usual ones: nothing to point out).
+UNREMARKABLE_STATES = frozenset({S.OPEN, S.NOTIFIED})
 
 
 def next_state(state: State | str, event: Event | str) -> State:

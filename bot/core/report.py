@@ -1,4 +1,4 @@
-"""Pure renderings of findings: the JSON contract (DESIGN.md §2) and short human summaries.
+"""Pure renderings of findings: the JSON contract (docs/architecture.md §2) and short human summaries.
 
 Shared by the CLI table, Slack messages and the digest, so a finding reads the same
 everywhere.
@@ -11,6 +11,42 @@ from typing import Any
 
 from checks.catalog import BY_ID, severity_of
 from checks.model import Result
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """`1 finding`, `2 findings`, `0 DMs`, `1 account`, `3 policies` (`many` for irregular nouns)."""
+    if count == 1:
+        return f"{count} {noun}"
+    if many is None:
+        many = noun[:-1] + "ies" if noun.endswith("y") and noun[-2:-1] not in "aeiou" else (
+            noun + "es" if noun.endswith(("s", "sh", "ch", "x")) else noun + "s")
+    return f"{count:,} {many}"
+
+
+SEVERITY_WORDS = {"critical": "Critical", "high": "High", "medium": "Medium", "low": "Low"}
+SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+
+
+def severity_word(severity: str) -> str:
+    """"High": severity as text, for people without an emoji font and for screen readers."""
+    return SEVERITY_WORDS.get(severity, severity.capitalize())
+
+
+def account_name(label: str | None, account_id: str) -> str:
+    """The account's name from its stored label ("" when it has none). Labels written
+    before names were stored read `Name (id)`, `Name (id), current credentials` or
+    `id (role/X)`: the name is kept, the rest dropped."""
+    label = (label or "").strip()
+    if not label or label == account_id or label.startswith(account_id):
+        return ""
+    label = label.removesuffix(", current credentials")
+    return label.removesuffix(f" ({account_id})").strip()
+
+
+def account_text(account_id: str, names: Mapping[str, str] | None = None) -> str:
+    """`prod (123456789012)`, or the bare id when the account has no name (plain text)."""
+    name = (names or {}).get(account_id) or ""
+    return f"{name} ({account_id})" if name and name != account_id else account_id
 
 
 def short_resource(arn: str) -> str:

@@ -1,4 +1,4 @@
-"""The append-only, hash-chained audit log (DESIGN.md §4 "Audit").
+"""The append-only, hash-chained audit log (docs/architecture.md §4 "Audit").
 
 Every scan, notification, decision, approval, remediation, undo, failure and refused attempt
 is one `audit_event` row, written by `record()` in the caller's transaction (the service
@@ -94,6 +94,7 @@ from uuid import UUID
 from sqlalchemy import Connection, Engine, exists, insert, select, update
 from sqlmodel import Session
 
+from bot.core import audit_names
 from bot.db.audit_key import NO_KEYS, AuditKey, Keyring, process_keyring
 from bot.db.models import AuditChainHead, AuditEvent, AuditRef
 
@@ -126,9 +127,13 @@ class AuditAction(StrEnum):
     FINDING_REMINDED = "finding.reminded"
     FINDING_ESCALATED = "finding.escalated"
     OWNER_ASSIGNED = "owner.assigned"
-    # Owner decisions in a DM
-    DECISION_REMEDIATE = "decision.remediate"
-    DECISION_KEEP = "decision.keep"
+    # Owner decisions in a DM (an exception, "Keep…", is `exception.granted` below). Events
+    # written before these names existed read through `bot.core.audit_names.reads_as`:
+    # "decision.keep" was Acknowledge, "decision.remediate" with decision "rotate" was
+    # "I'll rotate it".
+    DECISION_REMEDIATE = "decision.remediate"  # a remediation button (payload: action, remediation_id)
+    DECISION_ROTATE_PROMISE = audit_names.ROTATE_PROMISE  # "I'll rotate it" (payload: until)
+    DECISION_ACKNOWLEDGE = audit_names.ACKNOWLEDGE  # Acknowledge (account-level findings)
     DECISION_SNOOZE = "decision.snooze"
     DECISION_NOT_MINE = "decision.not_mine"
     # Two-person rule
@@ -167,6 +172,19 @@ class AuditAction(StrEnum):
     # (payload: sequence, hash, channel, ts)
     AUDIT_REKEYED = "audit.rekeyed"
     AUDIT_HEAD_PUBLISHED = "audit.head_published"
+    # Access reviews (bot/services/reviews.py; payload: campaign, item, reviewer, decision...)
+    REVIEW_STARTED = "review.started"  # the population frozen: counts, scans, due date
+    REVIEW_ROUTED = "review.routed"  # an item's reviewer, and why (owner, manager, security)
+    REVIEW_SENT = "review.sent"  # a reviewer's message (channel, ts, items)
+    REVIEW_SEND_FAILED = "review.send_failed"
+    REVIEW_DETAILS_OPENED = "review.details_opened"
+    REVIEW_DECIDED = "review.decided"  # still_needed | remove | overdue, with reason and timing
+    REVIEW_NOT_MINE = "review.not_mine"
+    REVIEW_DELEGATED = "review.delegated"
+    REVIEW_REMINDED = "review.reminded"
+    REVIEW_ESCALATED = "review.escalated"
+    REVIEW_CLOSED = "review.closed"
+    REVIEW_EXPORTED = "review.exported"
     # Least privilege from usage (account set; payload: principals, api_calls, failed)
     USAGE_COLLECTED = "usage.collected"
     USAGE_COLLECT_FAILED = "usage.collect_failed"
@@ -742,8 +760,10 @@ class ExportFormat(StrEnum):
 
 EXPORT_COLUMNS = (
     "sequence", "at", "actor", "action", "subject_fingerprint", "resource", "account",
-    "payload", "prev_hash", "hash", "key_id",
+    "payload", "prev_hash", "hash", "key_id", "reads_as",
 )
+#: Export fields that are not part of the hashed document.
+NOT_HASHED = ("prev_hash", "hash", "reads_as")
 
 
 def export(
@@ -756,6 +776,8 @@ def export(
 ) -> int:
     """Write events (oldest first, `at >= since` if given) as CSV or JSON lines; count them.
 
+    Each event also carries `reads_as`, its name today (`bot.core.audit_names`: events
+    written under an older name read as the current one; `action` stays the stored name).
     Both carry `prev_hash` and `hash`, so an export can be re-verified with `chain_hash`
     (`at` is the exact string hashed; CSV gives the payload as canonical JSON text and
     empty cells for nulls). Keyed events also carry `key_id` (re-verifying them needs the key).
@@ -788,6 +810,8 @@ def _export_rows(session: Session, since: datetime | None, batch_size: int) -> I
         document["prev_hash"] = row.prev_hash
         document["hash"] = row.hash
         document["key_id"] = row.key_id  # null for unkeyed events (not part of their hash)
+        # The name the event has today (old vocabulary mapped; the stored `action` is what is hashed).
+        document["reads_as"] = audit_names.reads_as(row.action, row.payload)
         yield document
 
 
@@ -799,7 +823,7 @@ def rehash_export(documents: Iterable[Mapping[str, Any]],
     """
     prev: str | None = None
     for doc in documents:
-        body = {k: v for k, v in doc.items() if k not in ("prev_hash", "hash") and not (k == "key_id" and not v)}
+        body = {k: v for k, v in doc.items() if k not in NOT_HASHED and not (k == "key_id" and not v)}
         key = keyring.get(body.get("key_id"))
         linked = prev is None or doc["prev_hash"] == prev
         good = linked and ("key_id" not in body or key is not None)

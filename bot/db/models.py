@@ -315,6 +315,115 @@ class SeenRequest(SQLModel, table=True):
     expires_at: datetime = _utc_column(index=True)
 
 
+# --- Access reviews (bot/services/reviews.py) --------------------------------------------
+
+
+class PrincipalInventory(SQLModel, table=True):
+    """Every user and role of an account with its entitlements, as the account's latest
+    successful scan saw them (replaced by each one, in its transaction). A review campaign
+    freezes its population from these rows; `scan_id` names the scan they came from."""
+
+    __tablename__ = "principal_inventory"
+    __table_args__ = (
+        UniqueConstraint("account_id", "arn", name="uq_principal_inventory_arn"),
+        Index("ix_principal_inventory_scan", "scan_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: str = Field(max_length=12)
+    scan_id: int
+    kind: str = Field(max_length=8)  # user | role
+    name: str = Field(max_length=128)
+    arn: str = Field(max_length=2048)
+    owner: str | None = Field(default=None, max_length=320)
+    entitlements: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created: str | None = Field(default=None, max_length=40)
+    last_used: str | None = Field(default=None, max_length=40)
+
+
+class ReviewCampaign(SQLModel, table=True):
+    """One access-review (certification) campaign: its frozen population and its progress."""
+
+    __tablename__ = "review_campaign"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)
+    scope: str = Field(max_length=8)  # users | roles | all
+    accounts: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # account id -> the scan row whose inventory was frozen, and that scan's own counts
+    scans: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    population: int = 0  # items frozen (== the scans' inventory count for the scope)
+    inventory_count: int = 0
+    status: str = Field(default="open", max_length=10)  # open | closed
+    started_by: str = Field(max_length=200)
+    started_at: datetime = _utc_column()
+    due_at: datetime = _utc_column()
+    closed_at: datetime | None = _utc_column(default=None)
+    progress_channel: str | None = Field(default=None, max_length=32)
+    progress_ts: str | None = Field(default=None, max_length=32)
+    progress_updated_at: datetime | None = _utc_column(default=None)
+
+
+class ReviewItem(SQLModel, table=True):
+    """One principal of a campaign, its entitlements frozen at the start, and the decision."""
+
+    __tablename__ = "review_item"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "arn", name="uq_review_item_arn"),
+        UniqueConstraint("token", name="uq_review_item_token"),
+        Index("ix_review_item_reviewer", "campaign_id", "reviewer"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="review_campaign.id")
+    token: str = Field(default_factory=lambda: secrets.token_urlsafe(12), max_length=32)
+    account_id: str = Field(max_length=12)
+    kind: str = Field(max_length=8)
+    name: str = Field(max_length=128)
+    arn: str = Field(max_length=2048)
+    owner: str | None = Field(default=None, max_length=320)
+    snapshot: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # Who reviews it: a Slack user id, or "security" (the security channel's approvers).
+    reviewer: str | None = Field(default=None, max_length=32)
+    routed_by: str | None = Field(default=None, max_length=40)  # owner | manager | security: why
+    delegated_from: str | None = Field(default=None, max_length=32)
+    delegation_reason: str | None = Field(default=None, max_length=1000)
+    details_seen_at: datetime | None = _utc_column(default=None)
+    decision: str | None = Field(default=None, max_length=20)  # still_needed | remove | overdue
+    decision_reason: str | None = Field(default=None, max_length=1000)
+    decided_by: str | None = Field(default=None, max_length=200)
+    decided_at: datetime | None = _utc_column(default=None)
+    decision_seconds: float | None = Field(default=None, sa_type=Float)
+    removed: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    remediation_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # entitlement id -> why its removal could not be asked for (planning refused, Slack down)
+    removal_errors: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    audit_sequences: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class ReviewMessage(SQLModel, table=True):
+    """The one message per reviewer and campaign (a DM, or the security channel's), paged."""
+
+    __tablename__ = "review_message"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "reviewer", name="uq_review_message_reviewer"),
+        UniqueConstraint("token", name="uq_review_message_token"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="review_campaign.id")
+    reviewer: str = Field(max_length=32)
+    token: str = Field(default_factory=lambda: secrets.token_urlsafe(12), max_length=32)
+    attempted_at: datetime | None = _utc_column(default=None)  # set before posting (resume)
+    channel: str | None = Field(default=None, max_length=32)
+    ts: str | None = Field(default=None, max_length=32)
+    page: int = 0
+    sent_at: datetime | None = _utc_column(default=None)
+    details_opened_at: datetime | None = _utc_column(default=None)
+    reminded_at: datetime | None = _utc_column(default=None)
+    escalated_at: datetime | None = _utc_column(default=None)
+
+
 # --- Least privilege from real usage and guided key rotation (issue #17) -------------------
 
 

@@ -8,10 +8,12 @@ from datetime import datetime
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from bot.core.lifecycle import State
+from bot.core.lifecycle import TO_NOTIFY_STATES, State
+from bot.core.report import account_name
 from bot.db.models import (
     Account,
     AuditEvent,
+    AuditRef,
     Finding,
     IamIdentity,
     OwnerOverride,
@@ -189,7 +191,7 @@ def findings_to_route(*, session: Session) -> list[Finding]:
     """Open findings nobody has been told about yet (including ones whose send was cut short)."""
     return list(session.exec(
         select(Finding)
-        .where(Finding.state.in_(["open", "reopened"]), Finding.notify_ts.is_(None))
+        .where(Finding.state.in_(sorted(TO_NOTIFY_STATES)), Finding.notify_ts.is_(None))
         .order_by(Finding.id)
     ))
 
@@ -220,7 +222,7 @@ def waiting_findings(*, session: Session, notified_before: datetime, field: str 
     """Findings DMed to an owner before `notified_before` with no decision since, and (with
     `field`, e.g. "reminded_at") not yet reminded or escalated."""
     query = select(Finding).where(
-        Finding.state == "notified", Finding.notified_at <= notified_before,
+        Finding.state == State.NOTIFIED, Finding.notified_at <= notified_before,
         Finding.notified_to.is_not(None), Finding.decision.is_(None),
     )
     if field:
@@ -231,7 +233,7 @@ def waiting_findings(*, session: Session, notified_before: datetime, field: str 
 def decisions_ending(*, session: Session, now: datetime) -> list[Finding]:
     return list(session.exec(
         select(Finding)
-        .where(Finding.decision_until.is_not(None), Finding.decision_until <= now, Finding.state != "resolved")
+        .where(Finding.decision_until.is_not(None), Finding.decision_until <= now, Finding.state != State.RESOLVED)
         .order_by(Finding.id)
     ))
 
@@ -254,3 +256,55 @@ def findings_to_export(*, session: Session, account_id: str, resolved_since: dat
             Finding.account_id == account_id, open_ | (Finding.resolved_at >= resolved_since)
         )
     return list(session.exec(query.order_by(Finding.id)))
+
+
+def account_names(*, session: Session, account_ids: Iterable[str] | None = None) -> dict[str, str]:
+    """Account id -> its name (alias or Organizations name), for accounts that have one."""
+    query = select(Account.id, Account.label)
+    if account_ids is not None:
+        query = query.where(Account.id.in_(list(set(account_ids))))
+    return {id_: name for id_, label in session.exec(query) if (name := account_name(label, id_))}
+
+
+def owner_changes(*, session: Session, resources: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """Identity (resource) -> (the last owner change's audit action, its actor): who said
+    "Not mine" or who assigned an owner, from the audit log's search index."""
+    resources = list(set(resources))
+    if not resources:
+        return {}
+    rows = session.exec(
+        select(AuditRef.ref, AuditEvent.action, AuditEvent.actor)
+        .join(AuditEvent, AuditEvent.sequence == AuditRef.sequence)
+        .where(AuditRef.ref.in_(resources), AuditEvent.action.in_(["decision.not_mine", "owner.assigned"]))
+        .order_by(AuditEvent.sequence)
+    )
+    return {ref: (action, actor) for ref, action, actor in rows}
+
+
+def overrides_with_assigner(*, session: Session, resources: Iterable[str]) -> dict[str, OwnerOverride]:
+    resources = list(set(resources))
+    if not resources:
+        return {}
+    return {o.resource: o for o in session.exec(select(OwnerOverride).where(OwnerOverride.resource.in_(resources)))}
+
+
+def open_findings_of_identity(*, session: Session, resource: str, states: Iterable[str]) -> list[Finding]:
+    """Findings of one identity (resource) in `states` without a standing decision."""
+    return list(session.exec(select(Finding).where(
+        Finding.resource == resource, Finding.state.in_(list(states)), Finding.decision.is_(None))))
+
+
+def replace_principals(*, session: Session, account_id: str, scan_id: int, principals: Iterable[dict]) -> int:
+    """The account's users and roles with their entitlements, as scan `scan_id` saw them
+    (what an access review freezes). Replaces the account's earlier rows; returns the count."""
+    from sqlalchemy import delete, insert
+
+    from bot.db.models import PrincipalInventory
+
+    session.execute(delete(PrincipalInventory).where(PrincipalInventory.account_id == account_id))
+    rows = [{"account_id": account_id, "scan_id": scan_id, "kind": p["kind"], "name": p["name"], "arn": p["arn"],
+             "owner": p.get("owner"), "entitlements": p.get("entitlements") or {}, "created": p.get("created"),
+             "last_used": p.get("last_used")} for p in principals]
+    if rows:
+        session.execute(insert(PrincipalInventory), rows)
+    return len(rows)

@@ -10,6 +10,8 @@ Jobs (stable ids; the job store keeps them across restarts):
 | `digest`       | STEWARD_DIGEST_CRON (default Monday 09:00)                | the weekly digest (idempotent per week) |
 | `audit-verify` | daily 06:15                                               | recompute the audit chain; alert the security channel if broken |
 | `reconcile`    | every minute                                              | settle remediations whose process is gone; update their messages |
+| `review-cycle` | hourly (at a quarter to)                                  | access reviews: unsent messages, reminders, escalations, progress, close at the due date |
+| `review-start` | STEWARD_REVIEW_CRON (off unless set)                      | start an access review of every account's users and roles |
 
 Cron times are in STEWARD_TIMEZONE. Intervals are aligned to a fixed midnight UTC, so a
 restart does not push the next scan back by a whole interval.
@@ -55,6 +57,7 @@ JOB_TABLE = "apscheduler_jobs"  # created by migration 0006 (bot.db.models.Sched
 # Interval triggers count from here (a Monday, midnight UTC), not from process start.
 INTERVAL_ANCHOR = datetime(2000, 1, 3, tzinfo=UTC)
 ROUTE_OFFSET = timedelta(minutes=30)
+REVIEW_OFFSET = timedelta(minutes=45)
 DIGEST_MIN_GRACE = 24 * 3600  # a late digest beats none; posting is idempotent per week
 EXECUTOR_THREADS = 4
 LOCK_CHECK_SECONDS = 5.0
@@ -96,6 +99,11 @@ def job_specs(settings: Settings) -> list[JobSpec]:
         JobSpec("reconcile", "bot.run.scheduler:run_reconcile",
                 IntervalTrigger(minutes=1, start_date=INTERVAL_ANCHOR, timezone=UTC),
                 grace, "Settle remediations whose process is gone"),
+        JobSpec("review-cycle", "bot.run.scheduler:run_review_cycle",
+                IntervalTrigger(hours=1, start_date=INTERVAL_ANCHOR + REVIEW_OFFSET, timezone=UTC),
+                grace, "Access reviews: reminders, escalations, progress, close"),
+        *([JobSpec("review-start", "bot.run.scheduler:run_review_start", cron_trigger(settings.review_cron, zone),
+                   max(grace, DIGEST_MIN_GRACE), "Start an access review")] if settings.review_cron else []),
     ]
 
 
@@ -256,6 +264,29 @@ def run_digest() -> None:
     with exclusive_job(runtime):
         result = DigestService(runtime.settings, runtime.engine).post(runtime.client, actor="system")
     log.info("digest %s: %s", result.week, f"posted ({result.ts})" if result.posted else f"not posted: {result.note}")
+
+
+def run_review_cycle() -> None:
+    """Access reviews: unsent messages, reminders, escalations, progress; close those due."""
+    runtime = current_runtime()
+    with exclusive_job(runtime):
+        result = runtime.steward.reviews.run_cycle()
+    log.info("review cycle: %s", result)
+
+
+def run_review_start() -> None:
+    """A scheduled access review (STEWARD_REVIEW_CRON) of every account's users and roles."""
+    from bot.services.reviews import ReviewRefusal
+
+    runtime = current_runtime()
+    with exclusive_job(runtime):
+        try:
+            result = runtime.steward.reviews.start(actor="system:schedule", scope="all")
+        except ReviewRefusal as exc:
+            log.error("the scheduled access review did not start: %s", exc)
+            return
+    log.info("scheduled access review #%s: %d identities, %d reviewers, %d messages",
+             result.campaign.id, result.campaign.population, result.reviewers, result.sent)
 
 
 def run_audit_verify() -> None:

@@ -1,6 +1,6 @@
 """Approvals and undo, for the campaign service (a mixin of `Campaigns`).
 
-Every decision closes its loop (DESIGN.md §7.3): whoever asked for a change or an undo gets
+Every decision closes its loop (docs/architecture.md §7, invariant 3): whoever asked for a change or an undo gets
 a DM line when an approver decides (a new message: Slack does not notify on edits), and the
 security channel's approval message is rebuilt from the database after every later change,
 undo included. An approval request that cannot be posted drops the plan and says so. An
@@ -15,7 +15,8 @@ from collections.abc import Iterable
 
 from slack_sdk.errors import SlackApiError
 
-from bot.core.decisions import UndoRule, undo_words
+from bot.core.decisions import UndoRule, action_name, undo_words
+from bot.core.report import short_resource
 from bot.db import audit, queries
 from bot.db.audit import AuditAction as A
 from bot.db.engine import session_scope
@@ -23,6 +24,7 @@ from bot.db.models import Finding, Remediation
 from bot.services.common import ServiceError
 from bot.services.remediation import RemediationRefused
 from bot.slack.blocks import approvals
+from bot.slack.blocks.approvals import who
 from bot.slack.blocks.common import escape
 from checks.remediate import registry
 
@@ -87,7 +89,8 @@ class ApprovalFlow:
         try:
             if rule is UndoRule.ONE_CLICK:
                 rem = self.remediations.undo(rem.id, actor=user, undoer_is_owner=owner)
-                text = "Undone."
+                text = (f":leftwards_arrow_with_hook: Undone: {registry.action(rem.action).title.lower()} on "
+                        f"{approvals.resource_link(finding)}{_target_words(rem)} ({undo_words(rem.action)}).")
             else:
                 rem = self.remediations.request_undo(rem.id, actor=user)
                 self._post_approval(rem, finding, undo=True)
@@ -106,7 +109,8 @@ class ApprovalFlow:
         try:
             if approve:
                 rem = self.remediations.approve_undo(rem.id, approver=user)
-                line = f":leftwards_arrow_with_hook: Undone: {undo_words(rem.action)}."
+                line = (f":leftwards_arrow_with_hook: Undone: {registry.action(rem.action).title.lower()}"
+                        f"{_target_words(rem)} ({undo_words(rem.action)}).")
             else:
                 rem = self.remediations.reject_undo(rem.id, approver=user, reason=reason or "rejected in Slack")
                 line = f":no_entry: Undo rejected: “{escape(reason)}”. Nothing changed."
@@ -134,10 +138,12 @@ class ApprovalFlow:
         response = None
         if channel:
             blocks = approvals.undo_approval_request(rem, finding) if undo else approvals.approval_request(rem, finding)
-            what = f"undo of {rem.action}" if undo else rem.action
+            what = f"undo: {action_name(rem.action)}" if undo else action_name(rem.action)
             try:
-                response = self.client.chat_postMessage(channel=channel, blocks=blocks,
-                                                        text=f"Approval needed: {what} on {finding.resource}")
+                response = self.client.chat_postMessage(
+                    channel=channel, blocks=blocks,
+                    text=f"Approval needed: {who(rem.undo_requested_by if undo else rem.requested_by)} asks to "
+                         f"{what} on {short_resource(finding.resource)}")
             except SlackApiError as exc:
                 error = exc.response.get("error", str(exc))
             except Exception as exc:  # Slack unreachable: the same, the plan must not hang on
@@ -176,7 +182,8 @@ class ApprovalFlow:
         for ts, blocks in updates:
             try:
                 self.client.chat_update(channel=rem.approval_channel, ts=ts, blocks=blocks,
-                                        text=f"Approval request: {rem.action} on {finding.resource}")
+                                        text=f"Approval request: {action_name(rem.action)} on "
+                                             f"{short_resource(finding.resource)}")
             except SlackApiError as exc:
                 log.warning("could not update approval message %s: %s", ts, exc.response.get("error"))
 
@@ -236,3 +243,15 @@ class ApprovalFlow:
             self.client.chat_postMessage(channel=user, text=text, unfurl_links=False)
         except SlackApiError as exc:
             log.warning("could not tell %s: %s", user, exc.response.get("error"))
+
+
+def _target_words(rem: Remediation) -> str:
+    """` (key AKIA…)`, ` (policy s3-everything)`: which thing the action was about."""
+    target = rem.target or {}
+    if target.get("access_key_id"):
+        return f", key {target['access_key_id']}"
+    if target.get("policy_name") or target.get("policy_arn"):
+        return f", policy {escape(str(target.get('policy_name') or short_resource(target['policy_arn'])))}"
+    if rem.action == "remove-user-from-group" and target.get("group_name"):
+        return f", group {escape(str(target['group_name']))}"
+    return ""

@@ -56,11 +56,12 @@ from bot.core.digest_model import (
     WeekCounts,
 )
 from bot.core.lifecycle import OPEN_STATES, State
-from bot.db import audit
+from bot.db import audit, queries
 from bot.db.engine import session_scope
 from bot.db.models import Account, DigestPost, Finding, Remediation, Scan
 from bot.db.types import UTCDateTime
 from bot.services.common import Clock, utcnow
+from checks.model import severity_rank
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,7 @@ class DigestService:
                 accounts_known=q.accounts_known(),
                 history=history,
                 audit_head=head if head and head.last_sequence else None,
+                account_names=queries.account_names(session=session),
             )
 
     # --- posting ----------------------------------------------------------------------------
@@ -289,7 +291,7 @@ class _Queries:
         by_check = sorted(
             (CheckCount(check, BY_ID[check].title if check in BY_ID else check, severity, n)
              for (check, severity), n in checks.items()),
-            key=lambda c: (_rank(c.severity), -c.count, c.check_id),
+            key=lambda c: (severity_rank(c.severity), -c.count, c.check_id),
         )
         labels = dict(self._rows(select(Account.id, Account.label))) if accounts else {}
         posture = sorted(
@@ -453,9 +455,6 @@ def _exception_columns():
                   Finding.decision_until, Finding.decision_reason)
 
 
-def _rank(severity: str) -> int:
-    return SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
-
-
 def _severity_rank_sql():
-    return case({s: i for i, s in enumerate(SEVERITIES)}, value=Finding.severity, else_=len(SEVERITIES))
+    """`severity_rank` in SQL (checks.model: the one severity order)."""
+    return case({s: severity_rank(s) for s in SEVERITIES}, value=Finding.severity, else_=severity_rank(""))

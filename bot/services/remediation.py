@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.config import Settings
-from bot.core.decisions import UndoRule, undo_rule
+from bot.core.decisions import UndoRule, action_name, undo_rule
 from bot.core.lifecycle import Event, InvalidTransition, next_state
 from bot.db import audit, queries
 from bot.db.audit import AuditAction as A
@@ -38,6 +38,7 @@ from bot.db.engine import session_scope, write_scope
 from bot.db.models import Finding, Remediation
 from bot.run.leader import holder_gone, process_holder
 from bot.services.common import Clock, ServiceError, utcnow
+from bot.slack.blocks.approvals import who as who_
 from checks.catalog import BY_ID as CHECKS
 from checks.remediate import registry
 from checks.remediate.base import Action, RemediationError, Target
@@ -49,10 +50,6 @@ UNDO_REQUESTED, UNDOING, UNDONE, REJECTED, CANCELLED = "undo_requested", "undoin
 # States a lease may hold; the last three always have one (a process is carrying them out).
 WORKING = (PLANNED, APPROVED, EXECUTING, UNDO_REQUESTED, UNDOING)
 ALWAYS_LEASED = (APPROVED, EXECUTING, UNDOING)
-# Steward deletes a user only after it quarantined the user itself and the wait has passed
-# (a deleted user cannot be restored with its credentials). Deleting an inactive key needs a
-# security approver instead: irreversible actions always do.
-NEEDS_EARLIER = {"delete-user": "quarantine-user"}
 # A live holder renews its leases every third of this; a dead one's run out after it.
 LEASE = timedelta(seconds=30)
 # No step takes this long (AWS retries included): a lease a bug forgot to hand back stops
@@ -649,7 +646,7 @@ class RemediationService:
             finding.state, finding.state_changed_at = new_state, now
 
     def _check_waiting_period(self, session, finding: Finding, action: Action) -> None:
-        earlier = NEEDS_EARLIER.get(action.id)
+        earlier = action.needs_earlier  # e.g. delete-user only after quarantine-user
         wait = self.settings.delete_after_days
         if earlier is None or wait == 0:
             return
@@ -695,12 +692,10 @@ class RemediationService:
         base = self._aws_session_factory() if self._aws_session_factory else _default_session()
         try:
             aws = accounts.session_for(target, base, external_id=self.settings.external_id)
-            actual = caller_account(aws, self.settings.aws_max_attempts, account=account_id)
+            # Never write to the wrong account because the credentials changed.
+            caller_account(aws, self.settings.aws_max_attempts, expected=account_id)
         except CollectError as exc:
             raise ServiceError(str(exc)) from None
-        if actual != account_id:
-            # Never write to the wrong account because the credentials changed.
-            raise ServiceError(f"the AWS credentials belong to account {actual}, not {account_id}")
         return aws
 
     def _refuse(self, actor: str, subject, reason: str, now: datetime) -> None:
@@ -719,18 +714,20 @@ class RemediationService:
 
     def handled_message(self, row: Remediation) -> str:
         if row.status in WORKING:
-            return (f"Already in hand: {row.action} is {row.status.replace('_', ' ')} "
-                    f"(asked by {row.undo_requested_by or row.requested_by}).")
+            return (f"Already in hand: the request to {action_name(row.action)} is {row.status.replace('_', ' ')} "
+                    f"(asked by {who_(row.undo_requested_by or row.requested_by)}).")
         who = row.undone_by or row.undo_decided_by or row.approved_by or row.requested_by
         when = row.undone_at or row.finished_at or row.approved_at or row.requested_at
-        return f"Already handled: {row.action} is {row.status} ({who}, {when:%Y-%m-%d %H:%M} UTC)."
+        return (f"Already handled: the request to {action_name(row.action)} is {row.status.replace('_', ' ')} "
+                f"({who_(who)}, {when:%Y-%m-%d %H:%M} UTC).")
 
     def _in_flight_message(self, finding_id: int) -> str:
         with session_scope(self.engine) as session:
             row = queries.remediation_in_flight(session=session, finding_id=finding_id)
         if row is None:
             return "Another remediation of this finding is in progress."
-        return f"Remediation #{row.id} ({row.action}, {row.status}) is already in progress for this finding."
+        return (f"Remediation #{row.id} ({action_name(row.action)}, {row.status.replace('_', ' ')}) is already in "
+                "progress for this finding.")
 
 
 def _by_hand_message(reason: str, by_hand: str, before: dict | None) -> str:

@@ -6,6 +6,12 @@ account writes its final row and every finding change together, and only if the 
 not final yet (so a job delivered twice records once). On PostgreSQL the jobs go on
 procrastinate's queue (bot/services/scan_jobs.py) for any worker; with SQLite or without a
 database a thread pool in this process runs them, with the same retry policy.
+
+Two things span the run's accounts: the Organizations SCPs (`checks.collect.HubScps`, read
+from the Steward's own credentials, the tree and documents once per run and process), and
+the role chains that cross accounts (`checks.chains`): each account's job keeps its part of
+the graph on its row, and the process waiting for the run joins them once every account has
+ended (`_join_chains`), recording those findings in their own transaction.
 """
 
 from __future__ import annotations
@@ -29,10 +35,13 @@ from bot.db.engine import session_scope
 from bot.db.models import SCAN_FINAL, Finding, Scan
 from bot.services.common import Clock, ServiceError, utcnow
 from bot.services.scan_retry import MAX_ATTEMPTS, RetryLater, backoff_seconds
-from checks.catalog import BY_ID, severity_of
+from checks.catalog import BY_ID, RAISED_BY_PEOPLE, severity_of
 from checks.model import Result, Status
 
 log = logging.getLogger(__name__)
+
+# Account names (alias) are read once per account per service (a worker's lifetime), for a day.
+ALIAS_TTL_SECONDS = 24 * 3600
 
 
 @dataclass
@@ -44,13 +53,17 @@ class AccountOutcome:
     status: str  # succeeded | failed
     started_at: datetime
     finished_at: datetime
+    name: str = ""  # the account's alias or Organizations name ("" when it has neither)
     api_calls: int = 0
     error: str | None = None
     findings: list[Result] = field(default_factory=list)
     owners: dict[str, str | None] = field(default_factory=dict)  # fingerprint -> owner
     inventory: dict[str, int] = field(default_factory=dict)
     identities: list[dict] = field(default_factory=list)
+    principals: list[dict] = field(default_factory=list)  # users and roles with entitlements (reviews)
     coverage: dict[str, list[int]] = field(default_factory=dict)  # check -> [evaluated, failed]
+    notes: list[str] = field(default_factory=list)  # what the scan could not see ("SCPs not visible: ...")
+    reach: dict | None = None  # the account's part of the run's role graph (checks.chains)
     changes: dict[str, int] = field(default_factory=dict)  # new / reopened / resolved
     resolved: list[str] = field(default_factory=list)  # fingerprints this scan resolved
     seconds: float = 0.0  # measured with a monotonic clock; the timestamps are whole seconds
@@ -114,7 +127,10 @@ class ScanService:
         self._aws_session_factory = aws_session_factory
         self._base = None
         self._base_lock = threading.Lock()
+        self._aliases: dict[str, tuple[float, str]] = {}  # account id -> (monotonic time read, name)
+        self._alias_lock = threading.Lock()
         self._internal: dict[str, set[str]] = {}  # run id -> its account ids (trust checks)
+        self._scps: dict[str, object] = {}  # run id -> checks.collect.HubScps (read once per run)
 
     def run(
         self,
@@ -211,6 +227,7 @@ class ScanService:
         finally:
             if worker is not None:
                 worker.stop()
+        self._join_chains(scan_run, [])
         return ScanReport(run_id=scan_run.run_id, outcomes=self._outcomes_from_rows(scan_run))
 
     def cancel(self, run_id: str, *, actor: str) -> int:
@@ -254,7 +271,7 @@ class ScanService:
             return None
         if internal is None:
             internal = self._internal_accounts(run_id)
-        outcome = self._scan_target(self._base_session(), target, internal)
+        outcome = self._scan_target(self._base_session(), target, internal, self._hub_scps(run_id))
         if outcome.failed and outcome.retryable and not final_attempt:
             if scan_id is not None:
                 self._requeue(scan_id, outcome.error or "")
@@ -292,8 +309,62 @@ class ScanService:
             scan_run.pool.shutdown(wait=False, cancel_futures=True)
         if len(outcomes) < scan_run.size and scan_run.rows:
             return ScanReport(run_id=scan_run.run_id, outcomes=self._outcomes_from_rows(scan_run))
+        self._join_chains(scan_run, outcomes)
         outcomes.sort(key=lambda o: (o.account_id, o.label))
         return ScanReport(run_id=scan_run.run_id, outcomes=outcomes)
+
+    # --- the run as a whole: role chains across its accounts ------------------------------
+
+    def _join_chains(self, scan_run: ScanRun, outcomes: list[AccountOutcome]) -> None:
+        """Once every account of the run has ended: the role chains that cross accounts
+        (`checks.chains`), from each succeeded account's part of the graph (kept on its
+        scan row, or in `outcomes` without a database). Computed once per run, here, by
+        the process that waits for the run; each chain is a finding on its first principal."""
+        from checks import chains
+
+        now = self.clock()
+        if not scan_run.rows:  # no database: the parts are in memory
+            by_account = {o.account_id: o for o in outcomes if not o.failed}
+            parts = [o.reach for o in by_account.values() if o.reach]
+            if len(parts) < 2:
+                return
+            for r in chains.results(parts, now):
+                if r.account in by_account:
+                    by_account[r.account].findings.append(r)
+                    by_account[r.account].owners[r.fingerprint] = r.owner
+            return
+        with session_scope(self.engine) as session:
+            rows = list(session.exec(select(Scan).where(Scan.run_id == scan_run.run_id,
+                                                        Scan.status == "succeeded")))
+            parts = [row.counts["reach"] for row in rows if (row.counts or {}).get("reach")]
+            scanned = {row.account_id for row in rows}
+            for row in rows:  # needed by this join only: not kept on the rows
+                row.counts = {k: v for k, v in (row.counts or {}).items() if k != "reach"}
+            if len(parts) < 2:
+                return
+            found = chains.results(parts, now)
+            outcome_of = {o.account_id: o for o in outcomes}
+            for row in rows:
+                mine = [r for r in found if r.account == row.account_id]
+                changed = sync_findings(
+                    session, row.account_id, mine, {r.fingerprint: r.owner for r in mine}, row.id, now,
+                    cross_account=True,
+                    # A chain is gone only if every account it went through was scanned now.
+                    may_resolve=lambda f: set((f.details or {}).get("path_accounts") or ("?",)) <= scanned,
+                )
+                for kind, action in (("new", audit.AuditAction.FINDING_OPENED),
+                                     ("reopened", audit.AuditAction.FINDING_REOPENED),
+                                     ("resolved", audit.AuditAction.FINDING_RESOLVED)):
+                    for fp in changed[kind]:
+                        audit.record(session, actor="system", action=action, subject_fingerprint=fp,
+                                     account=row.account_id, at=now,
+                                     payload={"run_id": scan_run.run_id, "scan_id": row.id,
+                                              "reason": "cross-account role chain"})
+                if row.account_id in outcome_of:
+                    outcome = outcome_of[row.account_id]
+                    outcome.findings.extend(mine)
+                    outcome.owners.update({r.fingerprint: r.owner for r in mine})
+                    outcome.resolved.extend(changed["resolved"])
 
     def _database_url(self) -> str:
         """The job queue lives in the database this service writes to."""
@@ -301,16 +372,55 @@ class ScanService:
 
     def _base_session(self):
         with self._base_lock:
-            if self._base is None:
-                if self._aws_session_factory is not None:
-                    self._base = self._aws_session_factory()
-                else:
-                    from checks.accounts import shared_session
+            return self._base_session_unlocked()
 
-                    self._base = shared_session()
-            return self._base
+    def _base_session_unlocked(self):
+        if self._base is None:
+            if self._aws_session_factory is not None:
+                self._base = self._aws_session_factory()
+            else:
+                from checks.accounts import shared_session
 
-    def _scan_target(self, base, target, internal: set[str]) -> AccountOutcome:
+                self._base = shared_session()
+        return self._base
+
+    def _hub_scps(self, run_id: str):
+        """The run's SCP reader: the organization's tree and SCPs are read once per run
+        (per process), from the Steward's own credentials (the hub)."""
+        from checks.collect import HubScps, aws_client
+
+        with self._base_lock:
+            if run_id not in self._scps:
+                self._scps[run_id] = HubScps(
+                    aws_client(self._base_session_unlocked(), "organizations", self.settings.aws_max_attempts)
+                )
+                while len(self._scps) > 8:
+                    self._scps.pop(next(iter(self._scps)))
+            return self._scps[run_id]
+
+    def _account_name(self, session, target, account_id: str) -> tuple[str, int]:
+        """(the account's name, AWS calls made): its Organizations name when discovery knows
+        it, else its IAM alias: one iam:ListAccountAliases per account, cached for a day
+        per process; an account whose alias cannot be read is shown by its id."""
+        from checks.collect import CollectError, account_alias
+
+        if target.name:
+            return target.name, 0
+        now = time.monotonic()
+        with self._alias_lock:
+            cached = self._aliases.get(account_id)
+        if cached is not None and now - cached[0] < ALIAS_TTL_SECONDS:
+            return cached[1], 0
+        try:
+            name = account_alias(session, max_attempts=self.settings.aws_max_attempts, account=account_id) or ""
+        except CollectError as exc:  # e.g. a scan role from before ListAccountAliases was declared
+            log.info("no alias for %s: %s", account_id, exc)
+            name = ""
+        with self._alias_lock:
+            self._aliases[account_id] = (now, name)
+        return name, 1
+
+    def _scan_target(self, base, target, internal: set[str], scps=None) -> AccountOutcome:
         from checks import accounts, scan
         from checks.collect import CollectError
 
@@ -328,6 +438,8 @@ class ScanService:
                 max_attempts=self.settings.aws_max_attempts,
                 known_keys=self._known_keys if self.engine is not None else None,
                 usage_of=self._usage_of if self.engine is not None else None,
+                scps=scps,
+                reach=True,
             )
         except CollectError as exc:
             error, retryable = str(exc), exc.retryable
@@ -335,19 +447,24 @@ class ScanService:
             log.exception("scan of %s crashed", label)
             error = f"internal error: {type(exc).__name__}: {exc}"
         else:
+            name, alias_calls = self._account_name(session, target, result.account_id)
             return AccountOutcome(
                 account_id=result.account_id,
                 label=label,
+                name=name,
                 status="succeeded",
                 started_at=now,
                 finished_at=self.clock(),
                 seconds=time.perf_counter() - began,
-                api_calls=result.api_calls,
+                api_calls=result.api_calls + alias_calls,
                 findings=list(result.findings),
                 owners={r.fingerprint: r.owner for r in result.findings},
                 inventory=dict(result.inventory),
                 identities=list(result.identities),
+                principals=list(result.principals),
                 coverage={k: [c.evaluated, c.failed] for k, c in result.coverage().items()},
+                notes=list(result.notes),
+                reach=dict(result.reach) if result.reach is not None else None,
             )
         return AccountOutcome(
             account_id=target.account_id or "unknown",
@@ -459,6 +576,7 @@ class ScanService:
                     status=row.status, started_at=row.started_at, finished_at=row.finished_at or row.started_at,
                     api_calls=row.api_calls, error=row.error, scan_id=row.id,
                     inventory=dict(counts.get("inventory") or {}), coverage=dict(counts.get("coverage") or {}),
+                    notes=list(counts.get("notes") or ()),
                     changes={k: counts[k] for k in ("new", "reopened", "resolved") if k in counts},
                     seconds=float(counts.get("seconds") or 0.0),
                 )
@@ -490,7 +608,7 @@ class ScanService:
                 account = queries.upsert_account(
                     session=session,
                     account_id=outcome.account_id,
-                    label=outcome.label,
+                    label=outcome.name,
                     role_arn=role_arn,
                     now=now,
                 )
@@ -518,18 +636,23 @@ class ScanService:
             queries.replace_identities(
                 session=session, account_id=outcome.account_id, identities=outcome.identities, now=now
             )
+            queries.replace_principals(session=session, account_id=outcome.account_id, scan_id=scan_row.id,
+                                       principals=outcome.principals)
             scan_row.counts = {
                 "findings": len(outcome.findings),
                 "by_severity": _by_severity(outcome.findings),
                 "inventory": outcome.inventory,
                 "coverage": outcome.coverage,
+                **({"notes": outcome.notes} if outcome.notes else {}),
+                **({"reach": outcome.reach} if outcome.reach else {}),
                 **outcome.changes,
                 "seconds": round(outcome.seconds, 3),
             }
             # One event per account scan; the finding changes it caused are listed in it.
             audit.record(session, actor=actor, action=audit.AuditAction.SCAN_SUCCEEDED,
                          account=outcome.account_id, at=now,
-                         payload={**event, "counts": {k: v for k, v in scan_row.counts.items() if k != "coverage"},
+                         payload={**event, "counts": {k: v for k, v in scan_row.counts.items()
+                                                      if k not in ("coverage", "reach")},
                                   "fingerprints": changed})
             return True
 
@@ -541,14 +664,28 @@ def sync_findings(
     owners: dict[str, str | None],
     scan_id: int,
     now: datetime,
+    *,
+    cross_account: bool = False,
+    may_resolve: Callable[[Finding], bool] = lambda _row: True,
 ) -> dict[str, list[str]]:
     """Bring the stored findings of one account in line with a *successful* scan.
 
     New fingerprints are inserted, known ones updated (never duplicated), ones the scan no
     longer reports become resolved, and resolved ones that are back are reopened. Returns
     the fingerprints of each kind of change.
+
+    The role chains that cross accounts (`checks.chains`, sub_key "cross-account") are
+    judged once the whole run has ended, not by the account's own scan: the account's
+    sync leaves them alone, and the run's sync (`cross_account=True`) touches only them,
+    resolving only those `may_resolve` allows (every account of their path was scanned).
     """
-    stored = queries.findings_of_account(session=session, account_id=account_id)
+    from checks.chains import CROSS_ACCOUNT
+
+    stored = {
+        fp: row
+        for fp, row in queries.findings_of_account(session=session, account_id=account_id).items()
+        if (row.sub_key == CROSS_ACCOUNT) == cross_account
+    }
     changes: dict[str, list[str]] = {"new": [], "reopened": [], "resolved": []}
     seen: set[str] = set()
     for result in findings:
@@ -588,8 +725,8 @@ def sync_findings(
         row.details, row.owner = dict(result.details), owners.get(fp)
         row.severity, row.title = severity_of(result.check, result.details).value, spec.title
     for fp, row in stored.items():
-        if fp in seen or row.state == State.RESOLVED:
-            continue
+        if fp in seen or row.state == State.RESOLVED or not may_resolve(row) or row.check_id in RAISED_BY_PEOPLE:
+            continue  # (a revocation asked for in an access review is no scan's to resolve)
         new_state = next_state(row.state, Event.NOT_SEEN)
         if new_state == State.RESOLVED:
             row.state, row.state_changed_at, row.resolved_at = new_state, now, now

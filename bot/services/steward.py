@@ -10,16 +10,34 @@ from cachetools import LRUCache
 from sqlalchemy import Engine
 
 from bot.config import Settings
-from bot.core.lifecycle import OPEN_STATES
+from bot.core.lifecycle import OPEN_STATES, State
 from bot.db import queries
 from bot.db.engine import session_scope
 from bot.db.models import Finding
 from bot.services.campaigns import Campaigns
 from bot.services.common import Clock, ServiceError, utcnow
 from bot.services.remediation import RemediationService
+from bot.services.reviews import ReviewService
 from bot.services.scans import ScanService
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class KeyView:
+    """One access key of the caller's (for `/iam keys`), with its open findings."""
+
+    account_id: str
+    user: str
+    arn: str
+    slot: int
+    key_id: str | None  # None until a scan resolved it
+    active: bool
+    age_days: int | None
+    last_used: str | None
+    last_used_service: str | None
+    last_used_region: str | None
+    findings: list
 
 
 @dataclass
@@ -45,6 +63,8 @@ class Steward:
             settings, engine=engine, client=client if client is not None else directory.client,
             directory=directory, remediations=self.remediations, clock=clock,
         )
+        self.reviews = ReviewService(settings, engine=engine, client=self.campaigns.client, directory=directory,
+                                     campaigns=self.campaigns, clock=clock)
         self.clock = clock
         self._background = None
         self._whoami_cache = LRUCache(maxsize=2048)
@@ -92,6 +112,27 @@ class Steward:
                 findings=queries.findings_owned_by(session=session, owner_values=values, states=OPEN_STATES),
                 last_scan=queries.last_successful_scan_at(session=session),
             )
+
+    def keys_of(self, user_id: str) -> list[KeyView]:
+        """The caller's access keys across accounts (from the last scan's inventory), each
+        with the open findings on it (a key finding names its slot or, once resolved, its id)."""
+        view = self.whoami(user_id)
+        now = self.clock()
+        keys = []
+        for identity in view.identities:
+            for key in (identity.facts or {}).get("keys") or []:
+                slot, key_id = key.get("slot"), key.get("access_key_id")
+                created = datetime.fromisoformat(key["created"]) if key.get("created") else None
+                keys.append(KeyView(
+                    account_id=identity.account_id, user=identity.name, arn=identity.arn, slot=slot,
+                    key_id=key_id, active=bool(key.get("active")),
+                    age_days=(now - created).days if created else None,
+                    last_used=key.get("last_used"), last_used_service=key.get("last_used_service"),
+                    last_used_region=key.get("last_used_region"),
+                    findings=[f for f in view.findings if f.resource == identity.arn and (
+                        f.sub_key in (f"slot:{slot}", key_id or "-") or (f.details or {}).get("key_slot") == slot)],
+                ))
+        return keys
 
     def findings_of(self, user_id: str) -> list[Finding]:
         values = self.directory.owner_values(user_id)
@@ -144,14 +185,14 @@ class Steward:
 
     def home_view(self, user_id: str):
         from bot.db import audit
-        from bot.slack.blocks.home import ACTION_WORDS, home_view
+        from bot.slack.blocks.home import home_view, is_decision
 
         values = self.directory.owner_values(user_id)
         with session_scope(self.engine) as session:
             findings = queries.findings_owned_by(session=session, owner_values=values, states=OPEN_STATES)
-            kept = queries.findings_owned_by(session=session, owner_values=values, states=["excepted"])
+            kept = queries.findings_owned_by(session=session, owner_values=values, states=[State.EXCEPTED])
             recent = [e for e in audit.events_about(session, user_id, limit=50)
-                      if e.actor == user_id and e.action in ACTION_WORDS]
+                      if e.actor == user_id and is_decision(e)]
         return home_view(findings, kept, recent)
 
     def audit_events(self, needle: str, limit: int = 20) -> list:

@@ -16,7 +16,8 @@ import struct
 import zlib
 from collections.abc import Mapping, Sequence
 
-SEVERITIES = ("critical", "high", "medium", "low")
+from checks.model import SEVERITY_ORDER as SEVERITIES
+
 COLORS: dict[str, tuple[int, int, int]] = {
     "critical": (0xC6, 0x28, 0x28),
     "high": (0xEF, 0x6C, 0x00),

@@ -103,6 +103,10 @@ METHODS: dict[str, MethodFacts] = {
     "users.info": MethodFacts(scopes=("users:read",), tier=4, errors=_errors("user_not_found", "user_not_visible")),
     "users.list": MethodFacts(scopes=("users:read",), tier=2, errors=_errors("invalid_cursor")),
     "users.lookupByEmail": MethodFacts(scopes=("users:read.email",), errors=_errors("users_not_found")),
+    # A person's profile with the workspace's custom fields (values by field id), and those
+    # fields' definitions (labels, types): an access review reads the "Manager" field.
+    "users.profile.get": MethodFacts(scopes=("users.profile:read",), tier=4, errors=_errors("user_not_found")),
+    "team.profile.get": MethodFacts(scopes=("users.profile:read",), errors=_errors()),
     "usergroups.users.list": MethodFacts(scopes=("usergroups:read",), tier=2, errors=_errors(
         "no_such_subteam", "plan_upgrade_required")),
     "views.open": MethodFacts(tier=4, errors=_errors(*_VIEW, "expired_trigger_id", "invalid_trigger_id")),

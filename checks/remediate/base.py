@@ -1,6 +1,6 @@
 """The contract of a remediation action: plan -> apply (before-state first) -> undo.
 
-Every AWS *write* Steward makes is an `Action` (DESIGN.md §4). An action is a small class
+Every AWS *write* Steward makes is an `Action` (docs/architecture.md §4, Remediation). An action is a small class
 that declares, next to its code:
 
 * `id` (a remediation id of `checks.catalog`), `title`;
@@ -11,6 +11,11 @@ that declares, next to its code:
   user). Irreversible actions are False even when they only remove access (deleting a
   key): the two-person rule covers every irreversible and privilege-changing action. The
   rule itself lives in the orchestrator; `owner_may_apply_alone` is the one test to use;
+* `needs_earlier`: the id of another action Steward itself must have done on the same
+  resource at least `STEWARD_DELETE_AFTER_DAYS` before this one may run (delete a user only
+  after quarantining it and waiting), or None;
+* `auto_remediable` (derived, not declared): `STEWARD_AUTO_REMEDIATE` may take this action
+  for the owner at the deadline — the actions the owner could take alone and undo alone;
 * `permissions`: the IAM actions `plan` and `apply` call (precondition reads included);
   `undo_permissions`: the ones `undo` calls. `checks.permissions` builds the shipped
   policies from these, and the tests record every AWS operation each action makes on moto
@@ -103,6 +108,8 @@ REDUCE_PERMISSIONS = frozenset(
         "iam:RemoveUserFromGroup",
         "iam:DeleteUser",
         "iam:UpdateAccountPasswordPolicy",
+        "iam:RemoveRoleFromInstanceProfile",
+        "iam:DeleteRole",
         # A non-default version grants nothing while it is not the default.
         "iam:DeletePolicyVersion",
     }
@@ -128,6 +135,10 @@ RESTORE_PERMISSIONS = frozenset(
         "iam:DeleteUserPermissionsBoundary",
         "iam:DeleteRolePermissionsBoundary",
         "iam:PassRole",
+        "iam:CreateRole",
+        "iam:TagRole",
+        "iam:PutRolePermissionsBoundary",
+        "iam:AddRoleToInstanceProfile",
     }
 )
 # The quarantine attaches AWSDenyAll, and only that: the default role may call
@@ -416,6 +427,8 @@ class Action:
     # access away (checked before it is written). Off: the generator refuses such a need.
     apply_needs_restore: ClassVar[bool] = False
     max_attempts: ClassVar[int] = DEFAULT_MAX_ATTEMPTS
+    #: Another action Steward must have done on the resource, the waiting period earlier.
+    needs_earlier: ClassVar[str | None] = None
 
     # -- what subclasses implement ------------------------------------------------------
 
@@ -458,9 +471,16 @@ class Action:
 
     @property
     def owner_may_apply_alone(self) -> bool:
-        """DESIGN.md §4: an owner may take alone the reversible actions that only reduce
+        """docs/architecture.md §4: an owner may take alone the reversible actions that only reduce
         access; every other action needs a security approver who is not the requester."""
         return self.reversible and self.reduces_access_only
+
+    @property
+    def auto_remediable(self) -> bool:
+        """`STEWARD_AUTO_REMEDIATE` may take it for the owner when their deadline passed: it
+        acts as the owner would, so only what the owner may take alone and undo in one click
+        (not right-sizing: its undo gives access back through the restore role)."""
+        return self.owner_may_apply_alone and not self.undo_needs_restore
 
     def iam(self, session: boto3.Session, target: Target) -> Iam:
         return Iam(session, target.account_id, self.max_attempts)

@@ -1,6 +1,6 @@
 """Access key actions: deactivate (undo: reactivate) and delete (inactive keys only).
 
-Deactivating is the reversible first step (DESIGN.md §4); deleting is the irreversible
+Deactivating is the reversible first step (docs/architecture.md §4, Remediation); deleting is the irreversible
 second one, which the orchestrator offers only after a waiting period and an approval.
 The delete action itself refuses an active key, whatever the caller decided.
 """

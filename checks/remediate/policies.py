@@ -1,6 +1,6 @@
 """Policy actions on a user, group or role: detach a managed policy, delete an inline one.
 
-Both snapshot the policy document before changing anything (DESIGN.md §4): a detached
+Both snapshot the policy document before changing anything (docs/architecture.md §4, Remediation): a detached
 managed policy keeps existing, but its default version may change later, so the before-
 state records the version and document that were in force; a deleted inline policy exists
 nowhere else, so its document is what undo puts back. Undo re-attaches / re-puts only

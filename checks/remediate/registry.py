@@ -11,6 +11,7 @@ from checks.remediate.keys import DeactivateAccessKey, DeleteAccessKey
 from checks.remediate.password_policy import ApplyCisPasswordPolicy
 from checks.remediate.policies import DeleteInlinePolicy, DetachManagedPolicy
 from checks.remediate.rightsize import RightsizePolicy
+from checks.remediate.roles import DeleteRole
 from checks.remediate.users import (
     DeleteUser,
     QuarantineUser,
@@ -28,6 +29,7 @@ ACTIONS: tuple[Action, ...] = (
     DeleteInlinePolicy(),
     RemoveUserFromGroup(),
     ApplyCisPasswordPolicy(),
+    DeleteRole(),
     RightsizePolicy(),
 )
 

@@ -1,6 +1,6 @@
 """IAM user actions: quarantine, remove the console password, delete, remove from a group.
 
-Quarantine is the reversible first step before deleting a user (DESIGN.md §4): it attaches
+Quarantine is the reversible first step before deleting a user (docs/architecture.md §4, Remediation): it attaches
 the AWS managed `AWSDenyAll` policy (an explicit Deny of everything, which no Allow
 overrides, console included) and deactivates the user's active access keys. Its undo
 detaches the policy only if the quarantine attached it, and reactivates exactly the keys
@@ -285,6 +285,9 @@ class DeleteUser(Action):
     title = "Delete user"
     reversible = False
     reduces_access_only = False  # irreversible: needs a security approver
+    # Steward deletes a user only after it quarantined the user itself and the wait has
+    # passed (a deleted user cannot be restored with its credentials).
+    needs_earlier = "quarantine-user"
     _reads = frozenset(
         {
             "iam:GetUser",

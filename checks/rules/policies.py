@@ -201,6 +201,13 @@ def privilege_escalation_policy(snapshot: AccountSnapshot, ctx: CheckContext) ->
     falsely pass).
     """
     analysis = escalation.analyse([snapshot], ctx.now)
+    with escalation.gc_paused():
+        return _escalation_results(snapshot, ctx, analysis)
+
+
+def _escalation_results(
+    snapshot: AccountSnapshot, ctx: CheckContext, analysis: escalation.Analysis
+) -> list[Result]:
     results = []
     for principal in _principals(snapshot):
         verdict = analysis.verdicts[principal.arn]
@@ -220,6 +227,8 @@ def privilege_escalation_policy(snapshot: AccountSnapshot, ctx: CheckContext) ->
         details = escalation_details(principal, verdict, methods, chain)
         if via_groups:
             details["also_via_groups"] = [effective.short_name(g) for g in via_groups]
+        if snapshot.scps is None and snapshot.scps_note:
+            details["scps_not_applied"] = snapshot.scps_note  # "SCPs not visible: AccessDenied…"
         results.append(
             result(
                 PRIVILEGE_ESCALATION_POLICY,
@@ -253,7 +262,8 @@ def escalation_details(
         sources = sorted({s for m in methods for s in m.sources})
         details.update(
             escalation_methods=[m.name for m in methods],
-            actions=sorted({a for m in methods for a in m.method.actions}),
+            # An administrator holds every action: `*` says it, a list of dozens does not.
+            actions=["*"] if verdict.admin else sorted({a for m in methods for a in m.method.actions}),
             conditional=all(m.conditions for m in methods) and not (chain and not chain.conditions),
             policies=sources,
             methods=[_method(m) for m in methods[:_METHODS_SHOWN]],
@@ -276,11 +286,16 @@ def escalation_details(
         ]
     if verdict.bounded_by:
         details["permissions_boundary"] = verdict.bounded_by
+    if verdict.blocked_by:
+        details["blocked_by"] = [{"policy": src, "actions": list(actions)} for src, actions in verdict.blocked_by]
     if verdict.scps:
         details["scps_applied"] = True
     if verdict.unevaluated:
         details["unevaluated_policies"] = [u.source for u in verdict.unevaluated]
     sentence = explanation(principal, methods, chain)
+    if verdict.admin and methods:
+        sentence = (f"{effective.short_name(principal.arn)} is an administrator (`*` on `*`): it can do anything, "
+                    f"including granting itself more" + _conditional(tuple(methods[0].conditions)))
     if sentence:
         details["explanation"] = sentence
     return details

@@ -124,6 +124,8 @@ class SlackFake(Controls, SocketMode, ResponseUrls, Files, Views, WebApi, Worksp
         self._methods: dict[str, Callable[[dict[str, Any], str], dict[str, Any]]] = {
             "auth.test": self._auth_test,
             "users.info": self._users_info,
+            "users.profile.get": self._users_profile_get,
+            "team.profile.get": self._team_profile_get,
             "users.lookupByEmail": self._users_lookup_by_email,
             "users.list": self._users_list,
             "conversations.open": self._conversations_open,

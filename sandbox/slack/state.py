@@ -45,6 +45,7 @@ class Workspace:
         self._channels: dict[str, dict[str, Any]] = {}
         self._ims: dict[str, str] = {}  # user id -> IM channel id
         self._usergroups: dict[str, dict[str, Any]] = {}
+        self._profile_fields: dict[str, dict[str, Any]] = {}  # custom profile field id -> definition
         self._add_user_locked(
             self.bot_user_id,
             name=self.bot_name,

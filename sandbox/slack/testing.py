@@ -78,6 +78,21 @@ class Controls:
             self._notify()
             return uid
 
+    def set_profile_field(self, user_id: str, label: str, value: str, *, field_type: str = "user") -> str:
+        """Set a custom profile field (defined once for the workspace, e.g. "Manager" of
+        type user, whose value is a user id); returns the field's id (``Xf...``)."""
+        with self._changed:
+            field = next((f for f in self._profile_fields.values() if f["label"] == label), None)
+            if field is None:
+                fid = self._new_id("Xf")
+                field = {"id": fid, "ordering": len(self._profile_fields), "label": label, "hint": "",
+                         "type": field_type, "possible_values": None, "options": None, "is_hidden": False}
+                self._profile_fields[fid] = field
+            profile = self._user(user_id)["profile"]
+            profile.setdefault("fields", {})[field["id"]] = {"value": value, "alt": ""}
+            self._notify()
+            return field["id"]
+
     def set_user_deleted(self, user_id: str, deleted: bool = True) -> None:
         """Deactivate (or reactivate) a user, as an admin would."""
         with self._changed:

@@ -48,6 +48,17 @@ class WebApi:
             raise SlackError("user_not_found")
         return {"user": self._public_user(user)}
 
+    def _users_profile_get(self, params: dict[str, Any], actor: str) -> dict[str, Any]:
+        """Slack: the profile, custom fields under ``fields`` ({field id: {value, alt}})."""
+        uid = params.get("user") or actor
+        user = self._users.get(str(uid))
+        if user is None:
+            raise SlackError("user_not_found")
+        return {"profile": copy.deepcopy(user["profile"])}
+
+    def _team_profile_get(self, params: dict[str, Any], actor: str) -> dict[str, Any]:
+        return {"profile": {"fields": [copy.deepcopy(f) for f in self._profile_fields.values()]}}
+
     def _users_lookup_by_email(self, params: dict[str, Any], actor: str) -> dict[str, Any]:
         address = params.get("email")
         if not address:

@@ -739,7 +739,7 @@ def test_insert_guards_refuse_events_off_the_head_and_unkeyed_events_after_keyed
 
 def test_verify_recomputes_the_reference_index(engine):
     with session_scope(engine) as session:
-        record(session, actor="UBOB", action=AuditAction.DECISION_KEEP, resource=USER_ARN,
+        record(session, actor="UBOB", action=AuditAction.EXCEPTION_GRANTED, resource=USER_ARN,
                payload={"access_key_id": KEY_ID})
         record(session, actor="UEVE", action=AuditAction.REFUSED)
     tamper(engine)  # empties audit_ref and drops the triggers

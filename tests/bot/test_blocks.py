@@ -5,6 +5,7 @@ from __future__ import annotations
 from bot.db.models import Finding, IamIdentity
 from bot.slack.blocks.common import chunk_lines, console_url
 from bot.slack.blocks.findings import findings_blocks
+from bot.slack.blocks.keys import keys_blocks
 from bot.slack.blocks.whoami import whoami_blocks
 from tests.factories import NOW
 
@@ -107,3 +108,74 @@ def test_the_approval_message_tells_the_whole_story():
     assert validate_reason("  ok  ") == ("ok", "Say in a few words why.")
     assert validate_reason("x" * 501)[1] == "At most 500 characters."
     assert validate_reason(" fine reason ") == ("fine reason", None)
+
+
+def _key(slot=1, key_id="AKIAEXAMPLEKEY0WXYZ", findings=(), **overrides):
+    from bot.services.steward import KeyView
+
+    values = dict(account_id="111122223333", user="alice", arn="arn:aws:iam::111122223333:user/alice",
+                  slot=slot, key_id=key_id, active=True, age_days=412, last_used="2026-01-02T10:00:00+00:00",
+                  last_used_service="s3", last_used_region="eu-west-1", findings=list(findings))
+    return KeyView(**{**values, **overrides})
+
+
+def test_keys_show_the_id_suffix_status_age_use_and_findings():
+    old = finding(1, check="old-access-key")
+    old.title = "Access key not rotated"
+    keys = [_key(findings=[old]), _key(slot=2, key_id=None, active=False, age_days=None, last_used=None)]
+    blocks = payload(keys_blocks(keys))
+    text = str(blocks)
+    assert "`…WXYZ`" in text and "AKIAEXAMPLEKEY0WXYZ" not in text  # the suffix, never the whole id
+    assert "active, 412 days old, last used 2026-01-02 (s3, eu-west-1)" in text
+    assert "open finding: Access key not rotated" in text
+    assert "key 2 of *alice* in `111122223333`: inactive, age unknown, last used never" in text
+    assert "1 of 2 keys have open findings" in text
+
+
+def test_no_keys_says_so():
+    text = str(payload(keys_blocks([])))
+    assert "no access keys" in text and "/iam whoami" in text
+
+
+def test_many_keys_stay_within_slack_limits():
+    blocks = payload(keys_blocks([_key(slot=i % 2 + 1, user=f"user-{i:03}") for i in range(60)]))
+    assert len(blocks) <= 50 and "…and 20 more keys." in str(blocks)
+
+
+def test_audit_and_home_read_old_decision_names_as_today():
+    from types import SimpleNamespace
+
+    from bot.slack.blocks.audit import event_line
+    from bot.slack.blocks.home import words
+
+    old = SimpleNamespace(sequence=7, at=NOW, actor="U0DAVE0001", action="decision.remediate",
+                          resource="arn:aws:iam::111122223333:user/dave",
+                          payload={"decision": "rotate", "until": "2026-01-20"})
+    line = event_line(old)
+    assert "<@U0DAVE0001> promised to rotate the key of user/dave (until 2026-01-20)" in line
+    assert words(old) == "promised to rotate"
+    ack = SimpleNamespace(**{**vars(old), "action": "decision.keep", "payload": {"decision": "ack"}})
+    assert words(ack) == "acknowledged" and " acknowledged user/dave `#7`" in event_line(ack)
+    request = SimpleNamespace(**{**vars(old), "payload": {"action": "quarantine-user"}})
+    assert words(request) == "asked for a cleanup" and "asked to fix user/dave (quarantine the user)" in event_line(request)
+
+
+def test_the_audit_timeline_reads_as_sentences_not_json():
+    from datetime import timedelta
+
+    from bot.db.models import AuditEvent
+    from bot.slack.blocks.audit import audit_blocks
+
+    def event(seq, kind, at, actor="U0BOB00001", **payload):
+        return AuditEvent(sequence=seq, at=at, actor=actor, action=kind, payload=payload, prev_hash="", hash="",
+                          resource="arn:aws:iam::111122223333:user/bob", account="111122223333")
+
+    events = [event(3, "remediation.undone", NOW, action="deactivate-access-key", error=None),
+              event(2, "decision.remediate", NOW - timedelta(hours=1), action="deactivate-access-key"),
+              event(1, "finding.notified", NOW - timedelta(days=1), actor="system", to="U0BOB00001")]
+    text = "\n".join(b["text"]["text"] for b in payload(audit_blocks("bob", events)) if b["type"] == "section")
+    assert "null" not in text and "{" not in text and '"' not in text
+    assert "<@U0BOB00001> undid a change to user/bob (deactivate the access key) `#3`" in text
+    assert "Steward sent a message about user/bob (to <@U0BOB00001>)" in text
+    assert "3 events, newest first" in text
+    assert text.count(f"*{NOW:%A}") == 1  # grouped by day

@@ -24,21 +24,10 @@ from tests.bot.test_serve_http import (
     seed,
 )
 
-COMMAND_TYPES = (cmd.Help, cmd.Usage, cmd.WhoAmI, cmd.Findings, cmd.Scan)
-VERBS = [
-    "help",
-    "HELP",
-    "-h",
-    "--help",
-    "?",
-    "whoami",
-    "WhoAmI",
-    "findings",
-    "Findings",
-    "scan",
-    "SCAN",
-    "nonsense",
-]
+#: Every command the registry can produce, and every verb it knows (with its aliases and
+#: shouting), plus one it does not: the fuzzing walks the registry, so a new verb is fuzzed.
+COMMAND_TYPES = (cmd.Usage, *cmd.BY_COMMAND)
+VERBS = [w for v in cmd.VERBS for w in (v.name, v.name.upper(), v.name.title(), *v.aliases)] + ["nonsense"]
 
 user_ids = st.from_regex(r"[UW][A-Z0-9]{2,12}", fullmatch=True)
 argument = st.one_of(
@@ -51,6 +40,9 @@ argument = st.one_of(
     st.from_regex(r"check:[a-z0-9`-]{0,20}", fullmatch=True),
     st.from_regex(r"@[a-z.]{0,10}", fullmatch=True),
     st.just("`"),
+    st.from_regex(r"arn:aws:iam::\d{12}:user/[a-z]{1,8}", fullmatch=True),
+    st.from_regex(r"<arn:aws:iam::\d{12}:user/[a-z]{1,8}>", fullmatch=True),
+    st.from_regex(r"AKIA[A-Z0-9]{16}", fullmatch=True),
 )
 whitespace = st.sampled_from([" ", "  ", "\t", "\n", "\u00a0", "\u2003", " \r\n "])
 
@@ -91,6 +83,11 @@ def test_any_text_parses_to_a_command(text: str | None) -> None:
             assert re.fullmatch(r"[UW][A-Z0-9]+", parsed.user)
     if isinstance(parsed, cmd.Scan) and parsed.account is not None:
         assert re.fullmatch(r"\d{12}", parsed.account)
+    if isinstance(parsed, cmd.Audit):
+        assert parsed.needle and not parsed.needle.startswith("<") and not parsed.needle.endswith(">")
+        assert len(parsed.needle.split()) == 1
+    if not isinstance(parsed, cmd.Usage):  # a valid command came from its verb's row
+        assert (text or "").split() == [] or cmd.BY_WORD[(text or "").split()[0].lower()].command is type(parsed)
 
 
 @given(st.lists(whitespace, min_size=1, max_size=3).map("".join))
@@ -110,6 +107,11 @@ def test_blank_text_is_help(text: str) -> None:
         ("findings check:stale-user", cmd.Findings(check="stale-user")),
         ("scan", cmd.Scan()),
         ("scan 123456789012", cmd.Scan(account="123456789012")),
+        ("audit AKIAEXAMPLEKEY123456", cmd.Audit(needle="AKIAEXAMPLEKEY123456")),
+        ("Audit <arn:aws:iam::123456789012:user/bob>", cmd.Audit(needle="arn:aws:iam::123456789012:user/bob")),
+        ("digest", cmd.Digest()),
+        ("DIGEST ", cmd.Digest()),
+        ("help me", cmd.Help()),
     ],
 )
 def test_known_commands(text: str, expected) -> None:
@@ -129,6 +131,10 @@ def test_known_commands(text: str, expected) -> None:
         "scan 12",
         "scan 123456789012 123456789012",
         "findings `; rm -rf /`",
+        "audit",
+        "audit alice bob",
+        "audit " + "a" * 2049,
+        "digest now",
     ],
 )
 def test_malformed_commands_are_usage(text: str) -> None:

@@ -12,7 +12,7 @@ from bot.core.decisions import (
     parse_action_id,
     removal_action,
 )
-from checks.catalog import BY_ID, CATALOG
+from checks.catalog import BY_ID, CATALOG, RAISED_BY_PEOPLE
 from checks.remediate import registry
 
 
@@ -39,7 +39,7 @@ def test_irreversible_buttons_warn_before_they_are_clicked():
 
 
 def test_every_family_lets_the_owner_keep_it():
-    assert all(any(b.choice is Choice.KEEP for b in buttons) for buttons in FAMILIES.values())
+    assert all(any(b.choice is Choice.EXCEPTION for b in buttons) for buttons in FAMILIES.values())
 
 
 def test_removal_needs_a_single_policy():
@@ -115,3 +115,65 @@ def test_the_rule_as_a_table():
     for (action, requested_by, undoer, owner), expected in table.items():
         got = undo_rule(registry.action(action), requested_by=requested_by, undoer=undoer, undoer_is_owner=owner)
         assert got is expected, (action, requested_by, undoer)
+
+
+def test_auto_remediable_checks_come_from_the_actions():
+    from bot.core.decisions import FAMILIES, auto_action, auto_remediable_checks
+    from checks.remediate.registry import action
+
+    checks = auto_remediable_checks()
+    assert checks == ("unused-access-key", "old-access-key", "stale-user", "compromised-key-quarantine")
+    for check in FAMILIES:
+        chosen = auto_action(check)
+        assert (chosen is not None) is (check in checks)
+        if chosen:
+            assert action(chosen).auto_remediable
+
+
+def test_auto_remediate_setting_names_the_possible_checks(monkeypatch):
+    from bot.config import SettingsError, load_settings
+    from bot.core.decisions import auto_remediable_checks
+
+    monkeypatch.setenv("STEWARD_AUTO_REMEDIATE", "stale-user,admin-policy")
+    with pytest.raises(SettingsError) as excinfo:
+        load_settings()
+    message = str(excinfo.value)
+    assert "STEWARD_AUTO_REMEDIATE" in message and "no reversible owner action for admin-policy" in message
+    assert "possible: " + ", ".join(auto_remediable_checks()) in message
+
+
+def test_the_decision_table_in_the_docs_is_the_code():
+    """docs/architecture.md §4 shows the decision table; it must say what the code does."""
+    from pathlib import Path
+
+    from bot.core.decisions import FAMILIES, SECURITY_ONLY, auto_action
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "architecture.md").read_text()
+    rows = {}
+    for line in doc.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 6:
+            rows[cells[0].strip("`")] = cells[1:]
+    expected = {
+        check: [BY_ID[check].severity.value, BY_ID[check].resource_type.value,
+                ", ".join(b.label for b in buttons),
+                f"`{auto_action(check)}`" if auto_action(check) else "—",
+                "security channel" if check in SECURITY_ONLY else "owner"]
+        for check, buttons in FAMILIES.items()
+    }
+    assert rows == expected
+    # every check of the catalog once, and those raised by people (access reviews)
+    assert set(rows) == {spec.id for spec in CATALOG} | RAISED_BY_PEOPLE
+def test_every_catalog_check_has_a_next_step_that_fixes_it():
+    """No dead ends: a remediation, a removal request, a rotation promise or a guide link."""
+    from bot.core.decisions import FAMILIES
+    from checks.catalog import CATALOG
+
+    dead_ends = [spec.id for spec in CATALOG if not any(b.fixes for b in FAMILIES[spec.id])]
+    assert dead_ends == []
+    # Guides are links to AWS's own documentation.
+    guides = [b for buttons in FAMILIES.values() for b in buttons if b.url]
+    assert guides and all(b.url.startswith("https://docs.aws.amazon.com/") for b in guides)
+    assert any("mfa" in b.url for b in FAMILIES["console-user-without-mfa"] if b.url)
+    assert any("access-keys" in b.url for b in FAMILIES["old-access-key"] if b.url)
+    assert any(b.action == "delete-role" for b in FAMILIES["unused-role"])

@@ -230,7 +230,7 @@ def test_blocks_from_the_database_value_mention_owners(seeded):
     assert payload[0]["type"] == "header" and "2026-W49" in payload[0]["text"]["text"]
     assert "<@U0ALICE001> — *2*" in text  # overdue owner mentioned
     assert "security triage" in text  # the unassigned overdue one
-    assert "break-glass role" in text and "delete-user" in text and "sandbox" in text
+    assert "break-glass role" in text and "delete the user" in text and "sandbox" in text
     assert "*6 open findings*" in text and "▲" in text
     assert anchors_in(text) == [(1, d.audit_head.last_hash)]  # the published head, parseable
     fallback = digest_fallback(d)
@@ -255,7 +255,8 @@ def test_two_hundred_accounts_fit_in_fifty_blocks():
     assert payload[-1]["type"] == "context"  # the footer always survives
     # The worst account (most critical, then high...) is listed first.
     first = next(b for b in payload if "Posture by account" in str(b))
-    assert first["text"]["text"].splitlines()[1].startswith(f"`{d.posture[0].account_id}`")
+    worst = d.posture[0]
+    assert first["text"]["text"].splitlines()[1].startswith(f"{worst.label} (`{worst.account_id}`)")  # name and id
     # The terminal lists every account.
     assert digest_text(d).count("account-") == 200
     # And a tighter limit is still respected.
@@ -429,3 +430,18 @@ def test_the_digest_publishes_the_chain_head_and_it_reads_back(seeded, fake, aud
     many = tuple(AccountPosture(f"{i:012d}", f"a{i}", {"high": 1}) for i in range(300))
     blocks = digest_blocks(replace(d, posture=many, accounts_known=300))
     assert len(blocks) <= 50 and d.audit_head.last_hash in str(blocks[-1].to_dict())
+
+
+def test_digest_wording_has_no_doubled_words_or_numbers():
+    from bot.slack.blocks.digest import _account, _change, _owned
+
+    assert _change(0, 0) == "same as last week"
+    assert _owned(None, slack=False) == "no owner" and _owned("U0ALICE001", slack=True) == "owner <@U0ALICE001>"
+    d = value(account_names={"123456789012": "prod"})
+    assert _account(d, "123456789012", slack=False) == "prod (123456789012)"
+    # Labels written before names were stored never repeat the id.
+    assert _account(value(), "123456789012", slack=False, label="123456789012 (role/StewardAudit)") == "123456789012"
+    assert _account(value(), "123456789012", slack=False, label="prod (123456789012), current credentials") == \
+        "prod (123456789012)"
+    text = str(assert_valid_message(digest_blocks(value(accounts_known=1))))
+    assert "1 account known" in text

@@ -37,7 +37,8 @@ def next_fires(s: Settings, now: datetime = NOW) -> dict[str, datetime]:
 
 def test_default_jobs_and_their_next_runs():
     specs = {spec.id: spec for spec in sched.job_specs(settings())}
-    assert list(specs) == ["scan", "route", "expire", "digest", "audit-verify", "usage", "rotations", "reconcile"]
+    assert list(specs) == ["scan", "route", "expire", "digest", "audit-verify", "usage", "rotations", "reconcile",
+                           "review-cycle"]
     assert all(spec.func == f"bot.run.scheduler:run_{spec.id.replace('-', '_')}" for spec in specs.values())
     assert specs["digest"].misfire_grace_time == 24 * 3600 and specs["scan"].misfire_grace_time == 3600
     fires = next_fires(settings())
@@ -49,6 +50,28 @@ def test_default_jobs_and_their_next_runs():
     assert fires["reconcile"] == datetime(2026, 11, 30, 10, 18, tzinfo=UTC)  # every minute
     assert fires["usage"] == datetime(2026, 12, 1, 5, 30, tzinfo=UTC)  # daily (STEWARD_USAGE_CRON)
     assert fires["rotations"] == datetime(2026, 11, 30, 10, 30, tzinfo=UTC)  # hourly
+    assert fires["review-cycle"] == datetime(2026, 11, 30, 10, 45, tzinfo=UTC)  # hourly at a quarter to
+
+
+def test_a_quarterly_access_review_is_scheduled_only_when_asked_for():
+    s = settings(review_cron="0 9 1 1,4,7,10 *")
+    specs = {spec.id: spec for spec in sched.job_specs(s)}
+    assert specs["review-start"].func == "bot.run.scheduler:run_review_start"
+    assert next_fires(s)["review-start"] == datetime(2027, 1, 1, 9, 0, tzinfo=UTC)
+    with pytest.raises(ValidationError):
+        settings(review_cron="every quarter")
+
+
+def test_the_review_jobs_call_the_review_service(engine, runtime_calls):
+    runtime = fake_runtime(engine, runtime_calls)
+    runtime.steward.reviews = SimpleNamespace(
+        run_cycle=lambda: runtime_calls.append(("review-cycle",)) or "ok",
+        start=lambda **kw: runtime_calls.append(("review-start", kw)) or SimpleNamespace(
+            campaign=SimpleNamespace(id=1, population=3), reviewers=2, sent=2))
+    sched.install_runtime(runtime)
+    sched.run_review_cycle()
+    sched.run_review_start()
+    assert runtime_calls == [("review-cycle",), ("review-start", {"actor": "system:schedule", "scope": "all"})]
 
 
 def test_intervals_do_not_move_with_restarts():
@@ -152,12 +175,12 @@ def test_jobs_persist_in_the_migrated_table_and_survive_restarts(engine, runtime
     s = settings()
     scheduler, outcome = start(s, engine)
     assert outcome == dict.fromkeys(["scan", "route", "expire", "digest", "audit-verify", "usage", "rotations",
-                                     "reconcile"], "added")
+                                     "reconcile", "review-cycle"], "added")
     stored = {job.id: job.next_run_time for job in scheduler.get_jobs()}
     scheduler.add_job("bot.run.scheduler:run_route", "interval", hours=3, id="legacy-job")
     scheduler.shutdown()
     with session_scope(engine) as session:
-        assert session.execute(select(func.count()).select_from(SchedulerJob)).scalar_one() == 9  # eight jobs and the legacy one
+        assert session.execute(select(func.count()).select_from(SchedulerJob)).scalar_one() == 10  # nine jobs and the legacy one
 
     # Same settings: kept, with their stored times; an unknown job is removed.
     scheduler, outcome = start(s, engine)

@@ -32,6 +32,7 @@ from bot.db.engine import make_engine, session_scope
 from bot.db.migrate import upgrade
 from bot.db.models import Finding, IamIdentity
 from bot.run.web import create_wsgi_app
+from bot.slack import grammar
 from sandbox import signing
 from sandbox.slack_fake import SlackFake
 from tests.aws import FAKE_CREDENTIALS, running_moto_server
@@ -43,6 +44,9 @@ ACCOUNT = "111111111111"
 ALICE, BOB, NOBODY, CAROL = "U0ALICE001", "U0BOB00001", "U0NOBODY01", "U0CAROL001"
 APPROVERS = (CAROL,)
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+ALICE_CI_KEY = {"slot": 1, "access_key_id": "AKIAALICECIKEY00WXYZ", "active": True,
+                "created": "2025-01-01T00:00:00+00:00", "last_used": "2026-01-04T08:00:00+00:00",
+                "last_used_service": "s3", "last_used_region": "eu-west-1"}
 
 
 # ---------------------------------------------------------------------------------------
@@ -80,14 +84,14 @@ def add_people(fake: SlackFake) -> None:
 
 
 def identity(
-    name: str, owner: str | None, *, groups=("devs",), account: str = ACCOUNT
+    name: str, owner: str | None, *, groups=("devs",), account: str = ACCOUNT, keys=()
 ) -> IamIdentity:
     return IamIdentity(
         account_id=account,
         name=name,
         arn=f"arn:aws:iam::{account}:user/{name}",
         owner=owner,
-        facts={"console": False, "keys": [], "groups": list(groups)},
+        facts={"console": False, "keys": list(keys), "groups": list(groups)},
         last_seen=NOW,
     )
 
@@ -117,16 +121,19 @@ def seed(database_url: str) -> None:
     id), bob one; nobody owns nothing; one user has no owner."""
     upgrade(database_url)
     engine = make_engine(database_url)
+    old_key_finding = finding("alice-ci", ALICE, check="old-access-key")
+    old_key_finding.sub_key, old_key_finding.title = ALICE_CI_KEY["access_key_id"], "Access key not rotated"
     try:
         with session_scope(engine) as session:
             session.add_all(
                 [
                     identity("alice", "alice@example.com"),
-                    identity("alice-ci", ALICE),
+                    identity("alice-ci", ALICE, keys=[ALICE_CI_KEY]),
                     identity("bob", "bob@example.com"),
                     identity("orphan", None),
                     finding("alice", "alice@example.com"),
                     finding("bob", "bob@example.com"),
+                    old_key_finding,
                     finding("orphan", None),
                 ]
             )
@@ -393,9 +400,11 @@ def test_garbage_bodies_never_leak(served: Served) -> None:
 def test_help_and_malformed_commands_get_private_usage(served: Served, text: str) -> None:
     reply = served.reply(text, ALICE)
     assert reply["response_type"] == "ephemeral"
-    assert "/iam whoami" in reply["text"]  # the usage text
-    if text not in ("", "help"):
+    if text in ("", "help"):
+        assert "/iam whoami" in reply["text"] and "/iam audit" in reply["text"]  # the usage text
+    else:
         assert "`" in reply["text"].split("\n")[0]  # first line says what was wrong
+        assert "/iam audit" not in reply["text"] or text.startswith("audit")  # not the whole help
 
 
 def test_whoami_without_identities_explains(served: Served) -> None:
@@ -427,6 +436,17 @@ def test_own_findings(served: Served) -> None:
     text = blocks_text(reply)
     assert reply["response_type"] == "ephemeral"
     assert "Stale IAM user bob" in text and "alice" not in text
+
+
+def test_keys_shows_only_the_callers_keys_and_their_findings(served: Served) -> None:
+    reply = served.reply("keys", ALICE)
+    assert reply["response_type"] == "ephemeral" and reply["text"] == "Your access keys: 1"
+    text = blocks_text(reply)
+    assert "…WXYZ" in text and "AKIAALICECIKEY00WXYZ" not in text
+    assert "alice-ci" in text and "active" in text and "days old" in text and "2026-01-04" in text
+    assert "open finding: Access key not rotated" in text
+    bob = served.reply("keys", BOB)
+    assert bob["text"] == "Your access keys: 0" and "WXYZ" not in blocks_text(bob)
 
 
 # ---------------------------------------------------------------------------------------
@@ -493,6 +513,25 @@ def test_approver_scan_replies_through_the_response_url(served: Served) -> None:
     assert call.params.get("response_type") == "ephemeral"
     assert call.params.get("replace_original") is False
     assert ":white_check_mark:" in call.params["text"], call.params["text"]
+
+
+@pytest.mark.parametrize("verb", grammar.VERBS, ids=lambda v: v.name)
+def test_every_registered_verb_answers_over_http(served: Served, verb) -> None:
+    """The registry walked through `steward serve`: each verb's example gets its own answer
+    (not the usage text), and a restricted one refuses a non-approver, naming what."""
+    fake = served.fake
+    already = len(fake.calls("response_url"))
+    reply = served.reply(verb.example, CAROL)
+    assert reply["response_type"] == "ephemeral"
+    assert "unknown command" not in reply["text"] and "Only security approvers" not in reply["text"]
+    if verb.name != "help":
+        assert not reply["text"].startswith("*IAM Steward*"), reply["text"]
+    if verb.name == "scan":  # the scan runs after the ack: wait for it, so it ends in this test
+        fake.wait_for(lambda: [c for c in fake.calls("response_url")[already:]
+                               if "123456789012" in str(c.params.get("text"))], timeout=60)
+    if verb.approver_only is not False:
+        refused = served.reply(verb.example, NOBODY)["text"]
+        assert refused.startswith(f"Only security approvers can {verb.refusal}."), refused
 
 
 def test_access_log_has_no_bodies_or_secrets(served: Served) -> None:

@@ -7,6 +7,7 @@ import pytest
 from moto.sts.models import sts_backends
 
 from checks.accounts import Target, discover_targets, parse_role_arn, restore_target, session_for
+from checks.aws_calls import caller_identity
 from checks.collect import ApiCallCounter, CollectError, collect_account
 from tests import aws
 from tests.aws import (
@@ -205,3 +206,14 @@ def test_assumed_role_credentials_refresh_before_expiry(aws_env) -> None:
         assert short.get_credentials().get_frozen_credentials().access_key != key
         assert len(roles) == before + 2
         assert (roles[-1].external_id, roles[-1].session_name) == ("ext-9", "steward-r")
+
+
+def test_caller_account_is_asked_once_and_checked_against_the_expected_account(moto_session: boto3.Session) -> None:
+    counter = ApiCallCounter()
+    with counter.attached(moto_session):
+        assert caller_identity(moto_session) == (ACCOUNT_ID, "aws")
+        assert caller_identity(moto_session, expected=ACCOUNT_ID) == (ACCOUNT_ID, "aws")
+    assert counter.calls == 2
+    with pytest.raises(CollectError, match=f"credentials belong to account {ACCOUNT_ID}, not 999999999999") as excinfo:
+        caller_identity(moto_session, expected="999999999999")
+    assert excinfo.value.account == "999999999999" and not excinfo.value.retryable

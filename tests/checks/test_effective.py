@@ -192,6 +192,22 @@ def test_firing_and_quiet_twin(case, firing, quiet):
     assert found is not None and not found.failed, (case, found and found.details)
 
 
+# The quiet twins say what took the grant away (`blocked_by`), by name.
+BLOCKED_BY = [
+    ("deny elsewhere", "inline:no-iam", "iam:createpolicyversion"),
+    ("boundary", "boundary:" + arn_of("policy", "s3-only"), "*"),
+    ("SCP", "scp:no-iam", "*"),
+]
+
+
+@pytest.mark.parametrize(("case", "source", "action"), BLOCKED_BY, ids=[b[0] for b in BLOCKED_BY])
+def test_the_quiet_twin_names_what_removed_the_grant(case, source, action):
+    firing, quiet = next((f, q) for c, f, q in CASES if c == case)
+    assert "blocked_by" not in escalation(firing, ALICE).details
+    blocked = {b["policy"]: b["actions"] for b in escalation(quiet, ALICE).details["blocked_by"]}
+    assert action in blocked[source], blocked
+
+
 def test_a_scoped_scp_deny_on_the_only_passable_role_makes_the_method_latent():
     grant = inline("run", allow(["iam:PassRole", "ec2:RunInstances"]))
     scp = ManagedPolicy("x", "p-2", document(allow("*"), deny("iam:PassRole", EC2_ROLE.arn)))

@@ -13,7 +13,13 @@ from moto import settings as moto_settings
 
 from checks import permissions
 from checks.accounts import Target, discover_targets, restore_target, session_for
-from checks.collect import collect_account, resolve_access_key_ids
+from checks.collect import (
+    HubScps,
+    account_alias,
+    aws_client,
+    collect_account,
+    resolve_access_key_ids,
+)
 from checks.model import InlinePolicy
 from checks.policy import analyse_document
 from checks.remediate.base import (
@@ -34,7 +40,7 @@ from tests.aws import ACCOUNT_ID, allow, document
 from tests.checks import test_remediate_base as base
 from tests.checks.test_remediate_base import DENY_ALL_ARN, answer, recording, user_target
 from tests.factories import allow as grant
-from tests.factories import ctx, role, snapshot
+from tests.factories import ctx, deny, role, snapshot
 from tests.factories import document as doc
 
 # Fixtures used here.
@@ -62,7 +68,14 @@ def test_scan_and_discovery_use_only_declared_actions(moto_session, iam, access_
     iam.update_account_password_policy(MinimumPasswordLength=12)
     org = moto_session.client("organizations")
     org.create_organization(FeatureSet="ALL")
-    org.create_account(Email="member@example.com", AccountName="member")
+    created = org.create_account(Email="member@example.com", AccountName="member")
+    root = org.list_roots()["Roots"][0]["Id"]
+    ou = org.create_organizational_unit(ParentId=root, Name="prod")["OrganizationalUnit"]["Id"]
+    scp = org.create_policy(Name="no-leave", Type="SERVICE_CONTROL_POLICY", Description="",
+                            Content=document(deny("organizations:LeaveOrganization")))
+    org.attach_policy(PolicyId=scp["Policy"]["PolicySummary"]["Id"], TargetId=ou)
+    org.move_account(AccountId=created["CreateAccountStatus"]["AccountId"],
+                     SourceParentId=root, DestinationParentId=ou)
 
     with recording(moto_session) as scan_calls:
         collect_account(moto_session, sleep=lambda _: None)
@@ -71,12 +84,14 @@ def test_scan_and_discovery_use_only_declared_actions(moto_session, iam, access_
         collect_account(moto_session, sleep=lambda _: None)
         resolve_access_key_ids(moto_session, ["alice"], account=ACCOUNT_ID)
         collect_usage(moto_session, sleep=lambda _: None)
+        account_alias(moto_session)
     with recording(moto_session) as hub_calls:
         targets = discover_targets(moto_session, org_role_name="IAMSteward")
         member = next(t for t in targets if t.role_arn)
         session_for(member, moto_session, external_id="shared-secret")
         restore = restore_target(str(member.account_id), permissions.DEFAULT_RESTORE_ROLE_NAME)
         session_for(restore, moto_session, external_id="shared-secret")
+        HubScps(aws_client(moto_session, "organizations", 1)).for_account(str(member.account_id))
 
     assert set(scan_calls) - permissions.SCAN_ACTIONS.keys() == set()
     assert set(hub_calls) - permissions.HUB_ACTIONS.keys() == set()
@@ -119,7 +134,7 @@ def test_every_declared_permission_is_classed_and_applies_never_need_restore():
 def test_which_undos_need_the_restore_role():
     assert {a.id for a in ACTIONS if a.undo_needs_restore} == {
         "detach-managed-policy", "delete-inline-policy", "remove-user-from-group",
-        "apply-cis-password-policy", "rightsize-policy",
+        "apply-cis-password-policy", "delete-role", "rightsize-policy",
     }
     # The owner's own reversible actions undo under the default role, except right-sizing,
     # which runs wholly under the restore role (a new policy version could grant anything).
@@ -239,8 +254,10 @@ def test_the_restore_role_is_separate_and_off_by_default():
 
 
 def test_the_hub_may_assume_both_roles_and_nothing_else():
-    (_, assume) = permissions.hub_policy()["Statement"]
+    (_, assume, scps) = permissions.hub_policy()["Statement"]
     assert assume["Action"] == ["sts:AssumeRole"]
+    # Reading the SCPs is read-only: lists and describes, nothing that changes a policy.
+    assert all(re.match(r"organizations:(List|Describe)", a) for a in scps["Action"])
     assert assume["Resource"] == ["arn:*:iam::*:role/IAMSteward", "arn:*:iam::*:role/IAMStewardRestore",
                                   "arn:*:iam::*:role/IAMStewardRotate"]
 

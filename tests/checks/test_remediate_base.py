@@ -280,3 +280,24 @@ def test_only_reversible_access_reducing_actions_may_be_taken_by_the_owner_alone
     alone = {a.id for a in ACTIONS if a.owner_may_apply_alone}
     assert alone == {"deactivate-access-key", "quarantine-user", "rightsize-policy"}
     assert {a.id for a in ACTIONS if a.reduces_access_only} == alone
+
+
+@pytest.mark.parametrize("act", [a for a in ACTIONS if a.needs_earlier], ids=lambda a: a.id)
+def test_an_action_needing_an_earlier_one_names_a_reversible_action_on_the_same_resource(act: Action):
+    """The earlier action (quarantine before delete) is registered, one Steward can undo during
+    the wait, and the later one is irreversible (otherwise no wait would be needed)."""
+    earlier = BY_ID[act.needs_earlier]
+    assert earlier.reversible and earlier is not act
+    assert not act.reversible
+    assert any(act.id in c.remediations and earlier.id in c.remediations for c in CATALOG)
+
+
+def test_needs_earlier_today():
+    assert {a.id: a.needs_earlier for a in ACTIONS if a.needs_earlier} == {"delete-user": "quarantine-user"}
+
+
+@pytest.mark.parametrize("act", ACTIONS, ids=lambda a: a.id)
+def test_auto_remediable_only_when_the_owner_could_take_it_alone(act: Action):
+    assert act.auto_remediable is (act.owner_may_apply_alone and not act.undo_needs_restore)
+    if act.auto_remediable:
+        assert act.reversible and act.reduces_access_only and not act.undo_needs_restore

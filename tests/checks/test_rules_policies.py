@@ -423,3 +423,10 @@ def test_each_document_is_analysed_once_per_snapshot(monkeypatch):
     fresh = snapshot(users=users, policies=[ADMIN])  # a new scan analyses afresh
     p.admin_policy(fresh, ctx())
     assert len(calls) == 4
+
+
+def test_an_administrator_s_escalation_says_star_not_a_list_of_service_actions():
+    boss = user("boss", attached_policies=(ref(ADMIN),))
+    [finding] = [r for r in p.privilege_escalation_policy(snapshot(users=[boss], policies=[ADMIN]), ctx()) if r.failed]
+    assert finding.details["actions"] == ["*"]
+    assert "administrator (`*` on `*`)" in finding.details["explanation"]

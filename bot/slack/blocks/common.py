@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from urllib.parse import quote
 
@@ -36,6 +37,21 @@ def console_url(arn: str) -> str:
     if kind == "policy":
         return f"{CONSOLE}#/policies/details/{quote(arn, safe='')}"
     return f"{CONSOLE}#/account_settings"
+
+
+def signin_url(account_id: str) -> str:
+    """The account's own sign-in page: the console then opens in that account, not in
+    whichever one the person happens to be signed in to."""
+    return f"https://{account_id}.signin.aws.amazon.com/console"
+
+
+def account_text(account_id: str, accounts: Mapping[str, str] | None = None) -> str:
+    """`prod (123456789012)`, linked to that account's sign-in page; the bare id when unnamed."""
+    name = (accounts or {}).get(account_id) or ""
+    shown = f"{escape(name)} ({account_id})" if name and name != account_id else account_id
+    if account_id.isdigit() and len(account_id) == 12:
+        return f"<{signin_url(account_id)}|{shown}>"
+    return shown
 
 
 def day(value: datetime | str | None, never: str = "never") -> str:

@@ -15,8 +15,9 @@ from zoneinfo import ZoneInfo
 from slack_sdk.models.blocks import Block, DividerBlock, HeaderBlock, PlainTextObject, SectionBlock
 from slack_sdk.models.blocks.basic_components import MarkdownTextObject
 
+from bot.core.decisions import action_name
 from bot.core.digest_model import SEVERITIES, AccountPosture, Digest, WeekCounts
-from bot.core.report import short_resource
+from bot.core.report import account_name, plural, short_resource
 from bot.db.audit_anchors import anchor_text
 from bot.slack.blocks.common import (
     MESSAGE_BLOCK_LIMIT,
@@ -54,18 +55,33 @@ def _age_days(digest: Digest, since: datetime) -> int:
 
 def _change(this: int, last: int) -> str:
     if this == last:
-        return f"same as last week ({last})"
+        return "same as last week"
     arrow = "▲" if this > last else "▼"
     return f"{arrow}{abs(this - last)} vs {last} last week"
 
 
 def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+    return plural(n, word)
+
+
+def _account(digest: Digest, account_id: str, *, slack: bool, label: str | None = None) -> str:
+    """`prod (123456789012)`, or the id alone for an account without a name."""
+    name = digest.account_names.get(account_id) or account_name(label, account_id)
+    if slack:
+        return f"{escape(name)} (`{account_id}`)" if name else f"`{account_id}`"
+    return f"{name} ({account_id})" if name else account_id
+
+
+def _owned(value: str | None, *, slack: bool) -> str:
+    """"owner @x", or "no owner" (never "owner no owner")."""
+    if not value:
+        return "_no owner_" if slack else "no owner"
+    return f"owner {_who(value, slack=slack)}"
 
 
 def _who(value: str | None, *, slack: bool) -> str:
     if not value:
-        return "_no owner_" if slack else "no owner"
+        return "_nobody_" if slack else "nobody"
     if slack and _SLACK_USER.match(value):
         return f"<@{value}>"
     return escape(value) if slack else value
@@ -80,11 +96,13 @@ def _severity_counts(counts: dict[str, int], *, slack: bool, zeros: bool = True)
     return (" · " if slack else ", ").join(parts) or ("none" if not slack else "_none_")
 
 
-def _posture_line(p: AccountPosture, *, slack: bool) -> str:
-    label = "" if p.label == p.account_id else f" {escape(p.label) if slack else p.label}"
+def _posture_line(p: AccountPosture, *, slack: bool, names: dict[str, str] | None = None) -> str:
+    name = (names or {}).get(p.account_id) or account_name(p.label, p.account_id)
     if slack:
-        return f"`{p.account_id}`{label} — {_severity_counts(p.counts, slack=True, zeros=False)} (*{p.total}*)"
-    return f"{p.account_id}{label}: {p.total} open ({_severity_counts(p.counts, slack=False, zeros=False)})"
+        shown = f"{escape(name)} (`{p.account_id}`)" if name else f"`{p.account_id}`"
+        return f"{shown} — {_severity_counts(p.counts, slack=True, zeros=False)} (*{p.total}*)"
+    shown = f"{name} ({p.account_id})" if name else p.account_id
+    return f"{shown}: {p.total} open ({_severity_counts(p.counts, slack=False, zeros=False)})"
 
 
 def digest_fallback(digest: Digest) -> str:
@@ -150,8 +168,8 @@ def _overdue_lines(digest: Digest) -> list[str]:
 def _oldest_lines(digest: Digest) -> list[str]:
     lines = [
         f"{SEVERITY_MARK.get(f.severity, '•')} *{escape(f.title)}* — `{escape(short_resource(f.resource))}` in "
-        f"`{f.account_id}`, open {_age_days(digest, f.first_seen)} days, owner "
-        f"{_who(f.notified_to or f.owner, slack=True)}"
+        f"{_account(digest, f.account_id, slack=True)}, open {_age_days(digest, f.first_seen)} days, "
+        f"{_owned(f.notified_to or f.owner, slack=True)}"
         for f in digest.oldest_open
     ]
     return _lines_or("Nothing open.", "*Oldest open problems*", lines)
@@ -162,12 +180,12 @@ def _exception_lines(digest: Digest) -> list[str]:
                f"{digest.exceptions_expiring} expiring in the next 7 days")
     lines = [
         f":hourglass: until {_local(digest, e.until)}: {escape(e.title)} — `{escape(short_resource(e.resource))}` "
-        f"in `{e.account_id}`, kept by {_who(e.decided_by, slack=True)}: “{escape((e.reason or '')[:150])}”"
+        f"in {_account(digest, e.account_id, slack=True)}, kept by {_who(e.decided_by, slack=True)}: “{escape((e.reason or '')[:150])}”"
         for e in digest.exceptions_expiring_soon
     ]
     lines += [
         f":pushpin: granted {_local(digest, e.decided_at)}: {escape(e.title)} — "
-        f"`{escape(short_resource(e.resource))}` in `{e.account_id}` by {_who(e.decided_by, slack=True)} "
+        f"`{escape(short_resource(e.resource))}` in {_account(digest, e.account_id, slack=True)} by {_who(e.decided_by, slack=True)} "
         f"until {_local(digest, e.until)}: “{escape((e.reason or '')[:150])}”"
         for e in _granted_not_expiring(digest)
     ]
@@ -182,8 +200,8 @@ def _granted_not_expiring(digest: Digest) -> list:
 
 def _approval_lines(digest: Digest) -> list[str]:
     lines = [
-        f"{SEVERITY_MARK.get(a.severity, '•')} `{escape(a.action)}` on `{escape(short_resource(a.resource))}` in "
-        f"`{a.account_id}` ({escape(a.title)}), requested by {_who(a.requested_by, slack=True)} "
+        f"{SEVERITY_MARK.get(a.severity, '•')} {escape(action_name(a.action))} on `{escape(short_resource(a.resource))}` in "
+        f"{_account(digest, a.account_id, slack=True)} ({escape(a.title)}), requested by {_who(a.requested_by, slack=True)} "
         f"{_age_days(digest, a.requested_at)} days ago"
         for a in digest.pending_approvals_oldest
     ]
@@ -194,7 +212,7 @@ def _approval_lines(digest: Digest) -> list[str]:
 
 def _failed_lines(digest: Digest) -> list[str]:
     lines = [
-        f":x: `{a.account_id}`" + ("" if a.label == a.account_id else f" {escape(a.label)}")
+        f":x: {_account(digest, a.account_id, slack=True, label=a.label)}"
         + f", {_local(digest, a.at, '%Y-%m-%d %H:%M')}: {escape((a.error or 'no error recorded')[:200])}"
         for a in digest.failed_accounts
     ]
@@ -213,7 +231,7 @@ def digest_blocks(digest: Digest, *, max_blocks: int = MESSAGE_BLOCK_LIMIT) -> l
         context(
             f"{_local(digest, digest.period_start, '%a %Y-%m-%d %H:%M')} → "
             f"{_local(digest, digest.period_end, '%a %Y-%m-%d %H:%M')} ({digest.timezone}) · "
-            f"{digest.accounts_known} accounts known"
+            f"{plural(digest.accounts_known, 'account')} known"
         ),
         mrkdwn_section(
             f"*{digest.open_total} open findings*   {_severity_counts(digest.open_by_severity, slack=True)}"
@@ -248,7 +266,7 @@ def _posture_blocks(digest: Digest, room: int) -> list[Block]:
         return [mrkdwn_section(f"{heading}\nNo account has open findings. :white_check_mark:")]
     limit = min(len(postures), POSTURE_LIMIT)
     while True:
-        lines = [heading, *(_posture_line(p, slack=True) for p in postures[:limit])]
+        lines = [heading, *(_posture_line(p, slack=True, names=digest.account_names) for p in postures[:limit])]
         if limit < len(postures):
             lines.append(f"…and {len(postures) - limit} more accounts with open findings")
         sections = _sections(lines)
@@ -277,7 +295,7 @@ def digest_text(digest: Digest) -> str:
     add(f"IAM weekly digest {digest.week}")
     add(f"{_local(digest, digest.period_start, '%Y-%m-%d %H:%M')} -> "
         f"{_local(digest, digest.period_end, '%Y-%m-%d %H:%M')} ({digest.timezone}), "
-        f"{digest.accounts_known} accounts known")
+        f"{plural(digest.accounts_known, 'account')} known")
     add("")
     add(f"Open findings: {digest.open_total} ({_severity_counts(digest.open_by_severity, slack=False)})")
     add("")
@@ -295,7 +313,7 @@ def digest_text(digest: Digest) -> str:
     add("")
     add("Oldest open problems")
     out += [f"  {f.severity:<8}  {f.title}: {short_resource(f.resource)} in {f.account_id}, open "
-            f"{_age_days(digest, f.first_seen)} days, owner {f.notified_to or f.owner or 'none'}"
+            f"{_age_days(digest, f.first_seen)} days, {_owned(f.notified_to or f.owner, slack=False)}"
             for f in digest.oldest_open] or ["  none"]
     add("")
     add(f"Exceptions: {digest.exceptions_granted} granted this week, "
@@ -309,19 +327,19 @@ def digest_text(digest: Digest) -> str:
         add("  none")
     add("")
     add(f"Waiting for a security approver ({digest.pending_approvals})")
-    out += [f"  #{a.id} {a.action} on {short_resource(a.resource)} in {a.account_id} ({a.title}), requested by "
+    out += [f"  #{a.id} {action_name(a.action)} on {short_resource(a.resource)} in {a.account_id} ({a.title}), requested by "
             f"{a.requested_by} {_age_days(digest, a.requested_at)} days ago"
             for a in digest.pending_approvals_oldest] or ["  none"]
     if digest.pending_approvals > len(digest.pending_approvals_oldest):
         add(f"  ...and {digest.pending_approvals - len(digest.pending_approvals_oldest)} more")
     add("")
     add(f"Accounts whose last scan failed ({len(digest.failed_accounts)})")
-    out += [f"  {a.account_id}" + ("" if a.label == a.account_id else f" ({a.label})")
+    out += [f"  {_account(digest, a.account_id, slack=False, label=a.label)}"
             + f", {_local(digest, a.at, '%Y-%m-%d %H:%M')}: {a.error or 'no error recorded'}"
             for a in digest.failed_accounts] or ["  none"]
     add("")
     add(f"Posture by account ({len(digest.posture)} with open findings)")
-    out += [f"  {_posture_line(p, slack=False)}" for p in digest.posture] or ["  none"]
+    out += [f"  {_posture_line(p, slack=False, names=digest.account_names)}" for p in digest.posture] or ["  none"]
     add("")
     add(f"Unresolved findings, last {len(digest.history)} weeks")
     for point in digest.history:

@@ -7,16 +7,28 @@ from collections.abc import Sequence
 from slack_sdk.models.blocks import DividerBlock, HeaderBlock, PlainTextObject
 from slack_sdk.models.views import View
 
+from bot.core.audit_names import reads_as
 from bot.slack.blocks.common import context, escape, mrkdwn_section
 from bot.slack.blocks.findings import findings_blocks
 
 ACTION_WORDS = {
-    "decision.remediate": "asked for a cleanup", "decision.keep": "acknowledged",
+    "decision.remediate": "asked for a cleanup", "decision.acknowledge": "acknowledged",
+    "decision.rotate_promise": "promised to rotate",
     "decision.snooze": "snoozed", "decision.not_mine": "said not mine",
     "exception.granted": "kept (exception)", "remediation.succeeded": "cleanup done",
     "remediation.undone": "undid a cleanup", "approval.rejected": "rejected",
     "remediation.approved": "approved",
 }
+
+
+def words(event) -> str:
+    """What the person did, in words (events under an old name read as today's)."""
+    name = reads_as(event.action, event.payload)
+    return ACTION_WORDS.get(name, name)
+
+
+def is_decision(event) -> bool:
+    return reads_as(event.action, event.payload) in ACTION_WORDS
 
 
 def home_view(open_findings: Sequence, exceptions: Sequence, recent: Sequence) -> View:
@@ -33,7 +45,7 @@ def home_view(open_findings: Sequence, exceptions: Sequence, recent: Sequence) -
     blocks.append(DividerBlock())
     if recent:
         lines = ["*Your recent decisions*"]
-        lines.extend(f"• {event.at:%Y-%m-%d} {ACTION_WORDS.get(event.action, event.action)}"
+        lines.extend(f"• {event.at:%Y-%m-%d} {words(event)}"
                      f"{' — `' + event.resource.split(':', 5)[-1] + '`' if event.resource else ''}"
                      for event in recent[:10])
         blocks.append(mrkdwn_section("\n".join(lines)))

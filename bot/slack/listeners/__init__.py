@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from bot.slack.listeners import actions, commands, errors, guard
+from bot.slack.listeners import actions, commands, errors, guard, reviews
 
 
 def register(app: App, steward, *, team_id: str | None = None, app_id: str | None = None) -> None:
@@ -13,4 +13,5 @@ def register(app: App, steward, *, team_id: str | None = None, app_id: str | Non
     app.middleware(guard.build(steward, team_id=team_id, app_id=app_id))
     commands.register(app, steward)
     actions.register(app, steward)
+    reviews.register(app, steward)
     app.error(errors.error_handler(steward.engine))

@@ -11,6 +11,7 @@ import re
 from datetime import timedelta
 
 from slack_bolt import App
+from slack_sdk.errors import SlackApiError
 
 from bot.core.decisions import Choice, parse_action_id
 from bot.services.campaigns import Refusal
@@ -51,28 +52,49 @@ def register(app: App, steward) -> None:
         attempt(respond, lambda: campaigns.click(body["user"]["id"], Choice.SNOOZE, token,
                                                  days=int(days) if days.isdigit() else None))
 
-    def on_keep(body, action, respond, client):
-        user, token = body["user"]["id"], action.get("value", "")
+    def open_keep(body, token, respond, client):
+        user = body["user"]["id"]
         try:
-            campaigns.check_can_decide(user, token)
+            finding = campaigns.check_can_decide(user, token)
         except Refusal as exc:
             reply(respond, f":no_entry: {exc}")
             return
         default_end = (campaigns.clock() + timedelta(days=min(30, steward.settings.exception_max_days))).date()
         client.views_open(trigger_id=body["trigger_id"], view=dm.keep_modal(
             token, max_days=steward.settings.exception_max_days, default_end=default_end.isoformat(),
-            private_metadata=token))
+            private_metadata=token, finding=finding, accounts=campaigns.account_names([finding.account_id])))
 
-    def on_show_policy(body, action, respond, client):
+    def on_keep(body, action, respond, client):
+        open_keep(body, action.get("value", ""), respond, client)
+
+    def on_more(body, action, respond, client):
+        """A card's "More…" select: the same choices as the buttons, for one finding."""
+        try:
+            choice, remediation, days, token = dm.parse_more_value((action.get("selected_option") or {}).get("value"))
+        except ValueError:
+            reply(respond, ":no_entry: That choice is not one Steward offered.")
+            return
+        if choice is Choice.EXCEPTION:
+            open_keep(body, token, respond, client)
+            return
+        if choice is Choice.SHOW_POLICY:
+            show_policy(body, token, respond, client)
+            return
+        attempt(respond, lambda: campaigns.click(body["user"]["id"], choice, token, action=remediation, days=days))
+
+    def show_policy(body, token, respond, client):
         """The right-sized policy's JSON in a modal, for the owner or an approver (changes nothing)."""
         from bot.slack.blocks.usage import policy_modal
 
         try:
-            finding = campaigns.authorized_finding(body["user"]["id"], action.get("value", ""), "show_policy")
+            finding = campaigns.authorized_finding(body["user"]["id"], token, "show_policy")
         except Refusal as exc:
             reply(respond, f":no_entry: {exc}")
             return
         client.views_open(trigger_id=body["trigger_id"], view=policy_modal(finding))
+
+    def on_show_policy(body, action, respond, client):
+        show_policy(body, action.get("value", ""), respond, client)
 
     def on_keep_submit(ack, body, view, client):
         values = view["state"]["values"]
@@ -89,7 +111,13 @@ def register(app: App, steward) -> None:
             ack(response_action="errors", errors={"reason": str(exc)})
             return
         ack()
-        client.chat_postMessage(channel=user, text=f":pushpin: {text}")
+        # One rule for confirmations: private to the clicker, where the card is (the card
+        # itself now says "Kept until … by @X" for everyone who sees it).
+        channel = campaigns.card_channel(view["private_metadata"]) or user
+        try:
+            client.chat_postEphemeral(channel=channel, user=user, text=f":pushpin: {text}")
+        except SlackApiError as exc:
+            log.warning("could not confirm a Keep: %s", exc.response.get("error"))
 
     def on_assign(body, action, respond):
         token = (action.get("block_id") or "").removeprefix("f:")
@@ -148,6 +176,7 @@ def register(app: App, steward) -> None:
         ("finding:snooze", on_snooze),
         ("finding:keep", on_keep),  # views.open needs the trigger id within 3 s: lazy runs at once
         ("finding:show_policy", on_show_policy),
+        (dm.MORE_ACTION, on_more),  # may open the Keep… modal too
         ("finding:assign", on_assign),
         ("remediation:approve", on_approve),
         ("remediation:undo_approve", on_undo_approve),
@@ -156,6 +185,8 @@ def register(app: App, steward) -> None:
         ("remediation:undo", on_undo),
     ):
         app.action(matcher)(ack=_ack, lazy=[answered(work, steward.engine)])
+    # A guide is a link button: Slack opens the page and still sends the click, acked only.
+    app.action(re.compile(r"^finding:guide(:\d+)?$"))(_ack)
     # A modal's errors travel in the ack, so the submission is handled before answering.
     app.view("keep_modal")(on_keep_submit)
     app.view("reject_modal")(ack=on_reject_ack, lazy=[answered(on_reject_submit, steward.engine)])

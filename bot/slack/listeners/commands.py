@@ -1,4 +1,5 @@
-"""`/iam ...`: parse, call the service, render. Replies are ephemeral: they are personal.
+"""`/iam ...`: parse, check who may, and hand over to the verb's handler in the registry
+(bot/slack/grammar.py: a service call and a block builder). Replies are ephemeral: they are personal.
 
 Slack waits three seconds for the ack. The answer is computed on a small thread pool and
 sent in the ack when it is ready within ``ACK_BUDGET``; otherwise (a slow Slack lookup
@@ -15,10 +16,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from bot.slack import grammar as cmd
-from bot.slack.blocks.audit import audit_blocks
 from bot.slack.blocks.common import escape
-from bot.slack.blocks.digest import digest_blocks, digest_fallback
-from bot.slack.blocks.findings import findings_blocks
 from bot.slack.listeners.errors import failure_text, log_failure, record_failure, reply_privately
 
 log = logging.getLogger(__name__)
@@ -64,54 +62,32 @@ def iam_command(steward, *, budget: float = ACK_BUDGET, workers: int = 8):
             _respond(respond, done.result())
 
     def answer(command, respond) -> dict[str, Any]:
-        """The reply to one command as ack keywords (text, blocks)."""
+        """The reply to one command as ack keywords (text, blocks), from the verb's row in
+        the registry (bot/slack/grammar.py)."""
         user = command.get("user_id", "")
         parsed = cmd.parse(command.get("text"))
-        if isinstance(parsed, cmd.Help):
-            return {"text": cmd.USAGE}
         if isinstance(parsed, cmd.Usage):
-            return {"text": f"{parsed.problem}.\n\n{cmd.USAGE}"}
-        if isinstance(parsed, cmd.WhoAmI):
-            text, blocks = steward.whoami_reply(user)
-            return {"text": text, "blocks": blocks}
-        if isinstance(parsed, cmd.Findings) and not parsed.about_others:
-            findings = steward.findings_of(user)
-            return {"text": f"Your open findings: {len(findings)}",
-                    "blocks": _dicts(findings_blocks(findings, heading="Your open findings"))}
-        if not steward.is_approver(user):
-            what = {cmd.Scan: "scan accounts", cmd.Audit: "read the audit log",
-                    cmd.Digest: "preview the digest"}.get(type(parsed), "look at other people's findings")
+            return {"text": parsed.reply()}
+        verb = cmd.BY_COMMAND[type(parsed)]
+        if verb.restricted(parsed) and not steward.is_approver(user):
             steward.record_refusal(user, f"/iam {command.get('text', '').strip()}", "not a security approver")
-            return {"text": REFUSAL.format(what=what)}
-        if isinstance(parsed, cmd.Findings):
-            findings, heading = steward.search_findings(parsed)
-            return {"text": f"{heading}: {len(findings)}",
-                    "blocks": _dicts(findings_blocks(findings, heading=heading))}
-        if isinstance(parsed, cmd.Digest):
-            digest = steward.digest_preview()
-            return {"text": digest_fallback(digest), "blocks": _dicts(digest_blocks(digest))}
-        if isinstance(parsed, cmd.Audit):
-            events = steward.audit_events(parsed.needle)
-            return {"text": f"Audit events about {escape(parsed.needle)}: {len(events)}",
-                    "blocks": _dicts(audit_blocks(parsed.needle, events))}
-        target = f"account {parsed.account}" if parsed.account else "every configured account"
-        steward.in_background(scan_and_reply, user, parsed.account, respond, command)
-        return {"text": f"Scanning {target}… I'll reply here when it's done."}
+            return {"text": REFUSAL.format(what=verb.refusal)}
 
-    def scan_and_reply(user, account, respond, command):
+        def later(work, what: str, changed: str | None = None) -> None:
+            steward.in_background(run_and_reply, work, what, changed, respond, command)
+
+        return verb.handle(parsed, cmd.Request(user=user, steward=steward, later=later))
+
+    def run_and_reply(work, what, changed, respond, command):
         try:
-            summary = steward.scan_now(user, account)
+            text = work()
         except Exception as error:
-            summary = failure_text("finish the scan", error, changed="Accounts scanned before it stay saved.")
+            text = failure_text(what, error, **({"changed": changed} if changed else {}))
             log_failure(error, command)
             record_failure(steward.engine, command, error)
-        reply_privately(respond, summary)
+        reply_privately(respond, text)
 
     return handle
-
-
-def _dicts(blocks) -> list[dict]:
-    return [b if isinstance(b, dict) else b.to_dict() for b in blocks]
 
 
 def _respond(respond, reply: dict[str, Any]) -> None:

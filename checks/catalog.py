@@ -13,6 +13,7 @@ from typing import Any
 from checks.context import CheckContext
 from checks.model import AccountSnapshot, ResourceType, Result, Severity
 from checks.rules import cloudtrail, credentials, password_policy, policies, roles, root, trust
+from checks.rules import usage as usage_rules
 
 Rule = Callable[[AccountSnapshot, CheckContext], list[Result]]
 
@@ -250,6 +251,16 @@ CATALOG: tuple[CheckSpec, ...] = (
         "Anyone can read the account's activity log: every principal, IP and resource in it.",
         "CIS 3.3",
         cloudtrail.bucket_public,
+    ),
+    CheckSpec(
+        "unused-permissions",
+        "Permissions granted but not used",
+        Severity.MEDIUM,
+        ResourceType.USER,
+        "Services it never used are access an attacker gets for free; the proposal keeps what it uses.",
+        "Least privilege: IAM last-accessed data",
+        usage_rules.unused_permissions,
+        ("rightsize-policy",),
     ),
 )
 

@@ -24,11 +24,11 @@ SERVICES = ("ecs-tasks.amazonaws.com", "ec2.amazonaws.com", "tasks.apprunner.ama
 
 
 def hub_role_template() -> dict[str, Any]:
-    hub = permissions.hub_policy("${MemberRoleName}", "${RestoreRoleName}")
+    hub = permissions.hub_policy("${MemberRoleName}", "${RestoreRoleName}", "${RotationRoleName}")
     for stmt in hub["Statement"]:
         if "${MemberRoleName}" in str(stmt["Resource"]):
             stmt["Resource"] = [{"Fn::Sub": f"arn:${{AWS::Partition}}:iam::*:role/${{{name}}}"}
-                                for name in ("MemberRoleName", "RestoreRoleName")]
+                                for name in ("MemberRoleName", "RestoreRoleName", "RotationRoleName")]
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": "IAM Steward's own role (the hub): assumes the member roles and scans this "
@@ -44,6 +44,10 @@ def hub_role_template() -> dict[str, Any]:
                                 "AllowedPattern": "^[\\w+=,.@-]{1,64}$",
                                 "Description": "RestoreRoleName of the member stacks (STEWARD_RESTORE_ROLE_NAME); "
                                                "assumed only where a member stack enabled it."},
+            "RotationRoleName": {"Type": "String", "Default": permissions.DEFAULT_ROTATION_ROLE_NAME,
+                                 "AllowedPattern": "^[\\w+=,.@-]{1,64}$",
+                                 "Description": "RotationRoleName of the member stacks (STEWARD_ROTATION_ROLE_NAME); "
+                                                "assumed only where a member stack enabled it."},
             "TrustedService": {"Type": "String", "Default": SERVICES[0], "AllowedValues": list(SERVICES),
                                "Description": "The compute service Steward runs on (it assumes this role)."},
             "EnableRemediation": {"Type": "String", "Default": "false", "AllowedValues": ["false", "true"],

@@ -269,6 +269,10 @@ class AccountSnapshot:
     instance_profiles_known: bool = False
     # CloudTrail's trails; None when not read (hand-made snapshots, or no cloudtrail permission).
     trails: tuple[Trail, ...] | None = None
+    # Last-accessed data by principal ARN (`checks.usage.PrincipalUsage`), stored by the
+    # usage collection and attached by the scan; None: not collected (the
+    # `unused-permissions` check then judges nothing).
+    usage: Mapping[str, Any] | None = None
 
     # Lookup indexes; cached_property writes to __dict__ directly, so this works on a
     # frozen dataclass.

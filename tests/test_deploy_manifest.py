@@ -93,7 +93,8 @@ def test_the_hub_role_reaches_both_member_roles_and_reduces_only_when_enabled():
     hub, scan, reduce, _activity, audit_key = role["Policies"]
     (assume,) = [s for s in hub["PolicyDocument"]["Statement"] if s["Action"] == ["sts:AssumeRole"]]
     assert [r["Fn::Sub"].rsplit("/", 1)[1] for r in assume["Resource"]] == ["${MemberRoleName}",
-                                                                            "${RestoreRoleName}"]
+                                                                            "${RestoreRoleName}",
+                                                                            "${RotationRoleName}"]
     assert scan["PolicyDocument"] == permissions.scan_policy()
     assert reduce["Fn::If"][0] == "Remediation" and template["Parameters"]["EnableRemediation"]["Default"] == "false"
     when, policy, _ = audit_key["Fn::If"]

@@ -23,12 +23,13 @@ from bot.cli.common import cli_actor, engine_for, err, fail, out, settings_or_ex
 from bot.cli.demo import demo
 from bot.cli.digest import digest
 from bot.cli.doctor import doctor
-from bot.cli.main.events import events
+from bot.cli.events import events
 from bot.cli.export import export
 from bot.cli.notify import notify
 from bot.cli.remediate import findings, reconcile, remediate, undo
-from bot.cli.main.review import review_app
+from bot.cli.review import review_app
 from bot.cli.serve import serve, socket
+from bot.cli.usage import usage_app
 from bot.cli.worker import worker
 from bot.core.report import plural
 
@@ -51,6 +52,7 @@ app.command("export")(export)
 app.command("doctor")(doctor)
 app.add_typer(audit_app, name="audit")
 app.add_typer(review_app, name="review")
+app.add_typer(usage_app, name="usage")
 for command in (notify, findings, remediate, undo, reconcile):
     app.command()(command)
 

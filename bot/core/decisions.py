@@ -26,6 +26,8 @@ class Choice(enum.StrEnum):
     ROTATE = "rotate"  # "I'll rotate it": a deadline the next scans verify
     ACK = "ack"  # account-level findings, seen by security
     GUIDE = "guide"  # a link to how to fix it by hand (MFA set-up, key rotation): Slack opens it
+    SHOW_POLICY = "show_policy"  # the right-sized policy's JSON, in a modal (changes nothing)
+    ROTATE_FOR_ME = "rotate_for_me"  # Steward creates the new key and hands it over (bot/services/rotation.py)
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,15 @@ REMOVE_PASSWORD = Button(Choice.REMEDIATE, "Remove console password", "remove-co
                          "The console password is deleted and cannot be restored; the user would need a new "
                          "one. A security approver must approve it.")
 ROTATE = Button(Choice.ROTATE, "I'll rotate it", style="primary")
+ROTATE_FOR_ME = Button(Choice.ROTATE_FOR_ME, "Rotate it for me", style="primary",
+                       confirm="Steward creates a new access key and puts it in AWS Secrets Manager, readable only "
+                               "by this IAM user. The old key keeps working until the new one is in use.")
 REQUEST_REMOVAL = Button(Choice.REQUEST_REMOVAL, "Request removal", style="primary")
 ACK = Button(Choice.ACK, "Acknowledge")
+RIGHTSIZE = Button(Choice.REMEDIATE, "Apply right-sized policy", "rightsize-policy", "primary",
+                   "Steward makes the proposed policy the one in force; the previous version is kept and Undo "
+                   "restores it. Owners of other principals holding the policy must agree too.")
+SHOW_POLICY = Button(Choice.SHOW_POLICY, "Show policy JSON")
 CIS_PASSWORD_POLICY = Button(Choice.REMEDIATE, "Apply CIS password policy", "apply-cis-password-policy", "primary")
 DELETE_ROLE = Button(Choice.REMEDIATE, "Delete role", "delete-role", "danger",
                      "The role is deleted (its policies, tags and instance profiles are recorded so an approved "
@@ -106,7 +115,7 @@ FAMILIES: dict[str, tuple[Button, ...]] = {
     # old) carries its Deactivate button.
     "multiple-active-keys": (ROTATION_GUIDE, EXCEPTION, SNOOZE, NOT_MINE),
     "inactive-access-key": (DELETE_KEY, EXCEPTION, SNOOZE, NOT_MINE),
-    "old-access-key": (ROTATE, ROTATION_GUIDE, DEACTIVATE, EXCEPTION),
+    "old-access-key": (ROTATE_FOR_ME, ROTATE, ROTATION_GUIDE, DEACTIVATE, EXCEPTION),
     "stale-user": (QUARANTINE, EXCEPTION, NOT_MINE),
     "compromised-key-quarantine": (QUARANTINE, EXCEPTION),
     # An active person sets MFA up; a password nobody should have goes.
@@ -118,6 +127,7 @@ FAMILIES: dict[str, tuple[Button, ...]] = {
     # Combined across policies, a removal may not apply (buttons_for drops it): the guide stays.
     "privilege-escalation-policy": (REQUEST_REMOVAL, EDIT_POLICY_GUIDE, EXCEPTION, NOT_MINE),
     "unused-role": (DELETE_ROLE, EXCEPTION, SNOOZE, NOT_MINE),
+    "unused-permissions": (RIGHTSIZE, SHOW_POLICY, EXCEPTION, NOT_MINE),
     "root-access-key": (ROOT_KEY_GUIDE, ACK, EXCEPTION),
     "root-mfa-disabled": (ROOT_MFA_GUIDE, ACK, EXCEPTION),
     "root-recently-used": (ROOT_USE_GUIDE, ACK, EXCEPTION),
@@ -141,6 +151,10 @@ def buttons_for(check: str, details: Mapping[str, Any]) -> tuple[Button, ...]:
     buttons = FAMILIES[check]
     if REQUEST_REMOVAL in buttons and not removal_action(details):
         buttons = tuple(b for b in buttons if b is not REQUEST_REMOVAL)
+    if RIGHTSIZE in buttons and (details.get("policy_kind") == "aws" or details.get("empty")):
+        # An AWS managed policy cannot be edited (the JSON is a suggested replacement); an
+        # empty proposal means "remove the policy", a person's decision.
+        buttons = tuple(b for b in buttons if b is not RIGHTSIZE)
     return buttons
 
 
@@ -204,7 +218,9 @@ def undo_rule(action, *, requested_by: str, undoer: str, undoer_is_owner: bool) 
     if not action.reversible:
         return UndoRule.IMPOSSIBLE
     own = requested_by in (undoer, AUTO_ACTOR)
-    if action.owner_may_apply_alone and undoer_is_owner and own:
+    # An undo that needs the restore role gives access back (right-sizing's undo restores
+    # the wider policy): a second person even for the owner's own right-sizing.
+    if action.owner_may_apply_alone and not action.undo_needs_restore and undoer_is_owner and own:
         return UndoRule.ONE_CLICK
     return UndoRule.NEEDS_APPROVER
 
@@ -218,6 +234,7 @@ UNDO_WORDS: dict[str, str] = {
     "remove-user-from-group": "added back to the group",
     "apply-cis-password-policy": "previous password policy restored",
     "delete-role": "recreated",
+    "rightsize-policy": "previous policy restored",
 }
 
 

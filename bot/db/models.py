@@ -484,3 +484,67 @@ class ActivityEvent(SQLModel, table=True):
     # A process claims a row before it sends its DM or security message (crash: re-sent
     # by the sweep once the claim is older than a minute).
     claimed_at: datetime | None = _utc_column(default=None)
+
+
+# --- Least privilege from real usage and guided key rotation (issue #17) -------------------
+
+
+class PrincipalUsage(SQLModel, table=True):
+    """The last-accessed data (Access Advisor) of one user or role, as `checks.usage`
+    collected it: a scan reads these rows instead of asking AWS (`steward usage collect`
+    and the worker's daily job refresh them). `services` is `PrincipalUsage.to_json()`."""
+
+    __tablename__ = "principal_usage"
+    __table_args__ = (UniqueConstraint("account_id", "principal_arn", name="uq_principal_usage"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: str = Field(max_length=12, index=True)
+    principal_arn: str = Field(max_length=2048)
+    collected_at: datetime = _utc_column()
+    job_completed_at: datetime | None = _utc_column(default=None)
+    services: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class UsageConsent(SQLModel, table=True):
+    """One owner's yes to a right-sizing proposal of a policy several owners' principals
+    share: the proposal is applied only once every affected finding has one."""
+
+    __tablename__ = "usage_consent"
+    __table_args__ = (
+        UniqueConstraint("policy_key", "proposal_digest", "fingerprint", name="uq_usage_consent"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    policy_key: str = Field(max_length=2200)
+    proposal_digest: str = Field(max_length=64)
+    fingerprint: str = Field(max_length=64)
+    actor: str = Field(max_length=200)
+    consented_at: datetime = _utc_column()
+
+
+class KeyRotation(SQLModel, table=True):
+    """A "Rotate it for me": the new key, where its secret waits for the owner, and the
+    old key's retirement. Never holds a secret (key ids and the secret's ARN only)."""
+
+    __tablename__ = "key_rotation"
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: str = Field(max_length=12, index=True)
+    user_name: str = Field(max_length=64)
+    old_key_id: str = Field(max_length=128)
+    new_key_id: str | None = Field(default=None, max_length=128)
+    secret_arn: str | None = Field(default=None, max_length=2048)
+    reader_arn: str = Field(max_length=2048)
+    status: str = Field(max_length=24, index=True)
+    requested_by: str = Field(max_length=200)
+    owner: str | None = Field(default=None, max_length=200)
+    created_at: datetime = _utc_column()
+    updated_at: datetime = _utc_column()
+    new_key_first_used_at: datetime | None = _utc_column(default=None)
+    old_key_last_used_at: datetime | None = _utc_column(default=None)
+    offered_at: datetime | None = _utc_column(default=None)
+    deactivated_at: datetime | None = _utc_column(default=None)
+    deactivated_by: str | None = Field(default=None, max_length=200)
+    delete_after: datetime | None = _utc_column(default=None)
+    secret_delete_at: datetime | None = _utc_column(default=None)
+    error: str | None = Field(default=None, max_length=4000)

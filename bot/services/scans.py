@@ -437,6 +437,7 @@ class ScanService:
                 label=label,
                 max_attempts=self.settings.aws_max_attempts,
                 known_keys=self._known_keys if self.engine is not None else None,
+                usage_of=self._usage_of if self.engine is not None else None,
                 scps=scps,
                 reach=True,
             )
@@ -475,6 +476,11 @@ class ScanService:
             error=error,
             retryable=retryable,
         )
+
+    def _usage_of(self, account_id: str) -> dict:
+        from bot.services.usage import UsageService
+
+        return UsageService(self.settings, engine=self.engine).usage_of(account_id)
 
     def _known_keys(self, account_id: str) -> dict[str, list]:
         """Access key ids earlier scans resolved, so a rescan need not list them again."""

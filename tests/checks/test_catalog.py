@@ -35,6 +35,7 @@ CATALOG_TABLE = {
     "compromised-key-quarantine": "critical", "unused-role": "low",
     "cloudtrail-no-multi-region-trail": "high", "cloudtrail-log-validation-off": "medium",
     "cloudtrail-management-events-off": "high", "cloudtrail-bucket-public": "critical",
+    "unused-permissions": "medium",
 }
 ROOT = f"arn:aws:iam::{ACCOUNT}:root"
 STRONG = PasswordPolicy(minimum_length=14, require_symbols=True, require_numbers=True, require_uppercase=True,
@@ -52,6 +53,18 @@ TRUST_PUBLIC = {"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}
 TRUST_ORG = {"Version": "2012-10-17", "Statement": [
     {**TRUST_PUBLIC["Statement"][0], "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-abc123"}}}]}
+
+
+S3_SQS = managed("S3Sqs", allow(["s3:*", "sqs:*"]))
+
+
+def usage_of(resource, **services):
+    """Stored last-accessed data of one principal: service -> last use (None: never)."""
+    from checks.usage import PrincipalUsage, ServiceUsage
+
+    arn = f"arn:aws:iam::{ACCOUNT}:{resource}"
+    return {arn: PrincipalUsage(arn, ago(0), tuple(ServiceUsage(ns, last_authenticated=when)
+                                                   for ns, when in services.items()))}
 
 
 def with_policy(policy, **kwargs):
@@ -109,6 +122,11 @@ FIXTURES = {
     "cloudtrail-log-validation-off": (trail(log_file_validation=False), trail()),
     "cloudtrail-management-events-off": (trail(management_events=False), trail()),
     "cloudtrail-bucket-public": (trail(bucket_public=True), trail()),
+    "unused-permissions": (
+        snapshot(roles=[role("app", attached_policies=(ref(S3_SQS),))], policies=[S3_SQS],
+                 usage=usage_of("role/app", s3=ago(2), sqs=None)),
+        snapshot(roles=[role("app", attached_policies=(ref(S3_SQS),))], policies=[S3_SQS],
+                 usage=usage_of("role/app", s3=ago(2), sqs=ago(9)))),
 }
 
 
@@ -149,6 +167,7 @@ def test_a_whole_catalog_run_reports_coverage_for_every_check():
         policies=[ESCALATE],
         root=RootAccount(ROOT),
         trails=trail().trails,
+        usage=usage_of("user/dev", iam=ago(1), ec2=None),
     )
     results = evaluate(merged, ctx())
     evaluated = Counter(r.check for r in results)

@@ -87,6 +87,13 @@ class Settings(BaseSettings):
     restore_role_name: str | None = Field(
         None, pattern=r"^[\w+=,.@-]{1,64}$", validation_alias="STEWARD_RESTORE_ROLE_NAME"
     )
+    # Least privilege from usage and "Rotate it for me" (issue #17)
+    usage_concurrency: int = Field(8, ge=1, le=64, validation_alias="STEWARD_USAGE_CONCURRENCY")
+    usage_cron: str = Field("30 5 * * *", validation_alias="STEWARD_USAGE_CRON")
+    rotation_role_name: str | None = Field(None, validation_alias="STEWARD_ROTATION_ROLE_NAME")
+    rotation_quiet_days: int = Field(3, ge=1, validation_alias="STEWARD_ROTATION_QUIET_DAYS")
+    rotation_auto_deactivate: bool = Field(False, validation_alias="STEWARD_ROTATION_AUTO_DEACTIVATE")
+    rotation_secret_days: int = Field(7, ge=1, le=30, validation_alias="STEWARD_ROTATION_SECRET_DAYS")
     aws_max_attempts: int = Field(8, ge=1, le=20, validation_alias="STEWARD_AWS_MAX_ATTEMPTS")
     scan_concurrency: int = Field(4, ge=1, le=32, validation_alias="STEWARD_SCAN_CONCURRENCY")
 
@@ -104,9 +111,13 @@ class Settings(BaseSettings):
     digest_cron: str = Field("0 9 * * mon", validation_alias="STEWARD_DIGEST_CRON")
     timezone: str = Field("UTC", validation_alias="STEWARD_TIMEZONE")
     misfire_grace_seconds: int = Field(3600, ge=1, validation_alias="STEWARD_MISFIRE_GRACE_SECONDS")
+    # Activity (`steward events`): the SQS queue EventBridge delivers CloudTrail events to.
+    activity_queue_url: str | None = Field(None, validation_alias="STEWARD_ACTIVITY_QUEUE_URL")
+    activity_answer_minutes: int = Field(30, ge=1, le=24 * 60, validation_alias="STEWARD_ACTIVITY_ANSWER_MINUTES")
+    activity_seen_days: int = Field(15, ge=1, validation_alias="STEWARD_ACTIVITY_SEEN_DAYS")
     leader_poll_seconds: float = Field(5, gt=0, le=30, validation_alias="STEWARD_LEADER_POLL_SECONDS")
 
-    @field_validator("scan_cron", "digest_cron", mode="before")
+    @field_validator("scan_cron", "digest_cron", "usage_cron", mode="before")
     @classmethod
     def _crontab(cls, value):
         if value is None or (isinstance(value, str) and not value.strip()):

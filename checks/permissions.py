@@ -32,6 +32,7 @@ Generated files (committed; a test compares them byte for byte):
     deploy/iam/steward-restore-policy.json
     deploy/iam/steward-hub-policy.json
     deploy/iam/steward-export-policy.json
+    deploy/iam/steward-rotation-policy.json
     deploy/cloudformation/member-account-role.yaml
 
 Regenerate with `python -m checks.permissions --write`; `--check` (the default) exits 1
@@ -50,12 +51,14 @@ from typing import Any
 
 from checks.remediate.base import QUARANTINE_POLICY_ARN, REDUCE_CONDITIONS, access_class
 from checks.remediate.registry import ACTIONS
+from checks.rotation import ROTATION_PERMISSIONS, SECRET_PREFIX
 from checks.securityhub import PERMISSIONS as EXPORT_ACTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY_VERSION = "2012-10-17"
 DEFAULT_ROLE_NAME = "IAMSteward"
 DEFAULT_RESTORE_ROLE_NAME = "IAMStewardRestore"
+DEFAULT_ROTATION_ROLE_NAME = "IAMStewardRotate"
 
 # What `checks.collect` calls in every scanned account (the member role's scan policy).
 SCAN_ACTIONS: Mapping[str, str] = {
@@ -70,7 +73,22 @@ SCAN_ACTIONS: Mapping[str, str] = {
     "iam:GetAccountSummary": "collect_account: the account summary",
     "iam:ListAccessKeys": "resolve_access_key_ids: key ids of users with key findings",
     "iam:ListAccountAliases": "account_alias: the account's name beside its id (cached per account)",
+    "cloudtrail:DescribeTrails": "fetch_trails: the account's trails, shadow trails included",
+    "cloudtrail:GetTrailStatus": "fetch_trails: whether the multi-region trail is logging",
+    "s3:GetBucketPolicyStatus": "fetch_trails: whether the trail's own bucket is public",
+    "iam:GenerateServiceLastAccessedDetails": "collect_usage: start a last-accessed job per user and role",
+    "iam:GetServiceLastAccessedDetails": "collect_usage: poll and read each last-accessed job",
 }
+
+# What `steward events` (bot/run/events.py) calls on the activity queue, with the Steward
+# role's own credentials (the hub template grants it on that one queue, with EnableActivity).
+ACTIVITY_ACTIONS: Mapping[str, str] = {
+    "sqs:ReceiveMessage": "Intake.poll_once: long-poll the queue EventBridge fills",
+    "sqs:DeleteMessage": "Intake.poll_once: DeleteMessageBatch once a batch is handled",
+}
+# The CloudTrail events forwarded (EventBridge sources) and their detail types.
+ACTIVITY_SOURCES = ("aws.iam", "aws.sts", "aws.signin", "aws.cloudtrail")
+ACTIVITY_DETAIL_TYPES = ("AWS API Call via CloudTrail", "AWS Console Sign In via CloudTrail")
 
 # What `checks.accounts` calls with the Steward role's own credentials.
 HUB_ACTIONS: Mapping[str, str] = {
@@ -95,6 +113,8 @@ def reduce_actions() -> dict[str, list[str]]:
     and every undo that gives nothing back."""
     needed: dict[str, list[str]] = {}
     for action in ACTIONS:
+        if action.apply_needs_restore:
+            continue  # applied and undone under the restore role only
         wanted = action.permissions
         if not action.undo_needs_restore:
             wanted = wanted | action.undo_permissions
@@ -108,10 +128,15 @@ def reduce_actions() -> dict[str, list[str]]:
 
 
 def restore_actions() -> dict[str, list[str]]:
-    """IAM action -> the remediation ids whose undo gives access back (restore role)."""
+    """IAM action -> the remediation ids whose undo gives access back, and those whose
+    apply needs a permission that could grant (right-sizing: a new policy version) — both
+    only ever under the restore role."""
     needed: dict[str, list[str]] = {}
     for action in ACTIONS:
-        if action.undo_needs_restore:
+        if action.apply_needs_restore:
+            for permission in sorted(action.permissions | action.undo_permissions):
+                needed.setdefault(permission, []).append(action.id)
+        elif action.undo_needs_restore:
             for permission in sorted(action.undo_permissions):
                 needed.setdefault(permission, []).append(action.id)
     return dict(sorted(needed.items()))
@@ -171,12 +196,28 @@ def export_policy(*, cloudformation: bool = False) -> dict:
     return document(statement("IAMStewardExportFindings", list(EXPORT_ACTIONS), product))
 
 
+def rotation_policy(*, cloudformation: bool = False) -> dict:
+    """"Rotate it for me" (`checks.rotation`): create a user's new key and the secret that
+    hands it over. Not reduce-only (a new key is new access), hence its own role, off by
+    default. Secrets are limited to Steward's prefix; the secret's own resource policy then
+    denies reading its value to everyone but the key's user, this role included."""
+    iam = [a for a in ROTATION_PERMISSIONS if a.startswith("iam:")]
+    secrets = [a for a in ROTATION_PERMISSIONS if a.startswith("secretsmanager:")]
+    arn = f"arn:aws:secretsmanager:*:*:secret:{SECRET_PREFIX}*"
+    resource: Any = arn
+    if cloudformation:
+        resource = {"Fn::Sub": f"arn:${{AWS::Partition}}:secretsmanager:*:${{AWS::AccountId}}:secret:{SECRET_PREFIX}*"}
+    return document(statement("IAMStewardRotateKeys", iam),
+                    statement("IAMStewardHandOverKeys", secrets, resource))
+
+
 def restore_policy() -> dict:
     return document(statement("IAMStewardRestoreAccess", list(restore_actions())))
 
 
 def hub_policy(role_name: str = DEFAULT_ROLE_NAME,
-               restore_role_name: str = DEFAULT_RESTORE_ROLE_NAME) -> dict:
+               restore_role_name: str = DEFAULT_RESTORE_ROLE_NAME,
+               rotation_role_name: str = DEFAULT_ROTATION_ROLE_NAME) -> dict:
     assume = [a for a in HUB_ACTIONS if a == "sts:AssumeRole"]
     return document(
         statement("IAMStewardDiscoverAccounts",
@@ -184,8 +225,9 @@ def hub_policy(role_name: str = DEFAULT_ROLE_NAME,
         statement(
             "IAMStewardAssumeMemberRoles",
             assume,
-            # The restore role exists only where a member account enabled it.
-            [f"arn:*:iam::*:role/{role_name}", f"arn:*:iam::*:role/{restore_role_name}"],
+            # The restore and rotation roles exist only where a member account enabled them.
+            [f"arn:*:iam::*:role/{role_name}", f"arn:*:iam::*:role/{restore_role_name}",
+             f"arn:*:iam::*:role/{rotation_role_name}"],
         ),
         statement("IAMStewardReadServiceControlPolicies", sorted(SCP_ACTIONS)),
     )
@@ -321,11 +363,38 @@ def member_role_template() -> dict:
                     "findings into its own Security Hub; false: no export."
                 ),
             },
+            "EnableRotation": {
+                "Type": "String",
+                "Default": "false",
+                "AllowedValues": ["false", "true"],
+                "Description": (
+                    "true: also create the rotation role, which creates a user's new access key and "
+                    "hands it over in Secrets Manager (\"Rotate it for me\"); new keys are new access, "
+                    "so it is separate and off by default."
+                ),
+            },
+            "RotationRoleName": {
+                "Type": "String",
+                "Default": DEFAULT_ROTATION_ROLE_NAME,
+                "AllowedPattern": r"^[\w+=,.@-]{1,64}$",
+                "Description": "Name of the rotation role (STEWARD_ROTATION_ROLE_NAME).",
+            },
             "RestoreRoleName": {
                 "Type": "String",
                 "Default": DEFAULT_RESTORE_ROLE_NAME,
                 "AllowedPattern": r"^[\w+=,.@-]{1,64}$",
                 "Description": "Name of the restore role (STEWARD_RESTORE_ROLE_NAME).",
+            },
+            "ActivityEventBusArn": {
+                "Type": "String",
+                "Default": "",
+                "AllowedPattern": r"^(arn:aws[a-z-]*:events:[a-z0-9-]+:[0-9]{12}:event-bus/[\w.-]+)?$",
+                "Description": (
+                    "The hub stack's ActivityEventBusArn: forward this account's IAM, STS, sign-in "
+                    "and CloudTrail management events to it for `steward events` (empty: no "
+                    "forwarding). IAM's events arrive in us-east-1: deploy there (and in each "
+                    "region people sign in to)."
+                ),
             },
         },
         "Rules": {
@@ -352,8 +421,10 @@ def member_role_template() -> dict:
         "Conditions": {
             "Remediation": {"Fn::Equals": [_ref("EnableRemediation"), "true"]},
             "Restore": {"Fn::Equals": [_ref("EnableRestore"), "true"]},
+            "Rotation": {"Fn::Equals": [_ref("EnableRotation"), "true"]},
             "Export": {"Fn::Equals": [_ref("EnableSecurityHubExport"), "true"]},
             "TrustRoleArn": _not_empty("StewardRoleArn"),
+            "ForwardActivity": _not_empty("ActivityEventBusArn"),
         },
         "Resources": {
             "StewardRole": {
@@ -384,6 +455,30 @@ def member_role_template() -> dict:
                     "Tags": [{"Key": "managed-by", "Value": "iam-steward"}],
                 },
             },
+            "ActivityForwardRole": {
+                "Type": "AWS::IAM::Role",
+                "Condition": "ForwardActivity",
+                "Properties": {
+                    "Description": "IAM Steward: EventBridge forwards IAM activity to the hub's bus",
+                    "AssumeRolePolicyDocument": document({
+                        "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+                        "Action": "sts:AssumeRole"}),
+                    "Policies": [{"PolicyName": "iam-steward-forward", "PolicyDocument": document(statement(
+                        "IAMStewardForwardActivity", ["events:PutEvents"], _ref("ActivityEventBusArn")))}],
+                    "Tags": [{"Key": "managed-by", "Value": "iam-steward"}],
+                },
+            },
+            "ActivityForwardRule": {
+                "Type": "AWS::Events::Rule",
+                "Condition": "ForwardActivity",
+                "Properties": {
+                    "Description": "IAM Steward: IAM, STS, sign-in and CloudTrail events to the hub",
+                    "State": "ENABLED",
+                    "EventPattern": activity_event_pattern(),
+                    "Targets": [{"Id": "iam-steward-hub", "Arn": _ref("ActivityEventBusArn"),
+                                 "RoleArn": {"Fn::GetAtt": ["ActivityForwardRole", "Arn"]}}],
+                },
+            },
             "StewardRestoreRole": {
                 "Type": "AWS::IAM::Role",
                 "Condition": "Restore",
@@ -399,8 +494,29 @@ def member_role_template() -> dict:
                     "Tags": [{"Key": "managed-by", "Value": "iam-steward"}],
                 },
             },
+            "StewardRotationRole": {
+                "Type": "AWS::IAM::Role",
+                "Condition": "Rotation",
+                "Properties": {
+                    "RoleName": _ref("RotationRoleName"),
+                    "Description": (
+                        "IAM Steward: creates a user's new access key for a guided rotation and hands "
+                        "it over in Secrets Manager (new access: enable knowingly)"
+                    ),
+                    "MaxSessionDuration": 3600,
+                    "AssumeRolePolicyDocument": _trust(),
+                    "Policies": [{"PolicyName": "iam-steward-rotation",
+                                  "PolicyDocument": rotation_policy(cloudformation=True)}],
+                    "Tags": [{"Key": "managed-by", "Value": "iam-steward"}],
+                },
+            },
         },
         "Outputs": {
+            "RotationRoleArn": {
+                "Condition": "Rotation",
+                "Description": "Steward assumes it by name (STEWARD_ROTATION_ROLE_NAME).",
+                "Value": {"Fn::GetAtt": ["StewardRotationRole", "Arn"]},
+            },
             "RoleArn": {
                 "Description": "Give this to Steward (STEWARD_ACCOUNT_ROLES).",
                 "Value": {"Fn::GetAtt": ["StewardRole", "Arn"]},
@@ -412,6 +528,11 @@ def member_role_template() -> dict:
             },
         },
     }
+
+
+def activity_event_pattern() -> dict:
+    """The EventBridge pattern of the events `steward events` judges."""
+    return {"source": list(ACTIVITY_SOURCES), "detail-type": list(ACTIVITY_DETAIL_TYPES)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -478,6 +599,7 @@ def generated() -> dict[str, str]:
         "deploy/iam/steward-restore-policy.json": to_json(restore_policy()),
         "deploy/iam/steward-hub-policy.json": to_json(hub_policy()),
         "deploy/iam/steward-export-policy.json": to_json(export_policy()),
+        "deploy/iam/steward-rotation-policy.json": to_json(rotation_policy()),
         "deploy/cloudformation/member-account-role.yaml": to_yaml(
             member_role_template(),
             "Generated by `python -m checks.permissions --write` from the declarations in\n"

@@ -141,6 +141,7 @@ def scan_account(
     max_attempts: int = 8,
     checks: Sequence[CheckSpec] = CATALOG,
     known_keys: Callable[[str], Mapping[str, Sequence[AccessKeyMeta]]] | None = None,
+    usage_of: Callable[[str], Mapping[str, object]] | None = None,
     scps=None,
     reach: bool = False,
 ) -> AccountScan:
@@ -148,6 +149,7 @@ def scan_account(
 
     `known_keys(account_id)`: access keys by user name remembered from earlier scans of
     the account; only users with a key finding that matches none of them are listed again.
+    `usage_of(account_id)`: stored last-accessed data by principal ARN (`checks.usage`).
     `scps`: a `checks.collect.HubScps` of the scan, to apply the SCPs that limit the account.
     `reach`: also return the account's part of the scan-wide role graph (`checks.chains`).
     """
@@ -155,6 +157,9 @@ def scan_account(
 
     started = ctx.now
     snapshot = collect.collect_account(session, max_attempts=max_attempts)
+    if usage_of is not None:
+        # Last-accessed data stored by `steward usage collect`: no AWS call at scan time.
+        snapshot = replace(snapshot, usage=dict(usage_of(snapshot.account_id)))
     api_calls = snapshot.api_calls
     if scps is not None:
         with collect.aws_errors(snapshot.account_id, "organizations"):

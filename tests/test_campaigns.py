@@ -420,4 +420,4 @@ def test_rotate_promise_is_audited_under_its_own_name(world, served):
     world.fake.wait_for(lambda: "decision.rotate_promise" in world.actions(), timeout=20)
     assert "decision.remediate" not in world.actions()  # no remediation was asked for
     history = json.dumps(served.reply("audit dave", CAROL))
-    assert "decision.rotate_promise" in history and "recorded as" not in history
+    assert "promised to rotate the key of" in history and "asked to fix" not in history

@@ -26,6 +26,8 @@ class Choice(enum.StrEnum):
     ROTATE = "rotate"  # "I'll rotate it": a deadline the next scans verify
     ACK = "ack"  # account-level findings, seen by security
     GUIDE = "guide"  # a link to how to fix it by hand (MFA set-up, key rotation): Slack opens it
+    SHOW_POLICY = "show_policy"  # the right-sized policy's JSON, in a modal (changes nothing)
+    ROTATE_FOR_ME = "rotate_for_me"  # Steward creates the new key and hands it over (bot/services/rotation.py)
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,15 @@ REMOVE_PASSWORD = Button(Choice.REMEDIATE, "Remove console password", "remove-co
                          "The console password is deleted and cannot be restored; the user would need a new "
                          "one. A security approver must approve it.")
 ROTATE = Button(Choice.ROTATE, "I'll rotate it", style="primary")
+ROTATE_FOR_ME = Button(Choice.ROTATE_FOR_ME, "Rotate it for me", style="primary",
+                       confirm="Steward creates a new access key and puts it in AWS Secrets Manager, readable only "
+                               "by this IAM user. The old key keeps working until the new one is in use.")
 REQUEST_REMOVAL = Button(Choice.REQUEST_REMOVAL, "Request removal", style="primary")
 ACK = Button(Choice.ACK, "Acknowledge")
+RIGHTSIZE = Button(Choice.REMEDIATE, "Apply right-sized policy", "rightsize-policy", "primary",
+                   "Steward makes the proposed policy the one in force; the previous version is kept and Undo "
+                   "restores it. Owners of other principals holding the policy must agree too.")
+SHOW_POLICY = Button(Choice.SHOW_POLICY, "Show policy JSON")
 CIS_PASSWORD_POLICY = Button(Choice.REMEDIATE, "Apply CIS password policy", "apply-cis-password-policy", "primary")
 DELETE_ROLE = Button(Choice.REMEDIATE, "Delete role", "delete-role", "danger",
                      "The role is deleted (its policies, tags and instance profiles are recorded so an approved "
@@ -78,6 +87,14 @@ ROOT_MFA_GUIDE = guide("Root MFA (guide)", AWS_DOCS + "enable-mfa-for-root.html"
 ROOT_USE_GUIDE = guide("Root user practices", AWS_DOCS + "root-user-best-practices.html")
 EXTERNAL_ID_GUIDE = guide("External ID (guide)", AWS_DOCS + "id_roles_common-scenarios_third-party.html")
 TRUST_GUIDE = guide("Edit the trust policy", AWS_DOCS + "id_roles_update-role-trust-policy.html")
+TRAIL_GUIDE = guide("Create a multi-region trail (guide)", AWS_DOCS.replace("/IAM/", "/awscloudtrail/")
+                    + "cloudtrail-create-a-trail-using-the-console-first-time.html")
+VALIDATION_GUIDE = guide("Log file validation (guide)", AWS_DOCS.replace("/IAM/", "/awscloudtrail/")
+                         + "cloudtrail-log-file-validation-enabling.html")
+SELECTORS_GUIDE = guide("Management events (guide)", AWS_DOCS.replace("/IAM/", "/awscloudtrail/")
+                        + "logging-management-events-with-cloudtrail.html")
+BUCKET_GUIDE = guide("Block public access (guide)", "https://docs.aws.amazon.com/AmazonS3/latest/userguide/"
+                     "access-control-block-public-access.html")
 EDIT_POLICY_GUIDE = guide("Edit the policies (guide)", AWS_DOCS + "access_policies_manage-edit.html")
 
 KEY_FAMILY = (DEACTIVATE, EXCEPTION, SNOOZE, NOT_MINE)
@@ -85,6 +102,8 @@ POLICY_FAMILY = (REQUEST_REMOVAL, EXCEPTION, NOT_MINE)
 SECURITY_ONLY = frozenset({
     "root-access-key", "root-mfa-disabled", "root-recently-used", "password-policy-weak",
     "role-trust-external-no-external-id", "role-trust-public",
+    "cloudtrail-no-multi-region-trail", "cloudtrail-log-validation-off", "cloudtrail-management-events-off",
+    "cloudtrail-bucket-public",
 })
 
 # Each family's order is its priority: the card shows the first as the single best next
@@ -96,7 +115,7 @@ FAMILIES: dict[str, tuple[Button, ...]] = {
     # old) carries its Deactivate button.
     "multiple-active-keys": (ROTATION_GUIDE, EXCEPTION, SNOOZE, NOT_MINE),
     "inactive-access-key": (DELETE_KEY, EXCEPTION, SNOOZE, NOT_MINE),
-    "old-access-key": (ROTATE, ROTATION_GUIDE, DEACTIVATE, EXCEPTION),
+    "old-access-key": (ROTATE_FOR_ME, ROTATE, ROTATION_GUIDE, DEACTIVATE, EXCEPTION),
     "stale-user": (QUARANTINE, EXCEPTION, NOT_MINE),
     "compromised-key-quarantine": (QUARANTINE, EXCEPTION),
     # An active person sets MFA up; a password nobody should have goes.
@@ -108,6 +127,7 @@ FAMILIES: dict[str, tuple[Button, ...]] = {
     # Combined across policies, a removal may not apply (buttons_for drops it): the guide stays.
     "privilege-escalation-policy": (REQUEST_REMOVAL, EDIT_POLICY_GUIDE, EXCEPTION, NOT_MINE),
     "unused-role": (DELETE_ROLE, EXCEPTION, SNOOZE, NOT_MINE),
+    "unused-permissions": (RIGHTSIZE, SHOW_POLICY, EXCEPTION, NOT_MINE),
     "root-access-key": (ROOT_KEY_GUIDE, ACK, EXCEPTION),
     "root-mfa-disabled": (ROOT_MFA_GUIDE, ACK, EXCEPTION),
     "root-recently-used": (ROOT_USE_GUIDE, ACK, EXCEPTION),
@@ -117,6 +137,10 @@ FAMILIES: dict[str, tuple[Button, ...]] = {
     # Raised by an access review's "Remove access…" and carried out (or sent for approval)
     # at once: it never reaches a findings DM, where only an exception would make sense.
     "access-review-revocation": (EXCEPTION,),
+    "cloudtrail-no-multi-region-trail": (TRAIL_GUIDE, ACK, EXCEPTION),
+    "cloudtrail-log-validation-off": (VALIDATION_GUIDE, ACK, EXCEPTION),
+    "cloudtrail-management-events-off": (SELECTORS_GUIDE, ACK, EXCEPTION),
+    "cloudtrail-bucket-public": (BUCKET_GUIDE, ACK, EXCEPTION),
 }
 SNOOZE_DAYS = (7, 30)
 ROTATE_DEADLINE_DAYS = 14
@@ -127,6 +151,10 @@ def buttons_for(check: str, details: Mapping[str, Any]) -> tuple[Button, ...]:
     buttons = FAMILIES[check]
     if REQUEST_REMOVAL in buttons and not removal_action(details):
         buttons = tuple(b for b in buttons if b is not REQUEST_REMOVAL)
+    if RIGHTSIZE in buttons and (details.get("policy_kind") == "aws" or details.get("empty")):
+        # An AWS managed policy cannot be edited (the JSON is a suggested replacement); an
+        # empty proposal means "remove the policy", a person's decision.
+        buttons = tuple(b for b in buttons if b is not RIGHTSIZE)
     return buttons
 
 
@@ -190,7 +218,9 @@ def undo_rule(action, *, requested_by: str, undoer: str, undoer_is_owner: bool) 
     if not action.reversible:
         return UndoRule.IMPOSSIBLE
     own = requested_by in (undoer, AUTO_ACTOR)
-    if action.owner_may_apply_alone and undoer_is_owner and own:
+    # An undo that needs the restore role gives access back (right-sizing's undo restores
+    # the wider policy): a second person even for the owner's own right-sizing.
+    if action.owner_may_apply_alone and not action.undo_needs_restore and undoer_is_owner and own:
         return UndoRule.ONE_CLICK
     return UndoRule.NEEDS_APPROVER
 
@@ -204,6 +234,7 @@ UNDO_WORDS: dict[str, str] = {
     "remove-user-from-group": "added back to the group",
     "apply-cis-password-policy": "previous password policy restored",
     "delete-role": "recreated",
+    "rightsize-policy": "previous policy restored",
 }
 
 
@@ -295,3 +326,41 @@ def parse_review_action_id(action_id: str) -> ReviewChoice:
     if prefix != "review":
         raise ValueError(f"not a review action: {action_id!r}")
     return ReviewChoice(choice)
+# --- risky changes (bot/services/activity.py): the actor's answer and security's containment ---
+
+
+class Answer(enum.StrEnum):
+    YES = "yes"  # the person asked: "Yes, it was me" (opens the reason modal)
+    NO = "no"  # the person asked: "No, this wasn't me" (escalates at once)
+    ACK = "ack"  # a security approver: seen
+    CONTAIN = "contain"  # a security approver: one containment, by its position in the event's list
+
+
+# Who may press each activity button (the service checks; the table is walked by a test).
+ACTIVITY_BUTTONS: dict[Answer, str] = {
+    Answer.YES: "asked",
+    Answer.NO: "asked",
+    Answer.ACK: "approver",
+    Answer.CONTAIN: "approver",
+}
+
+
+def activity_action_id(answer: Answer, index: int | None = None) -> str:
+    if answer is Answer.CONTAIN:
+        return f"activity:contain:{int(index or 0)}"
+    return f"activity:{answer}"
+
+
+def parse_activity_action(action_id: str) -> tuple[Answer, int | None]:
+    """`activity:contain:2` -> (CONTAIN, 2); `activity:yes` -> (YES, None)."""
+    parts = action_id.split(":")
+    if len(parts) < 2 or parts[0] != "activity":
+        raise ValueError(f"not an activity action: {action_id!r}")
+    answer = Answer(parts[1])
+    if answer is Answer.CONTAIN:
+        if len(parts) != 3 or not parts[2].isdigit():
+            raise ValueError(f"containment without its position: {action_id!r}")
+        return answer, int(parts[2])
+    if len(parts) != 2:
+        raise ValueError(f"not an activity action: {action_id!r}")
+    return answer, None

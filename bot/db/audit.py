@@ -185,6 +185,30 @@ class AuditAction(StrEnum):
     REVIEW_ESCALATED = "review.escalated"
     REVIEW_CLOSED = "review.closed"
     REVIEW_EXPORTED = "review.exported"
+    # Activity: risky CloudTrail events (subject: the changed ARN; payload: event_id, rule,
+    # facts; answers: person, reason), and bodies the intake could not read (payload: error)
+    ACTIVITY_DETECTED = "activity.detected"
+    ACTIVITY_ASKED = "activity.asked"
+    ACTIVITY_CONFIRMED = "activity.confirmed"
+    ACTIVITY_DENIED = "activity.denied"
+    ACTIVITY_UNANSWERED = "activity.unanswered"
+    ACTIVITY_ESCALATED = "activity.escalated"
+    ACTIVITY_ACKNOWLEDGED = "activity.acknowledged"
+    ACTIVITY_UNREADABLE = "activity.unreadable"
+    # Least privilege from usage (account set; payload: principals, api_calls, failed)
+    USAGE_COLLECTED = "usage.collected"
+    USAGE_COLLECT_FAILED = "usage.collect_failed"
+    # One owner's yes to right-sizing a policy shared with other owners (payload: policy, digest, pending)
+    RIGHTSIZE_CONSENTED = "rightsize.consented"
+    # "Rotate it for me" (subject: the old key's finding; payload: key ids, secret ARN, never a secret)
+    ROTATION_STARTED = "rotation.started"
+    ROTATION_KEY_CREATED = "rotation.key_created"
+    ROTATION_PICKED_UP = "rotation.picked_up"
+    ROTATION_NEW_KEY_USED = "rotation.new_key_used"
+    ROTATION_DEACTIVATION_OFFERED = "rotation.deactivation_offered"
+    ROTATION_OLD_KEY_DEACTIVATED = "rotation.old_key_deactivated"
+    ROTATION_SECRET_DELETED = "rotation.secret_deleted"
+    ROTATION_FAILED = "rotation.failed"
 
 
 class AuditError(RuntimeError):

@@ -422,3 +422,129 @@ class ReviewMessage(SQLModel, table=True):
     details_opened_at: datetime | None = _utc_column(default=None)
     reminded_at: datetime | None = _utc_column(default=None)
     escalated_at: datetime | None = _utc_column(default=None)
+# --- Activity: CloudTrail events (bot/services/activity.py) ---------------------------------
+
+
+class ActivitySeen(SQLModel, table=True):
+    """Every CloudTrail event the intake has taken, by its eventID: inserted (primary key) in
+    the transaction that handles it, so a second delivery (SQS is at-least-once) is
+    recognised and changes nothing. Rows are deleted after `STEWARD_ACTIVITY_SEEN_DAYS`
+    (longer than the queue keeps a message)."""
+
+    __tablename__ = "activity_seen"
+
+    event_id: str = Field(primary_key=True, max_length=128)
+    account_id: str = Field(max_length=12)
+    seen_at: datetime = _utc_column(index=True)
+    risky: bool = False
+
+
+class ActivityEvent(SQLModel, table=True):
+    """A risky IAM change (checks/activity/rules.py) and what became of it.
+
+    state: asking (DM sent or being sent) -> confirmed | denied | unanswered; or
+    escalated (straight to security: root, an unknown actor, a security-route rule). Denied
+    and unanswered ones are escalated too (`security_ts`). Every change is a compare-and-set
+    on `state` and is audited in the same transaction."""
+
+    __tablename__ = "activity_event"
+    __table_args__ = (
+        UniqueConstraint("event_id", name="uq_activity_event_event_id"),
+        UniqueConstraint("token", name="uq_activity_event_token"),
+        Index("ix_activity_event_state_deadline", "state", "answer_due"),
+        Index("ix_activity_event_received_at", "received_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=128)
+    token: str = Field(default_factory=lambda: secrets.token_urlsafe(12), max_length=32)
+    account_id: str = Field(max_length=12)
+    rule_id: str = Field(max_length=64)
+    severity: str = Field(max_length=10)
+    summary: str = Field(max_length=1000)
+    target: str = Field(max_length=2048)
+    facts: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    containment: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    actor_arn: str = Field(default="", max_length=2048)
+    actor_kind: str = Field(max_length=20)
+    person: str | None = Field(default=None, max_length=32)  # the Slack user asked
+    state: str = Field(max_length=20)
+    event_time: datetime = _utc_column()
+    received_at: datetime = _utc_column()
+    answer_due: datetime | None = _utc_column(default=None)
+    answered_by: str | None = Field(default=None, max_length=32)
+    answered_at: datetime | None = _utc_column(default=None)
+    reason: str | None = Field(default=None, max_length=1000)
+    dm_channel: str | None = Field(default=None, max_length=32)
+    dm_ts: str | None = Field(default=None, max_length=32)
+    escalated_at: datetime | None = _utc_column(default=None)
+    security_channel: str | None = Field(default=None, max_length=32)
+    security_ts: str | None = Field(default=None, max_length=32)
+    acknowledged_by: str | None = Field(default=None, max_length=32)
+    # A process claims a row before it sends its DM or security message (crash: re-sent
+    # by the sweep once the claim is older than a minute).
+    claimed_at: datetime | None = _utc_column(default=None)
+
+
+# --- Least privilege from real usage and guided key rotation (issue #17) -------------------
+
+
+class PrincipalUsage(SQLModel, table=True):
+    """The last-accessed data (Access Advisor) of one user or role, as `checks.usage`
+    collected it: a scan reads these rows instead of asking AWS (`steward usage collect`
+    and the worker's daily job refresh them). `services` is `PrincipalUsage.to_json()`."""
+
+    __tablename__ = "principal_usage"
+    __table_args__ = (UniqueConstraint("account_id", "principal_arn", name="uq_principal_usage"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: str = Field(max_length=12, index=True)
+    principal_arn: str = Field(max_length=2048)
+    collected_at: datetime = _utc_column()
+    job_completed_at: datetime | None = _utc_column(default=None)
+    services: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class UsageConsent(SQLModel, table=True):
+    """One owner's yes to a right-sizing proposal of a policy several owners' principals
+    share: the proposal is applied only once every affected finding has one."""
+
+    __tablename__ = "usage_consent"
+    __table_args__ = (
+        UniqueConstraint("policy_key", "proposal_digest", "fingerprint", name="uq_usage_consent"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    policy_key: str = Field(max_length=2200)
+    proposal_digest: str = Field(max_length=64)
+    fingerprint: str = Field(max_length=64)
+    actor: str = Field(max_length=200)
+    consented_at: datetime = _utc_column()
+
+
+class KeyRotation(SQLModel, table=True):
+    """A "Rotate it for me": the new key, where its secret waits for the owner, and the
+    old key's retirement. Never holds a secret (key ids and the secret's ARN only)."""
+
+    __tablename__ = "key_rotation"
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: str = Field(max_length=12, index=True)
+    user_name: str = Field(max_length=64)
+    old_key_id: str = Field(max_length=128)
+    new_key_id: str | None = Field(default=None, max_length=128)
+    secret_arn: str | None = Field(default=None, max_length=2048)
+    reader_arn: str = Field(max_length=2048)
+    status: str = Field(max_length=24, index=True)
+    requested_by: str = Field(max_length=200)
+    owner: str | None = Field(default=None, max_length=200)
+    created_at: datetime = _utc_column()
+    updated_at: datetime = _utc_column()
+    new_key_first_used_at: datetime | None = _utc_column(default=None)
+    old_key_last_used_at: datetime | None = _utc_column(default=None)
+    offered_at: datetime | None = _utc_column(default=None)
+    deactivated_at: datetime | None = _utc_column(default=None)
+    deactivated_by: str | None = Field(default=None, max_length=200)
+    delete_after: datetime | None = _utc_column(default=None)
+    secret_delete_at: datetime | None = _utc_column(default=None)
+    error: str | None = Field(default=None, max_length=4000)

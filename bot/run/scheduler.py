@@ -91,6 +91,11 @@ def job_specs(settings: Settings) -> list[JobSpec]:
                 max(grace, DIGEST_MIN_GRACE), "Weekly digest"),
         JobSpec("audit-verify", "bot.run.scheduler:run_audit_verify", CronTrigger(hour=6, minute=15, timezone=zone),
                 grace, "Verify the audit chain"),
+        JobSpec("usage", "bot.run.scheduler:run_usage", cron_trigger(settings.usage_cron, zone),
+                grace, "Collect what principals really used (IAM last-accessed data)"),
+        JobSpec("rotations", "bot.run.scheduler:run_rotations",
+                IntervalTrigger(hours=1, start_date=INTERVAL_ANCHOR + ROUTE_OFFSET, timezone=UTC),
+                grace, "Watch guided key rotations: new key in use, old key quiet"),
         JobSpec("reconcile", "bot.run.scheduler:run_reconcile",
                 IntervalTrigger(minutes=1, start_date=INTERVAL_ANCHOR, timezone=UTC),
                 grace, "Settle remediations whose process is gone"),
@@ -219,6 +224,28 @@ def run_expire() -> None:
     with exclusive_job(runtime):
         expired = runtime.steward.campaigns.expire_decisions()
     log.info("expired decisions: %s", expired)
+
+
+def run_usage() -> None:
+    """Refresh every account's last-accessed data (read by the `unused-permissions` check)."""
+    from bot.services.usage import UsageService
+
+    runtime = current_runtime()
+    results = UsageService(runtime.settings, engine=runtime.engine).collect(actor="system")
+    for result in results:
+        log.info("usage of %s: %s", result.account_id,
+                 result.error or f"{result.principals} principals, {len(result.failed)} failed, "
+                                 f"{result.api_calls} calls in {result.seconds:.1f}s")
+
+
+def run_rotations() -> None:
+    """Advance every guided key rotation: pick-up, first use of the new key, quiet old key."""
+    from bot.services.rotation import RotationService
+
+    runtime = current_runtime()
+    with exclusive_job(runtime):
+        report = RotationService(runtime.settings, engine=runtime.engine, client=runtime.client).tick()
+    log.info("rotations: %s", report)
 
 
 def run_reconcile() -> None:

@@ -69,7 +69,26 @@ class CampaignDecisions:
             return self._decide(user, finding, "ack", None, now, audit_action=A.DECISION_ACKNOWLEDGE)
         if choice is Choice.NOT_MINE:
             return self._not_mine(user, finding, now)
+        if choice is Choice.ROTATE_FOR_ME:
+            return self._rotate_for_me(user, finding)
         raise Refusal("That choice needs a form: use the Keep… button.")
+
+    def _rotate_for_me(self, user: str, finding: Finding) -> str:
+        """Create the new key and hand it over in Secrets Manager (never in Slack)."""
+        from bot.services.rotation import RotationRefused, RotationService
+
+        service = RotationService(self.settings, engine=self.engine, client=self.client, clock=self.clock,
+                                  aws_session_factory=self.remediations._aws_session_factory,
+                                  remediations=self.remediations)
+        try:
+            _row, message = service.start(finding.id, actor=user)
+        except RotationRefused as exc:
+            raise Refusal(str(exc)) from None
+        return f":arrows_counterclockwise: {message}"
+
+    def authorized_finding(self, user: str, token: str, attempted: str) -> Finding:
+        """The finding behind a button, if `user` may look at and decide about it (else Refusal, audited)."""
+        return self._authorized_finding(user, token, attempted, self.clock())
 
     def check_can_decide(self, user: str, token: str) -> Finding:
         """The finding, or Refusal (audited) unless `user` may decide about it now."""

@@ -161,6 +161,15 @@ class RemediationService:
             self._check_waiting_period(session, finding, action)
         target = Target.from_finding(finding.check_id, finding.resource, finding.details)
         now = self.clock()
+        if action.apply_needs_restore:
+            self._require_restore_role_to_apply(actor, finding, action, target, now)
+        if action.id == "rightsize-policy":
+            # A policy other owners' principals hold too changes only once each has said yes.
+            from bot.services.rightsize import require_consents
+
+            waiting = require_consents(self.engine, finding, actor=actor, now=now, is_approver=self.is_approver)
+            if waiting:
+                raise RemediationRefused(waiting)
         row = Remediation(
             finding_id=finding.id, fingerprint=finding.fingerprint, action=action.id,
             account_id=finding.account_id, resource=finding.resource, target=asdict(target),
@@ -176,7 +185,7 @@ class RemediationService:
                 raise RemediationRefused(self._in_flight_message(finding.id)) from None
         self.keeper.hold(row.id)
         try:
-            plan = action.plan(self._aws(finding.account_id), target)
+            plan = action.plan(self._apply_session(finding.account_id, action, target), target)
         except Exception as exc:
             self.cancel(row.id, actor=actor, reason=f"could not plan: {exc}")
             if isinstance(exc, ServiceError):
@@ -268,10 +277,11 @@ class RemediationService:
         action, target = registry.action(row.action), Target(**row.target)
         try:
             if row.dry_run:
-                plan = action.plan(self._aws(row.account_id), target)
+                plan = action.plan(self._apply_session(row.account_id, action, target), target)
                 return self._finish(row.id, actor, SUCCEEDED, after={"dry_run": True, "would": plan.summary})
             applied = action.apply(
-                self._aws(row.account_id), target, on_before=lambda before: self._save_before(row.id, before)
+                self._apply_session(row.account_id, action, target), target,
+                on_before=lambda before: self._save_before(row.id, before)
             )
         except (RemediationError, ServiceError) as exc:
             return self._finish(row.id, actor, FAILED, error=str(exc))
@@ -475,7 +485,7 @@ class RemediationService:
                 self._audit(session, actor, A.REMEDIATION_RECONCILED, row, now, status=FAILED)
                 return row
         action, target = registry.action(row.action), Target(**row.target)
-        plan = action.plan(self._aws(row.account_id), target)
+        plan = action.plan(self._apply_session(row.account_id, action, target), target)
         if row.status == EXECUTING:
             if row.dry_run:
                 return self._finish(row.id, actor, SUCCEEDED, after={"dry_run": True, "would": plan.summary},
@@ -512,6 +522,37 @@ class RemediationService:
         by_hand = action.restore_by_hand(Target(**row.target), row.before)
         raise RestoreRoleOff(_by_hand_message(reason, by_hand, row.before), by_hand=by_hand,
                              before=row.before)
+
+    def _require_restore_role_to_apply(self, actor: str, finding: Finding, action: Action, target: Target,
+                                       now: datetime) -> None:
+        """An action whose apply needs a permission that could grant (right-sizing writes a
+        policy version) runs only under the restore role; with it off, an admin does it."""
+        if self.settings.restore_role_name:
+            return
+        reason = f"Steward's restore role is not enabled in account {finding.account_id}"
+        self._refuse(actor, finding, f"{action.id}: {reason}", now)
+        by_hand = action.apply_by_hand(target)
+        words, newline, command = by_hand.rpartition("\n")
+        steps = f"{words}\n```\n{command}\n```" if newline else by_hand
+        raise RestoreRoleOff(f"{reason} (writing a policy version needs it); nothing was changed. An admin "
+                             f"can apply it by hand:\n{steps}", by_hand=by_hand, before={})
+
+    def _apply_session(self, account_id: str, action: Action, target: Target):
+        """The default role, or the restore role for an action that declares it needs it."""
+        if not action.apply_needs_restore:
+            return self._aws(account_id)
+        from checks import accounts
+        from checks.collect import CollectError
+
+        name = str(self.settings.restore_role_name)
+        try:
+            role = accounts.restore_target(account_id, name, target.partition)
+            return self._assumed(account_id, role)
+        except ServiceError as exc:
+            raise ServiceError(f"Steward's restore role {name} could not be used in account {account_id} "
+                               f"(is EnableRestore on there?): {exc}") from None
+        except CollectError as exc:
+            raise ServiceError(str(exc)) from None
 
     def _undo_session(self, row: Remediation, action: Action):
         if not action.undo_needs_restore:
@@ -617,7 +658,10 @@ class RemediationService:
             )
 
     def _offered_action(self, finding: Finding, action_id: str) -> Action:
-        offered = CHECKS[finding.check_id].remediations
+        if finding.check_id.startswith("activity:"):  # a risky change's containment (bot.services.activity)
+            from checks.activity.rules import CONTAINMENT_ACTIONS as offered
+        else:
+            offered = CHECKS[finding.check_id].remediations
         if action_id not in offered:
             choices = ", ".join(offered) or "none"
             raise RemediationRefused(f"'{action_id}' is not offered for {finding.check_id} (offered: {choices}).")

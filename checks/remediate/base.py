@@ -15,7 +15,7 @@ that declares, next to its code:
   resource at least `STEWARD_DELETE_AFTER_DAYS` before this one may run (delete a user only
   after quarantining it and waiting), or None;
 * `auto_remediable` (derived, not declared): `STEWARD_AUTO_REMEDIATE` may take this action
-  for the owner at the deadline — exactly the actions the owner could take alone;
+  for the owner at the deadline — the actions the owner could take alone and undo alone;
 * `permissions`: the IAM actions `plan` and `apply` call (precondition reads included);
   `undo_permissions`: the ones `undo` calls. `checks.permissions` builds the shipped
   policies from these, and the tests record every AWS operation each action makes on moto
@@ -52,6 +52,7 @@ Clients come from `checks.aws_calls.aws_client` (adaptive retries); none is crea
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -109,6 +110,8 @@ REDUCE_PERMISSIONS = frozenset(
         "iam:UpdateAccountPasswordPolicy",
         "iam:RemoveRoleFromInstanceProfile",
         "iam:DeleteRole",
+        # A non-default version grants nothing while it is not the default.
+        "iam:DeletePolicyVersion",
     }
 )
 # Writes that can grant access: never in the default role (except as REDUCE_CONDITIONS
@@ -236,6 +239,10 @@ class Target:
     policy_arn: str | None = None
     policy_name: str | None = None
     check: str = ""
+    # A right-sizing proposal (`unused-permissions`): the new document as canonical JSON
+    # text, and the digest of the document it was computed from (to refuse a stale one).
+    proposal: str | None = None
+    proposal_base: str | None = None
 
     @classmethod
     def from_finding(
@@ -272,6 +279,9 @@ class Target:
             policy_arn=text("policy_arn"),
             policy_name=text("policy_name"),
             check=check,
+            proposal=(json.dumps(details["proposal"], sort_keys=True, separators=(",", ":"))
+                      if isinstance(details.get("proposal"), Mapping) else None),
+            proposal_base=text("base_digest"),
         )
 
     @property
@@ -411,6 +421,11 @@ class Action:
     reduces_access_only: ClassVar[bool]
     permissions: ClassVar[frozenset[str]]
     undo_permissions: ClassVar[frozenset[str]] = frozenset()
+    # Declared, never inferred: the apply itself needs a permission that could grant (a
+    # new policy version, an inline document replaced), so apply and undo run under the
+    # restore role only, never the default one, even though what it writes only takes
+    # access away (checked before it is written). Off: the generator refuses such a need.
+    apply_needs_restore: ClassVar[bool] = False
     max_attempts: ClassVar[int] = DEFAULT_MAX_ATTEMPTS
     #: Another action Steward must have done on the resource, the waiting period earlier.
     needs_earlier: ClassVar[str | None] = None
@@ -449,6 +464,11 @@ class Action:
         return (f"Put back the {self.title.lower()} on {target.label} in account "
                 f"{target.account_id} from the before-state below.")
 
+    def apply_by_hand(self, target: Target) -> str:
+        """What an administrator runs to make this change when Steward may not (only the
+        actions that `apply_needs_restore` say more)."""
+        return f"{self.title} on {target.label} in account {target.account_id} by hand."
+
     @property
     def owner_may_apply_alone(self) -> bool:
         """docs/architecture.md §4: an owner may take alone the reversible actions that only reduce
@@ -458,8 +478,9 @@ class Action:
     @property
     def auto_remediable(self) -> bool:
         """`STEWARD_AUTO_REMEDIATE` may take it for the owner when their deadline passed: it
-        acts as the owner would, so only what the owner may take alone (and undo)."""
-        return self.owner_may_apply_alone
+        acts as the owner would, so only what the owner may take alone and undo in one click
+        (not right-sizing: its undo gives access back through the restore role)."""
+        return self.owner_may_apply_alone and not self.undo_needs_restore
 
     def iam(self, session: boto3.Session, target: Target) -> Iam:
         return Iam(session, target.account_id, self.max_attempts)

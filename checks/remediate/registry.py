@@ -10,6 +10,7 @@ from checks.remediate.base import Action
 from checks.remediate.keys import DeactivateAccessKey, DeleteAccessKey
 from checks.remediate.password_policy import ApplyCisPasswordPolicy
 from checks.remediate.policies import DeleteInlinePolicy, DetachManagedPolicy
+from checks.remediate.rightsize import RightsizePolicy
 from checks.remediate.roles import DeleteRole
 from checks.remediate.users import (
     DeleteUser,
@@ -29,6 +30,7 @@ ACTIONS: tuple[Action, ...] = (
     RemoveUserFromGroup(),
     ApplyCisPasswordPolicy(),
     DeleteRole(),
+    RightsizePolicy(),
 )
 
 BY_ID: dict[str, Action] = {action.id: action for action in ACTIONS}

@@ -84,12 +84,13 @@ def test_every_action_says_who_may_undo_it(action):
         return
     assert action.id in UNDO_WORDS  # the security channel says what the undo did
     one_click = {name for name, r in rules.items() if r is UndoRule.ONE_CLICK}
-    if action.owner_may_apply_alone:
+    if action.owner_may_apply_alone and not action.undo_needs_restore:
         # Only an owner's own access-reducing action (or Steward's, announced to them) is one
         # click for that owner; everything else gives access back and needs a second person.
         assert one_click == {"owner undoes own", "owner undoes auto-remediation"}
     else:
-        # Needed an approver to do, needs an approver to undo: never one click, for anyone.
+        # Needed an approver to do, or gives access back through the restore role (the undo
+        # of a right-sizing): never one click, for anyone.
         assert one_click == set()
     assert all(r is UndoRule.NEEDS_APPROVER for name, r in rules.items() if name not in one_click)
 

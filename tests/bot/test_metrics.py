@@ -39,7 +39,7 @@ def samples(text: str) -> dict[tuple[str, tuple], float]:
 
 
 def test_metrics_over_http_need_the_token_and_show_the_database_state(database_url, tmp_path):
-    seed(database_url)  # three open high-severity findings
+    seed(database_url)  # four open high-severity findings
     with SlackFake() as fake:
         add_people(fake)
         with running_steward(fake, database_url, tmp_path, workers=2,
@@ -49,7 +49,7 @@ def test_metrics_over_http_need_the_token_and_show_the_database_state(database_u
             status, text = scrape(served.url)
     assert status == 200
     values = samples(text)
-    assert values[("steward_open_findings", (("severity", "high"),))] == 3
+    assert values[("steward_open_findings", (("severity", "high"),))] == 4
     assert values[("steward_open_findings", (("severity", "critical"),))] == 0
     assert values[("steward_database_up", ())] == 1
     assert values[("steward_scan_jobs", (("state", "queued"),))] == 0
@@ -108,7 +108,7 @@ def test_the_worker_serves_metrics_on_its_own_port(tmp_path):
         assert scrape(url, token=None)[0] == 401
         status, text = scrape(url)
         assert status == 200
-        assert samples(text)[("steward_open_findings", (("severity", "high"),))] == 3
+        assert samples(text)[("steward_open_findings", (("severity", "high"),))] == 4
     finally:
         server.shutdown()
 

@@ -37,7 +37,8 @@ def next_fires(s: Settings, now: datetime = NOW) -> dict[str, datetime]:
 
 def test_default_jobs_and_their_next_runs():
     specs = {spec.id: spec for spec in sched.job_specs(settings())}
-    assert list(specs) == ["scan", "route", "expire", "digest", "audit-verify", "reconcile", "review-cycle"]
+    assert list(specs) == ["scan", "route", "expire", "digest", "audit-verify", "usage", "rotations", "reconcile",
+                           "review-cycle"]
     assert all(spec.func == f"bot.run.scheduler:run_{spec.id.replace('-', '_')}" for spec in specs.values())
     assert specs["digest"].misfire_grace_time == 24 * 3600 and specs["scan"].misfire_grace_time == 3600
     fires = next_fires(settings())
@@ -47,6 +48,8 @@ def test_default_jobs_and_their_next_runs():
     assert fires["digest"] == datetime(2026, 12, 7, 9, 0, tzinfo=UTC)  # next Monday 09:00
     assert fires["audit-verify"] == datetime(2026, 12, 1, 6, 15, tzinfo=UTC)
     assert fires["reconcile"] == datetime(2026, 11, 30, 10, 18, tzinfo=UTC)  # every minute
+    assert fires["usage"] == datetime(2026, 12, 1, 5, 30, tzinfo=UTC)  # daily (STEWARD_USAGE_CRON)
+    assert fires["rotations"] == datetime(2026, 11, 30, 10, 30, tzinfo=UTC)  # hourly
     assert fires["review-cycle"] == datetime(2026, 11, 30, 10, 45, tzinfo=UTC)  # hourly at a quarter to
 
 
@@ -171,13 +174,13 @@ def start(s: Settings, engine) -> tuple:
 def test_jobs_persist_in_the_migrated_table_and_survive_restarts(engine, runtime_calls):
     s = settings()
     scheduler, outcome = start(s, engine)
-    assert outcome == dict.fromkeys(["scan", "route", "expire", "digest", "audit-verify", "reconcile",
-                                     "review-cycle"], "added")
+    assert outcome == dict.fromkeys(["scan", "route", "expire", "digest", "audit-verify", "usage", "rotations",
+                                     "reconcile", "review-cycle"], "added")
     stored = {job.id: job.next_run_time for job in scheduler.get_jobs()}
     scheduler.add_job("bot.run.scheduler:run_route", "interval", hours=3, id="legacy-job")
     scheduler.shutdown()
     with session_scope(engine) as session:
-        assert session.execute(select(func.count()).select_from(SchedulerJob)).scalar_one() == 8  # seven jobs and the legacy one
+        assert session.execute(select(func.count()).select_from(SchedulerJob)).scalar_one() == 10  # nine jobs and the legacy one
 
     # Same settings: kept, with their stored times; an unknown job is removed.
     scheduler, outcome = start(s, engine)

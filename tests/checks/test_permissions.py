@@ -33,7 +33,9 @@ from checks.remediate.keys import DeactivateAccessKey
 from checks.remediate.registry import ACTIONS
 from checks.remediate.users import QuarantineUser, RemoveUserFromGroup
 from checks.rules import policies as rules
+from checks.usage import collect_usage
 from tests import aws
+from tests.access_advisor import access_advisor  # noqa: F401
 from tests.aws import ACCOUNT_ID, allow, document
 from tests.checks import test_remediate_base as base
 from tests.checks.test_remediate_base import DENY_ALL_ARN, answer, recording, user_target
@@ -53,7 +55,7 @@ TEMPLATE = "deploy/cloudformation/member-account-role.yaml"
 # The declarations against the code
 
 
-def test_scan_and_discovery_use_only_declared_actions(moto_session, iam):
+def test_scan_and_discovery_use_only_declared_actions(moto_session, iam, access_advisor):  # noqa: F811
     # An account with something for every read path: a key, an attached AWS managed
     # policy (ListPolicies + GetPolicyVersion; GetPolicy when the listing misses it),
     # a customer policy, a group, a role and a password policy.
@@ -64,6 +66,8 @@ def test_scan_and_discovery_use_only_declared_actions(moto_session, iam):
     iam.put_group_policy(GroupName="devs", PolicyName="p", PolicyDocument=document(allow("s3:*")))
     iam.create_policy(PolicyName="c", PolicyDocument=document(allow("sqs:*")))
     iam.update_account_password_policy(MinimumPasswordLength=12)
+    moto_session.client("s3").create_bucket(Bucket="trail-logs")
+    moto_session.client("cloudtrail").create_trail(Name="main", S3BucketName="trail-logs", IsMultiRegionTrail=True)
     org = moto_session.client("organizations")
     org.create_organization(FeatureSet="ALL")
     created = org.create_account(Email="member@example.com", AccountName="member")
@@ -81,6 +85,7 @@ def test_scan_and_discovery_use_only_declared_actions(moto_session, iam):
         answer(moto_session, "ListPolicies", lambda _: {"Policies": [], "IsTruncated": False})
         collect_account(moto_session, sleep=lambda _: None)
         resolve_access_key_ids(moto_session, ["alice"], account=ACCOUNT_ID)
+        collect_usage(moto_session, sleep=lambda _: None)
         account_alias(moto_session)
     with recording(moto_session) as hub_calls:
         targets = discover_targets(moto_session, org_role_name="IAMSteward")
@@ -108,10 +113,13 @@ def test_reduce_and_restore_together_are_every_action_s_declarations():
     assert all(a.startswith("iam:") for a in declared)
     for policy in (reduce, restore):
         assert all(s["Action"] == sorted(s["Action"]) for s in policy["Statement"])
-    # Every apply runs under the reduce policy; every undo under one of the two, whole.
+    # Every apply runs under the reduce policy, except right-sizing (its writes could grant,
+    # so apply and undo run under the restore role); every undo under one of the two, whole.
     for act in ACTIONS:
-        assert act.permissions <= _actions(reduce), act.id
+        assert act.permissions <= _actions(restore if act.apply_needs_restore else reduce), act.id
         assert act.undo_permissions <= _actions(restore if act.undo_needs_restore else reduce)
+    assert [a.id for a in ACTIONS if a.apply_needs_restore] == ["rightsize-policy"]
+    assert not {"iam:CreatePolicyVersion", "iam:PutRolePolicy", "iam:SetDefaultPolicyVersion"} & _actions(reduce)
 
 
 def test_every_declared_permission_is_classed_and_applies_never_need_restore():
@@ -119,7 +127,7 @@ def test_every_declared_permission_is_classed_and_applies_never_need_restore():
         for permission in act.permissions | act.undo_permissions:
             access_class(permission)  # KeyError names an unclassed write
         restoring = {p for p in act.permissions if access_class(p) == "restore"}
-        assert restoring <= REDUCE_CONDITIONS.keys(), (act.id, restoring)
+        assert restoring <= REDUCE_CONDITIONS.keys() or act.apply_needs_restore, (act.id, restoring)
     assert REDUCE_PERMISSIONS.isdisjoint(RESTORE_PERMISSIONS)
     with pytest.raises(KeyError, match="iam:CreateUser is not classed"):
         access_class("iam:CreateUser")
@@ -128,10 +136,11 @@ def test_every_declared_permission_is_classed_and_applies_never_need_restore():
 def test_which_undos_need_the_restore_role():
     assert {a.id for a in ACTIONS if a.undo_needs_restore} == {
         "detach-managed-policy", "delete-inline-policy", "remove-user-from-group",
-        "apply-cis-password-policy", "delete-role",
+        "apply-cis-password-policy", "delete-role", "rightsize-policy",
     }
-    # The owner's own reversible actions undo under the default role.
-    assert not any(a.undo_needs_restore for a in ACTIONS if a.owner_may_apply_alone)
+    # The owner's own reversible actions undo under the default role, except right-sizing,
+    # which runs wholly under the restore role (a new policy version could grant anything).
+    assert {a.id for a in ACTIONS if a.undo_needs_restore and a.owner_may_apply_alone} == {"rightsize-policy"}
 
 
 def test_the_reduce_policy_grants_nothing_without_the_quarantine_condition():
@@ -160,7 +169,7 @@ def test_an_apply_that_would_need_restore_stops_the_generator(monkeypatch):
 def test_the_scan_policy_only_reads():
     (statement,) = permissions.scan_policy()["Statement"]
     verbs = {re.match(r"^\w+:([A-Z][a-z]+)", a)[1] for a in statement["Action"]}
-    assert verbs <= {"Get", "List", "Generate"}
+    assert verbs <= {"Get", "List", "Generate", "Describe"}
 
 
 # ---------------------------------------------------------------------------------------
@@ -251,7 +260,21 @@ def test_the_hub_may_assume_both_roles_and_nothing_else():
     assert assume["Action"] == ["sts:AssumeRole"]
     # Reading the SCPs is read-only: lists and describes, nothing that changes a policy.
     assert all(re.match(r"organizations:(List|Describe)", a) for a in scps["Action"])
-    assert assume["Resource"] == ["arn:*:iam::*:role/IAMSteward", "arn:*:iam::*:role/IAMStewardRestore"]
+    assert assume["Resource"] == ["arn:*:iam::*:role/IAMSteward", "arn:*:iam::*:role/IAMStewardRestore",
+                                  "arn:*:iam::*:role/IAMStewardRotate"]
+
+
+def test_the_rotation_role_is_separate_and_off_by_default():
+    """Creating keys and secrets is not reduce-only: its own role, never in the reduce one."""
+    template = permissions.member_role_template()
+    assert template["Parameters"]["EnableRotation"]["Default"] == "false"
+    rotation = template["Resources"]["StewardRotationRole"]
+    assert rotation["Condition"] == "Rotation" and template["Outputs"]["RotationRoleArn"]["Condition"] == "Rotation"
+    (policy,) = rotation["Properties"]["Policies"]
+    iam_stmt, secrets_stmt = policy["PolicyDocument"]["Statement"]
+    assert "iam:CreateAccessKey" in iam_stmt["Action"] and secrets_stmt["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:secretsmanager:*:${AWS::AccountId}:secret:iam-steward/rotation/*"}
+    assert not _actions(permissions.reduce_policy()) & {"iam:CreateAccessKey", "secretsmanager:CreateSecret"}
 
 
 def test_inline_policies_fit_iam_s_size_limit():

@@ -267,13 +267,18 @@ def test_every_action_declares_its_contract(act: Action):
 
 @pytest.mark.parametrize("act", [a for a in ACTIONS if a.undo_needs_restore], ids=lambda a: a.id)
 def test_an_undo_needing_the_restore_role_says_how_to_restore_by_hand(act: Action):
+    from bot.core.decisions import UndoRule, undo_rule
+
     assert type(act).restore_by_hand is not Action.restore_by_hand
-    assert act.owner_may_apply_alone is False  # giving access back is never one click
+    # Giving access back is never one click: owners may apply only right-sizing alone (it
+    # only reduces), and its undo still needs an approver, even the owner's own.
+    assert act.owner_may_apply_alone is act.apply_needs_restore
+    assert undo_rule(act, requested_by="U1", undoer="U1", undoer_is_owner=True) is UndoRule.NEEDS_APPROVER
 
 
 def test_only_reversible_access_reducing_actions_may_be_taken_by_the_owner_alone():
     alone = {a.id for a in ACTIONS if a.owner_may_apply_alone}
-    assert alone == {"deactivate-access-key", "quarantine-user"}
+    assert alone == {"deactivate-access-key", "quarantine-user", "rightsize-policy"}
     assert {a.id for a in ACTIONS if a.reduces_access_only} == alone
 
 
@@ -293,6 +298,6 @@ def test_needs_earlier_today():
 
 @pytest.mark.parametrize("act", ACTIONS, ids=lambda a: a.id)
 def test_auto_remediable_only_when_the_owner_could_take_it_alone(act: Action):
-    assert act.auto_remediable is act.owner_may_apply_alone
+    assert act.auto_remediable is (act.owner_may_apply_alone and not act.undo_needs_restore)
     if act.auto_remediable:
         assert act.reversible and act.reduces_access_only and not act.undo_needs_restore

@@ -20,7 +20,7 @@ from bot.slack.listeners.errors import answered
 
 log = logging.getLogger(__name__)
 
-FINDING_BUTTON = re.compile(r"^finding:(remediate:[a-z-]+|request_removal|not_mine|rotate|ack)$")
+FINDING_BUTTON = re.compile(r"^finding:(remediate:[a-z-]+|request_removal|not_mine|rotate|rotate_for_me|ack)$")
 
 
 def _ack(ack) -> None:
@@ -77,7 +77,24 @@ def register(app: App, steward) -> None:
         if choice is Choice.EXCEPTION:
             open_keep(body, token, respond, client)
             return
+        if choice is Choice.SHOW_POLICY:
+            show_policy(body, token, respond, client)
+            return
         attempt(respond, lambda: campaigns.click(body["user"]["id"], choice, token, action=remediation, days=days))
+
+    def show_policy(body, token, respond, client):
+        """The right-sized policy's JSON in a modal, for the owner or an approver (changes nothing)."""
+        from bot.slack.blocks.usage import policy_modal
+
+        try:
+            finding = campaigns.authorized_finding(body["user"]["id"], token, "show_policy")
+        except Refusal as exc:
+            reply(respond, f":no_entry: {exc}")
+            return
+        client.views_open(trigger_id=body["trigger_id"], view=policy_modal(finding))
+
+    def on_show_policy(body, action, respond, client):
+        show_policy(body, action.get("value", ""), respond, client)
 
     def on_keep_submit(ack, body, view, client):
         values = view["state"]["values"]
@@ -158,6 +175,7 @@ def register(app: App, steward) -> None:
         (FINDING_BUTTON, on_button),
         ("finding:snooze", on_snooze),
         ("finding:keep", on_keep),  # views.open needs the trigger id within 3 s: lazy runs at once
+        ("finding:show_policy", on_show_policy),
         (dm.MORE_ACTION, on_more),  # may open the Keep… modal too
         ("finding:assign", on_assign),
         ("remediation:approve", on_approve),

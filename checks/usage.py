@@ -237,10 +237,10 @@ def collect_usage(
         with aws_errors(account_id, "iam"):
             iam = aws_client(session, "iam", max_attempts)
         if principals is None:
-            with aws_errors(account_id, "sts"):
-                if not account_id:
-                    run.account_id = str(aws_client(session, "sts", max_attempts)
-                                         .get_caller_identity()["Account"])
+            if not account_id:
+                from checks.aws_calls import caller_account
+
+                run.account_id = caller_account(session, max_attempts)
             with aws_errors(run.account_id, "iam"):
                 listed = list_principals(iam)
             principals = listed.arns

@@ -16,12 +16,12 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlmodel import select
 
+from bot.core.lifecycle import UNRESOLVED_STATES
 from bot.db import audit
 from bot.db.engine import session_scope, write_scope
 from bot.db.models import Finding, UsageConsent
 
 CHECK = "unused-permissions"
-OPEN_STATES = ("open", "notified", "reopened", "failed", "snoozed", "excepted")
 
 
 def _label(arn: str) -> str:
@@ -47,7 +47,7 @@ def pending_owners(engine: Engine, finding: Finding) -> list[dict]:
     pending = []
     for item in shared:
         other = by_arn.get(item["arn"])
-        if other is None or other.state not in OPEN_STATES:
+        if other is None or other.state not in UNRESOLVED_STATES:
             why = "has no open proposal for it"
         elif (other.details or {}).get("proposal_digest") != digest:
             why = "was shown a different proposal (scan again)"

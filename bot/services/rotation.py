@@ -274,17 +274,17 @@ class RotationService:
     def _session(self, account_id: str, partition: str = "aws"):
         """The rotation role of the account (STEWARD_ROTATION_ROLE_NAME), checked to be there."""
         from checks import accounts
-        from checks.collect import CollectError, aws_client
+        from checks.aws_calls import caller_account
+        from checks.collect import CollectError
 
         name = str(self.settings.rotation_role_name)
         base = self._aws_session_factory() if self._aws_session_factory else accounts.shared_session()
         try:
             role = accounts.restore_target(account_id, name, partition)
             aws = accounts.session_for(role, base, external_id=self.settings.external_id)
-            actual = aws_client(aws, "sts", self.settings.aws_max_attempts).get_caller_identity()["Account"]
+            # Never write to the wrong account because the credentials changed.
+            caller_account(aws, self.settings.aws_max_attempts, expected=account_id)
         except CollectError as exc:
             raise ServiceError(f"Steward's rotation role {name} could not be used in account {account_id} "
                                f"(is EnableRotation on there?): {exc.message}") from None
-        if actual != account_id:
-            raise ServiceError(f"the AWS credentials belong to account {actual}, not {account_id}")
         return aws

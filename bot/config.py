@@ -111,6 +111,10 @@ class Settings(BaseSettings):
     digest_cron: str = Field("0 9 * * mon", validation_alias="STEWARD_DIGEST_CRON")
     timezone: str = Field("UTC", validation_alias="STEWARD_TIMEZONE")
     misfire_grace_seconds: int = Field(3600, ge=1, validation_alias="STEWARD_MISFIRE_GRACE_SECONDS")
+    # Activity (`steward events`): the SQS queue EventBridge delivers CloudTrail events to.
+    activity_queue_url: str | None = Field(None, validation_alias="STEWARD_ACTIVITY_QUEUE_URL")
+    activity_answer_minutes: int = Field(30, ge=1, le=24 * 60, validation_alias="STEWARD_ACTIVITY_ANSWER_MINUTES")
+    activity_seen_days: int = Field(15, ge=1, validation_alias="STEWARD_ACTIVITY_SEEN_DAYS")
     leader_poll_seconds: float = Field(5, gt=0, le=30, validation_alias="STEWARD_LEADER_POLL_SECONDS")
 
     @field_validator("scan_cron", "digest_cron", "usage_cron", mode="before")

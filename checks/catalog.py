@@ -12,7 +12,7 @@ from typing import Any
 
 from checks.context import CheckContext
 from checks.model import AccountSnapshot, ResourceType, Result, Severity
-from checks.rules import credentials, password_policy, policies, roles, root, trust
+from checks.rules import cloudtrail, credentials, password_policy, policies, roles, root, trust
 from checks.rules import usage as usage_rules
 
 Rule = Callable[[AccountSnapshot, CheckContext], list[Result]]
@@ -215,6 +215,42 @@ CATALOG: tuple[CheckSpec, ...] = (
         "Unused access",
         roles.unused_role,
         ("delete-role",),
+    ),
+    CheckSpec(
+        "cloudtrail-no-multi-region-trail",
+        "No multi-region CloudTrail trail is logging",
+        Severity.HIGH,
+        ResourceType.ACCOUNT,
+        "Without a logging trail in every region, nobody can tell who changed IAM, or when.",
+        "CIS 3.1",
+        cloudtrail.no_multi_region_trail,
+    ),
+    CheckSpec(
+        "cloudtrail-log-validation-off",
+        "CloudTrail log file validation is off",
+        Severity.MEDIUM,
+        ResourceType.ACCOUNT,
+        "Without digest files, edited or deleted log files go unnoticed.",
+        "CIS 3.2",
+        cloudtrail.log_validation_off,
+    ),
+    CheckSpec(
+        "cloudtrail-management-events-off",
+        "CloudTrail does not record management events",
+        Severity.HIGH,
+        ResourceType.ACCOUNT,
+        "IAM changes are management events: a trail that skips them records none of them.",
+        "CIS 3.1",
+        cloudtrail.management_events_off,
+    ),
+    CheckSpec(
+        "cloudtrail-bucket-public",
+        "CloudTrail bucket is publicly readable",
+        Severity.CRITICAL,
+        ResourceType.ACCOUNT,
+        "Anyone can read the account's activity log: every principal, IP and resource in it.",
+        "CIS 3.3",
+        cloudtrail.bucket_public,
     ),
     CheckSpec(
         "unused-permissions",

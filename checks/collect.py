@@ -21,6 +21,13 @@ per scan); with `scps=True` the account's own credentials read its attached SCPs
 scanned without them, and its coverage says so.
 The report is requested first and fetched last, so AWS builds it while the other calls run.
 
+CloudTrail coverage (`fetch_trails`, with `trails=True`, the default): one
+cloudtrail:DescribeTrails (shadow trails included, so an organization trail counts in every
+member account) and one cloudtrail:GetTrailStatus for the multi-region trail that matters;
+plus one s3:GetBucketPolicyStatus for that trail's bucket only when the trail belongs to this
+account (an organization trail's bucket lives in its log archive account: not visible, not
+asked). A role without CloudTrail permissions is scanned without coverage (`trails` None).
+
 AWS managed policies: by default (`aws_policies="attached"`) the authorization details are
 fetched with `Filter=User,Role,Group,LocalManagedPolicy` and only the AWS managed policies
 that are attached get their default document (ListPolicies + one GetPolicyVersion each).
@@ -91,7 +98,9 @@ from checks.model import (
     PolicyRef,
     Role,
     RootAccount,
+    Trail,
     User,
+    main_trail,
     utc,
 )
 
@@ -546,6 +555,7 @@ def collect_account(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     scps: bool = False,
+    trails: bool = True,
 ) -> AccountSnapshot:
     """Read one account's IAM state into an `AccountSnapshot`.
 
@@ -611,6 +621,10 @@ def collect_account(
         if scps:
             with aws_errors(account, "organizations"):
                 scp_documents = fetch_scps(aws_client(session, "organizations", max_attempts), account)
+        trail_list = None
+        if trails:
+            with aws_errors(account, "cloudtrail"):
+                trail_list = fetch_trails(session, account, max_attempts)
         with aws_errors(account, "iam"):
             content = poller.fetch()
         try:
@@ -646,6 +660,7 @@ def collect_account(
         api_calls=counter.calls,
         scps=scp_documents,
         instance_profiles_known=True,
+        trails=trail_list,
     )
 
 
@@ -656,6 +671,59 @@ def account_alias(session: boto3.Session, *, max_attempts: int = DEFAULT_MAX_ATT
     with aws_errors(account, "iam"):
         aliases = aws_client(session, "iam", max_attempts).list_account_aliases().get("AccountAliases") or []
     return str(aliases[0]) if aliases else None
+
+
+# ---------------------------------------------------------------------------------------
+# CloudTrail coverage
+
+
+def _trail(item: Mapping[str, Any]) -> Trail:
+    custom = bool(item.get("HasCustomEventSelectors"))
+    return Trail(
+        name=item.get("Name") or item.get("TrailARN", "?"),
+        arn=item.get("TrailARN") or item.get("Name", "?"),
+        home_region=item.get("HomeRegion") or "",
+        multi_region=bool(item.get("IsMultiRegionTrail")),
+        organization=bool(item.get("IsOrganizationTrail")),
+        log_file_validation=bool(item.get("LogFileValidationEnabled")),
+        s3_bucket=item.get("S3BucketName") or None,
+        custom_event_selectors=custom,
+        # Without custom selectors a trail records all management events, reads and writes.
+        management_events=None if custom else True,
+    )
+
+
+def fetch_trails(session: boto3.Session, account: str, max_attempts: int = DEFAULT_MAX_ATTEMPTS
+                 ) -> tuple[Trail, ...] | None:
+    """The account's trails, with the main trail's logging status (and its bucket's public
+    status when the bucket is this account's). None when CloudTrail is not readable."""
+    cloudtrail = aws_client(session, "cloudtrail", max_attempts)
+    try:
+        listed = cloudtrail.describe_trails(includeShadowTrails=True).get("trailList") or []
+    except ClientError as exc:
+        if error_code(exc) in ACCESS_DENIED:
+            log.info("%s: CloudTrail not readable (%s); coverage not evaluated", account, error_code(exc))
+            return None
+        raise
+    trails = [_trail(t) for t in listed]
+    main = main_trail(trails)
+    if main is None:
+        return tuple(sorted(trails, key=lambda t: t.arn))
+    status = cloudtrail.get_trail_status(Name=main.arn)
+    public = None
+    own = main.arn.split(":")[4:5] == [account] and not main.organization
+    if main.s3_bucket and own:
+        try:
+            s3 = aws_client(session, "s3", max_attempts)
+            public = bool(s3.get_bucket_policy_status(Bucket=main.s3_bucket)["PolicyStatus"].get("IsPublic"))
+        except ClientError as exc:
+            code = error_code(exc)
+            if code == "NoSuchBucketPolicy":
+                public = False
+            elif code not in ACCESS_DENIED | {"NoSuchBucket", "PermanentRedirect"}:
+                raise
+    main = Trail(**{**main.__dict__, "is_logging": bool(status.get("IsLogging")), "bucket_public": public})
+    return tuple(sorted((main if t.arn == main.arn else t for t in trails), key=lambda t: t.arn))
 
 
 # ---------------------------------------------------------------------------------------

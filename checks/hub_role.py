@@ -53,6 +53,12 @@ def hub_role_template() -> dict[str, Any]:
             "EnableRemediation": {"Type": "String", "Default": "false", "AllowedValues": ["false", "true"],
                                   "Description": "true: the reduce policy for this account too (Steward acts "
                                                  "in its own account with these credentials)."},
+            "EnableActivity": {"Type": "String", "Default": "false", "AllowedValues": ["false", "true"],
+                               "Description": "true: a central event bus and queue for `steward events` "
+                                              "(risky IAM changes as they happen); members forward to the bus."},
+            "OrganizationId": {"Type": "String", "Default": "", "AllowedPattern": "^(o-[a-z0-9]{10,32})?$",
+                               "Description": "With EnableActivity: the organisation whose accounts may put "
+                                              "events on the bus (o-...)."},
             "AuditKeyArn": {"Type": "String", "Default": "",
                             "AllowedPattern": "^(arn:aws[a-z-]*:(secretsmanager|ssm):[a-z0-9-]+:[0-9]{12}:.+)?$",
                             "Description": "Secrets Manager secret or SSM parameter holding STEWARD_AUDIT_KEY "
@@ -62,6 +68,14 @@ def hub_role_template() -> dict[str, Any]:
             "OnEC2": {"Fn::Equals": [{"Ref": "TrustedService"}, "ec2.amazonaws.com"]},
             "Remediation": {"Fn::Equals": [{"Ref": "EnableRemediation"}, "true"]},
             "AuditKeyStored": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AuditKeyArn"}, ""]}]},
+            "Activity": {"Fn::Equals": [{"Ref": "EnableActivity"}, "true"]},
+        },
+        "Rules": {
+            "ActivityNeedsOrganization": {
+                "RuleCondition": {"Fn::Equals": [{"Ref": "EnableActivity"}, "true"]},
+                "Assertions": [{"Assert": {"Fn::Not": [{"Fn::Equals": [{"Ref": "OrganizationId"}, ""]}]},
+                                "AssertDescription": "EnableActivity needs OrganizationId (who may send events)."}],
+            },
         },
         "Resources": {
             "StewardInstanceProfile": {  # EC2 hands a role to instances through a profile
@@ -89,6 +103,12 @@ def hub_role_template() -> dict[str, Any]:
                             "PolicyName": "iam-steward-reduce",
                             "PolicyDocument": permissions.reduce_policy(cloudformation=True)},
                             {"Ref": "AWS::NoValue"}]},
+                        {"Fn::If": ["Activity", {
+                            "PolicyName": "iam-steward-activity",
+                            "PolicyDocument": permissions.document(permissions.statement(
+                                "IAMStewardTakeActivity", list(permissions.ACTIVITY_ACTIONS),
+                                {"Fn::GetAtt": ["ActivityQueue", "Arn"]}))},
+                            {"Ref": "AWS::NoValue"}]},
                         {"Fn::If": ["AuditKeyStored", {
                             "PolicyName": "iam-steward-audit-key",
                             "PolicyDocument": permissions.document(permissions.statement(
@@ -98,10 +118,68 @@ def hub_role_template() -> dict[str, Any]:
                     ],
                 },
             },
+            **activity_resources(),
         },
         "Outputs": {
             "RoleArn": {"Description": "StewardRoleArn for every member-account stack",
                         "Value": {"Fn::GetAtt": ["StewardHubRole", "Arn"]}},
+            "ActivityEventBusArn": {"Condition": "Activity",
+                                    "Description": "ActivityEventBusArn for every member-account stack",
+                                    "Value": {"Fn::GetAtt": ["ActivityBus", "Arn"]}},
+            "ActivityQueueUrl": {"Condition": "Activity", "Description": "STEWARD_ACTIVITY_QUEUE_URL",
+                                 "Value": {"Ref": "ActivityQueue"}},
+        },
+    }
+
+
+def activity_resources() -> dict[str, Any]:
+    """The central bus (members' rules put events on it), this account's own rule, and the
+    queue `steward events` reads, with its dead-letter queue (poison after 5 receives)."""
+    rules = [{"Fn::GetAtt": ["ActivityBusRule", "Arn"]}, {"Fn::GetAtt": ["ActivityLocalRule", "Arn"]}]
+    target = [{"Id": "iam-steward-queue", "Arn": {"Fn::GetAtt": ["ActivityQueue", "Arn"]}}]
+    pattern = permissions.activity_event_pattern()
+    return {
+        "ActivityBus": {"Type": "AWS::Events::EventBus", "Condition": "Activity",
+                        "Properties": {"Name": "iam-steward-activity"}},
+        "ActivityBusPolicy": {
+            "Type": "AWS::Events::EventBusPolicy", "Condition": "Activity",
+            "Properties": {"EventBusName": {"Ref": "ActivityBus"}, "StatementId": "iam-steward-organization",
+                           "Statement": {"Sid": "iam-steward-organization", "Effect": "Allow", "Principal": "*",
+                                         "Action": "events:PutEvents",
+                                         "Resource": {"Fn::GetAtt": ["ActivityBus", "Arn"]},
+                                         "Condition": {"StringEquals": {
+                                             "aws:PrincipalOrgID": {"Ref": "OrganizationId"}}}}},
+        },
+        "ActivityDeadLetterQueue": {
+            "Type": "AWS::SQS::Queue", "Condition": "Activity",
+            "Properties": {"MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True},
+        },
+        "ActivityQueue": {
+            "Type": "AWS::SQS::Queue", "Condition": "Activity",
+            "Properties": {
+                "VisibilityTimeout": 120, "MessageRetentionPeriod": 345600, "ReceiveMessageWaitTimeSeconds": 20,
+                "SqsManagedSseEnabled": True,
+                "RedrivePolicy": {"deadLetterTargetArn": {"Fn::GetAtt": ["ActivityDeadLetterQueue", "Arn"]},
+                                  "maxReceiveCount": 5},
+            },
+        },
+        "ActivityQueuePolicy": {
+            "Type": "AWS::SQS::QueuePolicy", "Condition": "Activity",
+            "Properties": {"Queues": [{"Ref": "ActivityQueue"}], "PolicyDocument": permissions.document({
+                "Sid": "EventBridgeSends", "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "sqs:SendMessage", "Resource": {"Fn::GetAtt": ["ActivityQueue", "Arn"]},
+                "Condition": {"ArnEquals": {"aws:SourceArn": rules}}})},
+        },
+        "ActivityBusRule": {
+            "Type": "AWS::Events::Rule", "Condition": "Activity",
+            "Properties": {"Description": "IAM Steward: the members' forwarded IAM activity to the queue",
+                           "EventBusName": {"Ref": "ActivityBus"}, "State": "ENABLED", "EventPattern": pattern,
+                           "Targets": target},
+        },
+        "ActivityLocalRule": {
+            "Type": "AWS::Events::Rule", "Condition": "Activity",
+            "Properties": {"Description": "IAM Steward: this account's own IAM activity to the queue",
+                           "State": "ENABLED", "EventPattern": pattern, "Targets": target},
         },
     }
 

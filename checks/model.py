@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -203,6 +203,39 @@ class PasswordPolicy:
     hard_expiry: bool = False
 
 
+@dataclass(frozen=True)
+class Trail:
+    """A CloudTrail trail as one account sees it (DescribeTrails, shadow trails included).
+
+    `is_logging`, `management_events` and `bucket_public` are None when they were not read:
+    the collector reads them for one trail only (the multi-region trail that matters), to keep
+    its budget of calls; rules never read None as "fine"."""
+
+    name: str
+    arn: str
+    home_region: str = ""
+    multi_region: bool = False
+    organization: bool = False
+    log_file_validation: bool = False
+    s3_bucket: str | None = None
+    custom_event_selectors: bool = False
+    is_logging: bool | None = None
+    # Default selectors record every management event; custom ones are not read here.
+    management_events: bool | None = None
+    # From s3:GetBucketPolicyStatus, when the bucket is visible from this account.
+    bucket_public: bool | None = None
+
+
+def main_trail(trails: Iterable[Trail]) -> Trail | None:
+    """The trail whose status is read: a multi-region trail, preferring one recording the
+    default (every management event) and this account's own over a shadow copy."""
+    multi = [t for t in trails if t.multi_region]
+    if not multi:
+        return None
+    return sorted(multi, key=lambda t: (t.custom_event_selectors, t.organization, t.arn))[0]
+
+
+
 # ---------------------------------------------------------------------------------------
 # The snapshot
 
@@ -234,6 +267,8 @@ class AccountSnapshot:
     scps_note: str = ""
     # Whether roles' `instance_profiles` were collected (hand-made snapshots leave it False).
     instance_profiles_known: bool = False
+    # CloudTrail's trails; None when not read (hand-made snapshots, or no cloudtrail permission).
+    trails: tuple[Trail, ...] | None = None
     # Last-accessed data by principal ARN (`checks.usage.PrincipalUsage`), stored by the
     # usage collection and attached by the scan; None: not collected (the
     # `unused-permissions` check then judges nothing).

@@ -73,9 +73,22 @@ SCAN_ACTIONS: Mapping[str, str] = {
     "iam:GetAccountSummary": "collect_account: the account summary",
     "iam:ListAccessKeys": "resolve_access_key_ids: key ids of users with key findings",
     "iam:ListAccountAliases": "account_alias: the account's name beside its id (cached per account)",
+    "cloudtrail:DescribeTrails": "fetch_trails: the account's trails, shadow trails included",
+    "cloudtrail:GetTrailStatus": "fetch_trails: whether the multi-region trail is logging",
+    "s3:GetBucketPolicyStatus": "fetch_trails: whether the trail's own bucket is public",
     "iam:GenerateServiceLastAccessedDetails": "collect_usage: start a last-accessed job per user and role",
     "iam:GetServiceLastAccessedDetails": "collect_usage: poll and read each last-accessed job",
 }
+
+# What `steward events` (bot/run/events.py) calls on the activity queue, with the Steward
+# role's own credentials (the hub template grants it on that one queue, with EnableActivity).
+ACTIVITY_ACTIONS: Mapping[str, str] = {
+    "sqs:ReceiveMessage": "Intake.poll_once: long-poll the queue EventBridge fills",
+    "sqs:DeleteMessage": "Intake.poll_once: DeleteMessageBatch once a batch is handled",
+}
+# The CloudTrail events forwarded (EventBridge sources) and their detail types.
+ACTIVITY_SOURCES = ("aws.iam", "aws.sts", "aws.signin", "aws.cloudtrail")
+ACTIVITY_DETAIL_TYPES = ("AWS API Call via CloudTrail", "AWS Console Sign In via CloudTrail")
 
 # What `checks.accounts` calls with the Steward role's own credentials.
 HUB_ACTIONS: Mapping[str, str] = {
@@ -372,6 +385,17 @@ def member_role_template() -> dict:
                 "AllowedPattern": r"^[\w+=,.@-]{1,64}$",
                 "Description": "Name of the restore role (STEWARD_RESTORE_ROLE_NAME).",
             },
+            "ActivityEventBusArn": {
+                "Type": "String",
+                "Default": "",
+                "AllowedPattern": r"^(arn:aws[a-z-]*:events:[a-z0-9-]+:[0-9]{12}:event-bus/[\w.-]+)?$",
+                "Description": (
+                    "The hub stack's ActivityEventBusArn: forward this account's IAM, STS, sign-in "
+                    "and CloudTrail management events to it for `steward events` (empty: no "
+                    "forwarding). IAM's events arrive in us-east-1: deploy there (and in each "
+                    "region people sign in to)."
+                ),
+            },
         },
         "Rules": {
             "StewardPrincipalRequired": {
@@ -400,6 +424,7 @@ def member_role_template() -> dict:
             "Rotation": {"Fn::Equals": [_ref("EnableRotation"), "true"]},
             "Export": {"Fn::Equals": [_ref("EnableSecurityHubExport"), "true"]},
             "TrustRoleArn": _not_empty("StewardRoleArn"),
+            "ForwardActivity": _not_empty("ActivityEventBusArn"),
         },
         "Resources": {
             "StewardRole": {
@@ -428,6 +453,30 @@ def member_role_template() -> dict:
                         },
                     ],
                     "Tags": [{"Key": "managed-by", "Value": "iam-steward"}],
+                },
+            },
+            "ActivityForwardRole": {
+                "Type": "AWS::IAM::Role",
+                "Condition": "ForwardActivity",
+                "Properties": {
+                    "Description": "IAM Steward: EventBridge forwards IAM activity to the hub's bus",
+                    "AssumeRolePolicyDocument": document({
+                        "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+                        "Action": "sts:AssumeRole"}),
+                    "Policies": [{"PolicyName": "iam-steward-forward", "PolicyDocument": document(statement(
+                        "IAMStewardForwardActivity", ["events:PutEvents"], _ref("ActivityEventBusArn")))}],
+                    "Tags": [{"Key": "managed-by", "Value": "iam-steward"}],
+                },
+            },
+            "ActivityForwardRule": {
+                "Type": "AWS::Events::Rule",
+                "Condition": "ForwardActivity",
+                "Properties": {
+                    "Description": "IAM Steward: IAM, STS, sign-in and CloudTrail events to the hub",
+                    "State": "ENABLED",
+                    "EventPattern": activity_event_pattern(),
+                    "Targets": [{"Id": "iam-steward-hub", "Arn": _ref("ActivityEventBusArn"),
+                                 "RoleArn": {"Fn::GetAtt": ["ActivityForwardRole", "Arn"]}}],
                 },
             },
             "StewardRestoreRole": {
@@ -479,6 +528,11 @@ def member_role_template() -> dict:
             },
         },
     }
+
+
+def activity_event_pattern() -> dict:
+    """The EventBridge pattern of the events `steward events` judges."""
+    return {"source": list(ACTIVITY_SOURCES), "detail-type": list(ACTIVITY_DETAIL_TYPES)}
 
 
 # ---------------------------------------------------------------------------------------

@@ -220,11 +220,12 @@ def collect_usage(
     all; a principal whose job fails is in `run.failed`, never reported as unused."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from checks.collect import (
+    from checks.aws_calls import (
         THROTTLED,
         ApiCallCounter,
         aws_client,
         aws_errors,
+        caller_account,
         collect_error,
         error_code,
     )
@@ -238,8 +239,6 @@ def collect_usage(
             iam = aws_client(session, "iam", max_attempts)
         if principals is None:
             if not account_id:
-                from checks.aws_calls import caller_account
-
                 run.account_id = caller_account(session, max_attempts)
             with aws_errors(run.account_id, "iam"):
                 listed = list_principals(iam)

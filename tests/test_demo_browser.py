@@ -135,7 +135,11 @@ def test_an_approver_sees_the_security_channel_and_the_home_tab(demo, page):
     page.goto(f"{demo.url}?as={sam.slack_id}")
     assert "# security" in page.locator("#header").inner_text()
     page.locator("#messages .msg").first.wait_for()
-    assert page.locator("#messages").get_by_role("button", name="Acknowledge").count() > 0
+    # Triage cards: the best next step as a button (a fix, or a guide for root and trust
+    # findings), Acknowledge and the rest behind "More…".
+    assert page.locator("#messages").get_by_role("button", name=re.compile("guide|Apply CIS|Quarantine")).count() > 0
+    more = page.locator('#messages select[data-aid="card:more"]')
+    assert more.count() > 0 and "Acknowledge" in " ".join(more.all_inner_texts())
     page.goto(f"{demo.url}?as={sam.slack_id}&ch=home")  # app_home_opened -> views.publish
     page.locator("#messages .home").wait_for()
 

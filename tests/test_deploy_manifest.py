@@ -90,7 +90,7 @@ def test_hub_role_template_is_generated_and_cfn_lint_clean():
 def test_the_hub_role_reaches_both_member_roles_and_reduces_only_when_enabled():
     template = hub_role.hub_role_template()
     role = template["Resources"]["StewardHubRole"]["Properties"]
-    hub, scan, reduce, audit_key = role["Policies"]
+    hub, scan, reduce, _activity, audit_key = role["Policies"]
     (assume,) = [s for s in hub["PolicyDocument"]["Statement"] if s["Action"] == ["sts:AssumeRole"]]
     assert [r["Fn::Sub"].rsplit("/", 1)[1] for r in assume["Resource"]] == ["${MemberRoleName}",
                                                                             "${RestoreRoleName}",
@@ -106,3 +106,25 @@ def test_the_hub_role_reaches_both_member_roles_and_reduces_only_when_enabled():
 def test_the_procfile_says_steward_runs_on_a_role():
     text = (ROOT / "Procfile").read_text()
     assert "steward db upgrade" in text and "role" in text.lower()
+
+
+def test_activity_is_off_by_default_and_the_queue_is_the_hub_s_only_sqs_grant():
+    from checks import permissions as p
+
+    template = hub_role.hub_role_template()
+    assert template["Parameters"]["EnableActivity"]["Default"] == "false"
+    activity = [r for r in template["Resources"].values() if r.get("Condition") == "Activity"]
+    assert {r["Type"] for r in activity} >= {"AWS::Events::EventBus", "AWS::SQS::Queue", "AWS::Events::Rule"}
+    queue = template["Resources"]["ActivityQueue"]["Properties"]
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == 5 and queue["ReceiveMessageWaitTimeSeconds"] == 20
+    role = template["Resources"]["StewardHubRole"]["Properties"]
+    when, policy, _ = role["Policies"][3]["Fn::If"]
+    (grant,) = policy["PolicyDocument"]["Statement"]
+    assert when == "Activity" and grant["Action"] == sorted(p.ACTIVITY_ACTIONS)
+    assert grant["Resource"] == {"Fn::GetAtt": ["ActivityQueue", "Arn"]}
+    bus_policy = template["Resources"]["ActivityBusPolicy"]["Properties"]["Statement"]
+    assert bus_policy["Condition"] == {"StringEquals": {"aws:PrincipalOrgID": {"Ref": "OrganizationId"}}}
+    member = p.member_role_template()
+    rule = member["Resources"]["ActivityForwardRule"]
+    assert rule["Condition"] == "ForwardActivity" and member["Parameters"]["ActivityEventBusArn"]["Default"] == ""
+    assert rule["Properties"]["EventPattern"]["source"] == ["aws.iam", "aws.sts", "aws.signin", "aws.cloudtrail"]

@@ -165,3 +165,63 @@ def test_pilot_owners_are_dmed_and_everyone_else_goes_to_triage(world):  # noqa:
         assert "not a Slack user id (U0…) or an email: not-a-person" in str(exc)
     else:
         raise AssertionError("a malformed pilot entry was accepted")
+
+
+def test_keep_from_more_names_the_finding_and_is_confirmed_privately(world, served):  # noqa: F811
+    from datetime import timedelta
+
+    from bot.services import utcnow
+    from sandbox import signing
+
+    world.steward().campaigns.run_cycle()
+    message = dm_message(world, DAVE)
+    options = [o for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]
+               if e.get("action_id") == dm.MORE_ACTION for o in e["options"]]
+    keep = next(o for o in options if o["value"].startswith("keep|"))
+    token = dm.parse_more_value(keep["value"])[3]
+    click(served, world, DAVE, message, dm.MORE_ACTION, None,
+          action={"type": "static_select", "action_id": dm.MORE_ACTION, "selected_option": keep})
+    [opened] = world.fake.wait_for(lambda: world.fake.calls("views.open"), timeout=20)
+    modal = json.dumps(opened.params)
+    with Session(world.engine) as session:
+        finding = session.exec(select(Finding).where(Finding.token == token)).one()
+    assert "user/dave" in modal and finding.title in modal  # what it is about
+
+    day = (utcnow() + timedelta(days=30)).date().isoformat()
+    values = {"reason": {"value": {"type": "plain_text_input", "value": "Needed by the nightly batch"}},
+              "until": {"value": {"type": "datepicker", "selected_date": day}}}
+    assert served.post(signing.view_submission_body(DAVE, "keep_modal", token, values)).status == 200
+    ephemeral = world.fake.wait_for(lambda: [c.params for c in world.fake.calls("chat.postEphemeral")
+                                             if "Kept until" in c.params.get("text", "")], timeout=20)
+    assert ephemeral[0]["user"] == DAVE and ephemeral[0]["channel"] == world.fake.im_channel(DAVE)
+    assert not [c for c in world.fake.calls("chat.postMessage") if "Kept until" in json.dumps(c.params)]
+    card = world.fake.wait_for(lambda: "Kept until" in json.dumps(world.fake.message(
+        world.fake.im_channel(DAVE), message["ts"])["blocks"]), timeout=20)
+    assert card
+
+
+def test_in_a_pilot_an_assignment_outside_it_dms_nobody_and_says_so(world):  # noqa: F811
+    """Over HTTP against `steward serve` with STEWARD_PILOT_OWNERS: triage assigns dave's user
+    to Dave, who is not in the pilot: no DM goes out, the reply and the card say why."""
+    from tests.bot.test_serve_http import running_steward
+    from tests.test_approvals_flow import aws_env
+
+    notify(world, STEWARD_PILOT_OWNERS="bob@example.com")
+    triage = triage_with(world, "user/dave")
+    assert triage is not None and world.fake.dm(DAVE) == []
+    blocks = triage["blocks"]
+    card = next(i for i, b in enumerate(blocks) if b["type"] == "section" and "user/dave" in b["text"]["text"])
+    row = next(b for b in blocks[card:] if b["type"] == "actions")  # that card's own actions
+    assert any(e.get("action_id") == "finding:assign" for e in row["elements"])
+    env = {**aws_env(world), "STEWARD_PILOT_OWNERS": "bob@example.com"}
+    with running_steward(world.fake, world.db, world.workdir, env=env) as served_:
+        click(served_, world, CAROL, triage, "finding:assign", None, channel=world.security, block_id=row["block_id"],
+              action={"type": "users_select", "action_id": "finding:assign", "block_id": row["block_id"],
+                      "selected_user": DAVE})
+        said = world.fake.wait_for(lambda: [r for r in replies(world) if r.startswith("Assigned")], timeout=20)
+    assert "They are not DMed (they are not among STEWARD_PILOT_OWNERS)" in said[0]
+    assert world.fake.dm(DAVE) == []
+    assert {c.params["channel"] for c in world.fake.calls("chat.postMessage")} <= {BOB, world.security}
+    with Session(world.engine) as session:  # the override is stored: Dave owns it once the pilot grows
+        dave = session.exec(select(Finding).where(Finding.resource.endswith(":user/dave"))).all()
+    assert dave and all(f.notified_to is None for f in dave)

@@ -205,7 +205,7 @@ def test_steward_scan_alone_on_postgresql_works_its_own_jobs(accounts, pg_url, t
     for account in (A, B, C):
         assert f"{account} (role/IAMSteward)" in proc.stdout
     [run_id] = _run_ids(pg_url)
-    assert f"scan run {run_id}: 3 account(s)" in proc.stderr
+    assert f"scan run {run_id}: 3 accounts" in proc.stderr
     rows, audit = rows_and_events(pg_url, run_id)
     assert [r.status for r in rows] == ["succeeded"] * 3 and len(audit) == 3
 
@@ -265,7 +265,7 @@ def test_cancel_a_queued_run_from_the_cli(accounts, pg_url, tmp_path):
     env = cli_env(accounts, pg_url, tmp_path)
     proc = steward("scan", "--cancel", run.run_id, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert f"scan run {run.run_id}: 3 account(s) cancelled" in proc.stderr
+    assert f"scan run {run.run_id}: 3 accounts cancelled" in proc.stderr
     with engine.connect() as connection:
         from sqlalchemy import text
 

@@ -23,6 +23,7 @@ from bot.cli.common import cli_actor, engine_for, err, fail, out, settings_or_ex
 from bot.cli.demo import demo
 from bot.cli.digest import digest
 from bot.cli.doctor import doctor
+from bot.cli.events import events
 from bot.cli.export import export
 from bot.cli.notify import notify
 from bot.cli.remediate import findings, reconcile, remediate, undo
@@ -30,6 +31,7 @@ from bot.cli.review import review_app
 from bot.cli.serve import serve, socket
 from bot.cli.usage import usage_app
 from bot.cli.worker import worker
+from bot.core.report import plural
 
 app = typer.Typer(
     name="steward",
@@ -44,6 +46,7 @@ app.command("serve")(serve)
 app.command("socket")(socket)
 app.command("demo")(demo)
 app.command("worker")(worker)
+app.command("events")(events)
 app.command("digest")(digest)
 app.command("export")(export)
 app.command("doctor")(doctor)
@@ -112,7 +115,7 @@ def scan(
     except ServiceError as exc:
         raise fail(f"scan failed: {exc}", code=1) from None
     if engine is not None:
-        err.print(f"[dim]scan run {run.run_id}: {run.size} account(s)"
+        err.print(f"[dim]scan run {run.run_id}: {plural(run.size, 'account')}"
                   f"{' (cancel with: steward scan --cancel ' + run.run_id + ')' if run.queued else ''}[/]",
                   highlight=False, soft_wrap=True)
     try:
@@ -120,7 +123,7 @@ def scan(
             report = service.wait(run, progress=progress)
     except KeyboardInterrupt:
         cancelled = service.cancel(run.run_id, actor=cli_actor())
-        err.print(f"[yellow]scan run {run.run_id} cancelled[/]: {cancelled} account(s) not scanned; "
+        err.print(f"[yellow]scan run {run.run_id} cancelled[/]: {plural(cancelled, 'account')} not scanned; "
                   "accounts already recorded stay recorded.", highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
     except ServiceError as exc:
@@ -168,7 +171,7 @@ def _cancel_run(settings, run_id: str) -> None:
         raise fail(f"no scan run {run_id!r} (the id is printed when a scan starts)")
     cancelled = service.cancel(run_id, actor=cli_actor())
     done = sum(1 for r in rows if r.status in ("succeeded", "failed"))
-    err.print(f"scan run {run_id}: {cancelled} account(s) cancelled, {done} already finished "
+    err.print(f"scan run {run_id}: {plural(cancelled, 'account')} cancelled, {done} already finished "
               f"(of {len(rows)}).", highlight=False)
 
 

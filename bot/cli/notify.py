@@ -57,4 +57,4 @@ def notify():
     for failure in report.failures:
         err.print(f"[red]failed:[/] {failure}")
     if report.failures:
-        raise fail(f"{len(report.failures)} message(s) could not be sent", code=1)
+        raise fail(f"{plural(len(report.failures), 'message')} could not be sent", code=1)

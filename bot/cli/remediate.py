@@ -12,6 +12,7 @@ from rich.table import Table
 
 from bot.cli.common import cli_actor, engine_for, err, fail, out, settings_or_exit
 from bot.core.lifecycle import ACTIONABLE_STATES
+from bot.core.report import plural
 
 _ACTIONABLE = sorted(str(s) for s in ACTIONABLE_STATES)  # the default filter: findings an owner can act on
 
@@ -37,7 +38,7 @@ def findings(
 
     for f in rows[:limit]:
         table.add_row(str(f.id), f.severity, f.check_id, f.account_id, short_resource(f.resource),
-                      summary(f.check_id, f.details or {}), f.state, ", ".join(BY_ID[f.check_id].remediations))
+                      summary(f.check_id, f.details or {}), f.state, ", ".join(BY_ID[f.check_id].remediations if f.check_id in BY_ID else ()))
     out.print(table)
     if len(rows) > limit:
         err.print(f"{len(rows) - limit} more not shown (--limit)")
@@ -103,7 +104,7 @@ def reconcile():
         rows = RemediationService(settings, engine=engine_for(settings)).reconcile(actor=cli_actor())
     for row in rows:
         out.print(f"#{row.id} {row.action}: {row.status}" + (f" — {row.error}" if row.error else ""))
-    err.print(f"reconciled {len(rows)} remediation(s)")
+    err.print(f"reconciled {plural(len(rows), 'remediation')}")
     if rows and campaigns is None:
         err.print("Slack messages were not updated: SLACK_BOT_TOKEN is not set")
 

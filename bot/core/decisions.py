@@ -87,6 +87,14 @@ ROOT_MFA_GUIDE = guide("Root MFA (guide)", AWS_DOCS + "enable-mfa-for-root.html"
 ROOT_USE_GUIDE = guide("Root user practices", AWS_DOCS + "root-user-best-practices.html")
 EXTERNAL_ID_GUIDE = guide("External ID (guide)", AWS_DOCS + "id_roles_common-scenarios_third-party.html")
 TRUST_GUIDE = guide("Edit the trust policy", AWS_DOCS + "id_roles_update-role-trust-policy.html")
+TRAIL_GUIDE = guide("Create a multi-region trail (guide)", AWS_DOCS.replace("/IAM/", "/awscloudtrail/")
+                    + "cloudtrail-create-a-trail-using-the-console-first-time.html")
+VALIDATION_GUIDE = guide("Log file validation (guide)", AWS_DOCS.replace("/IAM/", "/awscloudtrail/")
+                         + "cloudtrail-log-file-validation-enabling.html")
+SELECTORS_GUIDE = guide("Management events (guide)", AWS_DOCS.replace("/IAM/", "/awscloudtrail/")
+                        + "logging-management-events-with-cloudtrail.html")
+BUCKET_GUIDE = guide("Block public access (guide)", "https://docs.aws.amazon.com/AmazonS3/latest/userguide/"
+                     "access-control-block-public-access.html")
 EDIT_POLICY_GUIDE = guide("Edit the policies (guide)", AWS_DOCS + "access_policies_manage-edit.html")
 
 KEY_FAMILY = (DEACTIVATE, EXCEPTION, SNOOZE, NOT_MINE)
@@ -94,6 +102,8 @@ POLICY_FAMILY = (REQUEST_REMOVAL, EXCEPTION, NOT_MINE)
 SECURITY_ONLY = frozenset({
     "root-access-key", "root-mfa-disabled", "root-recently-used", "password-policy-weak",
     "role-trust-external-no-external-id", "role-trust-public",
+    "cloudtrail-no-multi-region-trail", "cloudtrail-log-validation-off", "cloudtrail-management-events-off",
+    "cloudtrail-bucket-public",
 })
 
 # Each family's order is its priority: the card shows the first as the single best next
@@ -127,6 +137,10 @@ FAMILIES: dict[str, tuple[Button, ...]] = {
     # Raised by an access review's "Remove access…" and carried out (or sent for approval)
     # at once: it never reaches a findings DM, where only an exception would make sense.
     "access-review-revocation": (EXCEPTION,),
+    "cloudtrail-no-multi-region-trail": (TRAIL_GUIDE, ACK, EXCEPTION),
+    "cloudtrail-log-validation-off": (VALIDATION_GUIDE, ACK, EXCEPTION),
+    "cloudtrail-management-events-off": (SELECTORS_GUIDE, ACK, EXCEPTION),
+    "cloudtrail-bucket-public": (BUCKET_GUIDE, ACK, EXCEPTION),
 }
 SNOOZE_DAYS = (7, 30)
 ROTATE_DEADLINE_DAYS = 14
@@ -313,3 +327,41 @@ def parse_review_action_id(action_id: str) -> ReviewChoice:
     if prefix != "review":
         raise ValueError(f"not a review action: {action_id!r}")
     return ReviewChoice(choice)
+# --- risky changes (bot/services/activity.py): the actor's answer and security's containment ---
+
+
+class Answer(enum.StrEnum):
+    YES = "yes"  # the person asked: "Yes, it was me" (opens the reason modal)
+    NO = "no"  # the person asked: "No, this wasn't me" (escalates at once)
+    ACK = "ack"  # a security approver: seen
+    CONTAIN = "contain"  # a security approver: one containment, by its position in the event's list
+
+
+# Who may press each activity button (the service checks; the table is walked by a test).
+ACTIVITY_BUTTONS: dict[Answer, str] = {
+    Answer.YES: "asked",
+    Answer.NO: "asked",
+    Answer.ACK: "approver",
+    Answer.CONTAIN: "approver",
+}
+
+
+def activity_action_id(answer: Answer, index: int | None = None) -> str:
+    if answer is Answer.CONTAIN:
+        return f"activity:contain:{int(index or 0)}"
+    return f"activity:{answer}"
+
+
+def parse_activity_action(action_id: str) -> tuple[Answer, int | None]:
+    """`activity:contain:2` -> (CONTAIN, 2); `activity:yes` -> (YES, None)."""
+    parts = action_id.split(":")
+    if len(parts) < 2 or parts[0] != "activity":
+        raise ValueError(f"not an activity action: {action_id!r}")
+    answer = Answer(parts[1])
+    if answer is Answer.CONTAIN:
+        if len(parts) != 3 or not parts[2].isdigit():
+            raise ValueError(f"containment without its position: {action_id!r}")
+        return answer, int(parts[2])
+    if len(parts) != 2:
+        raise ValueError(f"not an activity action: {action_id!r}")
+    return answer, None

@@ -135,6 +135,9 @@ class Digest:
     audit_head: ChainHead | None = None  # published in the message (an anchor)
     extra: dict[str, Any] = field(default_factory=dict)
     account_names: dict[str, str] = field(default_factory=dict)  # id -> alias or Organizations name
+    # Risky IAM changes seen this week (bot/services/activity.py), by what became of them:
+    # confirmed, denied, unanswered, escalated (straight to security), asking (still waiting).
+    risky_changes: dict[str, int] = field(default_factory=dict)
 
     @property
     def open_total(self) -> int:
@@ -153,4 +156,5 @@ class Digest:
             "overdue": self.overdue,
             "pending_approvals": self.pending_approvals,
             "failed_accounts": len(self.failed_accounts),
+            "risky_changes": dict(self.risky_changes),
         }

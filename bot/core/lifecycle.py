@@ -81,6 +81,9 @@ OPEN_STATES = frozenset({S.OPEN, S.NOTIFIED, S.REOPENED, S.APPROVED, S.REMEDIATI
 UNRESOLVED_STATES = frozenset(set(State) - {S.RESOLVED})
 # States in which the owner can still decide (snooze, keep, remediate): the buttons work.
 ACTIONABLE_STATES = frozenset(state for (state, event) in TRANSITIONS if event is E.SNOOZE)
+# States in which a finding is still the scans' to track and its owner's to answer for
+# (snoozed and excepted included): "live".
+LIVE_STATES = frozenset(_LIVE)
 # States of a finding waiting to be sent to its owner (new, or back after it went away).
 TO_NOTIFY_STATES = frozenset({S.OPEN, S.REOPENED})
 # States shown without a badge in finding lists (the usual ones: nothing to point out).

@@ -185,6 +185,16 @@ class AuditAction(StrEnum):
     REVIEW_ESCALATED = "review.escalated"
     REVIEW_CLOSED = "review.closed"
     REVIEW_EXPORTED = "review.exported"
+    # Activity: risky CloudTrail events (subject: the changed ARN; payload: event_id, rule,
+    # facts; answers: person, reason), and bodies the intake could not read (payload: error)
+    ACTIVITY_DETECTED = "activity.detected"
+    ACTIVITY_ASKED = "activity.asked"
+    ACTIVITY_CONFIRMED = "activity.confirmed"
+    ACTIVITY_DENIED = "activity.denied"
+    ACTIVITY_UNANSWERED = "activity.unanswered"
+    ACTIVITY_ESCALATED = "activity.escalated"
+    ACTIVITY_ACKNOWLEDGED = "activity.acknowledged"
+    ACTIVITY_UNREADABLE = "activity.unreadable"
     # Least privilege from usage (account set; payload: principals, api_calls, failed)
     USAGE_COLLECTED = "usage.collected"
     USAGE_COLLECT_FAILED = "usage.collect_failed"

@@ -422,6 +422,68 @@ class ReviewMessage(SQLModel, table=True):
     details_opened_at: datetime | None = _utc_column(default=None)
     reminded_at: datetime | None = _utc_column(default=None)
     escalated_at: datetime | None = _utc_column(default=None)
+# --- Activity: CloudTrail events (bot/services/activity.py) ---------------------------------
+
+
+class ActivitySeen(SQLModel, table=True):
+    """Every CloudTrail event the intake has taken, by its eventID: inserted (primary key) in
+    the transaction that handles it, so a second delivery (SQS is at-least-once) is
+    recognised and changes nothing. Rows are deleted after `STEWARD_ACTIVITY_SEEN_DAYS`
+    (longer than the queue keeps a message)."""
+
+    __tablename__ = "activity_seen"
+
+    event_id: str = Field(primary_key=True, max_length=128)
+    account_id: str = Field(max_length=12)
+    seen_at: datetime = _utc_column(index=True)
+    risky: bool = False
+
+
+class ActivityEvent(SQLModel, table=True):
+    """A risky IAM change (checks/activity/rules.py) and what became of it.
+
+    state: asking (DM sent or being sent) -> confirmed | denied | unanswered; or
+    escalated (straight to security: root, an unknown actor, a security-route rule). Denied
+    and unanswered ones are escalated too (`security_ts`). Every change is a compare-and-set
+    on `state` and is audited in the same transaction."""
+
+    __tablename__ = "activity_event"
+    __table_args__ = (
+        UniqueConstraint("event_id", name="uq_activity_event_event_id"),
+        UniqueConstraint("token", name="uq_activity_event_token"),
+        Index("ix_activity_event_state_deadline", "state", "answer_due"),
+        Index("ix_activity_event_received_at", "received_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=128)
+    token: str = Field(default_factory=lambda: secrets.token_urlsafe(12), max_length=32)
+    account_id: str = Field(max_length=12)
+    rule_id: str = Field(max_length=64)
+    severity: str = Field(max_length=10)
+    summary: str = Field(max_length=1000)
+    target: str = Field(max_length=2048)
+    facts: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    containment: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    actor_arn: str = Field(default="", max_length=2048)
+    actor_kind: str = Field(max_length=20)
+    person: str | None = Field(default=None, max_length=32)  # the Slack user asked
+    state: str = Field(max_length=20)
+    event_time: datetime = _utc_column()
+    received_at: datetime = _utc_column()
+    answer_due: datetime | None = _utc_column(default=None)
+    answered_by: str | None = Field(default=None, max_length=32)
+    answered_at: datetime | None = _utc_column(default=None)
+    reason: str | None = Field(default=None, max_length=1000)
+    dm_channel: str | None = Field(default=None, max_length=32)
+    dm_ts: str | None = Field(default=None, max_length=32)
+    escalated_at: datetime | None = _utc_column(default=None)
+    security_channel: str | None = Field(default=None, max_length=32)
+    security_ts: str | None = Field(default=None, max_length=32)
+    acknowledged_by: str | None = Field(default=None, max_length=32)
+    # A process claims a row before it sends its DM or security message (crash: re-sent
+    # by the sweep once the claim is older than a minute).
+    claimed_at: datetime | None = _utc_column(default=None)
 
 
 # --- Least privilege from real usage and guided key rotation (issue #17) -------------------

@@ -249,11 +249,14 @@ def last_audit_event(*, session: Session, action: str, account_id: str) -> Audit
 def findings_to_export(*, session: Session, account_id: str, resolved_since: datetime | None) -> list[Finding]:
     """Every finding still open in an account, plus those resolved since `resolved_since`."""
     open_ = Finding.state != State.RESOLVED
+    account_id_matches = Finding.account_id == account_id
+    # A risky change's containment handle (bot.services.activity) is not a finding of the scan.
+    not_activity = Finding.check_id.not_like("activity:%")
     if resolved_since is None:
-        query = select(Finding).where(Finding.account_id == account_id, open_)
+        query = select(Finding).where(account_id_matches, not_activity, open_)
     else:
         query = select(Finding).where(
-            Finding.account_id == account_id, open_ | (Finding.resolved_at >= resolved_since)
+            account_id_matches, not_activity, open_ | (Finding.resolved_at >= resolved_since)
         )
     return list(session.exec(query.order_by(Finding.id)))
 

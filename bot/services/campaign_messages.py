@@ -30,7 +30,15 @@ class CampaignMessages:
         with session_scope(self.engine) as session:
             return session.get(Finding, finding_id)
 
+    # Set by bot.services.activity: a containment's finding has no DM of its own; its event's
+    # security message is rebuilt instead.
+    on_activity_change = None
+
     def _refresh_finding(self, finding: Finding) -> None:
+        if finding.check_id.startswith("activity:"):
+            if self.on_activity_change is not None:
+                self.on_activity_change(finding)
+            return
         if finding.notify_channel and finding.notify_ts:
             self.refresh_message(finding.notify_channel, finding.notify_ts)
 

@@ -58,7 +58,7 @@ from bot.core.digest_model import (
 from bot.core.lifecycle import OPEN_STATES, State
 from bot.db import audit, queries
 from bot.db.engine import session_scope
-from bot.db.models import Account, DigestPost, Finding, Remediation, Scan
+from bot.db.models import Account, ActivityEvent, DigestPost, Finding, Remediation, Scan
 from bot.db.types import UTCDateTime
 from bot.services.common import Clock, utcnow
 from checks.model import severity_rank
@@ -137,6 +137,7 @@ class DigestService:
                 history=history,
                 audit_head=head if head and head.last_sequence else None,
                 account_names=queries.account_names(session=session),
+                risky_changes=q.risky_changes(start, now),
             )
 
     # --- posting ----------------------------------------------------------------------------
@@ -267,6 +268,13 @@ class _Queries:
 
     def _rows(self, stmt):
         return self.session.execute(stmt).all()
+
+    def risky_changes(self, start: datetime, end: datetime) -> dict[str, int]:
+        """Risky IAM changes received in the window, by state (one GROUP BY)."""
+        rows = self._rows(select(ActivityEvent.state, func.count())
+                          .where(ActivityEvent.received_at >= start, ActivityEvent.received_at <= end)
+                          .group_by(ActivityEvent.state))
+        return {state: int(n) for state, n in rows}
 
     # open findings
 

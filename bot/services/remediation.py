@@ -658,7 +658,10 @@ class RemediationService:
             )
 
     def _offered_action(self, finding: Finding, action_id: str) -> Action:
-        offered = CHECKS[finding.check_id].remediations
+        if finding.check_id.startswith("activity:"):  # a risky change's containment (bot.services.activity)
+            from checks.activity.rules import CONTAINMENT_ACTIONS as offered
+        else:
+            offered = CHECKS[finding.check_id].remediations
         if action_id not in offered:
             choices = ", ".join(offered) or "none"
             raise RemediationRefused(f"'{action_id}' is not offered for {finding.check_id} (offered: {choices}).")

@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from bot.core.lifecycle import UNRESOLVED_STATES
+from bot.core.lifecycle import LIVE_STATES
 from bot.db import audit
 from bot.db.engine import session_scope, write_scope
 from bot.db.models import Finding, UsageConsent
@@ -47,7 +47,7 @@ def pending_owners(engine: Engine, finding: Finding) -> list[dict]:
     pending = []
     for item in shared:
         other = by_arn.get(item["arn"])
-        if other is None or other.state not in UNRESOLVED_STATES:
+        if other is None or other.state not in LIVE_STATES:
             why = "has no open proposal for it"
         elif (other.details or {}).get("proposal_digest") != digest:
             why = "was shown a different proposal (scan again)"

@@ -274,15 +274,13 @@ class RotationService:
     def _session(self, account_id: str, partition: str = "aws"):
         """The rotation role of the account (STEWARD_ROTATION_ROLE_NAME), checked to be there."""
         from checks import accounts
-        from checks.aws_calls import caller_account
-        from checks.collect import CollectError
+        from checks.aws_calls import CollectError, caller_account
 
         name = str(self.settings.rotation_role_name)
         base = self._aws_session_factory() if self._aws_session_factory else accounts.shared_session()
         try:
             role = accounts.restore_target(account_id, name, partition)
             aws = accounts.session_for(role, base, external_id=self.settings.external_id)
-            # Never write to the wrong account because the credentials changed.
             caller_account(aws, self.settings.aws_max_attempts, expected=account_id)
         except CollectError as exc:
             raise ServiceError(f"Steward's rotation role {name} could not be used in account {account_id} "

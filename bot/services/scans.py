@@ -271,7 +271,7 @@ class ScanService:
             return None
         if internal is None:
             internal = self._internal_accounts(run_id)
-        outcome = self._scan_target(self._base_session(), target, internal, self._hub_scps(run_id))
+        outcome = self._scan_target(self._base_session(), target, internal, run_id)
         if outcome.failed and outcome.retryable and not final_attempt:
             if scan_id is not None:
                 self._requeue(scan_id, outcome.error or "")
@@ -420,7 +420,7 @@ class ScanService:
             self._aliases[account_id] = (now, name)
         return name, 1
 
-    def _scan_target(self, base, target, internal: set[str], scps=None) -> AccountOutcome:
+    def _scan_target(self, base, target, internal: set[str], run_id: str | None = None) -> AccountOutcome:
         from checks import accounts, scan
         from checks.collect import CollectError
 
@@ -430,6 +430,7 @@ class ScanService:
         ctx = self.settings.check_context(now, internal_accounts=internal)
         label = target.label
         try:
+            scps = self._hub_scps(run_id) if run_id else None
             session = accounts.session_for(target, base, external_id=self.settings.external_id)
             result = scan.scan_account(
                 session,

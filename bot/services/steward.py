@@ -65,6 +65,10 @@ class Steward:
         )
         self.reviews = ReviewService(settings, engine=engine, client=self.campaigns.client, directory=directory,
                                      campaigns=self.campaigns, clock=clock)
+        from bot.services.activity import ActivityService
+
+        self.activity = ActivityService(settings, engine=engine, client=self.campaigns.client, directory=directory,
+                                        campaigns=self.campaigns, clock=clock)
         self.clock = clock
         self._background = None
         self._whoami_cache = LRUCache(maxsize=2048)

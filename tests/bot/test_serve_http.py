@@ -216,8 +216,7 @@ def running_steward(
         SLACK_SIGNING_SECRET=SECRET,
         SLACK_API_URL=fake.base_url,
         STEWARD_DATABASE_URL=database_url,
-        STEWARD_SECURITY_APPROVERS=",".join(APPROVERS),
-        **(env or {}),
+        **{"STEWARD_SECURITY_APPROVERS": ",".join(APPROVERS), **(env or {})},
     )
     args = [
         *steward_command(),

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from checks.catalog import BY_ID, CATALOG, RAISED_BY_PEOPLE
-from checks.model import PasswordPolicy, ResourceType, RootAccount, Severity
+from checks.model import PasswordPolicy, ResourceType, RootAccount, Severity, Trail
 from checks.scan import evaluate
 from tests.factories import (
     ACCOUNT,
@@ -32,7 +32,10 @@ CATALOG_TABLE = {
     "inactive-access-key": "low", "stale-user": "high", "user-direct-policy": "low", "admin-policy": "high",
     "service-wildcard-policy": "medium", "privilege-escalation-policy": "high",
     "role-trust-external-no-external-id": "high", "role-trust-public": "critical",
-    "compromised-key-quarantine": "critical", "unused-role": "low", "unused-permissions": "medium",
+    "compromised-key-quarantine": "critical", "unused-role": "low",
+    "cloudtrail-no-multi-region-trail": "high", "cloudtrail-log-validation-off": "medium",
+    "cloudtrail-management-events-off": "high", "cloudtrail-bucket-public": "critical",
+    "unused-permissions": "medium",
 }
 ROOT = f"arn:aws:iam::{ACCOUNT}:root"
 STRONG = PasswordPolicy(minimum_length=14, require_symbols=True, require_numbers=True, require_uppercase=True,
@@ -74,6 +77,16 @@ def role_with(policy=None, **kwargs):
                     policies=[policy] if policy else [])
 
 
+TRAIL_ARN = f"arn:aws:cloudtrail:us-east-1:{ACCOUNT}:trail/main"
+
+
+def trail(**kwargs):
+    values = {"name": "main", "arn": TRAIL_ARN, "home_region": "us-east-1", "multi_region": True,
+              "log_file_validation": True, "s3_bucket": "trail-logs", "is_logging": True,
+              "management_events": True, "bucket_public": False, **kwargs}
+    return snapshot(trails=(Trail(**values),))
+
+
 FIXTURES = {
     "root-access-key": (snapshot(root=RootAccount(ROOT, access_keys=(key(1, used=400),), mfa_active=True)),
                         snapshot(root=RootAccount(ROOT, mfa_active=True))),
@@ -105,6 +118,10 @@ FIXTURES = {
     "role-trust-public": (role_with(trust=TRUST_PUBLIC), role_with(trust=TRUST_ORG)),
     "compromised-key-quarantine": (with_policy(QUARANTINE), with_policy(READ_S3)),
     "unused-role": (snapshot(roles=[role("old", age=200)]), snapshot(roles=[role("busy", age=200, last_used=ago(2))])),
+    "cloudtrail-no-multi-region-trail": (trail(is_logging=False), trail()),
+    "cloudtrail-log-validation-off": (trail(log_file_validation=False), trail()),
+    "cloudtrail-management-events-off": (trail(management_events=False), trail()),
+    "cloudtrail-bucket-public": (trail(bucket_public=True), trail()),
     "unused-permissions": (
         snapshot(roles=[role("app", attached_policies=(ref(S3_SQS),))], policies=[S3_SQS],
                  usage=usage_of("role/app", s3=ago(2), sqs=None)),
@@ -149,6 +166,7 @@ def test_a_whole_catalog_run_reports_coverage_for_every_check():
         roles=[role("app", trust=TRUST_OTHER)],
         policies=[ESCALATE],
         root=RootAccount(ROOT),
+        trails=trail().trails,
         usage=usage_of("user/dev", iam=ago(1), ec2=None),
     )
     results = evaluate(merged, ctx())
@@ -168,3 +186,20 @@ def test_a_finding_s_evidence_may_lower_its_severity_and_every_output_shows_it()
     result = Result("privilege-escalation-policy", "123456789012", "arn:aws:iam::123456789012:user/ci",
                     Status.FAIL, details={"severity": "medium", "status": "latent"})
     assert finding_json(result, None)["severity"] == "medium"
+
+
+def test_coverage_checks_never_read_an_unread_value_as_fine():
+    """No trails at all fails CIS 3.1; trails not read, a status not read, custom selectors
+    not read or a bucket not visible evaluate nothing (coverage shows it), never a pass."""
+    from checks.rules import cloudtrail
+
+    (none,) = cloudtrail.no_multi_region_trail(snapshot(trails=()), ctx())
+    assert none.failed and none.resource == ROOT
+    single = trail(multi_region=False)
+    assert [r.failed for r in cloudtrail.no_multi_region_trail(single, ctx())] == [True]
+    for rule in (cloudtrail.no_multi_region_trail, cloudtrail.management_events_off, cloudtrail.bucket_public,
+                 cloudtrail.log_validation_off):
+        assert rule(snapshot(), ctx()) == []
+    assert cloudtrail.no_multi_region_trail(trail(is_logging=None), ctx()) == []
+    assert cloudtrail.management_events_off(trail(management_events=None), ctx()) == []
+    assert cloudtrail.bucket_public(trail(bucket_public=None), ctx()) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import typing
 import urllib.parse
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -169,8 +170,8 @@ def test_snapshot_matches_the_seeded_account(moto_session_aws_policies: boto3.Se
     assert snap.root is None  # moto's report has no <root_account> row
     assert snap.summary["Users"] == 2 and snap.summary["Roles"] == 1
     # sts, generate, details, list attached AWS policies, 2 x policy version, password
-    # policy, summary, get report
-    assert snap.api_calls == 9
+    # policy, summary, cloudtrail:DescribeTrails (no trail: no status), get report
+    assert snap.api_calls == 10
 
 
 def test_unfiltered_pass_gives_the_same_snapshot(moto_session_aws_policies: boto3.Session) -> None:
@@ -184,7 +185,7 @@ def test_unfiltered_pass_gives_the_same_snapshot(moto_session_aws_policies: boto
         attached.groups,
         attached.roles,
     )
-    assert full.api_calls == 6  # no ListPolicies / GetPolicyVersion, one big page instead
+    assert full.api_calls == 7  # no ListPolicies / GetPolicyVersion, one big page instead
 
     everything = collect_account(session, include_unattached_aws_policies=True)
     assert len(everything.policies) > 1000  # moto's whole AWS managed catalogue
@@ -205,8 +206,8 @@ def test_call_count_is_a_handful_and_flat_in_the_number_of_users(
     seed_iam(60, roles=10)  # no AWS managed policies loaded: only customer ones attached
     large = collect_account(moto_session)
     assert len(large.users) == 62
-    # sts, generate, details, password policy, summary, get report
-    assert small.api_calls == large.api_calls == 6
+    # sts, generate, details, password policy, summary, describe trails, get report
+    assert small.api_calls == large.api_calls == 7
 
 
 def test_counter_counts_operations_once_and_retries_as_attempts(
@@ -216,9 +217,9 @@ def test_counter_counts_operations_once_and_retries_as_attempts(
     counter = ApiCallCounter()
     with counter.attached(moto_session):
         snap = collect_account(moto_session, max_attempts=3)
-    assert snap.api_calls == 6  # the throttled call counts once
-    assert counter.calls == 6
-    assert counter.attempts == 8  # ... and its two retries are attempts
+    assert snap.api_calls == 7  # the throttled call counts once
+    assert counter.calls == 7
+    assert counter.attempts == 9  # ... and its two retries are attempts
     assert counter.by_operation["iam:GetAccountSummary"] == 1
 
 
@@ -620,7 +621,7 @@ def test_collect_over_http_honours_aws_endpoint_url(moto_server: str) -> None:
     (user,) = snap.users
     assert user.name == "remote"
     assert abs((utcnow() - user.created) - timedelta(days=200)) < timedelta(minutes=1)
-    assert snap.api_calls == 6
+    assert snap.api_calls == 7
 
 
 # ---------------------------------------------------------------------------------------
@@ -682,3 +683,72 @@ def test_other_scp_errors_fail_the_scan(moto_session: boto3.Session) -> None:
                  service="organizations", status=500)
     with pytest.raises(CollectError, match="organizations:ListPoliciesForTarget"):
         collect_account(moto_session, scps=True, max_attempts=1)
+
+
+# ---------------------------------------------------------------------------------------
+# CloudTrail coverage
+
+
+class _Http200:
+    status_code = 200
+    headers: typing.ClassVar[dict] = {}
+
+
+def _trail(session: boto3.Session, name: str, *, multi: bool = True, validation: bool = True,
+           public: bool = False, logging: bool = True) -> str:
+    s3 = session.client("s3")
+    bucket = f"{name}-logs"
+    s3.create_bucket(Bucket=bucket)
+    if public:
+        # moto 5.2 routes GetBucketPolicyStatus from a second client as ListObjects: answered here,
+        # as AWS answers for a bucket whose policy allows "*".
+        def status(**_):
+            return _Http200(), {"PolicyStatus": {"IsPublic": True}, "ResponseMetadata": {"HTTPStatusCode": 200}}
+
+        session.events.register_last("before-call.s3.GetBucketPolicyStatus", status)
+    ct = session.client("cloudtrail")
+    arn = ct.create_trail(Name=name, S3BucketName=bucket, IsMultiRegionTrail=multi,
+                          EnableLogFileValidation=validation)["TrailARN"]
+    if logging:
+        ct.start_logging(Name=name)
+    return arn
+
+
+def test_trails_cost_at_most_two_cloudtrail_calls_and_one_bucket_call(moto_session: boto3.Session) -> None:
+    _trail(moto_session, "regional", multi=False, validation=False)
+    main = _trail(moto_session, "main", public=True)
+    counter = ApiCallCounter()
+    with counter.attached(moto_session):
+        snap = collect_account(moto_session)
+    assert counter.by_operation["cloudtrail:DescribeTrails"] == 1
+    assert counter.by_operation["cloudtrail:GetTrailStatus"] == 1
+    # (the bucket call is answered by the test ahead of the counter: bucket_public below proves it)
+    by_name = {t.name: t for t in snap.trails}
+    assert by_name["main"].arn == main and by_name["main"].multi_region and by_name["main"].is_logging
+    assert by_name["main"].management_events is True and by_name["main"].bucket_public is True
+    assert by_name["regional"].is_logging is None and not by_name["regional"].log_file_validation
+
+    from checks.catalog import BY_ID
+    from tests.factories import ctx
+
+    fired = {c: [r.resource for r in BY_ID[c].evaluate(snap, ctx()) if r.failed] for c in (
+        "cloudtrail-no-multi-region-trail", "cloudtrail-log-validation-off", "cloudtrail-bucket-public",
+        "cloudtrail-management-events-off")}
+    assert fired == {"cloudtrail-no-multi-region-trail": [], "cloudtrail-management-events-off": [],
+                     "cloudtrail-log-validation-off": [by_name["regional"].arn],
+                     "cloudtrail-bucket-public": [main]}
+
+
+def test_a_stopped_trail_fails_cis_3_1_and_a_denied_cloudtrail_is_not_evaluated(moto_session: boto3.Session) -> None:
+    _trail(moto_session, "main", logging=False)
+    snap = collect_account(moto_session)
+    from checks.rules import cloudtrail
+    from tests.factories import ctx
+
+    (verdict,) = cloudtrail.no_multi_region_trail(snap, ctx())
+    assert verdict.failed and verdict.details["logging"] is False
+
+    inject_error(moto_session, "DescribeTrails", "AccessDeniedException", service="cloudtrail", status=400, times=1)
+    denied = collect_account(moto_session)
+    assert denied.trails is None
+    assert cloudtrail.no_multi_region_trail(denied, ctx()) == []

@@ -66,6 +66,8 @@ def test_scan_and_discovery_use_only_declared_actions(moto_session, iam, access_
     iam.put_group_policy(GroupName="devs", PolicyName="p", PolicyDocument=document(allow("s3:*")))
     iam.create_policy(PolicyName="c", PolicyDocument=document(allow("sqs:*")))
     iam.update_account_password_policy(MinimumPasswordLength=12)
+    moto_session.client("s3").create_bucket(Bucket="trail-logs")
+    moto_session.client("cloudtrail").create_trail(Name="main", S3BucketName="trail-logs", IsMultiRegionTrail=True)
     org = moto_session.client("organizations")
     org.create_organization(FeatureSet="ALL")
     created = org.create_account(Email="member@example.com", AccountName="member")
@@ -167,7 +169,7 @@ def test_an_apply_that_would_need_restore_stops_the_generator(monkeypatch):
 def test_the_scan_policy_only_reads():
     (statement,) = permissions.scan_policy()["Statement"]
     verbs = {re.match(r"^\w+:([A-Z][a-z]+)", a)[1] for a in statement["Action"]}
-    assert verbs <= {"Get", "List", "Generate"}
+    assert verbs <= {"Get", "List", "Generate", "Describe"}
 
 
 # ---------------------------------------------------------------------------------------

@@ -220,6 +220,27 @@ def _failed_lines(digest: Digest) -> list[str]:
                      f"*Accounts whose last scan failed* ({len(digest.failed_accounts)})", lines)
 
 
+RISKY_STATES = (("confirmed", "confirmed"), ("denied", "denied"), ("unanswered", "unanswered"),
+                ("escalated", "straight to security"), ("asking", "waiting for an answer"))
+
+
+def risky_line(digest: Digest) -> str:
+    """Risky changes this week: confirmed / denied / unanswered (and the rest)."""
+    counts = digest.risky_changes or {}
+    total = sum(counts.values())
+    parts = [f"{counts.get('confirmed', 0)} confirmed", f"{counts.get('denied', 0)} denied",
+             f"{counts.get('unanswered', 0)} unanswered"]
+    parts += [f"{counts[state]} {words}" for state, words in RISKY_STATES[3:] if counts.get(state)]
+    return f"Risky changes this week: {total} ({', '.join(parts)})"
+
+
+def _risky_lines(digest: Digest) -> list[str]:
+    heading, _, counts = risky_line(digest).partition(": ")
+    counts_by_state = digest.risky_changes or {}
+    alarm = ":rotating_light: " if counts_by_state.get("denied") or counts_by_state.get("unanswered") else ""
+    return [f"{alarm}*{heading}*: {counts}"]
+
+
 def _sections(lines: list[str]) -> list[SectionBlock]:
     return [mrkdwn_section(text) for text in chunk_lines(lines, SECTION_LIMIT)]
 
@@ -241,7 +262,7 @@ def digest_blocks(digest: Digest, *, max_blocks: int = MESSAGE_BLOCK_LIMIT) -> l
     ]
     body: list[Block] = []
     for lines in (_checks_lines(digest), _overdue_lines(digest), _oldest_lines(digest),
-                  _exception_lines(digest), _approval_lines(digest), _failed_lines(digest)):
+                  _exception_lines(digest), _approval_lines(digest), _failed_lines(digest), _risky_lines(digest)):
         body.extend(_sections(lines)[:2])
     footer = [context(f"Chart of the last {len(digest.history)} weeks in the thread · "
                       "`steward digest --print` shows everything")]
@@ -337,6 +358,8 @@ def digest_text(digest: Digest) -> str:
     out += [f"  {_account(digest, a.account_id, slack=False, label=a.label)}"
             + f", {_local(digest, a.at, '%Y-%m-%d %H:%M')}: {a.error or 'no error recorded'}"
             for a in digest.failed_accounts] or ["  none"]
+    add("")
+    add(risky_line(digest))
     add("")
     add(f"Posture by account ({len(digest.posture)} with open findings)")
     out += [f"  {_posture_line(p, slack=False, names=digest.account_names)}" for p in digest.posture] or ["  none"]

@@ -75,7 +75,7 @@ def severity_label(severity: str) -> str:
 
 
 def finding_section(finding, *, with_rationale: bool = True, accounts: Mapping[str, str] | None = None) -> Block:
-    spec = BY_ID[finding.check_id]
+    spec = BY_ID.get(finding.check_id)  # None: a risky change's containment (its rationale in details)
     resource = link(console_url(finding.resource), short_resource(finding.resource))
     lines = [f"{severity_label(finding.severity)} · *{escape(finding.title)}* — {resource} in "
              f"{account_text(finding.account_id, accounts)}"]
@@ -84,8 +84,9 @@ def finding_section(finding, *, with_rationale: bool = True, accounts: Mapping[s
         lines.append(escape(facts))
     if (finding.details or {}).get("explanation"):  # escalation: the path or method, one line
         lines.append(escape(finding.details["explanation"]))
-    if with_rationale:
-        lines.append(f"_{escape(spec.rationale)}_")
+    rationale = spec.rationale if spec else str((finding.details or {}).get("rationale") or "")
+    if with_rationale and rationale:
+        lines.append(f"_{escape(rationale)}_")
     return mrkdwn_section("\n".join(lines))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from bot.slack.listeners import actions, commands, errors, guard, reviews
+from bot.slack.listeners import actions, activity, commands, errors, guard, reviews
 
 
 def register(app: App, steward, *, team_id: str | None = None, app_id: str | None = None) -> None:
@@ -14,4 +14,5 @@ def register(app: App, steward, *, team_id: str | None = None, app_id: str | Non
     commands.register(app, steward)
     actions.register(app, steward)
     reviews.register(app, steward)
+    activity.register(app, steward)
     app.error(errors.error_handler(steward.engine))

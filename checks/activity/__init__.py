@@ -1,0 +1,1 @@
+"""Activity: CloudTrail events about IAM, judged as they happen (pure: events, rules)."""

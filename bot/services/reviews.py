@@ -45,6 +45,7 @@ from sqlmodel import select
 
 from bot.config import Settings
 from bot.core.decisions import REVIEW_REMOVAL_ACTIONS
+from bot.core.lifecycle import Event, State, next_state
 from bot.db import audit
 from bot.db.audit import AuditAction as A
 from bot.db.engine import session_scope, write_scope
@@ -662,7 +663,8 @@ class ReviewService:
             finding = Finding(
                 fingerprint=fp, account_id=item.account_id, check_id=ACCESS_REVIEW_REVOCATION.id, resource=item.arn,
                 sub_key=f"review:{item.id}:{ent['id']}"[:512], severity=ACCESS_REVIEW_REVOCATION.severity.value,
-                title=ACCESS_REVIEW_REVOCATION.title, owner=item.owner, state="notified", details=details,
+                title=ACCESS_REVIEW_REVOCATION.title, owner=item.owner, details=details,
+                state=next_state(State.OPEN, Event.NOTIFY),  # told: the reviewer asked for it
                 first_seen=now, last_seen=now, state_changed_at=now,
                 notified_to=user if user[:1] in "UW" else None, notified_at=now,
                 decision="revoke", decided_by=user, decided_at=now)
@@ -865,7 +867,8 @@ class ReviewService:
                                    .order_by(Remediation.id.desc())).first()
                 if rem is None or rem.status not in ("rejected", "cancelled", "failed"):
                     continue
-                finding.state, finding.state_changed_at, finding.resolved_at = "resolved", now, now
+                finding.state = next_state(finding.state, Event.NOT_SEEN)  # resolved: nothing to remove any more
+                finding.state_changed_at, finding.resolved_at = now, now
                 audit.record(session, actor="system", action=A.FINDING_RESOLVED, subject_fingerprint=finding.fingerprint,
                              resource=finding.resource, account=finding.account_id, at=now,
                              payload={"reason": f"revocation {rem.status}", "remediation_id": rem.id,

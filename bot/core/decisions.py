@@ -255,6 +255,7 @@ ACTION_NAMES: dict[str, str] = {
     "remove-user-from-group": "remove the user from the group",
     "apply-cis-password-policy": "apply the CIS password policy",
     "delete-role": "delete the role",
+    "rightsize-policy": "narrow the policy to what is used",
 }
 
 

@@ -102,8 +102,9 @@ class Steward:
         cached = self._whoami_cache.get(key)
         if cached is None:
             view = self.whoami(user_id)
+            ids = {i.account_id for i in view.identities} | {f.account_id for f in view.findings}
             blocks = whoami_blocks(view.identities, view.findings, last_scan=view.last_scan,
-                                   owner_tags=self.settings.owner_tags)
+                                   owner_tags=self.settings.owner_tags, accounts=self.account_names(ids))
             cached = ("Your IAM identities and open findings", [b.to_dict() for b in blocks])
             self._whoami_cache[key] = cached
         return cached
@@ -142,6 +143,11 @@ class Steward:
         values = self.directory.owner_values(user_id)
         with session_scope(self.engine) as session:
             return queries.findings_owned_by(session=session, owner_values=values, states=OPEN_STATES)
+
+    def account_names(self, account_ids) -> dict[str, str]:
+        """Account id -> its alias or Organizations name, for the accounts that have one."""
+        with session_scope(self.engine) as session:
+            return queries.account_names(session=session, account_ids=account_ids)
 
     def search_findings(self, query) -> tuple[list[Finding], str]:
         """Open findings of another person, an account or a check (security approvers only)."""

@@ -260,7 +260,9 @@ def _show_findings(parsed: Findings, request: Request) -> Reply:
         findings, heading = request.steward.search_findings(parsed)
     else:
         findings, heading = request.steward.findings_of(request.user), "Your open findings"
-    return {"text": f"{heading}: {len(findings)}", "blocks": _dicts(findings_blocks(findings, heading=heading))}
+    accounts = request.steward.account_names({f.account_id for f in findings}) if findings else {}
+    return {"text": f"{heading}: {len(findings)}",
+            "blocks": _dicts(findings_blocks(findings, heading=heading, accounts=accounts))}
 
 
 def _keys(parsed: Keys, request: Request) -> Reply:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from bot.db.models import Finding, IamIdentity
 from bot.slack.blocks.common import chunk_lines, console_url
 from bot.slack.blocks.findings import findings_blocks
@@ -179,3 +181,14 @@ def test_the_audit_timeline_reads_as_sentences_not_json():
     assert "Steward sent a message about user/bob (to <@U0BOB00001>)" in text
     assert "3 events, newest first" in text
     assert text.count(f"*{NOW:%A}") == 1  # grouped by day
+
+
+def test_whoami_names_the_account_of_each_identity():
+    from types import SimpleNamespace
+
+    from bot.slack.blocks.whoami import whoami_blocks
+
+    me = SimpleNamespace(name="bob", arn="arn:aws:iam::111122223333:user/bob", account_id="111122223333", facts={})
+    text = json.dumps(payload(whoami_blocks([me], [], accounts={"111122223333": "payments-prod"})))
+    assert "payments-prod (111122223333)" in text
+    assert "payments-prod" not in json.dumps(payload(whoami_blocks([me], [])))  # no name known: the bare id

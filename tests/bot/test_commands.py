@@ -3,6 +3,7 @@ line, a parser case here and (tests/bot/test_serve_http.py) an answer over HTTP.
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 import pytest
@@ -125,3 +126,23 @@ def test_a_usage_error_shows_only_its_own_usage_line(text, line):
     verb = c.BY_WORD[text.split()[0]]
     assert usage == "Usage: " + "\n".join(filter(None, [verb.usage, verb.approver_usage])) and line in usage
     assert reply.count("/iam") == usage.count("/iam")  # the other commands' lines are not repeated
+
+
+def test_findings_replies_name_the_accounts():
+    """`/iam findings` shows an account's alias (or Organizations name) beside its id."""
+    from types import SimpleNamespace
+
+    finding = SimpleNamespace(severity="high", check_id="stale-user", details={}, title="Stale IAM user bob",
+                              resource="arn:aws:iam::111122223333:user/bob", account_id="111122223333",
+                              state="notified", first_seen=None, id=1)
+    asked: list[set[str]] = []
+
+    def account_names(ids):
+        asked.append(set(ids))
+        return {"111122223333": "payments-prod"}
+
+    steward = SimpleNamespace(findings_of=lambda user: [finding], account_names=account_names)
+    verb = c.BY_COMMAND[c.Findings]
+    reply = verb.handle(c.parse("findings"), c.Request(user="U0BOB00001", steward=steward, later=None))
+    text = json.dumps(reply["blocks"])
+    assert asked == [{"111122223333"}] and "payments-prod (111122223333)" in text

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from slack_sdk.models.blocks import Block, DividerBlock, HeaderBlock, PlainTextObject
 
-from bot.slack.blocks.common import console_url, context, day, escape, link, mrkdwn_section
+from bot.slack.blocks.common import (
+    account_text,
+    console_url,
+    context,
+    day,
+    escape,
+    link,
+    mrkdwn_section,
+)
 from bot.slack.blocks.findings import findings_blocks
 
 MAX_IDENTITIES = 8
@@ -23,14 +31,14 @@ def key_line(key: dict) -> str:
     )
 
 
-def identity_text(identity) -> str:
+def identity_text(identity, accounts: Mapping[str, str] | None = None) -> str:
     facts = identity.facts or {}
     console = "no console access"
     if facts.get("console"):
         mfa = "MFA on" if facts.get("mfa") else "*no MFA*"
         console = f"console access, {mfa}, password last used {day(facts.get('password_last_used'))}"
     lines = [
-        f"*{link(console_url(identity.arn), identity.name)}* in account `{identity.account_id}`",
+        f"*{link(console_url(identity.arn), identity.name)}* in account {account_text(identity.account_id, accounts)}",
         f"`{escape(identity.arn)}`",
         console,
     ]
@@ -43,7 +51,8 @@ def identity_text(identity) -> str:
     return "\n".join(lines)
 
 
-def whoami_blocks(identities: Sequence, findings: Sequence, *, last_scan=None, owner_tags=()) -> list[Block]:
+def whoami_blocks(identities: Sequence, findings: Sequence, *, last_scan=None, owner_tags=(),
+                  accounts: Mapping[str, str] | None = None) -> list[Block]:
     blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text="Your IAM identities"))]
     if not identities:
         tags = ", ".join(f"`{t}`" for t in owner_tags) or "an owner tag"
@@ -57,11 +66,11 @@ def whoami_blocks(identities: Sequence, findings: Sequence, *, last_scan=None, o
             )
         )
     for identity in list(identities)[:MAX_IDENTITIES]:
-        blocks.append(mrkdwn_section(identity_text(identity)))
+        blocks.append(mrkdwn_section(identity_text(identity, accounts)))
     if len(identities) > MAX_IDENTITIES:
         blocks.append(context(f"…and {len(identities) - MAX_IDENTITIES} more identities."))
     blocks.append(DividerBlock())
-    blocks.extend(findings_blocks(findings, heading="Your open findings", limit=15, max_blocks=10))
+    blocks.extend(findings_blocks(findings, heading="Your open findings", limit=15, max_blocks=10, accounts=accounts))
     note = "Only you can see this."
     if last_scan is not None:
         note += f" Last scan {day(last_scan)}."

@@ -329,4 +329,14 @@ def holder_gone(holder: str | None) -> bool:
         return True
     except PermissionError:  # alive, someone else's
         return False
-    return False
+    return _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A killed process whose parent died too stays a zombie until something reaps it (a
+    container without an init may never): it still answers signal 0, but runs nothing."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False  # no /proc (not Linux): only a definite answer counts
+    return stat.rpartition(")")[2].split()[:1] in (["Z"], ["X"])

@@ -290,3 +290,25 @@ def test_a_leader_that_loses_its_database_session_steps_down(pg_database_url):
         lock.release()
         sched.install_runtime(None)
         runtime.engine.dispose()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_zombie_lease_holder_is_gone():
+    """A killed worker nobody has reaped yet still answers signal 0: it must count as gone,
+    or its remediation waits for the lease to expire instead of being settled at start-up."""
+    import socket
+
+    from bot.run.leader import _pid_namespace, holder_gone
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the child did not end"
+            time.sleep(0.01)
+        os.kill(child.pid, 0)  # a zombie still answers signal 0...
+        holder = f"{socket.gethostname()}:{_pid_namespace()}:{child.pid}:cafe0001"
+        assert holder_gone(holder)  # ...but runs nothing
+        assert not holder_gone(f"{socket.gethostname()}:{_pid_namespace()}:{os.getppid()}:cafe0002")
+    finally:
+        child.wait()

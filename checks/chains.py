@@ -44,7 +44,7 @@ from checks.effective import (
     compile_document,
     short_name,
 )
-from checks.escalation import Chain, Edge, chains_to, trust_of
+from checks.escalation import Chain, Edge, chains_to, index_trusts, trust_of
 from checks.model import AccountSnapshot, Result, Status, User
 from checks.policy import load_document, principal_account
 from checks.rules.base import owner_of
@@ -210,19 +210,7 @@ def _layered(part: Mapping[str, Any], p: Mapping[str, Any], now: datetime) -> La
 def _cross_edges(parts: Sequence[Mapping[str, Any]], now: datetime) -> dict[str, list[Edge]]:
     trusts = [t for part in parts for d in part["trusts"]
               if (t := trust_of(d["arn"], part["account"], d["trust"])) is not None]
-    by_arn: dict[str, list] = {}
-    by_account: dict[str, list] = {}
-    anyone: list = []
-    for t in trusts:
-        for c in t.clauses:
-            if not c.allow:
-                continue
-            if c.anyone or c.negated:
-                anyone.append(t)
-            for name in c.names:
-                by_arn.setdefault(name, []).append(t)
-            for account in c.accounts:
-                by_account.setdefault(account, []).append(t)
+    by_arn, by_account, anyone = index_trusts(trusts)
     edges: dict[str, list[Edge]] = {}
     for part in parts:
         account = part["account"]

@@ -148,6 +148,25 @@ def _open_to(t: _Trust, account: str) -> bool:
     )
 
 
+def index_trusts(trusts: Iterable[_Trust]) -> tuple[dict[str, list[_Trust]], dict[str, list[_Trust]], list[_Trust]]:
+    """The trust policies' Allow clauses indexed by who they admit: (by principal ARN, by
+    account, open to anyone or to everyone but someone)."""
+    by_arn: dict[str, list[_Trust]] = {}
+    by_account: dict[str, list[_Trust]] = {}
+    anyone: list[_Trust] = []
+    for t in trusts:
+        for c in t.clauses:
+            if not c.allow:
+                continue
+            if c.anyone or c.negated:
+                anyone.append(t)
+            for name in c.names:
+                by_arn.setdefault(name, []).append(t)
+            for account in c.accounts:
+                by_account.setdefault(account, []).append(t)
+    return by_arn, by_account, anyone
+
+
 def assume_edges(
     snapshots: Sequence[AccountSnapshot],
     layered: Mapping[str, Layered],
@@ -159,21 +178,9 @@ def assume_edges(
     trust its whole account through one shared node, `hub:<account>`, instead of one edge
     per role: a few hundred such roles times thousands of such principals would otherwise
     be millions of edges. Chains never show the hub."""
-    by_arn: dict[str, list[_Trust]] = {}
-    by_account: dict[str, list[_Trust]] = {}
-    anyone: list[_Trust] = []
-    by_role: dict[str, _Trust] = {}
-    for t in (t for snap in snapshots for t in _trusts(snap)):
-        by_role[t.arn] = t
-        for c in t.clauses:
-            if not c.allow:
-                continue
-            if c.anyone or c.negated:
-                anyone.append(t)
-            for name in c.names:
-                by_arn.setdefault(name, []).append(t)
-            for account in c.accounts:
-                by_account.setdefault(account, []).append(t)
+    trusts = [t for snap in snapshots for t in _trusts(snap)]
+    by_role: dict[str, _Trust] = {t.arn: t for t in trusts}
+    by_arn, by_account, anyone = index_trusts(trusts)
     role_pool = Pool(sorted(by_role))
     hubs: dict[str, tuple[Edge, ...]] = {}
     closed: dict[str, list[_Trust]] = {}

@@ -424,18 +424,8 @@ class ActivityService:
             raise Refusal("That containment is not offered for this event.")
         option = row.containment[index]
         finding = self._containment_finding(row, option)
-        now = self.clock()
-        try:
-            rem = self.remediations.request(finding.id, option["action"], actor=user)
-        except RemediationRefused as exc:
-            raise Refusal(str(exc)) from None
-        except ServiceError as exc:
-            raise Refusal(f"Steward could not plan this: {exc}") from None
-        with session_scope(self.engine) as session:
-            audit.record(session, actor=user, action=A.DECISION_REMEDIATE, subject_fingerprint=finding.fingerprint,
-                         resource=finding.resource, account=finding.account_id, at=now,
-                         payload={"action": option["action"], "remediation_id": rem.id, "event_id": row.event_id,
-                                  "containment": True})
+        rem = self.campaigns.request_remediation(user, finding, option["action"], self.clock(),
+                                                 event_id=row.event_id, containment=True)
         try:
             if registry.action(option["action"]).owner_may_apply_alone:
                 rem = self.campaigns._carry_out(rem, user)

@@ -216,9 +216,9 @@ class CampaignDecisions:
             return override.slack_user_id == user
         return bool(finding.owner) and finding.owner in self.directory.owner_values(user)
 
-    def _remediate(self, user: str, finding: Finding, action_id: str | None, now: datetime) -> str:
-        if not action_id:
-            raise Refusal("There is no single policy to remove here; ask the security team.")
+    def request_remediation(self, user: str, finding: Finding, action_id: str, now: datetime, **details):
+        """Plan `action_id` on the finding for `user` and audit the decision (`details` join
+        the audit payload); a refusal is the person's one line."""
         try:
             rem = self.remediations.request(finding.id, action_id, actor=user)
         except RemediationRefused as exc:
@@ -228,7 +228,13 @@ class CampaignDecisions:
         with session_scope(self.engine) as session:
             audit.record(session, actor=user, action=A.DECISION_REMEDIATE, subject_fingerprint=finding.fingerprint,
                          resource=finding.resource, account=finding.account_id, at=now,
-                         payload={"action": action_id, "remediation_id": rem.id})
+                         payload={"action": action_id, "remediation_id": rem.id, **details})
+        return rem
+
+    def _remediate(self, user: str, finding: Finding, action_id: str | None, now: datetime) -> str:
+        if not action_id:
+            raise Refusal("There is no single policy to remove here; ask the security team.")
+        rem = self.request_remediation(user, finding, action_id, now)
         action = registry.action(action_id)
         try:
             if action.owner_may_apply_alone:

@@ -193,6 +193,20 @@ def test_a_second_request_while_one_is_in_flight_is_refused(world):
         svc.request(fid, "deactivate-access-key", actor=APPROVER)
 
 
+def test_a_request_after_the_same_action_succeeded_is_told_it_is_done(world):
+    """A late click (it read the finding before the first one finished) starts nothing."""
+    svc = service(world)
+    fid = finding_id(world["engine"], "unused-access-key", "bob")
+    first = svc.request(fid, "deactivate-access-key", actor=OWNER)
+    svc.approve(first.id, approver=OWNER)
+    assert svc.execute(first.id, actor=OWNER).status == "succeeded"
+    with pytest.raises(RemediationRefused, match=f"Already done: .* #{first.id}"):
+        svc.request(fid, "deactivate-access-key", actor=OWNER)
+    assert actions(world["engine"]).count("remediation.planned") == 1
+    svc.undo(first.id, actor=OWNER, undoer_is_owner=True)  # given back: it may be done again
+    assert svc.request(fid, "deactivate-access-key", actor=OWNER).status == "planned"
+
+
 def test_delete_user_waits_for_stewards_own_quarantine(world, monkeypatch):
     from datetime import timedelta
 

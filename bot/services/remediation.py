@@ -31,7 +31,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.config import Settings
 from bot.core.decisions import UndoRule, action_name, undo_rule
-from bot.core.lifecycle import Event, InvalidTransition, next_state
+from bot.core.lifecycle import Event, InvalidTransition, State, next_state
 from bot.db import audit, queries
 from bot.db.audit import AuditAction as A
 from bot.db.engine import session_scope, write_scope
@@ -158,6 +158,7 @@ class RemediationService:
         with session_scope(self.engine) as session:
             finding = self._finding(session, finding_ref)
             action = self._offered_action(finding, action_id)
+            self._check_already_done(session, finding, action)
             self._check_waiting_period(session, finding, action)
         target = Target.from_finding(finding.check_id, finding.resource, finding.details)
         now = self.clock()
@@ -723,6 +724,17 @@ class RemediationService:
         when = row.undone_at or row.finished_at or row.approved_at or row.requested_at
         return (f"Already handled: the request to {action_name(row.action)} is {row.status.replace('_', ' ')} "
                 f"({who_(who)}, {when:%Y-%m-%d %H:%M} UTC).")
+
+    def _check_already_done(self, session, finding: Finding, action: Action) -> None:
+        """A click that arrives after the same action succeeded (and the finding has not come
+        back since) is told so; it never starts a second remediation."""
+        if finding.state != State.REMEDIATED:
+            return
+        done = session.scalar(select(Remediation.id).where(
+            Remediation.finding_id == finding.id, Remediation.action == action.id,
+            Remediation.status == SUCCEEDED).limit(1))
+        if done is not None:
+            raise RemediationRefused(f"Already done: {action.title} (remediation #{done}).")
 
     def _in_flight_message(self, finding_id: int) -> str:
         with session_scope(self.engine) as session:

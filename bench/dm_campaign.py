@@ -32,8 +32,8 @@ from bot.config import Settings  # noqa: E402
 from bot.db.engine import make_engine  # noqa: E402
 from bot.db.migrate import upgrade  # noqa: E402
 from bot.db.models import Finding  # noqa: E402
-from bot.services import Steward  # noqa: E402
 from bot.services.campaigns import Pacer  # noqa: E402
+from bot.services.steward import Steward  # noqa: E402
 from bot.slack.client import retry_handlers  # noqa: E402
 from bot.slack.owners import OwnerDirectory  # noqa: E402
 from checks.model import fingerprint  # noqa: E402

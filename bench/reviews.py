@@ -33,9 +33,9 @@ from bot.config import Settings  # noqa: E402
 from bot.db.engine import make_engine  # noqa: E402
 from bot.db.migrate import upgrade  # noqa: E402
 from bot.db.models import PrincipalInventory, Scan  # noqa: E402
-from bot.services import Steward  # noqa: E402
 from bot.services.campaigns import Pacer  # noqa: E402
 from bot.services.reviews import CycleResult, to_csv  # noqa: E402
+from bot.services.steward import Steward  # noqa: E402
 from bot.slack.client import retry_handlers  # noqa: E402
 from bot.slack.owners import OwnerDirectory  # noqa: E402
 from sandbox.slack_fake import SlackFake  # noqa: E402

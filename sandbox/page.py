@@ -23,11 +23,12 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-if TYPE_CHECKING:
-    from sandbox.demo import Demo
+# The running `sandbox.demo.Demo` the page shows, typed `Any` here: the demo imports this
+# module to serve its page, so importing it back would be a cycle.
+_Demo = Any
 
 __all__ = ["Renderer", "make_page_server", "mrkdwn", "render_page", "render_parts"]
 
@@ -577,7 +578,7 @@ def render_iam(accounts: list[dict[str, Any]], viewer_email: str | None) -> str:
     return head + "".join(sections)
 
 
-def render_parts(demo: Demo, viewer: str, channel: str) -> dict[str, Any]:
+def render_parts(demo: _Demo, viewer: str, channel: str) -> dict[str, Any]:
     """The parts of the page that change: sidebar, channel, modal, IAM panel."""
     fake = demo.fake
     assert fake is not None
@@ -734,7 +735,7 @@ def _modal_html(renderer: Renderer, view: dict[str, Any], errors: Mapping[str, s
     )
 
 
-def render_page(demo: Demo, viewer: str, channel: str) -> str:
+def render_page(demo: _Demo, viewer: str, channel: str) -> str:
     parts = render_parts(demo, viewer, channel)
     person = demo.person(viewer)
     options = []
@@ -987,7 +988,7 @@ setInterval(refresh,1000); refresh();
 
 class _PageServer(ThreadingHTTPServer):
     daemon_threads = True
-    demo: Demo
+    demo: _Demo
 
     def server_bind(self) -> None:
         import socketserver
@@ -1001,7 +1002,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "StewardDemo/1.0"
 
     @property
-    def demo(self) -> Demo:
+    def demo(self) -> _Demo:
         assert isinstance(self.server, _PageServer)
         return self.server.demo
 
@@ -1148,7 +1149,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, result)
 
 
-def make_page_server(demo: Demo, host: str, port: int) -> _PageServer:
+def make_page_server(demo: _Demo, host: str, port: int) -> _PageServer:
     """Bind the page's port now (a busy port fails early); serve it later."""
     server = _PageServer((host, port), _Handler, bind_and_activate=True)
     server.demo = demo

@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 
 from bot.db.models import ActivityEvent, ActivitySeen, AuditEvent
 from bot.run.events import Intake
-from bot.services import utcnow
+from bot.services.common import utcnow
 from sandbox import signing
 from tests import cloudtrail_events as ct
 from tests import test_campaigns

@@ -8,32 +8,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _type_checking_only(tree: ast.AST) -> set[int]:
-    """ids of the import nodes under `if TYPE_CHECKING:` (annotations only, never run)."""
-    skipped: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            skipped.update(id(inner) for stmt in node.body for inner in ast.walk(stmt))
-    return skipped
-
-
 def imported_modules(path: Path, *, with_names: bool = False) -> set[str]:
-    """Every module the file imports, at the top or inside a function (a lazy import is still
-    a dependency); `with_names` gives `package.name` for `from package import name` instead
-    of the package (the graph then keeps whichever of the two is a module)."""
+    """Every module the file imports, at the top, inside a function or under `TYPE_CHECKING`
+    (a lazy or type-only import is still a dependency a reader must follow); `with_names`
+    adds `package.name` for `from package import name` (the graph keeps it when it is a
+    module)."""
     tree = ast.parse(path.read_text(), filename=str(path))
-    skipped = _type_checking_only(tree)
     names: set[str] = set()
     for node in ast.walk(tree):
-        if id(node) in skipped:
-            continue
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)  # importing from a package runs its __init__ first
             if with_names:
                 names.update(f"{node.module}.{alias.name}" for alias in node.names)
-            else:
-                names.add(node.module)
     return names
 
 
@@ -145,7 +133,8 @@ def test_the_cycle_finder_finds_a_cycle():
 
 
 def test_the_import_graph_is_acyclic():
-    """A cycle means no module in it can be read, tested or moved alone (lazy imports count)."""
+    """A cycle means no module in it can be read, tested or moved alone (lazy and type-only
+    imports count)."""
     assert cycles(import_graph()) == []
 
 

@@ -20,9 +20,10 @@ from bot.core.decisions import Choice
 from bot.db.engine import make_engine
 from bot.db.migrate import upgrade
 from bot.db.models import AuditEvent, Finding, Remediation
-from bot.services import Steward, utcnow
 from bot.services.campaigns import Pacer
+from bot.services.common import utcnow
 from bot.services.scans import ScanService
+from bot.services.steward import Steward
 from bot.slack.owners import OwnerDirectory
 from sandbox import signing
 from sandbox.slack_fake import SlackFake

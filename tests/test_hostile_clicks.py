@@ -73,7 +73,7 @@ def test_clicks_with_forged_tokens_are_refused_and_audited(world, served, kind) 
 def test_keep_reasons_are_limited_and_shown_inert(world, served) -> None:  # noqa: F811
     from datetime import timedelta
 
-    from bot.services import utcnow
+    from bot.services.common import utcnow
     from tests.test_campaigns import DAVE, click
 
     world.steward().campaigns.run_cycle()

@@ -170,7 +170,7 @@ def test_pilot_owners_are_dmed_and_everyone_else_goes_to_triage(world):  # noqa:
 def test_keep_from_more_names_the_finding_and_is_confirmed_privately(world, served):  # noqa: F811
     from datetime import timedelta
 
-    from bot.services import utcnow
+    from bot.services.common import utcnow
     from sandbox import signing
 
     world.steward().campaigns.run_cycle()

@@ -19,7 +19,7 @@ def export(
     region: str = typer.Option(None, "--region", help="Security Hub's region (default: AWS_REGION)."),
 ):
     """Send every account's open findings to Security Hub and archive those resolved since."""
-    from bot.services import ServiceError
+    from bot.services.common import ServiceError
     from bot.services.exports import SecurityHubExport
 
     settings = settings_or_exit()

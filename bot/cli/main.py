@@ -98,7 +98,8 @@ def scan(
     With PostgreSQL each account is a job that any `steward worker` can take; this command
     works its own run's jobs too, so it finishes with no worker running. Ctrl+C cancels the
     accounts not scanned yet."""
-    from bot.services import ScanService, ServiceError
+    from bot.services.common import ServiceError
+    from bot.services.scans import ScanService
 
     settings = settings_or_exit()
     if cancel is not None:
@@ -163,7 +164,7 @@ def _require_aws_credentials() -> None:
 
 
 def _cancel_run(settings, run_id: str) -> None:
-    from bot.services import ScanService
+    from bot.services.scans import ScanService
 
     service = ScanService(settings, engine=engine_for(settings))
     rows = service.run_of(run_id)

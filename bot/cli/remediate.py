@@ -51,7 +51,7 @@ def remediate(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ):
     """Plan, approve (as operator) and carry out one remediation."""
-    from bot.services import ServiceError
+    from bot.services.common import ServiceError
     from bot.services.remediation import RemediationService
 
     settings = settings_or_exit()
@@ -75,7 +75,7 @@ def remediate(
 
 def undo(remediation: int = typer.Argument(..., help="Remediation id.")):
     """Undo a succeeded, reversible remediation (as operator); its Slack messages are updated."""
-    from bot.services import ServiceError
+    from bot.services.common import ServiceError
     from bot.services.remediation import RemediationService
 
     settings = settings_or_exit()

@@ -16,7 +16,7 @@ def collect(
 ):
     """Start a last-accessed job for every user and role holding a policy, poll them, store
     the answers (the `unused-permissions` check reads them at the next scan)."""
-    from bot.services import ServiceError
+    from bot.services.common import ServiceError
     from bot.services.usage import UsageService
 
     settings = settings_or_exit()

@@ -8,14 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from checks.model import SEVERITY_ORDER
 
-if TYPE_CHECKING:
-    from bot.db.audit import ChainHead
-
-#: Most severe first (checks.model.Severity is the one home of the order).
 SEVERITIES = SEVERITY_ORDER  # most severe first (checks.model, the one home)
 
 
@@ -132,7 +128,8 @@ class Digest:
     posture: tuple[AccountPosture, ...]  # accounts with open findings, worst first
     accounts_known: int
     history: tuple[HistoryPoint, ...]  # oldest first; the last one is `generated_at`
-    audit_head: ChainHead | None = None  # published in the message (an anchor)
+    # bot.db.audit.ChainHead, published in the message (an anchor); the core never imports the database.
+    audit_head: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
     account_names: dict[str, str] = field(default_factory=dict)  # id -> alias or Organizations name
     # Risky IAM changes seen this week (bot/services/activity.py), by what became of them:

@@ -12,8 +12,8 @@ from bot.config import Settings
 from bot.db.audit_key import load_process_keyring
 from bot.db.engine import make_engine
 from bot.db.migrate import ensure_schema
-from bot.services import Steward
 from bot.services.scans import count_aws_throttles
+from bot.services.steward import Steward
 from bot.slack.client import make_web_client
 from bot.slack.owners import OwnerDirectory
 

@@ -2,20 +2,7 @@
 
 The only package that combines `checks/` (AWS, rules, remediation) with `bot/db`
 (persistence), and the owner of transactions: a state change and its audit row are
-written together.
+written together. Import what you need from its modules (`bot.services.scans`,
+`bot.services.steward`, `bot.services.common`, …): this file imports nothing, so that a
+module of the package importing a sibling never runs the whole package first.
 """
-
-from bot.services.common import ServiceError, utcnow
-from bot.services.scans import AccountOutcome, ScanReport, ScanService, sync_findings
-from bot.services.steward import Steward, WhoAmIView
-
-__all__ = [
-    "AccountOutcome",
-    "ScanReport",
-    "ScanService",
-    "ServiceError",
-    "Steward",
-    "WhoAmIView",
-    "sync_findings",
-    "utcnow",
-]

@@ -16,14 +16,14 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sandbox.slack.files import Files
 from sandbox.slack.response_url import ResponseUrls
-from sandbox.slack.socket_mode import SocketMode
+from sandbox.slack.socket_mode import SocketConnection, SocketMode
 from sandbox.slack.state import Workspace
 from sandbox.slack.testing import Controls
-from sandbox.slack.transport import Transport
+from sandbox.slack.transport import Server, Transport
 from sandbox.slack.views import Views
 from sandbox.slack.web_api import WebApi
 from sandbox.workspace import (
@@ -37,10 +37,6 @@ from sandbox.workspace import (
     DEFAULT_TEAM_NAME,
     DEFAULT_TOKEN,
 )
-
-if TYPE_CHECKING:
-    from sandbox.slack.socket_mode import SocketConnection
-    from sandbox.slack.transport import Server
 
 
 def manifest_scopes(manifest: Mapping[str, Any] | None) -> list[str]:

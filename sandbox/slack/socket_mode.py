@@ -17,11 +17,12 @@ import struct
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, parse_qsl
 
-if TYPE_CHECKING:
-    from sandbox.slack.fake import SlackFake
+# The fake these serve is `sandbox.slack.fake.SlackFake`, typed `Any` here: that module
+# puts this one together, so importing it back would be a cycle.
+_Fake = Any
 
 _WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -236,7 +237,7 @@ class SocketConnection:
     continuation, ping -> pong, close), one sender at a time.
     """
 
-    def __init__(self, sock: socket.socket, rfile: Any, fake: SlackFake) -> None:
+    def __init__(self, sock: socket.socket, rfile: Any, fake: _Fake) -> None:
         self.sock = sock
         self.rfile = rfile
         self.fake = fake

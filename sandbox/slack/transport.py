@@ -18,15 +18,16 @@ import time
 from collections import deque
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 from bot.slack.methods import METHODS, TIER_PER_MINUTE
 from sandbox.slack.common import APP_TOKEN_METHODS, Budget, Call, Fault, Reply, SlackError
 from sandbox.slack.socket_mode import SocketConnection, websocket_accept
 
-if TYPE_CHECKING:
-    from sandbox.slack.fake import SlackFake
+# The fake these serve is `sandbox.slack.fake.SlackFake`, typed `Any` here: that module
+# puts this one together, so importing it back would be a cycle.
+_Fake = Any
 
 
 class Transport:
@@ -312,7 +313,7 @@ class Transport:
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
-    fake: SlackFake
+    fake: _Fake
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind does a reverse DNS lookup (getfqdn), slow on some hosts.
@@ -325,7 +326,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "SlackFake/1.0"
 
     @property
-    def fake(self) -> SlackFake:
+    def fake(self) -> _Fake:
         assert isinstance(self.server, Server)
         return self.server.fake
 

@@ -11,7 +11,7 @@ from bot.config import Settings
 from bot.db.engine import make_engine, session_scope
 from bot.db.migrate import current_revision, downgrade, ensure_schema, head_revision, upgrade
 from bot.db.models import AuditEvent, Finding, Scan
-from bot.services import AccountOutcome, ScanService, sync_findings
+from bot.services.scans import AccountOutcome, ScanService, sync_findings
 from checks.model import Result, Status
 from tests.factories import ACCOUNT, NOW
 

@@ -6,7 +6,7 @@ from bot.config import Settings
 from bot.db import audit
 from bot.db.engine import session_scope
 from bot.db.models import IamIdentity
-from bot.services import Steward
+from bot.services.steward import Steward
 from tests.factories import ACCOUNT, NOW
 
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from bot.cli.main import app
 from bot.config import Settings
-from bot.db.engine import make_engine
+from bot.db.engine import make_engine, session_scope
 from bot.db.migrate import upgrade
 from bot.db.models import AuditEvent, Finding, Remediation
 from bot.services.common import ServiceError
@@ -207,6 +207,22 @@ def test_a_request_after_the_same_action_succeeded_is_told_it_is_done(world):
     assert svc.request(fid, "deactivate-access-key", actor=OWNER).status == "planned"
 
 
+def test_a_click_that_read_the_finding_before_the_first_run_finished_starts_nothing(world, monkeypatch):
+    """The late click's first read is stale (the finding still looks open); the check made
+    again under the write lock, just before the row is added, sees the run that succeeded."""
+    svc = service(world)
+    fid = finding_id(world["engine"], "unused-access-key", "bob")
+    with session_scope(world["engine"]) as session:
+        stale = session.get(Finding, fid)
+    first = svc.request(fid, "deactivate-access-key", actor=OWNER)
+    svc.approve(first.id, approver=OWNER)
+    assert svc.execute(first.id, actor=OWNER).status == "succeeded"
+    monkeypatch.setattr(RemediationService, "_finding", lambda self, session, ref: stale)
+    with pytest.raises(RemediationRefused, match=f"Already done: .* #{first.id}"):
+        svc.request(fid, "deactivate-access-key", actor=OWNER)
+    assert actions(world["engine"]).count("remediation.planned") == 1
+
+
 def test_delete_user_waits_for_stewards_own_quarantine(world, monkeypatch):
     from datetime import timedelta
 
@@ -245,7 +261,7 @@ def change(self, iam, target, state):
 
 DeactivateAccessKey.change = change
 from bot.config import load_settings
-from bot.db.engine import make_engine
+from bot.db.engine import make_engine, session_scope
 from bot.services.remediation import RemediationService
 settings = load_settings()
 svc = RemediationService(settings, engine=make_engine(settings.effective_database_url))

@@ -178,6 +178,11 @@ class RemediationService:
             requested_by=actor, requested_at=now, **self.keeper.values(),
         )
         with write_scope(self.engine) as session:
+            # Checked again under the write lock (the finding's row lock on PostgreSQL): a
+            # click that read the finding just before another click's run finished must not
+            # plan a second run of an action that has just succeeded.
+            locked = session.scalar(select(Finding).where(Finding.id == finding.id).with_for_update())
+            self._check_already_done(session, locked, action)
             session.add(row)
             try:
                 session.flush()

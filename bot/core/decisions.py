@@ -97,7 +97,6 @@ BUCKET_GUIDE = guide("Block public access (guide)", "https://docs.aws.amazon.com
                      "access-control-block-public-access.html")
 EDIT_POLICY_GUIDE = guide("Edit the policies (guide)", AWS_DOCS + "access_policies_manage-edit.html")
 
-KEY_FAMILY = (DEACTIVATE, EXCEPTION, SNOOZE, NOT_MINE)
 POLICY_FAMILY = (REQUEST_REMOVAL, EXCEPTION, NOT_MINE)
 SECURITY_ONLY = frozenset({
     "root-access-key", "root-mfa-disabled", "root-recently-used", "password-policy-weak",
@@ -106,15 +105,23 @@ SECURITY_ONLY = frozenset({
     "cloudtrail-bucket-public",
 })
 
+# A remediation's button, by action id, where its words are better than the action's title
+# (`remediation_button` derives the rest from the action itself).
+REMEDIATION_BUTTONS: dict[str, Button] = {b.action: b for b in (
+    DEACTIVATE, DELETE_KEY, QUARANTINE, REMOVE_PASSWORD, RIGHTSIZE, CIS_PASSWORD_POLICY, DELETE_ROLE) if b.action}
+
+# The checks whose buttons are not the default (`family`: each remediation the catalog entry
+# offers, then Keep…, Snooze, Not mine): a new check that fits the default needs no row here.
 # Each family's order is its priority: the card shows the first as the single best next
 # step. Every family has a step that fixes it (a remediation, a removal request, a rotation
 # promise or a guide), walked by a test.
 FAMILIES: dict[str, tuple[Button, ...]] = {
-    "unused-access-key": KEY_FAMILY,
+    # Deactivate first (it can be undone); a key that stays inactive is then offered for
+    # deletion by its `inactive-access-key` finding.
+    "unused-access-key": (DEACTIVATE, EXCEPTION, SNOOZE, NOT_MINE),
     # Which of the two keys should go is the owner's call: each key's own finding (unused,
     # old) carries its Deactivate button.
     "multiple-active-keys": (ROTATION_GUIDE, EXCEPTION, SNOOZE, NOT_MINE),
-    "inactive-access-key": (DELETE_KEY, EXCEPTION, SNOOZE, NOT_MINE),
     "old-access-key": (ROTATE_FOR_ME, ROTATE, ROTATION_GUIDE, DEACTIVATE, EXCEPTION),
     "stale-user": (QUARANTINE, EXCEPTION, NOT_MINE),
     "compromised-key-quarantine": (QUARANTINE, EXCEPTION),
@@ -126,7 +133,6 @@ FAMILIES: dict[str, tuple[Button, ...]] = {
     "service-wildcard-policy": POLICY_FAMILY,
     # Combined across policies, a removal may not apply (buttons_for drops it): the guide stays.
     "privilege-escalation-policy": (REQUEST_REMOVAL, EDIT_POLICY_GUIDE, EXCEPTION, NOT_MINE),
-    "unused-role": (DELETE_ROLE, EXCEPTION, SNOOZE, NOT_MINE),
     "unused-permissions": (RIGHTSIZE, SHOW_POLICY, EXCEPTION, NOT_MINE),
     "root-access-key": (ROOT_KEY_GUIDE, ACK, EXCEPTION),
     "root-mfa-disabled": (ROOT_MFA_GUIDE, ACK, EXCEPTION),
@@ -146,9 +152,41 @@ SNOOZE_DAYS = (7, 30)
 ROTATE_DEADLINE_DAYS = 14
 
 
+def remediation_button(action_id: str) -> Button:
+    """The button of one remediation: its words from `REMEDIATION_BUTTONS`, else from the
+    action (its title; an action that needs an approver, or cannot be undone, asks first)."""
+    if action_id in REMEDIATION_BUTTONS:
+        return REMEDIATION_BUTTONS[action_id]
+    from checks.remediate import registry
+
+    action = registry.action(action_id)
+    if action.owner_may_apply_alone:
+        return Button(Choice.REMEDIATE, action.title, action.id, "primary")
+    undo = "" if action.reversible else " This cannot be undone."
+    return Button(Choice.REMEDIATE, action.title, action.id, "danger",
+                  f"{action.title}: a security approver must approve it.{undo}")
+
+
+def family(check: str) -> tuple[Button, ...]:
+    """The buttons of a check, in priority order: its row in `FAMILIES`, or the default."""
+    if check in FAMILIES:
+        return FAMILIES[check]
+    from checks.catalog import BY_ID
+
+    offered = tuple(remediation_button(action) for action in BY_ID[check].remediations)
+    return (*offered, EXCEPTION, SNOOZE, NOT_MINE)
+
+
+def all_families() -> dict[str, tuple[Button, ...]]:
+    """Every check's buttons, catalog order (what the docs' decision table shows)."""
+    from checks.catalog import BY_ID
+
+    return {check: family(check) for check in BY_ID}
+
+
 def buttons_for(check: str, details: Mapping[str, Any]) -> tuple[Button, ...]:
     """The buttons for one finding; a removal request needs a single policy to remove."""
-    buttons = FAMILIES[check]
+    buttons = family(check)
     if REQUEST_REMOVAL in buttons and not removal_action(details):
         buttons = tuple(b for b in buttons if b is not REQUEST_REMOVAL)
     if RIGHTSIZE in buttons and (details.get("policy_kind") == "aws" or details.get("empty")):
@@ -181,7 +219,7 @@ def auto_action(check: str) -> str | None:
     remediation button whose action is `auto_remediable` (reversible and access-reducing)."""
     from checks.remediate import registry
 
-    for button in FAMILIES.get(check, ()):
+    for button in family(check):
         if button.action and registry.action(button.action).auto_remediable:
             return button.action
     return None
@@ -189,7 +227,7 @@ def auto_action(check: str) -> str | None:
 
 def auto_remediable_checks() -> tuple[str, ...]:
     """The checks `STEWARD_AUTO_REMEDIATE` may name (those with an `auto_action`)."""
-    return tuple(check for check in FAMILIES if auto_action(check) is not None)
+    return tuple(check for check in all_families() if auto_action(check) is not None)
 
 
 # --- undo: judged like the action it would reverse ----------------------------------------

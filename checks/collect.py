@@ -24,6 +24,8 @@ The report is requested first and fetched last, so AWS builds it while the other
 CloudTrail coverage (`fetch_trails`, with `trails=True`, the default): one
 cloudtrail:DescribeTrails (shadow trails included, so an organization trail counts in every
 member account) and one cloudtrail:GetTrailStatus for the multi-region trail that matters;
+one cloudtrail:GetEventSelectors for that trail only when it has custom event selectors
+(without them a trail records every management event, so there is nothing to ask);
 plus one s3:GetBucketPolicyStatus for that trail's bucket only when the trail belongs to this
 account (an organization trail's bucket lives in its log archive account: not visible, not
 asked). A role without CloudTrail permissions is scanned without coverage (`trails` None).
@@ -693,6 +695,24 @@ def _trail(item: Mapping[str, Any]) -> Trail:
     )
 
 
+def records_management_writes(selectors: Mapping[str, Any]) -> bool:
+    """Whether a trail's custom event selectors (GetEventSelectors) record management write
+    events, the ones an IAM change is: basic selectors with IncludeManagementEvents and
+    ReadWriteType All or WriteOnly, or an advanced selector on eventCategory Management that
+    does not keep only read-only events."""
+    for selector in selectors.get("EventSelectors") or ():
+        if selector.get("IncludeManagementEvents", True) and selector.get("ReadWriteType", "All") in ("All",
+                                                                                                  "WriteOnly"):
+            return True
+    for selector in selectors.get("AdvancedEventSelectors") or ():
+        fields = {f.get("Field"): f for f in selector.get("FieldSelectors") or ()}
+        category, read_only = fields.get("eventCategory") or {}, fields.get("readOnly") or {}
+        if "Management" in (category.get("Equals") or ()) and read_only.get("Equals") != ["true"] \
+                and "false" not in (read_only.get("NotEquals") or ()):
+            return True
+    return False
+
+
 def fetch_trails(session: boto3.Session, account: str, max_attempts: int = DEFAULT_MAX_ATTEMPTS
                  ) -> tuple[Trail, ...] | None:
     """The account's trails, with the main trail's logging status (and its bucket's public
@@ -710,6 +730,15 @@ def fetch_trails(session: boto3.Session, account: str, max_attempts: int = DEFAU
     if main is None:
         return tuple(sorted(trails, key=lambda t: t.arn))
     status = cloudtrail.get_trail_status(Name=main.arn)
+    management = main.management_events
+    if main.custom_event_selectors:
+        try:
+            management = records_management_writes(cloudtrail.get_event_selectors(TrailName=main.arn))
+        except ClientError as exc:
+            if error_code(exc) not in ACCESS_DENIED:
+                raise
+            log.info("%s: event selectors not readable (%s); management events not evaluated",
+                     account, error_code(exc))
     public = None
     own = main.arn.split(":")[4:5] == [account] and not main.organization
     if main.s3_bucket and own:
@@ -722,7 +751,8 @@ def fetch_trails(session: boto3.Session, account: str, max_attempts: int = DEFAU
                 public = False
             elif code not in ACCESS_DENIED | {"NoSuchBucket", "PermanentRedirect"}:
                 raise
-    main = Trail(**{**main.__dict__, "is_logging": bool(status.get("IsLogging")), "bucket_public": public})
+    main = Trail(**{**main.__dict__, "is_logging": bool(status.get("IsLogging")), "bucket_public": public,
+                    "management_events": management})
     return tuple(sorted((main if t.arn == main.arn else t for t in trails), key=lambda t: t.arn))
 
 

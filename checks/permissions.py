@@ -75,6 +75,7 @@ SCAN_ACTIONS: Mapping[str, str] = {
     "iam:ListAccountAliases": "account_alias: the account's name beside its id (cached per account)",
     "cloudtrail:DescribeTrails": "fetch_trails: the account's trails, shadow trails included",
     "cloudtrail:GetTrailStatus": "fetch_trails: whether the multi-region trail is logging",
+    "cloudtrail:GetEventSelectors": "fetch_trails: whether a trail with custom selectors records management events",
     "s3:GetBucketPolicyStatus": "fetch_trails: whether the trail's own bucket is public",
     "iam:GenerateServiceLastAccessedDetails": "collect_usage: start a last-accessed job per user and role",
     "iam:GetServiceLastAccessedDetails": "collect_usage: poll and read each last-accessed job",

@@ -476,3 +476,19 @@ def strict_security_hub(monkeypatch: pytest.MonkeyPatch) -> None:
         return failed_count + len(refused), success_count, failed + refused
 
     monkeypatch.setattr(SecurityHubBackend, "batch_import_findings", strict)
+
+
+@pytest.fixture
+def custom_selectors_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS's DescribeTrails says HasCustomEventSelectors once PutEventSelectors was called;
+    moto 5 always answers False: answered here as AWS does."""
+    from moto.cloudtrail.models import Trail as MotoTrail
+
+    original = MotoTrail.description
+
+    def description(self, include_region: bool = False):
+        desc = original(self, include_region=include_region)
+        desc["HasCustomEventSelectors"] = bool(self.event_selectors or self.advanced_event_selectors)
+        return desc
+
+    monkeypatch.setattr(MotoTrail, "description", description)

@@ -43,6 +43,7 @@ from tests.aws import (
 aws_env = aws.aws_env
 instant_retries = aws.instant_retries
 moto_server = aws.moto_server
+custom_selectors_reported = aws.custom_selectors_reported
 moto_session = aws.moto_session
 moto_session_aws_policies = aws.moto_session_aws_policies
 
@@ -722,6 +723,7 @@ def test_trails_cost_at_most_two_cloudtrail_calls_and_one_bucket_call(moto_sessi
         snap = collect_account(moto_session)
     assert counter.by_operation["cloudtrail:DescribeTrails"] == 1
     assert counter.by_operation["cloudtrail:GetTrailStatus"] == 1
+    assert "cloudtrail:GetEventSelectors" not in counter.by_operation  # default selectors: nothing to ask
     # (the bucket call is answered by the test ahead of the counter: bucket_public below proves it)
     by_name = {t.name: t for t in snap.trails}
     assert by_name["main"].arn == main and by_name["main"].multi_region and by_name["main"].is_logging
@@ -737,6 +739,37 @@ def test_trails_cost_at_most_two_cloudtrail_calls_and_one_bucket_call(moto_sessi
     assert fired == {"cloudtrail-no-multi-region-trail": [], "cloudtrail-management-events-off": [],
                      "cloudtrail-log-validation-off": [by_name["regional"].arn],
                      "cloudtrail-bucket-public": [main]}
+
+
+@pytest.mark.parametrize(("selectors", "recorded"), [
+    ({"EventSelectors": [{"ReadWriteType": "ReadOnly", "IncludeManagementEvents": True}]}, False),
+    ({"EventSelectors": [{"ReadWriteType": "All", "IncludeManagementEvents": False}]}, False),
+    ({"EventSelectors": [{"ReadWriteType": "WriteOnly", "IncludeManagementEvents": True}]}, True),
+    ({"AdvancedEventSelectors": [{"Name": "data only", "FieldSelectors": [
+        {"Field": "eventCategory", "Equals": ["Data"]}, {"Field": "resources.type", "Equals": ["AWS::S3::Object"]}]}]},
+     False),
+    ({"AdvancedEventSelectors": [{"Name": "reads", "FieldSelectors": [
+        {"Field": "eventCategory", "Equals": ["Management"]}, {"Field": "readOnly", "Equals": ["true"]}]}]}, False),
+    ({"AdvancedEventSelectors": [{"Name": "management", "FieldSelectors": [
+        {"Field": "eventCategory", "Equals": ["Management"]}]}]}, True),
+], ids=["read-only", "no-management", "write-only", "data-only", "advanced-reads", "advanced-management"])
+def test_custom_event_selectors_are_read_once_and_judged(moto_session: boto3.Session, custom_selectors_reported,
+                                                         selectors, recorded) -> None:
+    """CIS: management events must be recorded. A trail with custom selectors is asked
+    (one GetEventSelectors); one without them records every management event (not asked)."""
+    main = _trail(moto_session, "main")
+    moto_session.client("cloudtrail").put_event_selectors(TrailName="main", **selectors)
+    counter = ApiCallCounter()
+    with counter.attached(moto_session):
+        snap = collect_account(moto_session)
+    assert counter.by_operation["cloudtrail:GetEventSelectors"] == 1
+    (trail,) = snap.trails
+    assert trail.custom_event_selectors and trail.management_events is recorded
+    from checks.rules import cloudtrail
+    from tests.factories import ctx
+
+    (verdict,) = cloudtrail.management_events_off(snap, ctx())
+    assert (verdict.resource, verdict.failed) == (main, not recorded)
 
 
 def test_a_stopped_trail_fails_cis_3_1_and_a_denied_cloudtrail_is_not_evaluated(moto_session: boto3.Session) -> None:

@@ -46,6 +46,7 @@ from tests.factories import document as doc
 # Fixtures used here.
 aws_env = aws.aws_env
 moto_session = aws.moto_session
+custom_selectors_reported = aws.custom_selectors_reported
 iam = base.iam
 
 TEMPLATE = "deploy/cloudformation/member-account-role.yaml"
@@ -55,7 +56,8 @@ TEMPLATE = "deploy/cloudformation/member-account-role.yaml"
 # The declarations against the code
 
 
-def test_scan_and_discovery_use_only_declared_actions(moto_session, iam, access_advisor):  # noqa: F811
+def test_scan_and_discovery_use_only_declared_actions(moto_session, iam, access_advisor,  # noqa: F811
+                                                       custom_selectors_reported):
     # An account with something for every read path: a key, an attached AWS managed
     # policy (ListPolicies + GetPolicyVersion; GetPolicy when the listing misses it),
     # a customer policy, a group, a role and a password policy.
@@ -68,6 +70,8 @@ def test_scan_and_discovery_use_only_declared_actions(moto_session, iam, access_
     iam.update_account_password_policy(MinimumPasswordLength=12)
     moto_session.client("s3").create_bucket(Bucket="trail-logs")
     moto_session.client("cloudtrail").create_trail(Name="main", S3BucketName="trail-logs", IsMultiRegionTrail=True)
+    moto_session.client("cloudtrail").put_event_selectors(  # custom selectors: GetEventSelectors
+        TrailName="main", EventSelectors=[{"ReadWriteType": "All", "IncludeManagementEvents": True}])
     org = moto_session.client("organizations")
     org.create_organization(FeatureSet="ALL")
     created = org.create_account(Email="member@example.com", AccountName="member")

@@ -146,7 +146,7 @@ def test_all_green_with_the_generated_manifest(deployment: Deployment) -> None:
     # The opt-in pieces, off: one informational line each, saying what is refused and how to turn it on.
     for section, line in (("Restore role", "STEWARD_RESTORE_ROLE_NAME is not set: undos that give access back"),
                           ("Rotation role", "STEWARD_ROTATION_ROLE_NAME is not set: \"Rotate it for me\" is refused"),
-                          ("Activity intake", "activity alerts are off (STEWARD_ACTIVITY_QUEUE_URL is not set)")):
+                          ("Activity intake", "activity alerts: off: STEWARD_ACTIVITY_QUEUE_URL is not set")):
         assert section in result.output and line in result.output, line
     assert "EnableRestore=true" in result.output and "EnableRotation=true" in result.output
     assert "EnableActivity=true" in result.output and "ActivityQueueUrl" in result.output
@@ -243,7 +243,7 @@ def test_restore_and_rotation_roles(deployment: Deployment, moto_session) -> Non
     deploy_member_role(moto_session, role_name=restore, policy=permissions.restore_policy())
     result, red = deployment.doctor(STEWARD_RESTORE_ROLE_NAME=restore)
     assert result.exit_code == 0, result.output
-    assert f"{MEMBER} (role/IAMSteward): role/{restore} assumable: AssumeRole succeeded" in result.output
+    assert f"{MEMBER}: role/{restore} assumable: AssumeRole succeeded" in result.output
     assert "STEWARD_RESTORE_ROLE_NAME is not set" not in result.output
     # Configured, not deployed in the account: red, naming the member stack's switch.
     result, red = deployment.doctor(STEWARD_RESTORE_ROLE_NAME=restore, STEWARD_ROTATION_ROLE_NAME=rotate)
@@ -275,7 +275,7 @@ def test_the_activity_queue(deployment: Deployment, moto_session) -> None:
                  "dead-letter queue (redrive policy): to activity-dlq after 5 receives",
                  "visibility timeout and long polling: visibility timeout 120 s; long polling"):
         assert line in result.output, line
-    assert "activity alerts are off" not in result.output
+    assert "activity alerts: off" not in result.output
     result, red = deployment.doctor(STEWARD_ACTIVITY_QUEUE_URL=url.replace("/activity", "/no-such-queue"))
     assert_only_red(result, red, "queue reachable: no queue at", "ActivityQueueUrl output")
 

@@ -211,6 +211,7 @@ def opt_in_role_checks(settings: Settings, base_session: boto3.Session,
         name = f"{target.label}: role/{role_name} assumable"
         try:
             account_id, partition = _where(target, base_session, settings)
+            name = f"{f'{target.name} ({account_id})' if target.name else account_id}: role/{role_name} assumable"
             assumed = restore_target(account_id, str(role_name), partition)
             session_for(assumed, base_session, external_id=settings.external_id,
                         session_name="iam-steward-doctor", duration_seconds=900, max_attempts=_attempts(settings))
@@ -229,7 +230,7 @@ MIN_VISIBILITY_SECONDS = 60
 #: Fewer receives than this dead-letter an event after one bad minute (a Slack outage).
 MIN_RECEIVE_COUNT = 3
 QUEUE_REGION = re.compile(r"^https?://sqs\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/")
-ACTIVITY_OFF = ("activity alerts are off (STEWARD_ACTIVITY_QUEUE_URL is not set); to turn them on, deploy "
+ACTIVITY_OFF = ("off: STEWARD_ACTIVITY_QUEUE_URL is not set; to turn them on, deploy "
                 "deploy/cloudformation/hub-role.yaml with EnableActivity=true and OrganizationId, each member "
                 "stack with ActivityEventBusArn set to the hub's output, set STEWARD_ACTIVITY_QUEUE_URL to the "
                 "hub's ActivityQueueUrl output and run `steward events`")
@@ -263,7 +264,8 @@ def activity_checks(settings: Settings, base_session: boto3.Session) -> list[Che
         return [Check(ACTIVITY, "queue reachable", False, f"cannot reach {url} ({type(exc).__name__})",
                       "check STEWARD_ACTIVITY_QUEUE_URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME) and the network")]
     waiting = attributes.get("ApproximateNumberOfMessages", "?")
-    checks = [Check(ACTIVITY, "queue reachable", True, f"{url.rsplit('/', 1)[-1]}, {waiting} messages waiting")]
+    checks = [Check(ACTIVITY, "queue reachable", True, f"{url.rsplit('/', 1)[-1]}, "
+                    f"{waiting} message{'' if waiting == '1' else 's'} waiting")]
     checks.append(_dead_letter_check(attributes))
     checks.append(_timeouts_check(attributes))
     return checks
@@ -293,8 +295,8 @@ def _timeouts_check(attributes: dict[str, str]) -> Check:
     name = "visibility timeout and long polling"
     visibility = int(attributes.get("VisibilityTimeout") or 0)
     wait = int(attributes.get("ReceiveMessageWaitTimeSeconds") or 0)
-    polling = (f"long polling: `steward events` waits up to 20 s per receive (--wait), whatever the queue's "
-               f"own {wait} s")
+    polling = (f"long polling: `steward events` asks for 20 s per receive (--wait), the queue's own "
+               f"default is {wait} s")
     if visibility < MIN_VISIBILITY_SECONDS:
         return Check(ACTIVITY, name, False, f"visibility timeout {visibility} s: a batch still being handled can "
                      f"be received again (duplicate work, early dead-lettering); {polling}",

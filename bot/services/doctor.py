@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 from slack_sdk import WebClient
 from sqlalchemy.engine import make_url
 
@@ -164,7 +164,7 @@ def usage_check(settings: Settings, session: boto3.Session, target: Target) -> C
                 denied.append(f"iam:{action}")
             elif code not in NOT_THERE:
                 unsure.append(f"iam:{action} answered {code or type(exc).__name__}")
-        except BotoCoreError as exc:
+        except Exception as exc:  # BotoCoreError, or anything else: a line, never a traceback
             unsure.append(f"iam:{action} failed ({type(exc).__name__})")
     if denied:
         return Check(AWS, name, False, f"{' and '.join(denied)} refused (AccessDenied): least-privilege "
@@ -218,6 +218,9 @@ def opt_in_role_checks(settings: Settings, base_session: boto3.Session,
         except CollectError as exc:
             checks.append(Check(role.section, name, False, exc.message, fix))
             continue
+        except Exception as exc:  # a line, never a traceback
+            checks.append(Check(role.section, name, False, f"could not check ({type(exc).__name__})", fix))
+            continue
         checks.append(Check(role.section, name, True, "AssumeRole succeeded; nothing else was called"))
     return checks
 
@@ -260,7 +263,7 @@ def activity_checks(settings: Settings, base_session: boto3.Session) -> list[Che
         return [Check(ACTIVITY, "queue reachable", False, f"cannot read {url}: {code or exc}",
                       "check STEWARD_ACTIVITY_QUEUE_URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME) and the "
                       "credentials Steward runs with")]
-    except (BotoCoreError, ValueError) as exc:
+    except Exception as exc:  # BotoCoreError (network, a URL botocore refuses) or else: a line, never a traceback
         return [Check(ACTIVITY, "queue reachable", False, f"cannot reach {url} ({type(exc).__name__})",
                       "check STEWARD_ACTIVITY_QUEUE_URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME) and the network")]
     waiting = attributes.get("ApproximateNumberOfMessages", "?")
@@ -269,6 +272,13 @@ def activity_checks(settings: Settings, base_session: boto3.Session) -> list[Che
     checks.append(_dead_letter_check(attributes))
     checks.append(_timeouts_check(attributes))
     return checks
+
+
+def _number(value: object) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        return 0
 
 
 def _dead_letter_check(attributes: dict[str, str]) -> Check:
@@ -280,10 +290,11 @@ def _dead_letter_check(attributes: dict[str, str]) -> Check:
         policy = json.loads(attributes.get("RedrivePolicy") or "{}")
     except ValueError:
         policy = {}
+    policy = policy if isinstance(policy, dict) else {}
     target = str(policy.get("deadLetterTargetArn") or "")
     if not target:
         return Check(ACTIVITY, name, False, "none: a poison message would be retried until it expires", fix)
-    receives = int(policy.get("maxReceiveCount") or 0)
+    receives = _number(policy.get("maxReceiveCount"))
     where = f"to {target.rsplit(':', 1)[-1]} after {receives} receives"
     if receives < MIN_RECEIVE_COUNT:
         return Check(ACTIVITY, name, False, f"{where}: one failed attempt (a Slack outage) is enough to "
@@ -293,8 +304,8 @@ def _dead_letter_check(attributes: dict[str, str]) -> Check:
 
 def _timeouts_check(attributes: dict[str, str]) -> Check:
     name = "visibility timeout and long polling"
-    visibility = int(attributes.get("VisibilityTimeout") or 0)
-    wait = int(attributes.get("ReceiveMessageWaitTimeSeconds") or 0)
+    visibility = _number(attributes.get("VisibilityTimeout"))
+    wait = _number(attributes.get("ReceiveMessageWaitTimeSeconds"))
     polling = (f"long polling: `steward events` asks for 20 s per receive (--wait), the queue's own "
                f"default is {wait} s")
     if visibility < MIN_VISIBILITY_SECONDS:

@@ -130,6 +130,8 @@ def _account_checks(settings: Settings, base_session: boto3.Session, target: Tar
 
 #: A role name nobody uses: GenerateServiceLastAccessedDetails for it answers NoSuchEntity
 #: (allowed, no job started) or AccessDenied. A well-formed job id nobody was given: the same.
+#: (Should someone create a role of that name, the answer is a job id: allowed, and IAM builds
+#: a read-only report nobody fetches; nothing in the account changes.)
 PROBE_ROLE_NAME = "iam-steward-doctor-probe-no-such-role"
 PROBE_JOB_ID = "00000000-0000-0000-0000-000000000000"
 #: What IAM answers to a request it authorized, about an entity or job that does not exist.

@@ -19,6 +19,14 @@ responses, in process and in `ThreadedMotoServer` alike (same backend objects):
 
 Usage is recorded by the test: `Advisor.use(arn, "s3:GetObject", days_ago)`. A service's
 last use is its latest action's. Records live per account id in this process.
+
+Authorization comes first, as in AWS: a caller signing with an assumed role's credentials
+(a member role, through moto's STS) whose policies allow no `iam:<operation>` (or deny it)
+gets AccessDenied before the ARN or job id is looked at; so a request about a role or job
+that does not exist answers NoSuchEntity only to a caller allowed to make it (what
+`steward doctor` relies on to check the permission without starting a job). Resources and
+conditions are not evaluated. Other callers (moto's default credentials) are let through,
+as moto lets them through everywhere.
 """
 
 from __future__ import annotations
@@ -140,10 +148,46 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat()
 
 
+def _allows(documents: list[Any], action: str) -> bool:
+    """Some Allow statement names `action` and no Deny does (Action only, NotAction too)."""
+    allowed = False
+    for doc in documents:
+        statements = doc.get("Statement", [])
+        for s in [statements] if isinstance(statements, dict) else statements:
+            negated = "NotAction" in s
+            patterns = s.get("NotAction" if negated else "Action", [])
+            patterns = [patterns] if isinstance(patterns, str) else patterns
+            if any(wildcard_match(p, action) for p in patterns) == negated:
+                continue
+            if s.get("Effect") == "Deny":
+                return False
+            allowed = allowed or s.get("Effect") == "Allow"
+    return allowed
+
+
+def _authorize(self: Any, operation: str) -> None:
+    """AccessDenied (403, moto's own) for an assumed role whose policies do not allow
+    `iam:<operation>`."""
+    from moto.core.exceptions import AccessDeniedError
+    from moto.sts.models import sts_backends
+
+    assumed = sts_backends[self.current_account][self.partition].get_assumed_role_from_access_key(
+        self.get_access_key())
+    if assumed is None:
+        return
+    try:
+        documents = _documents_of(self.backend, assumed.role_arn)
+    except Exception:
+        documents = []
+    if not _allows(documents, f"iam:{operation}"):
+        raise AccessDeniedError(user_arn=assumed.arn, action=f"iam:{operation}")
+
+
 def generate(self: Any) -> Any:
     from moto.core.responses import ActionResult
     from moto.iam.exceptions import IAMException, NotFoundException
 
+    _authorize(self, "GenerateServiceLastAccessedDetails")
     arn = self._get_param("Arn")
     granularity = self._get_param("Granularity") or "SERVICE_LEVEL"
     if granularity not in ("SERVICE_LEVEL", "ACTION_LEVEL"):
@@ -179,6 +223,7 @@ def get(self: Any) -> Any:
     from moto.core.responses import ActionResult
     from moto.iam.exceptions import IAMException, NotFoundException
 
+    _authorize(self, "GetServiceLastAccessedDetails")
     job_id = self._get_param("JobId")
     max_items = int(self._get_param("MaxItems") or 100)
     marker = int(self._get_param("Marker") or 0)

@@ -2,7 +2,10 @@
 
 All green with the generated manifest; each broken piece (a missing scope, the bot not in
 the security channel, a wrong ExternalId, an un-migrated database, a deactivated approver,
-no worker) turns exactly its own line red with the fix named, and the exit code is 1.
+no worker, a scan role without Access Advisor, an opt-in role not deployed, an activity
+queue without a dead-letter queue or with a short visibility timeout) turns exactly its own
+line red with the fix named, and the exit code is 1. Doctor writes nothing: no AWS call
+that changes anything (no Access Advisor job, no message received), no database row.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -21,12 +25,13 @@ from moto.iam.models import iam_backends
 from typer.testing import CliRunner
 
 from bot.cli.main import app
+from bot.db.engine import make_engine
 from bot.run.leader import leader_lock
 from bot.services import doctor
 from bot.slack.manifest import needed_scopes
 from checks import permissions
 from sandbox.slack_fake import SlackFake
-from tests import aws
+from tests import access_advisor, aws
 from tests.aws import ACCOUNT_ID
 
 aws_env = aws.aws_env
@@ -68,20 +73,29 @@ def enforce_trust_policies(session: boto3.Session) -> None:
     session.events.register_first("before-send.sts.AssumeRole", check, unique_id="trust-policies")
 
 
-def deploy_member_role(hub: boto3.Session, external_id: str = EXTERNAL_ID) -> None:
-    """The member stack's role in another account: trusts the hub account with the ExternalId,
-    carries the generated scan policy."""
-    creds = hub.client("sts").assume_role(RoleArn=f"arn:aws:iam::{MEMBER}:role/bootstrap",
+def member_iam(hub: boto3.Session):
+    """An IAM client in the member account (moto's STS lets the setup in; a session of its
+    own, so the trust policies `enforce_trust_policies` puts on the hub's do not apply)."""
+    del hub
+    creds = boto3.Session(region_name=aws.REGION).client("sts").assume_role(RoleArn=f"arn:aws:iam::{MEMBER}:role/bootstrap",
                                           RoleSessionName="setup")["Credentials"]
-    iam = boto3.Session(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
-                        aws_session_token=creds["SessionToken"], region_name=aws.REGION).client("iam")
+    return boto3.Session(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                         aws_session_token=creds["SessionToken"], region_name=aws.REGION).client("iam")
+
+
+def deploy_member_role(hub: boto3.Session, external_id: str = EXTERNAL_ID, *,
+                       role_name: str = permissions.DEFAULT_ROLE_NAME, policy: dict | None = None) -> None:
+    """The member stack's role in another account: trusts the hub account with the ExternalId,
+    carries the generated scan policy (or `policy`, for the opt-in roles)."""
+    iam = member_iam(hub)
     trust = {"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT_ID}:root"}, "Action": "sts:AssumeRole",
         "Condition": {"StringEquals": {"sts:ExternalId": external_id}}}]}
-    iam.create_role(RoleName=permissions.DEFAULT_ROLE_NAME, AssumeRolePolicyDocument=json.dumps(trust))
-    iam.put_role_policy(RoleName=permissions.DEFAULT_ROLE_NAME, PolicyName="iam-steward-scan",
-                        PolicyDocument=json.dumps(permissions.scan_policy()))
-    iam.create_user(UserName="alice@example.com")
+    iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(trust))
+    iam.put_role_policy(RoleName=role_name, PolicyName="iam-steward-scan" if policy is None else f"{role_name}-policy",
+                        PolicyDocument=json.dumps(policy or permissions.scan_policy()))
+    if role_name == permissions.DEFAULT_ROLE_NAME:
+        iam.create_user(UserName="alice@example.com")
 
 
 @dataclass
@@ -101,6 +115,7 @@ class Deployment:
 
 @pytest.fixture
 def deployment(database_url, moto_session, monkeypatch) -> Iterator[Deployment]:
+    access_advisor.install(monkeypatch)  # IAM's last-accessed calls, with AccessDenied as AWS answers it
     deploy_member_role(moto_session)
     enforce_trust_policies(moto_session)
     monkeypatch.setattr(doctor, "aws_session", lambda: moto_session)
@@ -125,9 +140,18 @@ def test_all_green_with_the_generated_manifest(deployment: Deployment) -> None:
     assert red == []
     for expected in ("bot token valid", "granted scopes cover", "#security, bot is a member",
                      "1 active", "SLACK_SIGNING_SECRET is set", f"{MEMBER} (role/IAMSteward): role assumable",
-                     "scan reads allowed: 1 users", "remediation: scan only", "reachable and migrated",
-                     "a worker leads the scheduler", "All "):
+                     "scan reads allowed: 1 users", "usage data allowed (Access Advisor): last-accessed jobs may",
+                     "remediation: scan only", "reachable and migrated", "a worker leads the scheduler", "All "):
         assert expected in result.output, expected
+    # The opt-in pieces, off: one informational line each, saying what is refused and how to turn it on.
+    for section, line in (("Restore role", "STEWARD_RESTORE_ROLE_NAME is not set: undos that give access back"),
+                          ("Rotation role", "STEWARD_ROTATION_ROLE_NAME is not set: \"Rotate it for me\" is refused"),
+                          ("Activity intake", "activity alerts: off: STEWARD_ACTIVITY_QUEUE_URL is not set")):
+        assert section in result.output and line in result.output, line
+    assert "EnableRestore=true" in result.output and "EnableRotation=true" in result.output
+    assert "EnableActivity=true" in result.output and "ActivityQueueUrl" in result.output
+    sections = [line for line in result.output.splitlines() if line and not line.startswith(" ")]
+    assert sections[:7] == ["Slack", "AWS", "Restore role", "Rotation role", "Activity intake", "Database", "Scheduler"]
 
 
 def assert_only_red(result, red: list[str], line: str, fix: str) -> None:
@@ -195,3 +219,135 @@ def test_socket_mode_and_remediation_lines(deployment: Deployment, moto_session)
     assert_only_red(result, red, "SLACK_APP_TOKEN refused: invalid_auth", "connections:write")
     result, red = deployment.doctor(SLACK_SIGNING_SECRET="")
     assert_only_red(result, red, "neither SLACK_SIGNING_SECRET nor SLACK_APP_TOKEN", "set SLACK_SIGNING_SECRET")
+
+
+# ---------------------------------------------------------------------------------------
+# The lines for this wave's features: usage data, the opt-in roles, the activity queue
+
+
+def test_a_scan_role_without_access_advisor(deployment: Deployment, moto_session) -> None:
+    # A member stack from before usage collection: its scan policy lacks the two calls.
+    old = permissions.scan_policy()
+    for statement in old["Statement"]:
+        statement["Action"] = [a for a in statement["Action"] if "ServiceLastAccessed" not in a]
+    member_iam(moto_session).put_role_policy(RoleName=permissions.DEFAULT_ROLE_NAME, PolicyName="iam-steward-scan",
+                                             PolicyDocument=json.dumps(old))
+    result, red = deployment.doctor()
+    assert_only_red(result, red, "usage data allowed (Access Advisor)", "member-account-role.yaml")
+    assert "iam:GenerateServiceLastAccessedDetails and iam:GetServiceLastAccessedDetails refused" in red[0]
+    assert access_advisor.ADVISOR.generated == 0  # refused or not, no job was started
+
+
+def test_restore_and_rotation_roles(deployment: Deployment, moto_session) -> None:
+    restore, rotate = permissions.DEFAULT_RESTORE_ROLE_NAME, permissions.DEFAULT_ROTATION_ROLE_NAME
+    deploy_member_role(moto_session, role_name=restore, policy=permissions.restore_policy())
+    result, red = deployment.doctor(STEWARD_RESTORE_ROLE_NAME=restore)
+    assert result.exit_code == 0, result.output
+    assert f"{MEMBER}: role/{restore} assumable: AssumeRole succeeded" in result.output
+    assert "STEWARD_RESTORE_ROLE_NAME is not set" not in result.output
+    # Configured, not deployed in the account: red, naming the member stack's switch.
+    result, red = deployment.doctor(STEWARD_RESTORE_ROLE_NAME=restore, STEWARD_ROTATION_ROLE_NAME=rotate)
+    assert_only_red(result, red, f"role/{rotate} assumable", "EnableRotation=true and the role name IAMStewardRotate")
+    assert "AccessDenied" in red[0]
+    # Deployed, but the ExternalId differs: the same line, the same fix.
+    deploy_member_role(moto_session, role_name=rotate, policy=permissions.rotation_policy(), external_id="other")
+    result, red = deployment.doctor(STEWARD_RESTORE_ROLE_NAME=restore, STEWARD_ROTATION_ROLE_NAME=rotate)
+    assert_only_red(result, red, f"role/{rotate} assumable", "ExternalId equal to STEWARD_EXTERNAL_ID")
+
+
+def activity_queue(session: boto3.Session, *, redrive: bool = True, visibility: int = 120,
+                   receives: int = 5) -> str:
+    """The hub stack's queue (deploy/cloudformation/hub-role.yaml), or a variation of it."""
+    sqs = session.client("sqs")
+    dlq = sqs.create_queue(QueueName="activity-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    attributes = {"VisibilityTimeout": str(visibility), "ReceiveMessageWaitTimeSeconds": "20"}
+    if redrive:
+        attributes["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": receives})
+    return sqs.create_queue(QueueName="activity", Attributes=attributes)["QueueUrl"]
+
+
+def test_the_activity_queue(deployment: Deployment, moto_session) -> None:
+    url = activity_queue(moto_session)
+    result, red = deployment.doctor(STEWARD_ACTIVITY_QUEUE_URL=url)
+    assert result.exit_code == 0, result.output
+    for line in ("queue reachable: activity, 0 messages waiting",
+                 "dead-letter queue (redrive policy): to activity-dlq after 5 receives",
+                 "visibility timeout and long polling: visibility timeout 120 s; long polling"):
+        assert line in result.output, line
+    assert "activity alerts: off" not in result.output
+    result, red = deployment.doctor(STEWARD_ACTIVITY_QUEUE_URL=url.replace("/activity", "/no-such-queue"))
+    assert_only_red(result, red, "queue reachable: no queue at", "ActivityQueueUrl output")
+
+
+def test_an_activity_queue_without_a_dead_letter_queue(deployment: Deployment, moto_session) -> None:
+    url = activity_queue(moto_session, redrive=False)
+    result, red = deployment.doctor(STEWARD_ACTIVITY_QUEUE_URL=url)
+    assert_only_red(result, red, "dead-letter queue (redrive policy): none", "redrive policy to a dead-letter queue")
+
+
+def test_an_activity_queue_with_a_short_visibility_timeout(deployment: Deployment, moto_session) -> None:
+    url = activity_queue(moto_session, visibility=30)
+    result, red = deployment.doctor(STEWARD_ACTIVITY_QUEUE_URL=url)
+    assert_only_red(result, red, "visibility timeout 30 s", "VisibilityTimeout to 120 s")
+
+
+def test_an_activity_queue_whose_settings_steward_may_not_read(deployment: Deployment, moto_session) -> None:
+    # The hub stack grants ReceiveMessage and DeleteMessage on the queue, not GetQueueAttributes.
+    url = activity_queue(moto_session)
+    aws.inject_error(moto_session, "GetQueueAttributes", "AccessDenied", service="sqs")
+    result, red = deployment.doctor(STEWARD_ACTIVITY_QUEUE_URL=url)
+    assert result.exit_code == 0 and red == [], result.output
+    assert "queue reachable: not checked: Steward's role may not call sqs:GetQueueAttributes" in result.output
+
+
+READS = ("Get", "List", "Describe", "AssumeRole")
+#: Reads by IAM's access levels: the scan's credential report (the dry collection doctor has
+#: always made), and Access Advisor's, asked for a role that does not exist (no job: below).
+GENERATE_READS = {"GenerateCredentialReport", "GenerateServiceLastAccessedDetails"}
+
+
+def test_doctor_writes_nothing(deployment: Deployment, moto_session, monkeypatch) -> None:
+    """Everything configured: every AWS call is a read (GenerateServiceLastAccessedDetails
+    only for a role that does not exist: no job), the queue's messages are not received,
+    no database row changes, no file appears."""
+    from botocore.client import BaseClient
+    from sqlalchemy import inspect, text
+
+    restore, rotate = permissions.DEFAULT_RESTORE_ROLE_NAME, permissions.DEFAULT_ROTATION_ROLE_NAME
+    deploy_member_role(moto_session, role_name=restore, policy=permissions.restore_policy())
+    deploy_member_role(moto_session, role_name=rotate, policy=permissions.rotation_policy())
+    url = activity_queue(moto_session)
+    sqs = moto_session.client("sqs")
+    sqs.send_message(QueueUrl=url, MessageBody="{}")
+
+    def rows() -> dict[str, list]:
+        engine = make_engine(deployment.url)
+        try:
+            with engine.connect() as connection:
+                return {t: sorted(map(tuple, connection.execute(text(f'SELECT * FROM "{t}"'))), key=repr)
+                        for t in inspect(connection).get_table_names()}
+        finally:
+            engine.dispose()
+
+    calls: list[str] = []
+    make_api_call = BaseClient._make_api_call
+
+    def record(self, operation_name, api_params):
+        calls.append(operation_name)
+        return make_api_call(self, operation_name, api_params)
+
+    before, files = rows(), sorted(p.name for p in Path.cwd().iterdir())
+    monkeypatch.setattr(BaseClient, "_make_api_call", record)
+    result, red = deployment.doctor(STEWARD_RESTORE_ROLE_NAME=restore, STEWARD_ROTATION_ROLE_NAME=rotate,
+                                    STEWARD_ACTIVITY_QUEUE_URL=url)
+    monkeypatch.setattr(BaseClient, "_make_api_call", make_api_call)
+    assert result.exit_code == 0 and red == [], result.output
+    assert "GetServiceLastAccessedDetails" in calls and "GetQueueAttributes" in calls and "AssumeRole" in calls
+    writes = sorted({c for c in calls if not c.startswith(READS)} - GENERATE_READS)
+    assert writes == [], writes
+    assert access_advisor.ADVISOR.generated == 0  # no last-accessed job started
+    assert rows() == before
+    assert sorted(p.name for p in Path.cwd().iterdir()) == files
+    message = sqs.receive_message(QueueUrl=url, MessageSystemAttributeNames=["ApproximateReceiveCount"])["Messages"]
+    assert message[0]["Attributes"]["ApproximateReceiveCount"] == "1"  # doctor never received it

@@ -2,7 +2,8 @@
 
 Prints a checklist — ✓ passed, ✗ failed with the fix, · for information — and exits 0 only
 when everything a running bot needs holds (1 otherwise, 2 for unreadable settings). Run it
-as the last step of an install, and after every change to the Slack app or the AWS roles.
+as the last step of an install, and after every change to the Slack app, the AWS roles or
+the activity queue. It changes nothing anywhere (bot/services/doctor.py says how).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ MARKS = {True: "[green]✓[/]", False: "[bold red]✗[/]", None: "[dim]·[/]"}
 
 
 def doctor():
-    """Check Slack, AWS, the database and the scheduler; print what to fix."""
+    """Check Slack, AWS (usage data, restore and rotation roles), the activity queue, the database and the scheduler; print what to fix."""
     from bot.services import doctor as service
     from bot.slack.manifest import needed_scopes
 

@@ -86,6 +86,7 @@ SCAN_ACTIONS: Mapping[str, str] = {
 ACTIVITY_ACTIONS: Mapping[str, str] = {
     "sqs:ReceiveMessage": "Intake.poll_once: long-poll the queue EventBridge fills",
     "sqs:DeleteMessage": "Intake.poll_once: DeleteMessageBatch once a batch is handled",
+    "sqs:GetQueueAttributes": "steward doctor: the queue's dead-letter queue and visibility timeout",
 }
 # The CloudTrail events forwarded (EventBridge sources) and their detail types.
 ACTIVITY_SOURCES = ("aws.iam", "aws.sts", "aws.signin", "aws.cloudtrail")

@@ -293,7 +293,7 @@ def test_an_activity_queue_with_a_short_visibility_timeout(deployment: Deploymen
 
 
 def test_an_activity_queue_whose_settings_steward_may_not_read(deployment: Deployment, moto_session) -> None:
-    # The hub stack grants ReceiveMessage and DeleteMessage on the queue, not GetQueueAttributes.
+    # A hub stack from before GetQueueAttributes was granted on the queue.
     url = activity_queue(moto_session)
     aws.inject_error(moto_session, "GetQueueAttributes", "AccessDenied", service="sqs")
     result, red = deployment.doctor(STEWARD_ACTIVITY_QUEUE_URL=url)

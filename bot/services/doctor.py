@@ -257,8 +257,9 @@ def activity_checks(settings: Settings, base_session: boto3.Session) -> list[Che
         code = error_code(exc)
         if code in DENIED:
             return [Check(ACTIVITY, "queue reachable", None, f"not checked: Steward's role may not call "
-                          f"sqs:GetQueueAttributes on {url} (the hub stack grants ReceiveMessage and DeleteMessage "
-                          "only); allow it there to have the dead-letter queue and timeouts checked here")]
+                          f"sqs:GetQueueAttributes on {url} (a hub stack from before this version grants only "
+                          "ReceiveMessage and DeleteMessage); update the hub stack to have the dead-letter queue "
+                          "and timeouts checked here")]
         if code in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "InvalidAddress"):
             return [Check(ACTIVITY, "queue reachable", False, f"no queue at {url} ({code})",
                           f"set STEWARD_ACTIVITY_QUEUE_URL to the ActivityQueueUrl output of {HUB_STACK_QUEUE}")]

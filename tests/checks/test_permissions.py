@@ -437,7 +437,7 @@ def test_restoring_a_trust_policy_runs_only_under_the_restore_role(moto_session,
                                             {"previous_trust_policy": mine})
     act = RestoreTrustPolicy()
     with enforced():
-        with pytest.raises(RemediationError, match="AccessDenied on iam:UpdateAssumeRolePolicy .*restore-policy"):
+        with pytest.raises(RemediationError, match=r"AccessDenied on iam:UpdateAssumeRolePolicy .*restore-policy"):
             act.apply(reduce, target)
         applied = act.apply(restore, target)
         act.undo(restore, target, applied.before)

@@ -49,6 +49,25 @@ def same(a: Any, b: Any) -> bool:
     return left is not None and left == right
 
 
+def admitted(document: Any, limit: int = 3) -> str:
+    """Who a trust policy's Allow statements name, for the person approving: `arn:…:root,
+    ec2.amazonaws.com` (at most `limit`, then `and N more`)."""
+    loaded = _document(document) or {}
+    statements = loaded.get("Statement", [])
+    found: list[str] = []
+    for statement in statements if isinstance(statements, list) else [statements]:
+        if not isinstance(statement, Mapping) or statement.get("Effect") != "Allow":
+            continue
+        principal = statement.get("Principal")
+        values = [principal] if isinstance(principal, str) else [
+            v for value in (principal or {}).values() for v in (value if isinstance(value, list) else [value])]
+        found += [str(v) for v in values if str(v) not in found]
+    if not found:
+        return "nobody"
+    more = f" and {len(found) - limit} more" if len(found) > limit else ""
+    return ", ".join(found[:limit]) + more
+
+
 def _command(name: str, text: str) -> str:
     return (f"aws iam update-assume-role-policy --role-name {shlex.quote(name)} "
             f"--policy-document {shlex.quote(text)}")
@@ -82,8 +101,9 @@ class RestoreTrustPolicy(Action):
             reason = f"the trust policy of the role {name} could not be read"
             return Plan(self.id, f"Cannot restore it: {reason}.", possible=False, reason=reason)
         return Plan(self.id, f"Put the previous trust policy of the role {name} back in account "
-                             f"{target.account_id} (as the last scan saw it); the trust it has now is recorded "
-                             "and undo puts it back.")
+                             f"{target.account_id}, as the last scan saw it: only {admitted(target.trust_policy)} "
+                             f"may assume it (now: {admitted(state.get('trust_policy'))}). The trust it has now "
+                             "is recorded and undo puts it back.")
 
     def change(self, iam: Iam, target: Target, state: State) -> None:
         iam.write("update_assume_role_policy", RoleName=state["role_name"], PolicyDocument=str(target.trust_policy))

@@ -58,6 +58,7 @@ def test_restore_round_trip(moto_session, iam, opened):
         applied = RESTORE.apply(moto_session, opened)
     assert_declared(calls, RESTORE.permissions)
     assert plan.possible and not plan.already_done and "previous trust policy of the role app" in plan.summary
+    assert f"only arn:aws:iam::{ACCOUNT_ID}:root may assume it (now: arn:aws:iam::{OTHER}:root)" in plan.summary
     assert same(trust_of(iam), PREVIOUS)
     assert same(applied.before["trust_policy"], OPENED) and same(applied.after["trust_policy"], PREVIOUS)
     again = RESTORE.plan(moto_session, opened)
@@ -101,6 +102,16 @@ def test_the_by_hand_commands_do_what_they_say(moto_session, iam, opened):
     # Undoing by hand from the before-state.
     text = restore_by_hand(iam, RESTORE, opened, {"role_name": "app", "trust_policy": OPENED})
     assert "before Steward restored the previous one" in text and same(trust_of(iam), OPENED)
+
+
+def test_who_a_trust_admits_in_words():
+    from checks.remediate.trust import admitted
+
+    many = {"Statement": [{"Effect": "Allow", "Principal": {"AWS": [f"arn:aws:iam::{n}2:root" for n in
+                                                                      range(100000000, 100000005)]}},
+                          {"Effect": "Deny", "Principal": "*"}]}
+    assert admitted(many).endswith("and 2 more") and admitted({}) == "nobody"
+    assert admitted(json.dumps(trust("*"))) == "*"
 
 
 def test_it_is_a_restore_class_write_needing_an_approver():

@@ -5,7 +5,9 @@ fixture each, every containment a registered remediation action).
 Each rule names a severity and a route: ASK the actor first ("Did you do this?"), or go
 straight to SECURITY. Root's events always go to security, whatever the rule says
 (`route_for`). A match says what happened in one sentence and which containments fit:
-remediation actions (`checks/remediate/`) with the principal they act on.
+remediation actions (`checks/remediate/`) with the principal they act on; an opened trust
+offers its previous document back first, when the latest scan knew it
+(`RuleContext.previous_trust_policy`).
 
 Policy grants are judged with the scan's own analysis (`checks.policy.analyse_document`:
 administrator access, escalation methods after the document's own Denies) and trusts with
@@ -247,13 +249,13 @@ def role_trust_opened(event: CloudTrailEvent, ctx: RuleContext) -> Risk | None:
     arn = _arn(event, "role", role)
     if not (trust.public or outside):
         return None
-    contain = (*_restore_trust(arn, role, document, ctx), *_actor_containment(event))
+    contain = (*_restore_trust(arn, document, ctx), *_actor_containment(event))
     if trust.public:
         return Risk("role-trust-opened", f"let anyone on AWS assume role {role}", arn, contain, Severity.CRITICAL)
     return Risk("role-trust-opened", f"let account(s) {', '.join(sorted(outside))} assume role {role}", arn, contain)
 
 
-def _restore_trust(arn: str, role: str, document: Any, ctx: RuleContext) -> tuple[Containment, ...]:
+def _restore_trust(arn: str, document: Any, ctx: RuleContext) -> tuple[Containment, ...]:
     """Revert the change: put back the trust policy the role had (known from the latest
     scan), unless it is unknown or the same as the new one (a scan ran after the change)."""
     previous = ctx.previous_trust_policy(arn)

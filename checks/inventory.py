@@ -7,6 +7,7 @@ call per user.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -103,6 +104,9 @@ def principal_entitlements(snapshot: AccountSnapshot, ctx: CheckContext,
                 "inline_policies": sorted(p.name for p in role.inline_policies),
                 "service_linked": role.service_linked,
                 "trusted_by": _trusted(role.trust_policy),
+                # The whole document, so a trust opened later can be put back (activity's
+                # restore-trust-policy); reviews list `trusted_by`, never this, as an entitlement.
+                "trust_policy": json.loads(json.dumps(role.trust_policy)) if role.trust_policy else None,
                 "permissions_boundary": role.permissions_boundary,
             },
             "created": _iso(role.created),

@@ -236,10 +236,11 @@ def hub_policy(role_name: str = DEFAULT_ROLE_NAME,
 
 
 def self_protection_actions() -> list[str]:
-    """The remediation actions that could change a role's own policies: Steward's roles are
-    denied them on themselves, so Steward can never widen its own access."""
+    """The remediation actions that could change a role's own policies or its trust (who may
+    assume it): Steward's roles are denied them on themselves, so Steward can never widen its
+    own access nor let anyone else in."""
     every = {**reduce_actions(), **restore_actions()}
-    return sorted(a for a in every if re.match(r"iam:(Attach|Detach|Put|Delete)Role", a))
+    return sorted(a for a in every if re.match(r"iam:((Attach|Detach|Put|Delete)Role|UpdateAssumeRolePolicy)", a))
 
 
 # ---------------------------------------------------------------------------------------

@@ -340,3 +340,142 @@ def test_steward_events_stops_cleanly_on_sigterm(world):
             if process.poll() is None:
                 process.kill()
     assert "stopped taking events" in log.read_text() and queue.depth() == 0
+
+
+# ---------------------------------------------------------------------------------------
+# An opened trust: the previous one put back (restore role, two approvers), and undone
+
+RESTORE_ROLE = "IAMStewardRestore"
+OWN_TRUST = json.loads(ct.trust({"AWS": f"arn:aws:iam::{ct.ACCOUNT}:root"}))
+OPENED_TRUST = json.loads(ct.trust({"AWS": f"arn:aws:iam::{ct.OTHER}:root"}))
+
+
+@pytest.fixture
+def served_with_restore(world):
+    """`steward serve` with the opt-in restore role (and the role in moto's account)."""
+    world.iam.create_role(RoleName=RESTORE_ROLE, AssumeRolePolicyDocument=json.dumps(OWN_TRUST))
+    env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": world.moto, "AWS_CONFIG_FILE": str(world.workdir / "none"),
+           "AWS_SHARED_CREDENTIALS_FILE": str(world.workdir / "none"), "STEWARD_SECURITY_CHANNEL": world.security,
+           "STEWARD_SECURITY_APPROVERS": f"{CAROL},{ERIN}", "STEWARD_RESTORE_ROLE_NAME": RESTORE_ROLE}
+    with running_steward(world.fake, world.db, world.workdir, env=env) as s:
+        yield s
+
+
+def assumed_roles() -> list[str]:
+    """The roles assumed on the moto server (it runs in this process)."""
+    from moto.sts.models import sts_backends
+
+    return [r.role_arn for r in sts_backends[ct.ACCOUNT]["global"].assumed_roles]
+
+
+def restore_role_arn() -> str:
+    return f"arn:aws:iam::{ct.ACCOUNT}:role/{RESTORE_ROLE}"
+
+
+def app_trust(world: World) -> dict:
+    return world.iam.get_role(RoleName="app")["Role"]["AssumeRolePolicyDocument"]
+
+
+def same_trust(a: dict, b: dict) -> bool:
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def bob_opens_the_trust_of_app(world: World) -> dict:
+    """A scan saw role `app` trusting its own account; then bob really opened it to an outside
+    account (moto), and this is CloudTrail's record of it."""
+    from bot.services.scans import ScanService
+
+    world.iam.create_role(RoleName="app", AssumeRolePolicyDocument=json.dumps(OWN_TRUST))
+    ScanService(world.settings(), engine=world.engine).run(actor="test")
+    world.iam.update_assume_role_policy(RoleName="app", PolicyDocument=json.dumps(OPENED_TRUST))
+    bob_key = world.iam.list_access_keys(UserName="bob")["AccessKeyMetadata"][0]["AccessKeyId"]
+    return ct.record("UpdateAssumeRolePolicy", identity=ct.user_identity("bob", key=bob_key),
+                     request={"roleName": "app", "policyDocument": json.dumps(OPENED_TRUST)})
+
+
+def denied_by_bob(world: World, served, detail: dict) -> tuple[dict, ActivityEvent]:
+    queue = Queue(world)
+    queue.send(ct.body(detail))
+    intake(world, queue).poll_once()
+    (ask,) = asks(world, BOB)
+    (row,) = rows(world)
+    click(served, world, BOB, ask, "activity:no", row.token)
+    message = world.fake.wait_for(lambda: escalations(world) and escalations(world)[-1], timeout=20)
+    return message, row
+
+
+def test_no_on_an_opened_trust_restores_the_previous_one_with_two_approvers_and_undo_opens_it_again(
+        world, served_with_restore):
+    served = served_with_restore
+    message, row = denied_by_bob(world, served, bob_opens_the_trust_of_app(world))
+    text = json.dumps(message["blocks"])
+    assert f"let account(s) {ct.OTHER} assume role app" in text and "Restore the previous trust policy" in text
+    assert row.containment[0]["action"] == "restore-trust-policy"
+    assert row.containment[0]["details"]["previous_trust_policy"] == OWN_TRUST
+
+    # carol asks for the restore: never one click, a second approver decides.
+    click(served, world, CAROL, message, "activity:contain:0", row.token, channel=world.security)
+    request = world.fake.wait_for(lambda: [m for m in world.fake.messages(world.security)
+                                           if "Approval needed" in json.dumps(m.get("blocks"))], timeout=20)[-1]
+    asked = json.dumps(request["blocks"])
+    assert "previous trust policy of the role app" in asked and f"(now: arn:aws:iam::{ct.OTHER}:root)" in asked
+    assert same_trust(app_trust(world), OPENED_TRUST)
+    approve = button_value(request, "remediation:approve")
+    click(served, world, CAROL, request, "remediation:approve", approve, channel=world.security)  # her own request
+    world.fake.wait_for(lambda: [e for e in audited(world, "refused") if "own request" in json.dumps(e.payload)],
+                        timeout=20)
+    assert same_trust(app_trust(world), OPENED_TRUST)
+    click(served, world, ERIN, request, "remediation:approve", approve, channel=world.security)
+    world.fake.wait_for(lambda: same_trust(app_trust(world), OWN_TRUST), timeout=20)
+    succeeded = audited(world, "remediation.succeeded")[-1]
+    assert succeeded.actor == ERIN and succeeded.resource.endswith(":role/app")
+    assert same_trust(succeeded.payload["before"]["trust_policy"], OPENED_TRUST)
+    assert restore_role_arn() in assumed_roles()  # written by the restore role
+    updated = world.fake.wait_for(lambda: "remediation:undo" in json.dumps(
+        (m := world.fake.message(world.security, message["ts"]))["blocks"]) and m, timeout=20)
+
+    # Undo opens the trust again: that gives access back, so a second approver again.
+    click(served, world, ERIN, updated, "remediation:undo", button_value(updated, "remediation:undo"),
+          channel=world.security)
+    undo_request = world.fake.wait_for(lambda: [m for m in world.fake.messages(world.security)
+                                                if "Undo needs approval" in json.dumps(m.get("blocks"))], timeout=20)[-1]
+    assert same_trust(app_trust(world), OWN_TRUST)
+    click(served, world, CAROL, undo_request, "remediation:undo_approve",
+          button_value(undo_request, "remediation:undo_approve"), channel=world.security)
+    world.fake.wait_for(lambda: same_trust(app_trust(world), OPENED_TRUST), timeout=20)
+    assert audited(world, "remediation.undone")[-1].actor == CAROL
+
+
+def test_with_the_restore_role_off_the_restore_is_refused_with_the_command_and_nothing_changes(world, served):
+    message, row = denied_by_bob(world, served, bob_opens_the_trust_of_app(world))
+    assert "Restore the previous trust policy" in json.dumps(message["blocks"])
+    click(served, world, CAROL, message, "activity:contain:0", row.token, channel=world.security)
+    reply = world.fake.wait_for(lambda: [e for e in world.fake.ephemerals(CAROL)
+                                         if "restore role is not enabled" in e.get("text", "")], timeout=20)[-1]
+    said = reply["text"]
+    assert "writing a trust policy needs it" in said and "nothing was changed" in said
+    assert "aws iam update-assume-role-policy --role-name app --policy-document" in said
+    assert f"arn:aws:iam::{ct.ACCOUNT}:root" in said  # the document to put back, in the command
+    assert "Before-state (JSON)" in said and ct.OTHER in said  # and the opened one, to keep
+    # Nobody was asked to approve, and nothing changed in AWS.
+    assert not [m for m in world.fake.messages(world.security) if "Approval needed" in json.dumps(m.get("blocks"))]
+    assert same_trust(app_trust(world), OPENED_TRUST) and restore_role_arn() not in assumed_roles()
+    refusal = [e for e in audited(world, "refused") if "restore role is not enabled" in json.dumps(e.payload)]
+    assert refusal and audited(world, "remediation.succeeded") == []
+
+
+def test_the_inventory_keeps_each_role_s_trust_policy_which_reviews_never_offer_to_remove():
+    from types import SimpleNamespace
+
+    from bot.services.reviews import entitlements_of
+    from checks.inventory import principal_entitlements
+    from tests.factories import ctx, role, snapshot
+
+    (entry,) = principal_entitlements(snapshot(roles=[role("app", trust=OPENED_TRUST)]), ctx())
+    assert entry["entitlements"]["trust_policy"] == OPENED_TRUST
+    json.dumps(entry)  # JSON-ready, as the inventory column stores it
+    listed = entitlements_of(SimpleNamespace(entitlements=entry["entitlements"]))
+    # A reviewer reads who may assume it; the document itself is no entitlement, and trust
+    # is never a "Remove access" option.
+    assert [(e["kind"], e["label"], e["removable"]) for e in listed] == [
+        ("trust", f"assumable by arn:aws:iam::{ct.OTHER}:root", False)]

@@ -273,6 +273,7 @@ UNDO_WORDS: dict[str, str] = {
     "apply-cis-password-policy": "previous password policy restored",
     "delete-role": "recreated",
     "rightsize-policy": "previous policy restored",
+    "restore-trust-policy": "opened trust policy put back",
 }
 
 
@@ -294,6 +295,7 @@ ACTION_NAMES: dict[str, str] = {
     "apply-cis-password-policy": "apply the CIS password policy",
     "delete-role": "delete the role",
     "rightsize-policy": "narrow the policy to what is used",
+    "restore-trust-policy": "restore the role's previous trust policy",
 }
 
 

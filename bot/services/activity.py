@@ -19,8 +19,12 @@ leases, undo and audit). The engine acts on findings, so each option is recorded
 finding of check `activity:<rule>` created *resolved* (`resolved_at` = its first sighting):
 it never routes, reminds, counts as open, or is resolved again by a scan; it is only the
 handle the remediation hangs on. Only security approvers may contain; actions that need
-an approver (detach a policy, remove a password) post the usual approval request, and
-undoing a containment gives access back, so it needs a second approver.
+an approver (detach a policy, remove a password, restore a role's previous trust policy)
+post the usual approval request, and undoing a containment gives access back, so it needs
+a second approver. Restoring a trust policy writes one (`iam:UpdateAssumeRolePolicy`,
+which could grant anyone the role), so it runs under the restore role only and is refused,
+with the by-hand command, while that role is off; the previous document comes from the
+latest scan's principal inventory (`_previous_trust_policy`).
 """
 
 from __future__ import annotations
@@ -41,7 +45,15 @@ from bot.core.lifecycle import State
 from bot.db import audit, queries
 from bot.db.audit import AuditAction as A
 from bot.db.engine import session_scope, write_scope
-from bot.db.models import Account, ActivityEvent, ActivitySeen, Finding, IamIdentity, OwnerOverride
+from bot.db.models import (
+    Account,
+    ActivityEvent,
+    ActivitySeen,
+    Finding,
+    IamIdentity,
+    OwnerOverride,
+    PrincipalInventory,
+)
 from bot.services.approvals import Refusal
 from bot.services.common import Clock, ServiceError, utcnow
 from bot.services.remediation import RemediationRefused
@@ -211,7 +223,19 @@ class ActivityService:
         return risk_rules.RuleContext(
             internal_accounts=internal or frozenset(),
             policy_document=lambda arn: self._policy_document(event.account_id, arn),
+            previous_trust_policy=lambda arn: self._previous_trust_policy(event.account_id, arn),
         )
+
+    def _previous_trust_policy(self, account_id: str, role_arn: str) -> Mapping | None:
+        """The role's trust policy as the account's latest scan saw it (the principal
+        inventory), by role name: the event names the role, not its path. None: unknown."""
+        name = role_arn.rsplit("/", 1)[-1]
+        with session_scope(self.engine) as session:
+            row = session.scalars(select(PrincipalInventory).where(
+                PrincipalInventory.account_id == account_id, PrincipalInventory.kind == "role",
+                PrincipalInventory.name == name)).first()
+        trust = (row.entitlements or {}).get("trust_policy") if row is not None else None
+        return trust if isinstance(trust, Mapping) else None
 
     def _policy_document(self, account_id: str, arn: str) -> Mapping | None:
         """A customer managed policy's default document, read from AWS (None if unreadable)."""

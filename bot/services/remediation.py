@@ -538,10 +538,13 @@ class RemediationService:
         reason = f"Steward's restore role is not enabled in account {finding.account_id}"
         self._refuse(actor, finding, f"{action.id}: {reason}", now)
         by_hand = action.apply_by_hand(target)
+        before = action.apply_before_by_hand(target)
         words, newline, command = by_hand.rpartition("\n")
         steps = f"{words}\n```\n{command}\n```" if newline else by_hand
-        raise RestoreRoleOff(f"{reason} (writing a policy version needs it); nothing was changed. An admin "
-                             f"can apply it by hand:\n{steps}", by_hand=by_hand, before={})
+        kept = (f"\nBefore-state (JSON), to put back if it must be undone:\n```\n"
+                f"{json.dumps(before, indent=2, sort_keys=True)}\n```") if before else ""
+        raise RestoreRoleOff(f"{reason} ({action.apply_restore_why}); nothing was changed. An admin "
+                             f"can apply it by hand:\n{steps}{kept}", by_hand=by_hand, before=before)
 
     def _apply_session(self, account_id: str, action: Action, target: Target):
         """The default role, or the restore role for an action that declares it needs it."""

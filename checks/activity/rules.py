@@ -5,7 +5,9 @@ fixture each, every containment a registered remediation action).
 Each rule names a severity and a route: ASK the actor first ("Did you do this?"), or go
 straight to SECURITY. Root's events always go to security, whatever the rule says
 (`route_for`). A match says what happened in one sentence and which containments fit:
-remediation actions (`checks/remediate/`) with the principal they act on.
+remediation actions (`checks/remediate/`) with the principal they act on; an opened trust
+offers its previous document back first, when the latest scan knew it
+(`RuleContext.previous_trust_policy`).
 
 Policy grants are judged with the scan's own analysis (`checks.policy.analyse_document`:
 administrator access, escalation methods after the document's own Denies) and trusts with
@@ -53,10 +55,12 @@ class Risk:
 @dataclass(frozen=True)
 class RuleContext:
     """What a rule may know besides the event: the organisation's accounts (a trust in one
-    of them is not "external"), and managed policy documents by ARN (None: unknown)."""
+    of them is not "external"), managed policy documents by ARN, and a role's trust policy
+    before the change, by role ARN, as the latest scan saw it (None: unknown)."""
 
     internal_accounts: frozenset[str] = frozenset()
     policy_document: Callable[[str], Mapping[str, Any] | None] = lambda _arn: None
+    previous_trust_policy: Callable[[str], Mapping[str, Any] | None] = lambda _arn: None
 
 
 Match = Callable[[CloudTrailEvent, RuleContext], Risk | None]
@@ -75,7 +79,7 @@ class RiskRule:
 
 # Containment actions an activity escalation may offer (all in checks/remediate/registry).
 CONTAINMENT_ACTIONS = ("deactivate-access-key", "quarantine-user", "detach-managed-policy",
-                       "delete-inline-policy", "remove-console-password")
+                       "delete-inline-policy", "remove-console-password", "restore-trust-policy")
 
 # AWS managed policies whose document a rule knows without asking AWS.
 KNOWN_AWS_POLICIES: Mapping[str, Mapping[str, Any]] = {
@@ -243,13 +247,26 @@ def role_trust_opened(event: CloudTrailEvent, ctx: RuleContext) -> Risk | None:
                 if account and account != "*" and account not in internal:
                     outside.add(account)
     arn = _arn(event, "role", role)
+    if not (trust.public or outside):
+        return None
+    contain = (*_restore_trust(arn, document, ctx), *_actor_containment(event))
     if trust.public:
-        return Risk("role-trust-opened", f"let anyone on AWS assume role {role}", arn,
-                    _actor_containment(event), Severity.CRITICAL)
-    if outside:
-        return Risk("role-trust-opened", f"let account(s) {', '.join(sorted(outside))} assume role {role}", arn,
-                    _actor_containment(event))
-    return None
+        return Risk("role-trust-opened", f"let anyone on AWS assume role {role}", arn, contain, Severity.CRITICAL)
+    return Risk("role-trust-opened", f"let account(s) {', '.join(sorted(outside))} assume role {role}", arn, contain)
+
+
+def _restore_trust(arn: str, document: Any, ctx: RuleContext) -> tuple[Containment, ...]:
+    """Revert the change: put back the trust policy the role had (known from the latest
+    scan), unless it is unknown or the same as the new one (a scan ran after the change)."""
+    previous = ctx.previous_trust_policy(arn)
+    if not isinstance(previous, Mapping) or not isinstance(document, Mapping) or _same(previous, document):
+        return ()
+    return (Containment("restore-trust-policy", arn, "Restore the previous trust policy",
+                        {"previous_trust_policy": dict(previous), "trust_policy_set": dict(document)}),)
+
+
+def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
 def mfa_removed(event: CloudTrailEvent, ctx: RuleContext) -> Risk | None:

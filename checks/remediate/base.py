@@ -217,6 +217,13 @@ class Impossible(Exception):
 # What an action acts on
 
 
+def canonical(document: Any) -> str | None:
+    """A policy document (a mapping) as canonical JSON text (sorted keys, no spaces), else None."""
+    if not isinstance(document, Mapping):
+        return None
+    return json.dumps(document, sort_keys=True, separators=(",", ":"))
+
+
 @dataclass(frozen=True)
 class Target:
     """What an action acts on, built from a finding (`from_finding`) or by hand.
@@ -243,13 +250,19 @@ class Target:
     # text, and the digest of the document it was computed from (to refuse a stale one).
     proposal: str | None = None
     proposal_base: str | None = None
+    # A role's trust policy to put back (`restore-trust-policy`, an activity containment):
+    # the previous document as canonical JSON text, and the one the risky change set (what
+    # an admin restoring by hand would put back to undo it).
+    trust_policy: str | None = None
+    trust_policy_set: str | None = None
 
     @classmethod
     def from_finding(
         cls, check: str, resource: str, details: Mapping[str, Any] | None = None
     ) -> Target:
         """Parse the principal from the ARN; take `access_key_id`, `policy_arn`,
-        `policy_name`, `group_name` and `user_name` from the details. ValueError when
+        `policy_name`, `group_name`, `user_name`, a right-sizing `proposal` and the trust
+        policies of a restore (`previous_trust_policy`, `trust_policy_set`) from the details. ValueError when
         `resource` is not an IAM account, user, group or role ARN."""
         details = details or {}
         match = IAM_ARN.match(resource.strip())
@@ -279,9 +292,10 @@ class Target:
             policy_arn=text("policy_arn"),
             policy_name=text("policy_name"),
             check=check,
-            proposal=(json.dumps(details["proposal"], sort_keys=True, separators=(",", ":"))
-                      if isinstance(details.get("proposal"), Mapping) else None),
+            proposal=canonical(details.get("proposal")),
             proposal_base=text("base_digest"),
+            trust_policy=canonical(details.get("previous_trust_policy")),
+            trust_policy_set=canonical(details.get("trust_policy_set")),
         )
 
     @property
@@ -426,6 +440,8 @@ class Action:
     # restore role only, never the default one, even though what it writes only takes
     # access away (checked before it is written). Off: the generator refuses such a need.
     apply_needs_restore: ClassVar[bool] = False
+    #: Why such an apply needs the restore role, in words (said when that role is off).
+    apply_restore_why: ClassVar[str] = "its write could grant access"
     max_attempts: ClassVar[int] = DEFAULT_MAX_ATTEMPTS
     #: Another action Steward must have done on the resource, the waiting period earlier.
     needs_earlier: ClassVar[str | None] = None
@@ -468,6 +484,12 @@ class Action:
         """What an administrator runs to make this change when Steward may not (only the
         actions that `apply_needs_restore` say more)."""
         return f"{self.title} on {target.label} in account {target.account_id} by hand."
+
+    def apply_before_by_hand(self, target: Target) -> State:
+        """For an apply refused because the restore role is off: the before-state the
+        target alone tells (what an admin applying by hand would put back to undo it), or
+        {} when only a live read could say."""
+        return {}
 
     @property
     def owner_may_apply_alone(self) -> bool:

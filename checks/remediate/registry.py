@@ -1,7 +1,9 @@
 """Every remediation action, in one explicit tuple (no directory walking).
 
-Ids match the `remediations` of `checks.catalog` exactly; tests walk both ways, and
-`checks.permissions` builds the shipped remediation policy from these declarations.
+Ids match the `remediations` of `checks.catalog` together with the containments an
+activity escalation offers (`checks.activity.rules.CONTAINMENT_ACTIONS`) exactly; tests
+walk both ways, and `checks.permissions` builds the shipped remediation policy from these
+declarations.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from checks.remediate.password_policy import ApplyCisPasswordPolicy
 from checks.remediate.policies import DeleteInlinePolicy, DetachManagedPolicy
 from checks.remediate.rightsize import RightsizePolicy
 from checks.remediate.roles import DeleteRole
+from checks.remediate.trust import RestoreTrustPolicy
 from checks.remediate.users import (
     DeleteUser,
     QuarantineUser,
@@ -31,6 +34,7 @@ ACTIONS: tuple[Action, ...] = (
     ApplyCisPasswordPolicy(),
     DeleteRole(),
     RightsizePolicy(),
+    RestoreTrustPolicy(),
 )
 
 BY_ID: dict[str, Action] = {action.id: action for action in ACTIONS}

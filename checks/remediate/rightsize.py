@@ -53,6 +53,7 @@ class RightsizePolicy(Action):
     reversible = True
     reduces_access_only = True  # the new document is checked to grant nothing the old did not
     apply_needs_restore = True
+    apply_restore_why = "writing a policy version needs it"
     permissions = frozenset({"iam:GetPolicy", "iam:GetPolicyVersion", "iam:ListPolicyVersions",
                              "iam:CreatePolicyVersion", "iam:DeletePolicyVersion"}) | (
         _per_kind("iam:Get{kind}Policy") | _per_kind("iam:List{kind}Policies") | _per_kind("iam:Put{kind}Policy"))

@@ -156,3 +156,32 @@ def test_parse_actors_and_bad_bodies():
                      (json.dumps({"detail": {**record("X"), "recipientAccountId": "nope"}}), "12-digit")):
         with pytest.raises(ev.EventError, match=why):
             ev.parse(bad)
+
+
+def test_an_opened_trust_offers_the_previous_one_back_when_the_scan_knew_it():
+    role_arn = f"arn:aws:iam::{ACCOUNT}:role/app"
+    previous = json.loads(trust({"AWS": f"arn:aws:iam::{ACCOUNT}:root"}))
+    opened = trust({"AWS": f"arn:aws:iam::{OTHER}:root"})
+    event = ev.parse(record("UpdateAssumeRolePolicy", request={"roleName": "app", "policyDocument": opened}))
+    asked: list[str] = []
+
+    def known(arn: str):
+        asked.append(arn)
+        return previous if arn == role_arn else None
+
+    (verdict,) = evaluate(event, RuleContext(internal_accounts=ORG.internal_accounts, previous_trust_policy=known))
+    first, *rest = verdict.risk.containment
+    assert asked == [role_arn]
+    assert (first.action, first.resource, first.label) == ("restore-trust-policy", role_arn,
+                                                           "Restore the previous trust policy")
+    assert first.details == {"previous_trust_policy": previous, "trust_policy_set": json.loads(opened)}
+    assert [c.action for c in rest] == ["deactivate-access-key", "quarantine-user"]  # the actor, as before
+
+    # Unknown (no scan saw the role) or the same as the new one (a scan ran after the change):
+    # only the actor's containment.
+    for ctx in (ORG, RuleContext(previous_trust_policy=lambda arn: json.loads(opened))):
+        (verdict,) = evaluate(event, ctx)
+        assert [c.action for c in verdict.risk.containment] == ["deactivate-access-key", "quarantine-user"]
+    public = ev.parse(record("UpdateAssumeRolePolicy", request={"roleName": "app", "policyDocument": trust({"AWS": "*"})}))
+    (verdict,) = evaluate(public, RuleContext(previous_trust_policy=known))
+    assert verdict.severity is Severity.CRITICAL and verdict.risk.containment[0].action == "restore-trust-policy"

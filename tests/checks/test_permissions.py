@@ -122,8 +122,10 @@ def test_reduce_and_restore_together_are_every_action_s_declarations():
     for act in ACTIONS:
         assert act.permissions <= _actions(restore if act.apply_needs_restore else reduce), act.id
         assert act.undo_permissions <= _actions(restore if act.undo_needs_restore else reduce)
-    assert [a.id for a in ACTIONS if a.apply_needs_restore] == ["rightsize-policy"]
-    assert not {"iam:CreatePolicyVersion", "iam:PutRolePolicy", "iam:SetDefaultPolicyVersion"} & _actions(reduce)
+    assert [a.id for a in ACTIONS if a.apply_needs_restore] == ["rightsize-policy", "restore-trust-policy"]
+    assert not {"iam:CreatePolicyVersion", "iam:PutRolePolicy", "iam:SetDefaultPolicyVersion",
+                "iam:UpdateAssumeRolePolicy"} & _actions(reduce)
+    assert "iam:UpdateAssumeRolePolicy" in _actions(restore)
 
 
 def test_every_declared_permission_is_classed_and_applies_never_need_restore():
@@ -140,7 +142,7 @@ def test_every_declared_permission_is_classed_and_applies_never_need_restore():
 def test_which_undos_need_the_restore_role():
     assert {a.id for a in ACTIONS if a.undo_needs_restore} == {
         "detach-managed-policy", "delete-inline-policy", "remove-user-from-group",
-        "apply-cis-password-policy", "delete-role", "rightsize-policy",
+        "apply-cis-password-policy", "delete-role", "rightsize-policy", "restore-trust-policy",
     }
     # The owner's own reversible actions undo under the default role, except right-sizing,
     # which runs wholly under the restore role (a new policy version could grant anything).
@@ -421,3 +423,29 @@ def test_an_undo_that_gives_access_back_needs_the_restore_role(moto_session, iam
             leave.apply(restore, target)  # and the restore role only restores
     assert undone.after["member"] and not undone.already_done
     assert [g["GroupName"] for g in iam.list_groups_for_user(UserName="alice")["Groups"]] == ["admins"]
+
+
+def test_restoring_a_trust_policy_runs_only_under_the_restore_role(moto_session, iam):
+    """UpdateAssumeRolePolicy can let anyone in: the default role is refused it, the restore
+    role has it, and neither may use it on Steward's own roles (the template's Deny)."""
+    from checks.remediate.base import Target as RemediationTarget
+    from checks.remediate.trust import RestoreTrustPolicy, same
+
+    reduce = _role_session(moto_session, iam, "reduce")
+    restore = _role_session(moto_session, iam, "restore")
+    mine = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                   "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT_ID}:root"}}]}
+    opened = {**mine, "Statement": [{**mine["Statement"][0], "Principal": {"AWS": "*"}}]}
+    iam.create_role(RoleName="app", AssumeRolePolicyDocument=json.dumps(opened))
+    target = RemediationTarget.from_finding("activity:role-trust-opened", f"arn:aws:iam::{ACCOUNT_ID}:role/app",
+                                            {"previous_trust_policy": mine})
+    act = RestoreTrustPolicy()
+    with enforced():
+        with pytest.raises(RemediationError, match=r"AccessDenied on iam:UpdateAssumeRolePolicy .*restore-policy"):
+            act.apply(reduce, target)
+        applied = act.apply(restore, target)
+        act.undo(restore, target, applied.before)
+    assert same(iam.get_role(RoleName="app")["Role"]["AssumeRolePolicyDocument"], opened)
+    deny_stmt = permissions.member_role_template()["Resources"]["StewardRestoreRole"]["Properties"][
+        "Policies"][0]["PolicyDocument"]["Statement"][1]
+    assert deny_stmt["Effect"] == "Deny" and "iam:UpdateAssumeRolePolicy" in deny_stmt["Action"]

@@ -237,9 +237,14 @@ def test_action_ids_are_unique_and_indexed():
 
 
 def test_catalog_and_registry_match_both_ways():
+    from checks.activity.rules import CONTAINMENT_ACTIONS
+
     offered = {r for spec in CATALOG for r in spec.remediations}
     assert offered - BY_ID.keys() == set(), "catalog offers remediations that do not exist"
-    assert BY_ID.keys() - offered == set(), "registry has actions no check offers"
+    assert set(CONTAINMENT_ACTIONS) - BY_ID.keys() == set(), "activity offers containments that do not exist"
+    assert BY_ID.keys() - offered - set(CONTAINMENT_ACTIONS) == set(), "registry has actions nothing offers"
+    # Only an activity escalation offers the restore of a trust policy (no scan check does).
+    assert BY_ID.keys() - offered == {"restore-trust-policy"}
 
 
 @functools.cache
@@ -270,9 +275,11 @@ def test_an_undo_needing_the_restore_role_says_how_to_restore_by_hand(act: Actio
     from bot.core.decisions import UndoRule, undo_rule
 
     assert type(act).restore_by_hand is not Action.restore_by_hand
-    # Giving access back is never one click: owners may apply only right-sizing alone (it
-    # only reduces), and its undo still needs an approver, even the owner's own.
-    assert act.owner_may_apply_alone is act.apply_needs_restore
+    # Giving access back is never one click: of these, owners may apply only right-sizing
+    # alone (it only reduces), and its undo still needs an approver, even the owner's own.
+    assert not act.owner_may_apply_alone or act.apply_needs_restore
+    if act.apply_needs_restore:
+        assert type(act).apply_by_hand is not Action.apply_by_hand
     assert undo_rule(act, requested_by="U1", undoer="U1", undoer_is_owner=True) is UndoRule.NEEDS_APPROVER
 
 

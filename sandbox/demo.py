@@ -235,6 +235,10 @@ class Demo:
         with self._phase("steward"):
             self._start_steward()
 
+        say("Storing what the principals really used (Access Advisor's answers)")
+        with self._phase("usage"):
+            self.store_usage()
+
         say("Scanning both accounts")
         with self._phase("scan"):
             report = self.runtime.steward.scans.run(actor="demo")
@@ -258,6 +262,9 @@ class Demo:
             say("Posting the weekly digest to #security")
             with self._phase("digest"):
                 self.post_digest()
+            say("A risky change arrives from CloudTrail (activity queue)")
+            with self._phase("activity"):
+                self.risky_change()
 
         with self._phase("page"):
             self._serve(self._page_server, "demo-page")
@@ -371,6 +378,7 @@ class Demo:
             security_approvers=[p.slack_id for p in self.org.approvers],
             account_roles=[a.steward_role_arn for a in self.org.accounts],
             external_id=demo_data.EXTERNAL_ID,
+            restore_role_name=demo_data.RESTORE_ROLE,
             dry_run=False,
         )
 
@@ -419,6 +427,52 @@ class Demo:
             return None
         self.summary["digest"] = {"week": result.week, "posted": result.posted}
         return result
+
+    def store_usage(self) -> None:
+        """What the demo's principals really used, stored as the usage collection stores
+        Access Advisor's answers (``UsageService.store``); the scan's ``unused-permissions``
+        check reads it. moto has no Access Advisor, so the answers come from
+        :data:`sandbox.demo_data.USAGE` instead of ``UsageService.collect``."""
+        from bot.services.usage import UsageService
+
+        service = UsageService(self.runtime.settings, engine=self.runtime.engine)
+        runs = demo_data.usage_runs(self.org)
+        for account_id, run in runs.items():
+            service.store(account_id, run, actor="demo")
+        self.summary["usage"] = {a: len(r.usage) for a, r in runs.items()}
+
+    def risky_change(self) -> Any:
+        """:data:`sandbox.demo_data.RISKY_CHANGE`, made in the IAM sandbox; CloudTrail's
+        record of it goes on an SQS queue of the sandbox as EventBridge puts it there, and one
+        poll of the activity intake takes it, as ``steward events --once`` does: the
+        actor's owner is asked "Did you do this?"."""
+        import uuid
+        from datetime import UTC, datetime
+
+        from bot.run.events import Intake
+
+        change = demo_data.RISKY_CHANGE
+        session = self._aws(self.org.account(change.account))
+        iam = session.client("iam")
+        keys = iam.list_access_keys(UserName=change.actor)["AccessKeyMetadata"]
+        actor_key = max(keys, key=lambda k: k["CreateDate"])["AccessKeyId"]  # the one in use
+        new_key = iam.create_access_key(UserName=change.target)["AccessKey"]["AccessKeyId"]
+        self.invalidate_iam()
+        envelope = demo_data.cloudtrail_envelope(
+            change, actor_key=actor_key, new_key=new_key, event_id=str(uuid.uuid4()),
+            when=datetime.now(UTC),
+        )
+        sqs = session.client("sqs")
+        queue = sqs.create_queue(QueueName="iam-steward-activity")["QueueUrl"]
+        sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(envelope))
+        report = Intake(self.runtime.steward.activity, sqs, queue, wait_seconds=0).poll_once()
+        self.summary["activity"] = _plain(report)
+        if report.risky != 1 or report.failed:
+            self.warnings.append(
+                f"The risky change was not taken as one: {report.received} received, "
+                f"{report.risky} risky, {report.failed} failed {report.failures}"
+            )
+        return report
 
     # ------------------------------------------------------------------ people and places
 

@@ -38,13 +38,13 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_SEED",
-    "RESTORE_ROLE",
-    "RISKY_CHANGE",
-    "USAGE",
     "DEV_ACCOUNT",
     "EXTERNAL_ID",
     "PROD_ACCOUNT",
+    "RESTORE_ROLE",
+    "RISKY_CHANGE",
     "STEWARD_ROLE",
+    "USAGE",
     "USERS_PER_ACCOUNT",
     "Account",
     "Group",

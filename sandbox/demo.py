@@ -37,6 +37,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -835,13 +836,15 @@ class Demo:
     def _read_account(self, account: demo_data.Account) -> dict[str, Any]:
         try:
             iam = self._aws(account).client("iam")
-            details = iam.get_account_authorization_details(Filter=["User"])
+            details = iam.get_account_authorization_details(Filter=["User", "Role"])
             users = list(details.get("UserDetailList") or [])
+            roles = list(details.get("RoleDetailList") or [])
             while details.get("IsTruncated"):
                 details = iam.get_account_authorization_details(
-                    Filter=["User"], Marker=details["Marker"]
+                    Filter=["User", "Role"], Marker=details["Marker"]
                 )
                 users += details.get("UserDetailList") or []
+                roles += details.get("RoleDetailList") or []
             report = _credential_report(iam)
         except Exception as exc:  # shown on the page, never hidden
             return {"id": account.id, "alias": account.alias, "error": f"{type(exc).__name__}: {exc}",
@@ -884,7 +887,8 @@ class Demo:
                     "keys": keys,
                 }
             )
-        return {"id": account.id, "alias": account.alias, "users": rows, "error": None}
+        return {"id": account.id, "alias": account.alias, "users": rows, "error": None,
+                "roles": [_role_row(role) for role in sorted(roles, key=lambda r: r["RoleName"])]}
 
 
 # ---------------------------------------------------------------------------------------
@@ -1062,6 +1066,32 @@ def _reset_moto(url: str) -> None:
     request = urllib.request.Request(f"{url}/moto-api/reset", method="POST", data=b"")
     with _direct_open(request) as response:
         response.read()
+
+
+def _role_row(role: Mapping[str, Any]) -> dict[str, Any]:
+    """A role for the IAM panel: owner, policies, and the services each inline policy allows
+    (what a right-sized policy changes)."""
+    tags = {t["Key"]: t["Value"] for t in role.get("Tags") or []}
+    inline = {}
+    for policy in role.get("RolePolicyList") or ():
+        document = policy.get("PolicyDocument") or {}
+        if isinstance(document, str):
+            document = json.loads(urllib.parse.unquote(document))
+        statements = document.get("Statement") or []
+        services: set[str] = set()
+        for statement in [statements] if isinstance(statements, dict) else statements:
+            if statement.get("Effect") != "Allow":
+                continue
+            actions = statement.get("Action") or []
+            for action in [actions] if isinstance(actions, str) else actions:
+                services.add(action.split(":", 1)[0] if ":" in action else action)
+        inline[policy["PolicyName"]] = sorted(services)
+    return {
+        "name": role["RoleName"],
+        "owner": next((tags[k] for k in ("owner", "Owner", "email", "contact") if tags.get(k)), None),
+        "policies": [p["PolicyName"] for p in role.get("AttachedManagedPolicies") or []],
+        "inline": inline,
+    }
 
 
 def _credential_report(iam) -> dict[str, dict[str, str]]:

@@ -11,9 +11,15 @@ workspace and no database server.
 3. Steward itself: ``bot.run.runtime.build_runtime`` on a SQLite file in a temporary directory,
    and the production WSGI app (``bot.run.web``) on an ephemeral port, so Slack requests take
    the same path as under ``steward serve`` (signature check, Bolt, listeners);
-4. one scan and one routing cycle (``steward.campaigns.run_cycle()``): the DMs and the
-   security-channel triage are in the fake when the page opens;
-5. the demo page (:mod:`sandbox.page`) on ``--port``: the workspace as each person
+4. what the demo's principals really used, stored through ``UsageService.store`` as a
+   usage collection stores Access Advisor's answers (moto has none; :meth:`Demo.store_usage`);
+5. one scan and one routing cycle (``steward.campaigns.run_cycle()``): the DMs and the
+   security-channel triage are in the fake when the page opens, the weekly digest in
+   ``#security``;
+6. a risky change made in the IAM sandbox, its CloudTrail record put on an SQS queue of the
+   sandbox and taken by one poll of the activity intake (:meth:`Demo.risky_change`): the
+   actor's "Did you do this?" DM;
+7. the demo page (:mod:`sandbox.page`) on ``--port``: the workspace as each person
    sees it. Clicks, modal submissions and ``/iam`` commands typed there are turned into
    requests built and signed exactly as Slack builds them (:mod:`sandbox.signing`) and
    POSTed to Steward's ``/slack/events``.

@@ -426,7 +426,7 @@ def test_did_you_do_this_asks_the_actor_and_no_escalates_with_containment(demo):
     escalation = fake.wait_for(lambda: fake.messages(demo.security_channel)[before:], timeout=20)[-1]
     said = json.dumps(escalation["blocks"])
     assert "Risky IAM change" in said and f"Deactivate the new key {new_key['id']}" in said
-    assert "Quarantine tom.becker" in said
+    assert "Quarantine tom.becker" in said and said.count("Deactivate") >= 2  # the new key, and Tom's
     # the question is answered: the DM says so, with no buttons left
     fake.wait_for(lambda: "activity:no" not in json.dumps(fake.message(dm, message["ts"])), timeout=20)
 

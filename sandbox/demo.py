@@ -11,9 +11,15 @@ workspace and no database server.
 3. Steward itself: ``bot.run.runtime.build_runtime`` on a SQLite file in a temporary directory,
    and the production WSGI app (``bot.run.web``) on an ephemeral port, so Slack requests take
    the same path as under ``steward serve`` (signature check, Bolt, listeners);
-4. one scan and one routing cycle (``steward.campaigns.run_cycle()``): the DMs and the
-   security-channel triage are in the fake when the page opens;
-5. the demo page (:mod:`sandbox.page`) on ``--port``: the workspace as each person
+4. what the demo's principals really used, stored through ``UsageService.store`` as a
+   usage collection stores Access Advisor's answers (moto has none; :meth:`Demo.store_usage`);
+5. one scan and one routing cycle (``steward.campaigns.run_cycle()``): the DMs and the
+   security-channel triage are in the fake when the page opens, the weekly digest in
+   ``#security``;
+6. a risky change made in the IAM sandbox, its CloudTrail record put on an SQS queue of the
+   sandbox and taken by one poll of the activity intake (:meth:`Demo.risky_change`): the
+   actor's "Did you do this?" DM;
+7. the demo page (:mod:`sandbox.page`) on ``--port``: the workspace as each person
    sees it. Clicks, modal submissions and ``/iam`` commands typed there are turned into
    requests built and signed exactly as Slack builds them (:mod:`sandbox.signing`) and
    POSTed to Steward's ``/slack/events``.
@@ -37,6 +43,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -235,6 +242,10 @@ class Demo:
         with self._phase("steward"):
             self._start_steward()
 
+        say("Storing what the principals really used (Access Advisor's answers)")
+        with self._phase("usage"):
+            self.store_usage()
+
         say("Scanning both accounts")
         with self._phase("scan"):
             report = self.runtime.steward.scans.run(actor="demo")
@@ -258,6 +269,9 @@ class Demo:
             say("Posting the weekly digest to #security")
             with self._phase("digest"):
                 self.post_digest()
+            say("A risky change arrives from CloudTrail (activity queue)")
+            with self._phase("activity"):
+                self.risky_change()
 
         with self._phase("page"):
             self._serve(self._page_server, "demo-page")
@@ -371,6 +385,7 @@ class Demo:
             security_approvers=[p.slack_id for p in self.org.approvers],
             account_roles=[a.steward_role_arn for a in self.org.accounts],
             external_id=demo_data.EXTERNAL_ID,
+            restore_role_name=demo_data.RESTORE_ROLE,
             dry_run=False,
         )
 
@@ -419,6 +434,52 @@ class Demo:
             return None
         self.summary["digest"] = {"week": result.week, "posted": result.posted}
         return result
+
+    def store_usage(self) -> None:
+        """What the demo's principals really used, stored as the usage collection stores
+        Access Advisor's answers (``UsageService.store``); the scan's ``unused-permissions``
+        check reads it. moto has no Access Advisor, so the answers come from
+        :data:`sandbox.demo_data.USAGE` instead of ``UsageService.collect``."""
+        from bot.services.usage import UsageService
+
+        service = UsageService(self.runtime.settings, engine=self.runtime.engine)
+        runs = demo_data.usage_runs(self.org)
+        for account_id, run in runs.items():
+            service.store(account_id, run, actor="demo")
+        self.summary["usage"] = {a: len(r.usage) for a, r in runs.items()}
+
+    def risky_change(self) -> Any:
+        """:data:`sandbox.demo_data.RISKY_CHANGE`, made in the IAM sandbox; CloudTrail's
+        record of it goes on an SQS queue of the sandbox as EventBridge puts it there, and one
+        poll of the activity intake takes it, as ``steward events --once`` does: the
+        actor's owner is asked "Did you do this?"."""
+        import uuid
+        from datetime import UTC, datetime
+
+        from bot.run.events import Intake
+
+        change = demo_data.RISKY_CHANGE
+        session = self._aws(self.org.account(change.account))
+        iam = session.client("iam")
+        keys = iam.list_access_keys(UserName=change.actor)["AccessKeyMetadata"]
+        actor_key = max(keys, key=lambda k: k["CreateDate"])["AccessKeyId"]  # the one in use
+        new_key = iam.create_access_key(UserName=change.target)["AccessKey"]["AccessKeyId"]
+        self.invalidate_iam()
+        envelope = demo_data.cloudtrail_envelope(
+            change, actor_key=actor_key, new_key=new_key, event_id=str(uuid.uuid4()),
+            when=datetime.now(UTC),
+        )
+        sqs = session.client("sqs")
+        queue = sqs.create_queue(QueueName="iam-steward-activity")["QueueUrl"]
+        sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(envelope))
+        report = Intake(self.runtime.steward.activity, sqs, queue, wait_seconds=0).poll_once()
+        self.summary["activity"] = _plain(report)
+        if report.risky != 1 or report.failed:
+            self.warnings.append(
+                f"The risky change was not taken as one: {report.received} received, "
+                f"{report.risky} risky, {report.failed} failed {report.failures}"
+            )
+        return report
 
     # ------------------------------------------------------------------ people and places
 
@@ -781,13 +842,15 @@ class Demo:
     def _read_account(self, account: demo_data.Account) -> dict[str, Any]:
         try:
             iam = self._aws(account).client("iam")
-            details = iam.get_account_authorization_details(Filter=["User"])
+            details = iam.get_account_authorization_details(Filter=["User", "Role"])
             users = list(details.get("UserDetailList") or [])
+            roles = list(details.get("RoleDetailList") or [])
             while details.get("IsTruncated"):
                 details = iam.get_account_authorization_details(
-                    Filter=["User"], Marker=details["Marker"]
+                    Filter=["User", "Role"], Marker=details["Marker"]
                 )
                 users += details.get("UserDetailList") or []
+                roles += details.get("RoleDetailList") or []
             report = _credential_report(iam)
         except Exception as exc:  # shown on the page, never hidden
             return {"id": account.id, "alias": account.alias, "error": f"{type(exc).__name__}: {exc}",
@@ -830,7 +893,8 @@ class Demo:
                     "keys": keys,
                 }
             )
-        return {"id": account.id, "alias": account.alias, "users": rows, "error": None}
+        return {"id": account.id, "alias": account.alias, "users": rows, "error": None,
+                "roles": [_role_row(role) for role in sorted(roles, key=lambda r: r["RoleName"])]}
 
 
 # ---------------------------------------------------------------------------------------
@@ -1008,6 +1072,32 @@ def _reset_moto(url: str) -> None:
     request = urllib.request.Request(f"{url}/moto-api/reset", method="POST", data=b"")
     with _direct_open(request) as response:
         response.read()
+
+
+def _role_row(role: Mapping[str, Any]) -> dict[str, Any]:
+    """A role for the IAM panel: owner, policies, and the services each inline policy allows
+    (what a right-sized policy changes)."""
+    tags = {t["Key"]: t["Value"] for t in role.get("Tags") or []}
+    inline = {}
+    for policy in role.get("RolePolicyList") or ():
+        document = policy.get("PolicyDocument") or {}
+        if isinstance(document, str):
+            document = json.loads(urllib.parse.unquote(document))
+        statements = document.get("Statement") or []
+        services: set[str] = set()
+        for statement in [statements] if isinstance(statements, dict) else statements:
+            if statement.get("Effect") != "Allow":
+                continue
+            actions = statement.get("Action") or []
+            for action in [actions] if isinstance(actions, str) else actions:
+                services.add(action.split(":", 1)[0] if ":" in action else action)
+        inline[policy["PolicyName"]] = sorted(services)
+    return {
+        "name": role["RoleName"],
+        "owner": next((tags[k] for k in ("owner", "Owner", "email", "contact") if tags.get(k)), None),
+        "policies": [p["PolicyName"] for p in role.get("AttachedManagedPolicies") or []],
+        "inline": inline,
+    }
 
 
 def _credential_report(iam) -> dict[str, dict[str, str]]:

@@ -13,12 +13,24 @@ report row moto does not produce) with an owner who is in Slack, one who has lef
 company (deactivated in Slack), a contractor who never was in Slack, and principals with no
 owner tag at all (security-channel triage). Generated filler users round each account up to
 :data:`USERS_PER_ACCOUNT` with random but plausible ages, owners and habits.
+
+Two showcases of Steward's newer capabilities, fed through the product's own code paths
+by :class:`sandbox.demo.Demo`:
+
+* least privilege from real usage: :data:`USAGE` says which actions a principal really
+  called; :func:`usage_runs` turns it into the rows Access Advisor's answers become
+  (``checks.usage.UsageRun``, stored by the usage service's own ``store``), so the scan's
+  ``unused-permissions`` check proposes a right-sized policy;
+* "Did you do this?": :data:`RISKY_CHANGE` is made in the sandbox after the scan, and
+  :func:`cloudtrail_envelope` is the record CloudTrail writes for it, as EventBridge puts
+  it on the activity queue.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,7 +41,10 @@ __all__ = [
     "DEV_ACCOUNT",
     "EXTERNAL_ID",
     "PROD_ACCOUNT",
+    "RESTORE_ROLE",
+    "RISKY_CHANGE",
     "STEWARD_ROLE",
+    "USAGE",
     "USERS_PER_ACCOUNT",
     "Account",
     "Group",
@@ -38,10 +53,14 @@ __all__ = [
     "Organisation",
     "Person",
     "Policy",
+    "RiskyChange",
     "Role",
     "SeedSummary",
+    "Usage",
     "apply",
     "build",
+    "cloudtrail_envelope",
+    "usage_runs",
 ]
 
 DEFAULT_SEED = 20_240_601
@@ -50,6 +69,9 @@ PROD_ACCOUNT = "123456789012"
 DEV_ACCOUNT = "210987654321"
 #: The role Steward assumes in each account (hub and spoke, as in deploy/).
 STEWARD_ROLE = "StewardAudit"
+#: The role approved changes that could grant run under (STEWARD_RESTORE_ROLE_NAME): writing
+#: a right-sized policy version, and undos that give access back.
+RESTORE_ROLE = "IAMStewardRestore"
 EXTERNAL_ID = "steward-demo-external-id"
 USERS_PER_ACCOUNT = 20
 DOMAIN = "acme.example"
@@ -362,6 +384,14 @@ def _filler_user(rng: random.Random, name: str, owners: Sequence[str]) -> IamUse
     )
 
 
+def _restore_role(p: Mapping[str, str]) -> Role:
+    """The member template's restore role (deploy/, EnableRestore), trusted like the Steward
+    role. The sandbox does not enforce policies, so it carries none here (the real one's
+    grant-back permissions would also be findings of their own)."""
+    return Role(RESTORE_ROLE, trust_account(PROD_ACCOUNT, EXTERNAL_ID), 2, None, p["sam"],
+                description="IAM Steward: grants access back, only for approved undos and right-sizing")
+
+
 def _prod_account(p: Mapping[str, str]) -> Account:
     users = (
         # Priya: a human who also holds a key she stopped using two months ago.
@@ -423,6 +453,11 @@ def _prod_account(p: Mapping[str, str]) -> Account:
     roles = (
         Role(STEWARD_ROLE, trust_account(PROD_ACCOUNT, EXTERNAL_ID), 2, 0, p["sam"],
              attached=(SECURITY_AUDIT,), description="IAM Steward scans and remediates"),
+        _restore_role(p),
+        # Least privilege from usage (USAGE): granted seven services, uses two.
+        Role(RIGHTSIZE_ROLE, trust_service("lambda.amazonaws.com"), 380, 0.2, p["marco"],
+             inline={"reporting": REPORTING_POLICY},
+             description="Nightly reporting: reads raw data, queries it with Athena, writes reports"),
         Role("vendor-monitoring", trust_account(VENDOR_ACCOUNT), 400, 0.5, p["tom"],
              attached=(READ_ONLY,), description="Monitoring SaaS, set up in a hurry"),
         Role("public-assume-test", TRUST_ANYONE, 200, None, p["aisha"],
@@ -467,6 +502,7 @@ def _dev_account(p: Mapping[str, str]) -> Account:
     roles = (
         Role(STEWARD_ROLE, trust_account(PROD_ACCOUNT, EXTERNAL_ID), 2, 0, p["sam"],
              attached=(SECURITY_AUDIT,), description="IAM Steward scans and remediates"),
+        _restore_role(p),
         Role("OrganizationAccountAccessRole", trust_account(PROD_ACCOUNT), 600, 3, p["sam"],
              attached=(ADMIN,)),
         Role("partner-integration", trust_account(PARTNER_ACCOUNT), 240, 30, p["diego"],
@@ -594,3 +630,162 @@ def apply(org: Organisation, *, now: datetime | None = None) -> SeedSummary:
         policies=sum(len(a.policies) for a in org.accounts),
         untagged_users=sum(1 for _, u in org.users if not u.owner),
     )
+
+
+# ---------------------------------------------------------------------------------------
+# Showcases: least privilege from real usage, and "Did you do this?"
+
+#: The principal granted more than it uses (in the production account, owned by Marco).
+RIGHTSIZE_ROLE = "reporting-pipeline"
+REPORTING_POLICY = doc(
+    allow(["s3:GetObject", "s3:PutObject", "s3:ListBucket"],
+          ["arn:aws:s3:::acme-raw-data", "arn:aws:s3:::acme-raw-data/*", "arn:aws:s3:::acme-reports/*"]),
+    allow(["athena:StartQueryExecution", "athena:GetQueryExecution", "athena:GetQueryResults",
+           "glue:GetTable", "glue:GetPartitions", "dynamodb:Query", "dynamodb:PutItem",
+           "sqs:SendMessage", "sns:Publish", "kms:Decrypt"]),
+)
+
+#: Service names as Access Advisor reports them; the services it tracks at action level.
+SERVICE_NAMES = {
+    "s3": "Amazon S3",
+    "athena": "Amazon Athena",
+    "glue": "AWS Glue",
+    "dynamodb": "Amazon DynamoDB",
+    "sqs": "Amazon SQS",
+    "sns": "Amazon SNS",
+    "kms": "AWS Key Management Service",
+    "sagemaker": "Amazon SageMaker",
+    "redshift": "Amazon Redshift",
+}
+TRACKED_AT_ACTION_LEVEL = frozenset({"s3", "ec2", "iam", "lambda"})
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What one principal really called: action -> days since its last call. Every other
+    service its policies allow is reported granted and never used (Access Advisor lists
+    each allowed service, with no ``LastAuthenticated`` when unused)."""
+
+    account: str
+    principal: str  # "role/NAME" or "user/NAME"
+    used: Mapping[str, float]
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:iam::{self.account}:{self.principal}"
+
+
+USAGE = (
+    Usage(PROD_ACCOUNT, f"role/{RIGHTSIZE_ROLE}", {
+        "s3:GetObject": 0.2,
+        "s3:PutObject": 0.2,
+        "s3:ListBucket": 1.5,
+        "athena:StartQueryExecution": 0.2,
+        "athena:GetQueryResults": 0.2,
+    }),
+)
+
+
+def _granted_actions(account: Account, principal: str) -> list[str]:
+    """The actions the principal's own policies (inline and this account's customer
+    policies) name in Allow statements."""
+    kind, _, name = principal.partition("/")
+    holders: Sequence[IamUser | Role] = account.roles if kind == "role" else account.users
+    spec = next(h for h in holders if h.name == name)
+    documents = list(spec.inline.values())
+    documents += [p.document for p in account.policies if p.name in spec.attached]
+    actions: list[str] = []
+    for document in documents:
+        for statement in document["Statement"]:
+            if statement.get("Effect") == "Allow":
+                named = statement.get("Action", [])
+                actions += [named] if isinstance(named, str) else list(named)
+    return actions
+
+
+def usage_runs(org: Organisation, *, now: datetime | None = None) -> dict[str, Any]:
+    """Account id -> ``checks.usage.UsageRun``: :data:`USAGE` as a completed Access Advisor
+    collection would report it (what ``UsageService.store`` takes)."""
+    from checks.usage import ActionUsage, PrincipalUsage, ServiceUsage, UsageRun
+
+    now = now or datetime.now(UTC)
+    runs: dict[str, Any] = {}
+    for usage in USAGE:
+        account = org.account(usage.account)
+        granted = _granted_actions(account, usage.principal)
+        services = []
+        for namespace in sorted({a.split(":", 1)[0].lower() for a in granted}):
+            used = {a: now - timedelta(days=d) for a, d in usage.used.items()
+                    if a.split(":", 1)[0].lower() == namespace}
+            last = max(used.values(), default=None)
+            actions = None
+            if namespace in TRACKED_AT_ACTION_LEVEL:
+                names = sorted({a for a in granted if a.lower().startswith(f"{namespace}:") and "*" not in a}
+                               | set(used))
+                actions = tuple(ActionUsage(a, used.get(a), REGION if a in used else None) for a in names)
+            services.append(ServiceUsage(
+                namespace=namespace, name=SERVICE_NAMES.get(namespace, namespace),
+                last_authenticated=last, region=REGION if last else None,
+                entity=usage.arn if last else None, actions=actions))
+        run = runs.setdefault(account.id, UsageRun(account_id=account.id))
+        run.usage[usage.arn] = PrincipalUsage(usage.arn, now, tuple(services), job_completed_at=now)
+    return runs
+
+
+@dataclass(frozen=True)
+class RiskyChange:
+    """``actor`` (an IAM user, with its most recently used key) creates an access key for
+    ``target``: the "Did you do this?" question goes to the actor's owner."""
+
+    account: str
+    actor: str
+    target: str
+    source_ip: str = "198.51.100.23"
+    user_agent: str = ("aws-cli/2.15.30 Python/3.11.8 Darwin/23.4.0 exe/x86_64 prompt/off "
+                       "command/iam.create-access-key")
+
+
+#: Tom creates a key for the break-glass administrator (Sam's), a classic way to keep access.
+RISKY_CHANGE = RiskyChange(PROD_ACCOUNT, "tom.becker", "break-glass-admin")
+
+
+def cloudtrail_envelope(change: RiskyChange, *, actor_key: str, new_key: str, event_id: str,
+                        when: datetime) -> dict[str, Any]:
+    """CloudTrail's record of ``change`` (AWS's field names), as EventBridge delivers it to
+    the activity queue (the rule's target is SQS: the whole event)."""
+    stamp = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    detail = {
+        "eventVersion": "1.09",
+        "userIdentity": {
+            "type": "IAMUser",
+            "principalId": "AIDA" + event_id.replace("-", "").upper()[:17],
+            "arn": f"arn:aws:iam::{change.account}:user/{change.actor}",
+            "accountId": change.account,
+            "accessKeyId": actor_key,
+            "userName": change.actor,
+        },
+        "eventTime": stamp,
+        "eventSource": "iam.amazonaws.com",
+        "eventName": "CreateAccessKey",
+        "awsRegion": REGION,
+        "sourceIPAddress": change.source_ip,
+        "userAgent": change.user_agent,
+        "requestParameters": {"userName": change.target},
+        "responseElements": {"accessKey": {
+            "userName": change.target, "accessKeyId": new_key, "status": "Active",
+            "createDate": when.astimezone(UTC).strftime("%b %d, %Y %I:%M:%S %p"),
+        }},
+        "requestID": str(uuid.uuid5(uuid.NAMESPACE_URL, f"request/{event_id}")),
+        "eventID": event_id,
+        "readOnly": False,
+        "eventType": "AwsApiCall",
+        "managementEvent": True,
+        "recipientAccountId": change.account,
+        "eventCategory": "Management",
+        "tlsDetails": {"tlsVersion": "TLSv1.3", "cipherSuite": "TLS_AES_128_GCM_SHA256",
+                       "clientProvidedHostHeader": "iam.amazonaws.com"},
+    }
+    return {"version": "0", "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"eventbridge/{event_id}")),
+            "detail-type": "AWS API Call via CloudTrail",
+            "source": "aws.iam", "account": change.account, "time": stamp, "region": REGION,
+            "resources": [], "detail": detail}

@@ -542,8 +542,25 @@ def _iam_row(account: Mapping[str, Any], user: Mapping[str, Any], *, mine: bool,
     )
 
 
+def _role_row(account: Mapping[str, Any], role: Mapping[str, Any]) -> str:
+    """One of the viewer's roles: its policies, and the services each inline one allows."""
+    policies = [_esc(p) for p in role.get("policies") or ()]
+    for name, services in (role.get("inline") or {}).items():
+        policies.append(
+            f'<span class="inline-pol" data-policy="{_esc(name)}" data-services="{_esc(" ".join(services))}">'
+            f'{_esc(name)} (inline: {_esc(", ".join(services) or "nothing")})</span>'
+        )
+    pol = f'<div class="pol" title="Policies of the role">{", ".join(policies)}</div>' if policies else ""
+    return (
+        f'<tr class="iam-role mine" data-account="{_esc(account["id"])}" data-role="{_esc(role["name"])}">'
+        f'<td><div class="uname">{_esc(role["name"])} <span class="tag acct-tag">{_esc(account["alias"])}</span>'
+        f' <span class="tag">role</span></div>{pol}</td><td class="keys"></td></tr>'
+    )
+
+
 def render_iam(accounts: list[dict[str, Any]], viewer_email: str | None) -> str:
-    """The IAM panel: the viewer's own users first (every account), then each account."""
+    """The IAM panel: the viewer's own users and roles first (every account), then each
+    account's users."""
     now = datetime.now(UTC)
     mine_email = (viewer_email or "").lower()
     yours: list[str] = []
@@ -566,6 +583,9 @@ def render_iam(accounts: list[dict[str, Any]], viewer_email: str | None) -> str:
                 yours.append(_iam_row(account, user, mine=True, now=now, with_account=True))
             else:
                 rows.append(_iam_row(account, user, mine=False, now=now, with_account=False))
+        for role in account.get("roles") or ():
+            if mine_email and (role.get("owner") or "").lower() == mine_email:
+                yours.append(_role_row(account, role))
         sections.append(
             f'<section class="acct" data-account="{_esc(account["id"])}"><h3>{_esc(account["alias"])} '
             f'<span>{_esc(account["id"])}</span></h3><table><tbody>{"".join(rows)}</tbody></table></section>'

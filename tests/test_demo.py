@@ -32,7 +32,7 @@ from sandbox.page import Renderer, mrkdwn, render_iam
 
 needs_moto = pytest.mark.skipif(importlib.util.find_spec("moto") is None, reason="moto is not installed")
 
-PRIYA, SAM = "U0PRIYA001", "U0SAMOK001"
+PRIYA, SAM, MARCO, TOM = "U0PRIYA001", "U0SAMOK001", "U0MARCO001", "U0TOMBE001"
 START_LIMIT = 120  # seconds; a bound so a hang fails the test, not a timing assertion
 
 
@@ -330,6 +330,111 @@ def test_a_modal_opens_shows_errors_and_closes_on_a_valid_submission(demo):
     assert answer == {"ok": True, "closed": True}, answer
     assert demo.modal_stack(PRIYA) == []
     assert any(state == "excepted" for *_, state in steward_findings(demo))
+
+
+def card_with(messages, text: str):
+    """(message, first actions block after the block that mentions `text`)."""
+    for message in messages:
+        blocks = message.get("blocks") or []
+        for i, block in enumerate(blocks):
+            if text in json.dumps(block):
+                actions = next((b for b in blocks[i + 1:] if b.get("type") == "actions"), None)
+                if actions is not None:
+                    return message, actions
+    raise AssertionError(f"no card mentions {text!r}")
+
+
+def element(actions: dict, label: str) -> dict:
+    for item in actions["elements"]:
+        if label in ((item.get("text") or {}).get("text") or ""):
+            return item
+        for option in item.get("options") or ():
+            if label in option["text"]["text"]:
+                return {**item, "selected": option["value"]}
+    raise AssertionError(f"no {label!r} in {json.dumps(actions)[:800]}")
+
+
+def click(demo: Demo, user: str, channel: str, message: dict, actions: dict, label: str) -> None:
+    """What the page sends for a click on `label` (a button, or an option of a select)."""
+    item = element(actions, label)
+    status, answer = post(demo, "/demo/action", {
+        "as": user, "src": "message", "channel": channel, "ts": message["ts"],
+        "block_id": actions["block_id"], "action_id": item["action_id"], "selected": item.get("selected")})
+    assert status == 200 and answer["ok"], answer
+
+
+def role_services(demo: Demo, account: str, role: str, policy: str) -> list[str]:
+    state = next(a for a in demo.iam_state(max_age=0) if a["id"] == account)
+    return next(r for r in state["roles"] if r["name"] == role)["inline"][policy]
+
+
+@needs_moto
+def test_least_privilege_from_usage_shows_the_diff_the_json_and_applies_it(demo):
+    """The usage rows stored at start-up (UsageService.store) make the scan's
+    unused-permissions check propose a right-sized policy for the role granted seven
+    services and using two; its owner sees the diff, the JSON, and applies it."""
+    fake = demo.fake
+    assert fake is not None and demo.summary["usage"] == {demo_data.PROD_ACCOUNT: 1}
+    role = demo_data.RIGHTSIZE_ROLE
+    summary = ("removes glue:GetTable, glue:GetPartitions, dynamodb:Query, dynamodb:PutItem, sqs:SendMessage, "
+               "sns:Publish, kms:Decrypt; keeps s3:GetObject, s3:PutObject, s3:ListBucket, "
+               "athena:StartQueryExecution, athena:GetQueryExecution, athena:GetQueryResults")
+    found = [f for f in steward_findings(demo) if f[1] == "unused-permissions"]
+    assert found == [(demo_data.PROD_ACCOUNT, "unused-permissions", "marco.rossi@acme.example", "notified")]
+    status, page = get(f"{demo.url}?as={MARCO}")
+    assert status == 200 and f"Right-sized: {summary}." in page and "Apply right-sized policy" in page
+    before = role_services(demo, demo_data.PROD_ACCOUNT, role, "reporting")
+    assert before == ["athena", "dynamodb", "glue", "kms", "s3", "sns", "sqs"]
+    assert f'data-role="{role}"' in get(f"{demo.url}?as={MARCO}")[1]  # in Marco's IAM panel
+
+    dm = demo.dm_channel(MARCO)
+    message, actions = card_with(fake.dm(MARCO), f"role/{role}")
+    click(demo, MARCO, dm, message, actions, "Show policy JSON")
+    view = fake.wait_for(lambda: demo.modal_stack(MARCO), timeout=10)[-1]
+    shown = json.dumps(view["blocks"])
+    assert summary in shown and '\\"athena:GetQueryResults\\"' in shown and "kms:Decrypt" not in shown.split("```")[1]
+    assert demo.close_view(MARCO, view["id"]) == {"ok": True}
+
+    click(demo, MARCO, dm, message, actions, "Apply right-sized policy")
+    fake.wait_for(lambda: "Apply right-sized policy* done by" in json.dumps(fake.message(dm, message["ts"])),
+                  timeout=20)
+    assert role_services(demo, demo_data.PROD_ACCOUNT, role, "reporting") == ["athena", "s3"]
+
+
+@needs_moto
+def test_did_you_do_this_asks_the_actor_and_no_escalates_with_containment(demo):
+    """The risky change made at start-up (a key for the break-glass admin) came in as a
+    CloudTrail event through one poll of the activity intake; Tom is asked; his No puts it
+    in #security with containment, and a security approver's click contains it."""
+    fake = demo.fake
+    assert fake is not None
+    assert demo.summary["activity"]["risky"] == 1 and demo.summary["activity"]["deleted"] == 1
+    target = demo_data.RISKY_CHANGE.target
+    prod = next(a for a in demo.iam_state(max_age=0) if a["id"] == demo_data.PROD_ACCOUNT)
+    [new_key] = next(u for u in prod["users"] if u["name"] == target)["keys"]
+    assert new_key["status"] == "Active"
+
+    dm = demo.dm_channel(TOM)
+    message, actions = card_with(fake.dm(TOM), "Did you do this?")
+    text = json.dumps(message["blocks"])
+    assert f"created access key {new_key['id']} for IAM user {target}" in text and "tom.becker" in text
+    status, page = get(f"{demo.url}?as={TOM}")
+    assert status == 200 and "Did you do this?" in page and "Yes, it was me" in page
+    before = len(fake.messages(demo.security_channel))
+
+    click(demo, TOM, dm, message, actions, "No, this wasn't me")
+    escalation = fake.wait_for(lambda: fake.messages(demo.security_channel)[before:], timeout=20)[-1]
+    said = json.dumps(escalation["blocks"])
+    assert "Risky IAM change" in said and f"Deactivate the new key {new_key['id']}" in said
+    assert "Quarantine tom.becker" in said and said.count("Deactivate") >= 2  # the new key, and Tom's
+    # the question is answered: the DM says so, with no buttons left
+    fake.wait_for(lambda: "activity:no" not in json.dumps(fake.message(dm, message["ts"])), timeout=20)
+
+    _, buttons = card_with([escalation], f"created access key {new_key['id']}")
+    click(demo, SAM, demo.security_channel, escalation, buttons, f"Deactivate the new key {new_key['id']}")
+    fake.wait_for(lambda: next(u for a in demo.iam_state(max_age=0) if a["id"] == demo_data.PROD_ACCOUNT
+                               for u in a["users"] if u["name"] == target)["keys"][0]["status"] == "Inactive",
+                  timeout=20)
 
 
 @needs_moto

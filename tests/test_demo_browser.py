@@ -163,3 +163,64 @@ def test_the_keep_modal_names_its_finding_and_keeps_what_was_typed_after_an_erro
     page.wait_for_timeout(1500)  # past a refresh of the page's state
     assert page.locator("#modal textarea").input_value() == reason
     assert page.locator('#modal input[type="date"]').input_value() == "2099-01-01"
+
+
+def test_least_privilege_the_owner_reads_the_proposal_and_applies_it(demo, page):
+    """Marco's role is granted seven services and used two (usage stored at start-up): the
+    card says what goes and what stays, Show policy JSON opens the proposal, and Apply
+    right-sized policy changes the role's policy, seen live in the IAM panel."""
+    from sandbox import demo_data
+
+    marco = demo.org.person("marco").slack_id
+    page.goto(f"{demo.url}?as={marco}")
+    card = page.locator("#messages .msg", has_text=f"role/{demo_data.RIGHTSIZE_ROLE}").first
+    card.wait_for()
+    assert "Right-sized: removes glue:GetTable" in card.inner_text()
+    assert "keeps s3:GetObject" in card.inner_text()
+    policy = page.locator(f'#iam tr[data-role="{demo_data.RIGHTSIZE_ROLE}"] .inline-pol[data-policy="reporting"]')
+    assert policy.get_attribute("data-services") == "athena dynamodb glue kms s3 sns sqs"
+
+    more = card.locator('select[data-aid="card:more"]', has=page.locator("option", has_text="Show policy JSON")).first
+    show = more.evaluate("s => [...s.options].find(o => o.text.startsWith('Show policy JSON')).value")
+    more.select_option(value=show)
+    modal = page.locator("#modal .modal")
+    modal.wait_for()
+    assert '"athena:GetQueryResults"' in modal.inner_text() and "kms:Decrypt" in modal.inner_text()  # the diff line
+    page.locator("#modal [data-close]").first.click()
+    modal.wait_for(state="detached")
+
+    card.get_by_role("button", name="Apply right-sized policy").first.click()
+    page.wait_for_function(
+        "() => document.querySelector(`#iam .inline-pol[data-policy='reporting']`)?.dataset.services === 'athena s3'"
+    )
+    page.locator("#messages", has_text="Apply right-sized policy done by").wait_for()
+
+
+def test_did_you_do_this_no_escalates_to_security_and_an_approver_contains_it(demo, page):
+    """A key created for the break-glass admin came in from CloudTrail at start-up: Tom is
+    asked; his No goes to #security, where Sam deactivates the new key."""
+    from sandbox import demo_data
+
+    tom = demo.org.person("tom").slack_id
+    sam = demo.org.person("sam").slack_id
+    page.goto(f"{demo.url}?as={tom}")
+    question = page.locator("#messages .msg", has_text="Did you do this?").last
+    question.wait_for()
+    text = question.inner_text()
+    new_key = re.search(r"created access key (AKIA[A-Z0-9]{16}) for IAM user break-glass-admin", text)
+    assert new_key, text
+    assert question.get_by_role("button", name="Yes, it was me").count() == 1
+    question.get_by_role("button", name="No, this wasn't me").click()  # Slack's confirm: accepted
+    page.locator("#messages .msg", has_text="security team").last.wait_for()
+    question.get_by_role("button", name="No, this wasn't me").wait_for(state="detached")
+
+    page.goto(f"{demo.url}?as={sam}&ch={demo.security_channel}")
+    escalation = page.locator("#messages .msg", has_text="Risky IAM change").last
+    escalation.wait_for()
+    assert "Quarantine tom.becker" in escalation.inner_text()
+    escalation.get_by_role("button", name=f"Deactivate the new key {new_key.group(1)}").click()
+    page.wait_for_function(
+        "id => document.querySelector(`#iam .key[data-key-id='${id}']`)?.dataset.status === 'Inactive'",
+        arg=new_key.group(1),
+    )
+    assert demo_data.RISKY_CHANGE.target in page.locator("#iam").inner_text()

@@ -1,8 +1,9 @@
 """`steward demo` (registered in bot/cli/main.py): everything local, one command.
 
 An IAM sandbox (moto) seeded with a messy two-account organisation, the local Slack fake,
-SQLite in a temporary directory and Steward's own HTTP app; one scan and one routing cycle;
-then a web page that shows the workspace as each person sees it. Nothing leaves the
+SQLite in a temporary directory and Steward's own HTTP app; last-accessed data stored for
+the least-privilege showcase; one scan and one routing cycle; a risky change taken from an
+SQS queue by the activity intake ("Did you do this?"); then a web page that shows the workspace as each person sees it. Nothing leaves the
 machine: no AWS account, no Slack workspace, no database server (see sandbox/demo.py).
 """
 
@@ -91,6 +92,16 @@ def _report(instance) -> None:
     if isinstance(routing, dict):
         shown = ", ".join(f"{k} {v}" for k, v in routing.items() if isinstance(v, int) and v)
         err.print(f"routing cycle: {shown or 'nothing to send'}", highlight=False, soft_wrap=True)
+    usage = instance.summary.get("usage")
+    if isinstance(usage, dict):
+        err.print(f"usage: last-accessed data of {sum(usage.values())} principal(s) stored", highlight=False)
+    activity = instance.summary.get("activity")
+    if isinstance(activity, dict):
+        err.print(
+            f"activity intake: {activity.get('received')} CloudTrail event(s), {activity.get('risky')} risky",
+            highlight=False,
+            soft_wrap=True,
+        )
     for warning in instance.warnings:
         err.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in instance.timings.items() if k != "total")

@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             "escalation_cases": len(paths), "found": len(found),
             "escalation_modules": len(modules), "modules_found": len(modules_found),
             "harmless": len(harmless), "quiet": len(quiet),
+            "found_on_stand_in": sum(o.stand_in for o in paths),
             "admins": len(admins), "admins_flagged": sum(o.right for o in admins),
             "wrong": [{"principal": o.principal, "expected": o.expected, "got": o.got,
                        "reason": KNOWN_WRONG.get(o.principal, "new: not in KNOWN_WRONG")}
@@ -94,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
           f"({len(found)} of {len(paths)} principals holding them, {_pct(len(found), len(paths))})")
     print(f"  by a method:              {sum(o.right for o in m.of(ESCALATION))} of {len(m.of(ESCALATION))}")
     print(f"  by a chain of roles:      {sum(o.right for o in m.of(CHAIN))} of {len(m.of(CHAIN))}")
+    stand_in = [o for o in paths if o.stand_in]
+    print(f"  on a stand-in resource:   {len(stand_in)} (a method taking over a function, endpoint, "
+          f"notebook, stack or instance that Steward does not inventory)")
     print(f"harmless principals quiet:  {len(quiet)} of {len(harmless)} "
           f"(false alarms: {len(harmless) - len(quiet)})")
     esc_quiet = sum(1 for o in harmless if not o.flagged)

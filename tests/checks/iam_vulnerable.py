@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from checks import escalation_methods as catalogue
 from checks.model import AccountSnapshot, ManagedPolicy, PolicyRef, Result
 from checks.rules.policies import ADMIN_POLICY, PRIVILEGE_ESCALATION_POLICY
 from checks.scan import evaluate
@@ -82,6 +83,10 @@ class Outcome:
     got: str  # what Steward said, in one line
     flagged: bool = False  # privilege-escalation-policy failed on it
     admin_flagged: bool = False  # admin-policy failed on it
+    # Found only through a method that takes over an existing resource (runs-as), which
+    # Steward does not inventory: a role the service may assume (an instance profile for
+    # EC2) stands in for it.
+    stand_in: bool = False
 
     @property
     def name(self) -> str:
@@ -149,7 +154,12 @@ def judge(case: Mapping[str, Any], esc: Result | None, group_results: Sequence[R
         right = admin
     else:
         raise ValueError(f"unknown expectation {expected!r}")
-    return Outcome(case["principal"], case["module"], expected, wanted, right, got, fired, admin)
+    matched = (held & set(wanted)) if wanted else held
+    stand_in = bool(right and expected == ESCALATION and matched) and all(
+        catalogue.BY_NAME[n].requires.startswith("runs-as:") for n in matched
+    )
+    return Outcome(case["principal"], case["module"], expected, wanted, right, got, fired, admin,
+                   stand_in)
 
 
 def measure(data: Mapping[str, Any] | None = None, *, repeat: int = 1) -> Measure:

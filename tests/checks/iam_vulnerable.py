@@ -115,7 +115,9 @@ def _got(esc: Result | None, admin: bool) -> str:
         exploitable = [m["name"] for m in d.get("methods", ()) if m["status"] == "exploitable"]
         latent = [m["name"] for m in d.get("methods", ()) if m["status"] == "latent"]
         if exploitable:
-            parts.append("methods " + ", ".join(exploitable))
+            every = len(d.get("escalation_methods", exploitable))
+            shown = ", ".join(exploitable[:4])
+            parts.append("methods " + (f"{shown}… ({every} in all)" if every > 4 else shown))
         if latent:
             notes = {m["name"]: m.get("note", "") for m in d.get("methods", ())}
             parts.append("latent " + ", ".join(f"{n} ({notes[n]})" for n in latent))
@@ -125,9 +127,10 @@ def _got(esc: Result | None, admin: bool) -> str:
             parts.append("conditional")
     elif esc is not None and esc.details.get("also_via_groups"):
         parts.append("via group " + ", ".join(esc.details["also_via_groups"]))
+    said = [f"{PRIVILEGE_ESCALATION_POLICY}: " + "; ".join(parts)] if parts else []
     if admin:
-        parts.append("admin-policy")
-    return "; ".join(parts) or "quiet"
+        said.append(f"{ADMIN_POLICY}: `*` on `*`")
+    return " | ".join(said) or "quiet"
 
 
 def judge(case: Mapping[str, Any], esc: Result | None, group_results: Sequence[Result],

@@ -3,8 +3,9 @@
 An IAM sandbox (moto) seeded with a messy two-account organisation, the local Slack fake,
 SQLite in a temporary directory and Steward's own HTTP app; last-accessed data stored for
 the least-privilege showcase; one scan and one routing cycle; a risky change taken from an
-SQS queue by the activity intake ("Did you do this?"); then a web page that shows the workspace as each person sees it. Nothing leaves the
-machine: no AWS account, no Slack workspace, no database server (see sandbox/demo.py).
+SQS queue by the activity intake ("Did you do this?"); then a web page that shows the
+workspace as each person sees it. Nothing leaves the machine: no AWS account, no Slack
+workspace, no database server (see sandbox/demo.py).
 """
 
 from __future__ import annotations

@@ -262,8 +262,8 @@ class Target:
     ) -> Target:
         """Parse the principal from the ARN; take `access_key_id`, `policy_arn`,
         `policy_name`, `group_name`, `user_name`, a right-sizing `proposal` and the trust
-        policies of a restore (`previous_trust_policy`, `trust_policy_set`) from the details. ValueError when
-        `resource` is not an IAM account, user, group or role ARN."""
+        policies of a restore (`previous_trust_policy`, `trust_policy_set`) from the details.
+        ValueError when `resource` is not an IAM account, user, group or role ARN."""
         details = details or {}
         match = IAM_ARN.match(resource.strip())
         if not match:

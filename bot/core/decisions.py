@@ -10,7 +10,7 @@ values are the finding's opaque token, never data.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -184,9 +184,12 @@ def all_families() -> dict[str, tuple[Button, ...]]:
     return {check: family(check) for check in BY_ID}
 
 
-def buttons_for(check: str, details: Mapping[str, Any]) -> tuple[Button, ...]:
-    """The buttons for one finding; a removal request needs a single policy to remove."""
-    buttons = family(check)
+def buttons_for(check: str, details: Mapping[str, Any], *,
+                unavailable: Collection[Choice] = ()) -> tuple[Button, ...]:
+    """The buttons for one finding; a removal request needs a single policy to remove.
+    `unavailable`: choices this deployment cannot carry out (`unavailable_choices`), never
+    offered rather than refused after the click."""
+    buttons = tuple(b for b in family(check) if b.choice not in unavailable)
     if REQUEST_REMOVAL in buttons and not removal_action(details):
         buttons = tuple(b for b in buttons if b is not REQUEST_REMOVAL)
     if RIGHTSIZE in buttons and (details.get("policy_kind") == "aws" or details.get("empty")):
@@ -194,6 +197,12 @@ def buttons_for(check: str, details: Mapping[str, Any]) -> tuple[Button, ...]:
         # empty proposal means "remove the policy", a person's decision.
         buttons = tuple(b for b in buttons if b is not RIGHTSIZE)
     return buttons
+
+
+def unavailable_choices(*, rotation_role: bool) -> frozenset[Choice]:
+    """What a deployment without an opt-in role cannot do: "Rotate it for me" needs the
+    rotation role (creating keys is not something Steward's default role may do)."""
+    return frozenset() if rotation_role else frozenset({Choice.ROTATE_FOR_ME})
 
 
 def removal_action(details: Mapping[str, Any]) -> str | None:

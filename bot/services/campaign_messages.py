@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from slack_sdk.errors import SlackApiError
 
-from bot.core.decisions import UndoRule, undo_rule, undo_words
+from bot.core.decisions import UndoRule, unavailable_choices, undo_rule, undo_words
 from bot.core.report import plural
 from bot.db import queries
 from bot.db.engine import session_scope
@@ -66,11 +66,13 @@ class CampaignMessages:
             accounts = queries.account_names(session=session, account_ids=[f.account_id for f in findings])
             changes = queries.owner_changes(session=session, resources=resources)
             overrides = queries.overrides_with_assigner(session=session, resources=resources)
+        unavailable = unavailable_choices(rotation_role=bool(self.settings.rotation_role_name))
         if owner:
             leads = {r: f"Assigned to you by {mention(o.assigned_by)} (security triage)."
                      for r, o in overrides.items() if o.slack_user_id == owner and o.assigned_by}
             blocks = dm.owner_dm(findings, outcomes, dry_run=self.settings.dry_run, part=part,
-                                 deadlines=self.auto_deadlines(findings), accounts=accounts, leads=leads)
+                                 deadlines=self.auto_deadlines(findings), accounts=accounts, leads=leads,
+                                 unavailable=unavailable)
             return blocks, dm.dm_fallback_text(findings)
         leads = {r: f"Not mine (from {mention(actor)}): pick the right owner." for r, (action, actor) in changes.items()
                  if action == "decision.not_mine" and r not in overrides}
@@ -80,7 +82,8 @@ class CampaignMessages:
             reason = ("Nobody could be matched to these (owner tags, email user names), or their owner said they "
                       "are not theirs. Assign an owner (it covers the whole identity), or act on account-level "
                       "findings here.")
-        return (dm.triage_message(findings, outcomes, reason=reason, accounts=accounts, leads=leads),
+        return (dm.triage_message(findings, outcomes, reason=reason, accounts=accounts, leads=leads,
+                                  unavailable=unavailable),
                 f"IAM Steward triage: {plural(len(findings), 'finding')}")
 
     def outcomes(self, findings: Iterable[Finding]) -> dict[str, dm.Outcome]:

@@ -178,3 +178,22 @@ def test_every_remediation_has_a_human_name():
 
     assert set(registry.BY_ID) <= set(ACTION_NAMES)
     assert all("-" not in action_name(a) for a in registry.BY_ID)
+
+
+def test_rotate_it_for_me_is_offered_only_where_the_rotation_role_is_on():
+    """Without the opt-in rotation role the click could only be refused: the card leads
+    with "I'll rotate it" instead, and nowhere offers Steward's rotation."""
+    from bot.core.decisions import unavailable_choices
+
+    old_key = [finding("old-access-key", "bob", access_key_id="AKIABOB", age_days=200)]
+
+    def offered(unavailable):
+        text = json.dumps(payload(dm.owner_dm(old_key, {}, unavailable=unavailable)))
+        first = actions(payload(dm.owner_dm(old_key, {}, unavailable=unavailable)))[0]["elements"][0]
+        return first["action_id"], "rotate_for_me" in text
+
+    assert offered(unavailable_choices(rotation_role=True)) == ("finding:rotate_for_me", True)
+    assert offered(unavailable_choices(rotation_role=False)) == ("finding:rotate", False)
+    triage = json.dumps(payload(dm.triage_message(old_key, {}, reason="r",
+                                                  unavailable=unavailable_choices(rotation_role=False))))
+    assert "rotate_for_me" not in triage

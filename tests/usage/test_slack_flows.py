@@ -77,7 +77,7 @@ def test_rotate_it_for_me_says_where_the_key_is_and_never_shows_it(world, served
     world.iam.create_role(RoleName=ROTATE_ROLE, AssumeRolePolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
                                                 "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT_ID}:root"}}]}))
-    world.steward().campaigns.run_cycle()
+    world.steward(rotation_role_name=ROTATE_ROLE).campaigns.run_cycle()
     card = dm_message(world, DAVE)
     token = world.finding("old-access-key", "dave").token
     choose(served, world, DAVE, card, "rotate_for_me", token)
@@ -102,3 +102,11 @@ def test_rotate_it_for_me_says_where_the_key_is_and_never_shows_it(world, served
     everything = json.dumps([c.params for c in world.fake.calls()], default=str)
     assert new_id in everything and stored["SecretAccessKey"] not in everything
     assert "rotation.key_created" in world.actions()
+
+
+def test_without_the_rotation_role_the_card_never_offers_rotate_it_for_me(world):
+    """Off by default: the card leads with "I'll rotate it" rather than a button that could
+    only be refused."""
+    world.steward().campaigns.run_cycle()
+    text = json.dumps(dm_message(world, DAVE)["blocks"])
+    assert "rotate_for_me" not in text and "I'll rotate it" in text

@@ -9,7 +9,7 @@ place with chat.update.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -175,10 +175,10 @@ def _subject(finding) -> str:
     return finding.title
 
 
-def _choices(finding, covered: set) -> list[tuple[Button, str]]:
+def _choices(finding, covered: set, unavailable: Collection[Choice] = ()) -> list[tuple[Button, str]]:
     """(button, option label) of one undecided finding, without a removal already covered."""
     result = []
-    for spec in buttons_for(finding.check_id, finding.details or {}):
+    for spec in buttons_for(finding.check_id, finding.details or {}, unavailable=unavailable):
         if spec.choice is Choice.NOT_MINE:
             continue  # once per card, for the whole identity
         if spec.choice is Choice.REQUEST_REMOVAL:
@@ -218,7 +218,8 @@ def parse_more_value(value: str) -> tuple[Choice, str | None, int | None, str]:
 
 def card(findings: Sequence, outcomes: Mapping[str, Outcome], *, triage: bool = False,
          deadlines: Mapping[str, tuple[datetime, str]] | None = None,
-         accounts: Mapping[str, str] | None = None, leads: Mapping[str, str] | None = None) -> list[Block]:
+         accounts: Mapping[str, str] | None = None, leads: Mapping[str, str] | None = None,
+         unavailable: Collection[Choice] = ()) -> list[Block]:
     """One identity: what is wrong (worst first), what happened, the best next step as a
     button and every other step behind "More…"; Not mine (owners) or Assign owner (triage)."""
     top = findings[0]
@@ -257,7 +258,7 @@ def card(findings: Sequence, outcomes: Mapping[str, Outcome], *, triage: bool = 
         blocks.append(context("\n".join(notes)))
 
     # The family's order is its priority: the worst finding's first step is the best one.
-    choices = [(f, spec, label) for f in undecided for spec, label in _choices(f, covered)]
+    choices = [(f, spec, label) for f in undecided for spec, label in _choices(f, covered, unavailable)]
     elements: list = []
     if triage and top.check_id not in SECURITY_ONLY and undecided:
         elements.append(UserSelectElement(placeholder="Assign owner", action_id="finding:assign"))
@@ -293,9 +294,11 @@ def _cut(text: str, limit: int = 75) -> str:
 
 def owner_dm(findings: Sequence, outcomes: Mapping[str, Outcome], *, dry_run: bool = False,
              part: tuple[int, int] = (1, 1), deadlines: Mapping[str, tuple[datetime, str]] | None = None,
-             accounts: Mapping[str, str] | None = None, leads: Mapping[str, str] | None = None) -> list[Block]:
+             accounts: Mapping[str, str] | None = None, leads: Mapping[str, str] | None = None,
+             unavailable: Collection[Choice] = ()) -> list[Block]:
     """One DM: one card per identity, worst first; `leads`: a line per identity (resource)
-    shown first on its card ("Assigned to you by @Sam")."""
+    shown first on its card ("Assigned to you by @Sam"); `unavailable`: choices this
+    deployment cannot carry out (`decisions.unavailable_choices`), not offered."""
     cards = identity_cards(findings)
     title = ("IAM Steward: a few things to tidy up in AWS" if len(findings) > 1
              else "IAM Steward: one thing to tidy up in AWS")
@@ -306,7 +309,8 @@ def owner_dm(findings: Sequence, outcomes: Mapping[str, Outcome], *, dry_run: bo
               "happen at once, the rest goes to the security team for approval. Not yours? Click Not mine.")
     blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text=title[:150])), context(intro)]
     for group in cards:
-        blocks.extend(card(group, outcomes, deadlines=deadlines, accounts=accounts, leads=leads))
+        blocks.extend(card(group, outcomes, deadlines=deadlines, accounts=accounts, leads=leads,
+                           unavailable=unavailable))
     blocks.append(context(_footer(dry_run)))
     return blocks
 
@@ -329,7 +333,8 @@ def dm_fallback_text(findings: Sequence) -> str:
 
 
 def triage_message(findings: Sequence, outcomes: Mapping[str, Outcome], *, reason: str,
-                   accounts: Mapping[str, str] | None = None, leads: Mapping[str, str] | None = None) -> list[Block]:
+                   accounts: Mapping[str, str] | None = None, leads: Mapping[str, str] | None = None,
+                   unavailable: Collection[Choice] = ()) -> list[Block]:
     """Findings for the security team, one card per identity: ownerless ones get a user
     picker to assign an owner (for the whole identity)."""
     blocks: list[Block] = [
@@ -337,7 +342,7 @@ def triage_message(findings: Sequence, outcomes: Mapping[str, Outcome], *, reaso
         context(reason),
     ]
     for group in identity_cards(findings):
-        blocks.extend(card(group, outcomes, triage=True, accounts=accounts, leads=leads))
+        blocks.extend(card(group, outcomes, triage=True, accounts=accounts, leads=leads, unavailable=unavailable))
     return blocks
 
 

@@ -19,7 +19,7 @@ import typer
 from rich.table import Table
 
 from bot.cli.audit import audit_app
-from bot.cli.common import cli_actor, engine_for, err, fail, out, settings_or_exit
+from bot.cli.common import cli_actor, engine_for, err, fail, out, require_aws_credentials, settings_or_exit
 from bot.cli.demo import demo
 from bot.cli.digest import digest
 from bot.cli.doctor import doctor
@@ -108,7 +108,7 @@ def scan(
     for account_id in account:
         if not (account_id.isdigit() and len(account_id) == 12):
             raise fail(f"--account takes a 12-digit AWS account id, not {account_id!r}")
-    _require_aws_credentials()
+    require_aws_credentials()
     engine = None if no_save else engine_for(settings, create=True)
     service = ScanService(settings, engine=engine)
     try:
@@ -145,22 +145,6 @@ def scan(
         err.print(f"[bold red]scan {outcome.status}[/] for {outcome.label}: {outcome.error}", soft_wrap=True)
     if report.failed:
         raise typer.Exit(1)
-
-
-def _require_aws_credentials() -> None:
-    """No credentials at all is a settings problem, said once, before any account is tried
-    (and before a scan is recorded: no failed scan of an account nobody could name)."""
-    import boto3
-    from botocore.exceptions import BotoCoreError
-
-    try:
-        credentials = boto3.Session().get_credentials()
-    except BotoCoreError as exc:  # a broken profile in ~/.aws/config
-        raise fail(f"AWS configuration: {exc}") from None
-    if credentials is None:
-        from bot.config import NO_AWS_CREDENTIALS
-
-        raise fail(NO_AWS_CREDENTIALS)
 
 
 def _cancel_run(settings, run_id: str) -> None:

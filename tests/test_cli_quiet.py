@@ -46,3 +46,50 @@ def test_events_migrates_the_database_without_alembic_chatter(tmp_path: Path) ->
     assert "alembic" not in result.stderr.lower(), result.stderr
     verbose = run(["--verbose", "events", "--once", "--wait", "0"], tmp_path, **env)
     assert "alembic" in verbose.stderr.lower()
+
+
+# ---------------------------------------------------------------------------------------
+# Operator mistakes: the same exit status everywhere, help that reads cleanly
+
+
+UNKNOWN_IDS = [["undo", "999"], ["remediate", "999", "deactivate-access-key"], ["remediate", "abcdef123456", "x"],
+               ["review", "export", "999", "--format", "csv"], ["review", "close", "999"], ["scan", "--cancel", "999"]]
+
+
+def test_an_unknown_id_is_bad_usage_everywhere(tmp_path: Path) -> None:
+    upgrade(f"sqlite:///{tmp_path / 'steward.db'}")
+    for args in UNKNOWN_IDS:
+        result = run(args, tmp_path)
+        one_line_error(result, 2)
+        assert "999" in result.stderr or "abcdef123456" in result.stderr
+
+
+def test_a_wrong_demo_host_names_the_host_not_the_port() -> None:
+    pytest.importorskip("moto")
+    from typer.testing import CliRunner
+
+    from bot.cli.main import app
+
+    result = CliRunner().invoke(app, ["demo", "--no-browser", "--host", "999.1.1.1"])
+    assert result.exit_code == 2, result.output
+    assert "--host '999.1.1.1'" in result.stderr and "--port" not in result.stderr
+
+
+HELP_PAGES = [[], ["scan"], ["events"], ["serve"], ["findings"], ["usage"], ["usage", "collect"], ["review"], ["db"],
+              ["audit"], ["demo"]]
+
+
+@pytest.mark.parametrize("args", HELP_PAGES, ids=lambda a: " ".join(a) or "steward")
+def test_help_has_no_type_placeholders_for_flags_nor_broken_summaries(args: list[str]) -> None:
+    import re
+
+    from typer.testing import CliRunner
+
+    from bot.cli.main import app
+
+    result = CliRunner().invoke(app, [*args, "--help"], env={"COLUMNS": "250", "NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    assert "<bool>" not in result.output and "<list[" not in result.output, result.output
+    commands = result.output.split("Commands", 1)[1] if "Commands" in result.output else ""
+    continued = [line for line in commands.splitlines() if re.match(r"^│ {5,}\S", line)]
+    assert continued == [], continued  # each command's summary is one line

@@ -65,7 +65,7 @@ def hang_up(port: int, request: bytes, wait: float = 0.05) -> None:
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_a_client_hanging_up_prints_nothing(served, capfd, method: str) -> None:
-    demo, port = served
+    _demo, port = served
     body = json.dumps({"as": "U1"}).encode()
     request = (b"GET /demo/iam HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" if method == "GET" else
                b"POST /demo/home HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"

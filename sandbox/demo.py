@@ -102,6 +102,12 @@ class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
         self.server_name, self.server_port = str(host), int(port)
         self.setup_environ()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        from sandbox.page import client_gone
+
+        if not client_gone():  # a client that hung up is not an error
+            super().handle_error(request, client_address)
+
 
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:

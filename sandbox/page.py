@@ -1006,9 +1006,25 @@ setInterval(refresh,1000); refresh();
 # HTTP
 
 
+#: The browser went away mid-answer ("View as" reloads the page, a tab closes): nothing to
+#: answer and nothing to report; the demo's terminal stays quiet.
+CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+
+
+def client_gone() -> bool:
+    """Whether the exception being handled is a client disconnect."""
+    import sys
+
+    return isinstance(sys.exc_info()[1], CLIENT_GONE)
+
+
 class _PageServer(ThreadingHTTPServer):
     daemon_threads = True
     demo: _Demo
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not client_gone():  # a disconnect is not an error; anything else is still printed
+            super().handle_error(request, client_address)
 
     def server_bind(self) -> None:
         import socketserver
@@ -1067,6 +1083,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.do_GET()
 
     def do_GET(self) -> None:
+        try:
+            self._get()
+        except CLIENT_GONE:
+            self.close_connection = True
+
+    def do_POST(self) -> None:
+        try:
+            self._post()
+        except CLIENT_GONE:
+            self.close_connection = True
+
+    def _get(self) -> None:
         if not self._host_ok():
             self._json(403, {"ok": False, "error": "forbidden host"})
             return
@@ -1101,10 +1129,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(204, b"", "image/x-icon")
             else:
                 self._json(404, {"ok": False, "error": "not found"})
+        except CLIENT_GONE:
+            raise  # no 500 to a closed socket
         except Exception as exc:  # the page shows it; the demo keeps running
             self._json(500, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
 
-    def do_POST(self) -> None:
+    def _post(self) -> None:
         if not self._host_ok():
             self._json(403, {"ok": False, "error": "forbidden host"})
             return
@@ -1162,6 +1192,8 @@ class _Handler(BaseHTTPRequestHandler):
         except LookupError as exc:
             self._json(409, {"ok": False, "error": str(exc).strip("'\"")})
             return
+        except CLIENT_GONE:
+            raise  # no 500 to a closed socket
         except Exception as exc:
             self._json(500, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
             return

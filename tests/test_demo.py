@@ -499,6 +499,12 @@ def test_steward_demo_command_prints_the_url_serves_and_stops_on_ctrl_c(tmp_path
         assert url == f"http://127.0.0.1:{port}/", (lines, process.poll())
         status, page = get(f"{url}?as={PRIYA}")
         assert status == 200 and "Deactivate key" in page
+        from tests.test_demo_disconnects import hang_up
+
+        for path in ("/", "/demo/iam", "/demo/slack") * 2:  # "View as" leaves requests unanswered
+            hang_up(port, f"GET {path}?as={PRIYA} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode(), wait=0)
+        time.sleep(0.5)
+        assert get(f"{url}?as={PRIYA}")[0] == 200
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -509,3 +515,4 @@ def test_steward_demo_command_prints_the_url_serves_and_stops_on_ctrl_c(tmp_path
     stderr = process.stderr.read() if process.stderr else ""
     assert code == 0, stderr
     assert "findings" in stderr and "demo stopped" in stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr

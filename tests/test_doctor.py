@@ -280,6 +280,15 @@ def test_the_activity_queue(deployment: Deployment, moto_session) -> None:
     assert_only_red(result, red, "queue reachable: no queue at", "ActivityQueueUrl output")
 
 
+def test_a_malformed_queue_url_is_the_line_steward_events_stops_with(deployment: Deployment) -> None:
+    problem = "STEWARD_ACTIVITY_QUEUE_URL is not an SQS queue URL: 'not-a-url' (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)"
+    result, red = deployment.doctor(STEWARD_ACTIVITY_QUEUE_URL="not-a-url")
+    assert_only_red(result, red, f"queue reachable: {problem}", "ActivityQueueUrl output")
+    assert "NoRegionError" not in result.output and "cannot reach" not in result.output
+    events = CliRunner().invoke(app, ["events", "--once"], env={**deployment.env, "STEWARD_ACTIVITY_QUEUE_URL": "not-a-url"})
+    assert events.exit_code == 2 and events.stderr.strip() == f"error: {problem}", events.stderr
+
+
 def test_an_activity_queue_without_a_dead_letter_queue(deployment: Deployment, moto_session) -> None:
     url = activity_queue(moto_session, redrive=False)
     result, red = deployment.doctor(STEWARD_ACTIVITY_QUEUE_URL=url)

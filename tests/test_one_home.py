@@ -1,6 +1,6 @@
 """Knowledge typed once: the severity order (checks.model), the finding state sets
-(bot.core.lifecycle), the snooze lengths (bot.core.decisions) and the STS account check
-(checks.aws_calls.caller_identity). Read from the source text, so a copy cannot hide."""
+(bot.core.lifecycle), the snooze lengths (bot.core.decisions), the STS account check
+(checks.aws_calls.caller_identity) and the SQS queue URL form (bot.core.queue_url). Read from the source text, so a copy cannot hide."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ PATTERNS = {
     "snooze days": (re.compile(r"\(\s*7\s*,\s*30\s*\)"), {"bot/core/decisions.py"}),
     "sts": (re.compile(r"get_caller_identity\("), {"checks/aws_calls.py"}),
     "account check": (re.compile(r"belong to account"), {"checks/aws_calls.py"}),
+    # The form of STEWARD_ACTIVITY_QUEUE_URL: `steward events` and `steward doctor` say the same line.
+    "queue URL form": (re.compile(r"sqs\.REGION\.amazonaws|\\d\{12\}/\[\\w"), {"bot/core/queue_url.py"}),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import logging
 from pathlib import Path
 
 import typer
@@ -25,6 +26,37 @@ def settings_or_exit() -> Settings:
         return load_settings()
     except SettingsError as exc:
         raise fail(str(exc)) from None
+
+
+def require_aws_credentials() -> None:
+    """No credentials at all is a settings problem, said once, before anything is tried or
+    created (no database, no failed scan of an account nobody could name): exit 2."""
+    import boto3
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        credentials = boto3.Session().get_credentials()
+    except BotoCoreError as exc:  # a broken profile in ~/.aws/config
+        raise fail(f"AWS configuration: {exc}") from None
+    if credentials is None:
+        from bot.config import NO_AWS_CREDENTIALS
+
+        raise fail(NO_AWS_CREDENTIALS)
+
+
+#: Libraries whose INFO lines are chatter, not what the process does (Alembic lists every
+#: migration step and plugin); `steward --verbose` shows them.
+QUIET_LOGGERS = ("alembic",)
+
+
+def log_what_it_does() -> None:
+    """A long-running process (`steward worker`, `steward events`) logs its own steps at INFO;
+    the libraries in QUIET_LOGGERS stay at WARNING unless `--verbose` asked for everything."""
+    root = logging.getLogger()
+    if root.getEffectiveLevel() > logging.INFO:
+        root.setLevel(logging.INFO)
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def engine_for(settings: Settings, *, create: bool = False):

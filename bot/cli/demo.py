@@ -42,6 +42,7 @@ def demo(
         # The production image leaves the sandbox and moto out (Dockerfile).
         raise fail("the demo is not part of this installation: pip install 'iam-steward[demo]' from a source checkout") from None
 
+    _check_host(host)
     stop = threading.Event()
     instance = Demo(host=host, port=port, seed=demo_data.DEFAULT_SEED if seed is None else seed)
     try:
@@ -70,6 +71,20 @@ def demo(
     finally:
         instance.stop()
     err.print("demo stopped", highlight=False)
+
+
+def _check_host(host: str) -> None:
+    """A host this machine cannot listen on is the wrong --host, not a busy port."""
+    import socket
+
+    try:  # the page server is IPv4 (http.server's default)
+        family, kind, proto, _, address = socket.getaddrinfo(host, 0, socket.AF_INET, socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.bind(address)  # port 0: the host alone is tried
+    except (OSError, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise fail(f"--host {host!r} is not an address of this machine ({reason}); "
+                   "keep the default 127.0.0.1") from None
 
 
 def _report(instance) -> None:

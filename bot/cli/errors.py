@@ -76,6 +76,10 @@ def _no_credentials(exc) -> tuple[str, int]:
     return NO_AWS_CREDENTIALS, SETTINGS
 
 
+def _aws_unreachable(exc) -> tuple[str, int]:
+    return f"cannot reach AWS: {_first_line(exc)}", RUNTIME
+
+
 def _os_error(exc: OSError) -> tuple[str, int]:
     if exc.filename:
         return f"{exc.filename}: {exc.strerror or type(exc).__name__}", SETTINGS
@@ -98,6 +102,7 @@ _EXPLAINERS = (
     ("sqlalchemy.exc.SQLAlchemyError", _sqlalchemy),
     ("slack_sdk.errors.SlackApiError", _slack),
     ("botocore.exceptions.NoCredentialsError", _no_credentials),
+    ("botocore.exceptions.EndpointConnectionError", _aws_unreachable),
     ("urllib.error.URLError", _url_error),
     ("builtins.OSError", _os_error),
 )

@@ -1,23 +1,22 @@
 """`steward events` (registered in bot/cli/main.py): the activity intake process.
 
 Checks its settings first (STEWARD_ACTIVITY_QUEUE_URL, SLACK_BOT_TOKEN, STEWARD_SECURITY_CHANNEL)
-and stops with one line naming what is missing; then takes CloudTrail events from the queue
-until SIGTERM (exit 0). It needs no scheduler: the answers' deadlines are swept by the loop.
+and AWS credentials, and stops with one line naming what is missing, before any database is
+created; then takes CloudTrail events from the queue until SIGTERM (exit 0). It needs no
+scheduler: the answers' deadlines are swept by the loop.
 """
 
 from __future__ import annotations
 
-import logging
-import re
 import signal
 
 import typer
 
-from bot.cli.common import fail, settings_or_exit
+from bot.cli.common import fail, log_what_it_does, require_aws_credentials, settings_or_exit
 from bot.config import SettingsError
+from bot.core.queue_url import queue_region, queue_url_problem
 
 REQUIRED = ("activity_queue_url", "slack_bot_token", "security_channel")
-QUEUE_URL = re.compile(r"^https?://[^/\s]+/\d{12}/[\w-]{1,80}$")
 
 
 def events(
@@ -31,12 +30,11 @@ def events(
     except SettingsError as exc:
         raise fail(f"{exc} (steward events reads the queue and posts to Slack)") from None
     url = str(settings.activity_queue_url)
-    if not QUEUE_URL.match(url):
-        raise fail(f"STEWARD_ACTIVITY_QUEUE_URL is not an SQS queue URL: {url!r} "
-                   "(https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)")
-    root = logging.getLogger()
-    if root.getEffectiveLevel() > logging.INFO:  # a long-running process logs what it does
-        root.setLevel(logging.INFO)
+    problem = queue_url_problem(url)
+    if problem:
+        raise fail(problem)
+    require_aws_credentials()  # before the database is created or migrated
+    log_what_it_does()
     import boto3
 
     from bot.run.events import Intake
@@ -46,7 +44,7 @@ def events(
         runtime = build_runtime(settings, settle=False)
     except (SettingsError, RuntimeError, OSError) as exc:
         raise fail(str(exc)) from None
-    region = _region(url)
+    region = queue_region(url)
     sqs = boto3.Session().client("sqs", **({"region_name": region} if region else {}))
     intake = Intake(runtime.steward.activity, sqs, url, wait_seconds=wait)
     if once:
@@ -59,7 +57,3 @@ def events(
         signal.signal(sig, lambda *_: intake.stop.set())
     raise typer.Exit(intake.run())
 
-
-def _region(url: str) -> str | None:
-    match = re.match(r"^https?://sqs\.([a-z0-9-]+)\.amazonaws\.com", url)
-    return match.group(1) if match else None

@@ -55,7 +55,9 @@ def remediate(
     from bot.services.remediation import RemediationService
 
     settings = settings_or_exit()
-    service = RemediationService(settings, engine=engine_for(settings))
+    engine = engine_for(settings)
+    _require(engine, finding=finding)
+    service = RemediationService(settings, engine=engine)
     actor = cli_actor()
     try:
         row = service.request(finding, action, actor=actor, dry_run=dry_run)
@@ -79,6 +81,11 @@ def undo(remediation: int = typer.Argument(..., help="Remediation id.")):
     from bot.services.remediation import RemediationService
 
     settings = settings_or_exit()
+    engine = engine_for(settings)
+    try:
+        _require(engine, remediation=remediation)
+    finally:
+        engine.dispose()
     campaigns = _slack_campaigns(settings)
     service = campaigns.remediations if campaigns else RemediationService(settings, engine=engine_for(settings))
     try:
@@ -92,8 +99,10 @@ def undo(remediation: int = typer.Argument(..., help="Remediation id.")):
 
 
 def reconcile():
-    """Settle at once remediations whose process is gone (a crash, a kill): finished or failed
-    from live AWS state, never run twice; with Slack configured their messages are updated."""
+    """Settle now the remediations whose process is gone (a crash, a kill).
+
+    Each ends finished or failed from live AWS state, never run twice; with Slack configured
+    their messages are updated."""
     from bot.services.remediation import RemediationService
 
     settings = settings_or_exit()
@@ -107,6 +116,19 @@ def reconcile():
     err.print(f"reconciled {plural(len(rows), 'remediation')}")
     if rows and campaigns is None:
         err.print("Slack messages were not updated: SLACK_BOT_TOKEN is not set")
+
+
+def _require(engine, *, finding: str | None = None, remediation: int | None = None) -> None:
+    """An id that names nothing is the operator's mistake (exit 2), said before anything runs."""
+    from bot.db import queries
+    from bot.db.engine import session_scope
+    from bot.db.models import Remediation
+
+    with session_scope(engine) as session:
+        if finding is not None and queries.finding_by_ref(session=session, ref=finding) is None:
+            raise fail(f"no finding {finding!r} (give its id or fingerprint; `steward findings` lists them)")
+        if remediation is not None and session.get(Remediation, remediation) is None:
+            raise fail(f"no remediation #{remediation}")
 
 
 def _slack_campaigns(settings):

@@ -151,8 +151,9 @@ def export(
     output: Path | None = typer.Option(None, "--output", "-o", help="File to write (default: stdout).",
                                        dir_okay=False),
 ):
-    """The campaign's evidence: one row per identity and entitlement, with the audit sequence
-    numbers and the audit chain head at export time."""
+    """The campaign's evidence: one row per identity and entitlement.
+
+    With the audit sequence numbers and the audit chain head at export time."""
     from bot.services import reviews
 
     settings = settings_or_exit()

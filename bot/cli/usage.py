@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from bot.cli.common import cli_actor, engine_for, err, fail, out, settings_or_exit
+from bot.cli.common import (
+    cli_actor,
+    engine_for,
+    err,
+    fail,
+    out,
+    require_aws_credentials,
+    settings_or_exit,
+)
 
 usage_app = typer.Typer(help="Least privilege from real usage (IAM last-accessed data).",
                         no_args_is_help=True)
@@ -14,8 +22,10 @@ usage_app = typer.Typer(help="Least privilege from real usage (IAM last-accessed
 def collect(
     account: list[str] = typer.Option([], "--account", "-a", help="Only this account id (repeatable)."),
 ):
-    """Start a last-accessed job for every user and role holding a policy, poll them, store
-    the answers (the `unused-permissions` check reads them at the next scan)."""
+    """Collect and store what every user and role holding a policy really used.
+
+    One last-accessed job per principal, polled until answered; the `unused-permissions`
+    check reads the answers at the next scan."""
     from bot.services.common import ServiceError
     from bot.services.usage import UsageService
 
@@ -23,6 +33,7 @@ def collect(
     for account_id in account:
         if not (account_id.isdigit() and len(account_id) == 12):
             raise fail(f"--account takes a 12-digit AWS account id, not {account_id!r}")
+    require_aws_credentials()  # exit 2, and no database created for nothing
     service = UsageService(settings, engine=engine_for(settings, create=True))
     try:
         results = service.collect(only_accounts=account, actor=cli_actor())

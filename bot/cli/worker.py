@@ -11,11 +11,9 @@ once. Only the leader schedules (and so enqueues) scans.
 
 from __future__ import annotations
 
-import logging
-
 import typer
 
-from bot.cli.common import fail, settings_or_exit
+from bot.cli.common import fail, log_what_it_does, settings_or_exit
 from bot.config import SettingsError
 
 # Posting is the worker's job: DMs and reminders, the digest, audit-chain alerts.
@@ -32,9 +30,7 @@ def worker():
         settings.require(*REQUIRED)
     except SettingsError as exc:
         raise fail(f"{exc} (the worker posts DMs, the weekly digest and audit alerts to Slack)") from None
-    root = logging.getLogger()
-    if root.getEffectiveLevel() > logging.INFO:  # a long-running process logs what it does
-        root.setLevel(logging.INFO)
+    log_what_it_does()
     jobs = []
 
     def runtime_with_jobs():

@@ -23,7 +23,6 @@ The newer lines make no change and start nothing either:
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from slack_sdk import WebClient
 from sqlalchemy.engine import make_url
 
 from bot.config import Settings
+from bot.core.queue_url import queue_region, queue_url_problem
 from bot.db.engine import make_engine
 from bot.db.migrate import current_revision, head_revision
 from bot.run.leader import leader_lock
@@ -234,7 +234,6 @@ def opt_in_role_checks(settings: Settings, base_session: boto3.Session,
 MIN_VISIBILITY_SECONDS = 60
 #: Fewer receives than this dead-letter an event after one bad minute (a Slack outage).
 MIN_RECEIVE_COUNT = 3
-QUEUE_REGION = re.compile(r"^https?://sqs\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/")
 ACTIVITY_OFF = ("off: STEWARD_ACTIVITY_QUEUE_URL is not set; to turn them on, deploy "
                 "deploy/cloudformation/hub-role.yaml with EnableActivity=true and OrganizationId, each member "
                 "stack with ActivityEventBusArn set to the hub's output, set STEWARD_ACTIVITY_QUEUE_URL to the "
@@ -248,9 +247,12 @@ def activity_checks(settings: Settings, base_session: boto3.Session) -> list[Che
     if not url:
         return [Check(ACTIVITY, "activity alerts", None, ACTIVITY_OFF)]
     url = str(url)
-    match = QUEUE_REGION.match(url)
+    problem = queue_url_problem(url)  # the line `steward events` stops with
+    if problem:
+        return [Check(ACTIVITY, "queue reachable", False, problem,
+                      f"set STEWARD_ACTIVITY_QUEUE_URL to the ActivityQueueUrl output of {HUB_STACK_QUEUE}")]
     try:
-        sqs = base_session.client("sqs", region_name=match.group(1) if match else base_session.region_name,
+        sqs = base_session.client("sqs", region_name=queue_region(url) or base_session.region_name,
                                   config=client_config(_attempts(settings)))
         attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     except ClientError as exc:
@@ -264,11 +266,11 @@ def activity_checks(settings: Settings, base_session: boto3.Session) -> list[Che
             return [Check(ACTIVITY, "queue reachable", False, f"no queue at {url} ({code})",
                           f"set STEWARD_ACTIVITY_QUEUE_URL to the ActivityQueueUrl output of {HUB_STACK_QUEUE}")]
         return [Check(ACTIVITY, "queue reachable", False, f"cannot read {url}: {code or exc}",
-                      "check STEWARD_ACTIVITY_QUEUE_URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME) and the "
+                      "check STEWARD_ACTIVITY_QUEUE_URL and the "
                       "credentials Steward runs with")]
     except Exception as exc:  # BotoCoreError (network, a URL botocore refuses) or else: a line, never a traceback
         return [Check(ACTIVITY, "queue reachable", False, f"cannot reach {url} ({type(exc).__name__})",
-                      "check STEWARD_ACTIVITY_QUEUE_URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME) and the network")]
+                      "check STEWARD_ACTIVITY_QUEUE_URL and the network")]
     waiting = attributes.get("ApproximateNumberOfMessages", "?")
     checks = [Check(ACTIVITY, "queue reachable", True, f"{url.rsplit('/', 1)[-1]}, "
                     f"{waiting} message{'' if waiting == '1' else 's'} waiting")]

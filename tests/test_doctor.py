@@ -145,7 +145,7 @@ def test_all_green_with_the_generated_manifest(deployment: Deployment) -> None:
         assert expected in result.output, expected
     # The opt-in pieces, off: one informational line each, saying what is refused and how to turn it on.
     for section, line in (("Restore role", "STEWARD_RESTORE_ROLE_NAME is not set: undos that give access back"),
-                          ("Rotation role", "STEWARD_ROTATION_ROLE_NAME is not set: \"Rotate it for me\" is refused"),
+                          ("Rotation role", "STEWARD_ROTATION_ROLE_NAME is not set: \"Rotate it for me\" is not offered"),
                           ("Activity intake", "activity alerts: off: STEWARD_ACTIVITY_QUEUE_URL is not set")):
         assert section in result.output and line in result.output, line
     assert "EnableRestore=true" in result.output and "EnableRotation=true" in result.output

@@ -192,7 +192,7 @@ OPT_IN_ROLES = (
               "undos that give access back (re-attach a policy, put an inline policy back, add to a group) and "
               "right-sizing a policy are refused, with the steps for an admin to do them by hand"),
     OptInRole(ROTATION, "rotation_role_name", "STEWARD_ROTATION_ROLE_NAME", "EnableRotation",
-              "\"Rotate it for me\" is refused; owners are told to rotate old access keys themselves"),
+              "\"Rotate it for me\" is not offered; owners rotate old access keys themselves"),
 )
 
 

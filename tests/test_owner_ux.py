@@ -72,6 +72,31 @@ def test_not_mine_goes_to_triage_naming_who_and_an_assignment_routes_the_whole_i
     world.fake.wait_for(lambda: any(f"({len(mine)} findings) to <@{DAVE}>" in r for r in replies(world)), timeout=20)
 
 
+def test_an_assignment_closes_the_triage_card_for_everyone_in_the_channel(world, served):  # noqa: F811
+    """The triage card an approver assigned from says, in the channel, who got it and who
+    assigned it, and offers nothing more about that identity (no second live card later)."""
+    world.steward().campaigns.run_cycle()
+    message = dm_message(world, BOB)
+    click(served, world, BOB, message, "finding:not_mine", button_value(message, "finding:not_mine"))
+    triage = world.fake.wait_for(lambda: triage_with(world, f"Not mine (from <@{BOB}>)"), timeout=20)
+    mine = bob_findings(world)
+    [row] = [b for b in triage["blocks"] if b["type"] == "actions"
+             and any(e.get("action_id") == "finding:assign" for e in b["elements"])]
+    click(served, world, CAROL, triage, "finding:assign", None, channel=world.security, block_id=row["block_id"],
+          action={"type": "users_select", "action_id": "finding:assign", "block_id": row["block_id"],
+                  "selected_user": DAVE})
+    world.fake.wait_for(lambda: all(f.notified_to == DAVE for f in bob_findings(world)), timeout=20)
+    card = world.fake.wait_for(lambda: "Assigned to" in json.dumps(
+        world.fake.message(world.security, triage["ts"])["blocks"]) and world.fake.message(world.security,
+                                                                                           triage["ts"]), timeout=20)
+    text = json.dumps(card["blocks"])
+    assert f"Assigned to <@{DAVE}> by <@{CAROL}>" in text and "user/bob" in text
+    assert "Not mine (from" not in text and "pick the right owner" not in text
+    live = json.dumps([b for b in card["blocks"] if b["type"] == "actions"])
+    assert not any(f.token in live for f in mine), "no live button is left for bob's user"
+    assert "finding:assign" not in live
+
+
 def test_the_more_select_snoozes_the_finding_it_names(world, served):  # noqa: F811
     world.steward().campaigns.run_cycle()
     message = dm_message(world, BOB)

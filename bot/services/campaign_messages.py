@@ -42,18 +42,24 @@ class CampaignMessages:
         if finding.notify_channel and finding.notify_ts:
             self.refresh_message(finding.notify_channel, finding.notify_ts)
 
-    def refresh_message(self, channel: str, ts: str, *, emptied: str | None = None) -> None:
+    def refresh_message(self, channel: str, ts: str, *, emptied: str | None = None,
+                        closed: str | None = None) -> None:
         """Rebuild one DM or triage message from the database and replace it in place;
-        `emptied`: the text to leave when no finding is listed in it any more."""
+        `emptied`: the text to leave when no finding is listed in it any more; `closed`: a
+        line about an identity that just left it ("Assigned to @Sam by @Ann"), shown below
+        what stays, or alone when nothing stays."""
         with session_scope(self.engine) as session:
             findings = queries.findings_in_message(session=session, channel=channel, ts=ts)
         if not findings:
-            if emptied:
+            if emptied or closed:
+                last = "\n".join(line for line in (closed, emptied) if line)
                 with contextlib.suppress(SlackApiError):
-                    self.client.chat_update(channel=channel, ts=ts, text=emptied, blocks=[dm.context(emptied)])
+                    self.client.chat_update(channel=channel, ts=ts, text=last, blocks=[dm.context(last)])
             return
         owner = findings[0].notified_to
         blocks, text = self._render(findings, owner)
+        if closed:  # the identity that left closes its loop where it was shown
+            blocks = [*blocks[:49], dm.context(closed)]
         try:
             self.client.chat_update(channel=channel, ts=ts, blocks=blocks, text=text)
         except SlackApiError as exc:

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from slack_sdk.errors import SlackApiError
 
-from bot.core.decisions import UndoRule, undo_rule, undo_words
+from bot.core.decisions import UndoRule, action_name, undo_rule, undo_words
 from bot.core.report import plural
 from bot.db import queries
 from bot.db.engine import session_scope
@@ -119,8 +119,8 @@ def _outcome(finding: Finding | None, rem: Remediation | None) -> dm.Outcome | N
         title = registry.action(rem.action).title
         dry = " (dry run: nothing changed in AWS)" if rem.dry_run else ""
         if rem.status == "planned":
-            return dm.Outcome(f":hourglass: {mention(rem.requested_by)} asked to *{title}*; waiting for a security "
-                              "approver.", pending=True)
+            return dm.Outcome(f":hourglass: {mention(rem.requested_by)} asked to *{action_name(rem.action)}*; "
+                              "waiting for a security approver.", pending=True)
         if rem.status == "undo_requested":
             return dm.Outcome(f":hourglass: *{title}* done; {mention(rem.undo_requested_by)} asked to undo it "
                               "(it gives access back): waiting for a security approver.", pending=True)
@@ -164,7 +164,7 @@ def _outcome(finding: Finding | None, rem: Remediation | None) -> dm.Outcome | N
         title = registry.action(rem.action).title
         if rem.status == "rejected":
             why = f": “{escape(rem.error)}”" if rem.error and rem.error != "rejected in Slack" else ""
-            text = (f":no_entry: {mention(rem.requested_by)}'s request to *{title.lower()}* was rejected by "
+            text = (f":no_entry: {mention(rem.requested_by)}'s request to *{action_name(rem.action)}* was rejected by "
                     f"{mention(rem.approved_by)} {dm.when(rem.finished_at)}{why}.")
         elif rem.status == "undone":
             text = (f":leftwards_arrow_with_hook: *{title}* was undone ({undo_words(rem.action)}) by "

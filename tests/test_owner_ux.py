@@ -97,6 +97,36 @@ def test_an_assignment_closes_the_triage_card_for_everyone_in_the_channel(world,
     assert "finding:assign" not in live
 
 
+def name_accounts(w, name: str) -> str:
+    """Give every scanned account a name (an alias); returns the account id."""
+    from bot.db.models import Account
+
+    with Session(w.engine) as session:
+        accounts = list(session.exec(select(Account)))
+        for account in accounts:
+            account.label = name
+            session.add(account)
+        session.commit()
+        return accounts[0].id
+
+
+def test_the_home_tab_names_the_account_as_dms_do(world, served):  # noqa: F811
+    """Over HTTP (app_home_opened): the Home tab lists bob's findings "in acme-prod (id)", the
+    same label as his DM, not the bare account id."""
+    from sandbox import signing
+
+    account_id = name_accounts(world, "acme-prod")
+    world.steward().campaigns.run_cycle()
+    assert f"acme-prod ({account_id})" in json.dumps(dm_message(world, BOB)["blocks"])
+    response = served.post(signing.event_callback_body({"type": "app_home_opened", "user": BOB, "tab": "home"}))
+    assert response.status == 200, response.text
+    call = world.fake.wait_for(lambda: world.fake.last_call("views.publish"), timeout=20)
+    view = call.params["view"]
+    text = view if isinstance(view, str) else json.dumps(view)
+    assert "user/bob" in text and f"acme-prod ({account_id})" in text
+    assert f"in {account_id}" not in text
+
+
 def test_the_more_select_snoozes_the_finding_it_names(world, served):  # noqa: F811
     world.steward().campaigns.run_cycle()
     message = dm_message(world, BOB)

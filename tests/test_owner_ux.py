@@ -127,6 +127,17 @@ def test_the_home_tab_names_the_account_as_dms_do(world, served):  # noqa: F811
     assert f"in {account_id}" not in text
 
 
+def test_the_digest_mentions_an_owner_who_is_a_workspace_member(world, served):  # noqa: F811
+    """Over HTTP (`/iam digest`): bob's user is owned by bob@example.com, not DMed yet; the
+    oldest open problems name him as @bob, like the DMed rows, not as the tag's email.
+    legacy-ci (no owner) still says so."""
+    reply = served.reply("digest", CAROL)
+    text = json.dumps(reply["blocks"])
+    oldest = text[text.index("Oldest open problems"):]
+    assert "bob@example.com" not in oldest and f"owner <@{BOB}>" in oldest
+    assert "legacy-ci" not in oldest or "_no owner_" in oldest
+
+
 def test_the_more_select_snoozes_the_finding_it_names(world, served):  # noqa: F811
     world.steward().campaigns.run_cycle()
     message = dm_message(world, BOB)

@@ -220,4 +220,4 @@ class Steward:
         """This week's digest, built but not posted (for `/iam digest`)."""
         from bot.services.digest import DigestService
 
-        return DigestService(self.settings, self.engine, clock=self.clock).build()
+        return DigestService(self.settings, self.engine, clock=self.clock, directory=self.directory).build()

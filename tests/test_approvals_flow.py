@@ -159,6 +159,45 @@ def test_undo_of_an_approved_removal_needs_a_second_person_and_everyone_is_told(
     assert (undone.payload["requester"], undone.payload["approver"]) == (BOB, CAROL)
 
 
+def test_approval_requests_read_as_sentences_and_name_the_account(world, served):
+    """Over HTTP: the approval and undo-approval posts, the asker's card and the DM lines use
+    the decision table's names ("asks to *delete the inline policy*", never the registry's
+    title-case "Delete inline policy") and show the account by name, as DMs do."""
+    from bot.db.models import Account
+
+    with Session(world.engine) as session:
+        accounts = list(session.exec(select(Account)))
+        for account in accounts:
+            account.label = "acme-prod"
+            session.add(account)
+        session.commit()
+        account_id = accounts[0].id
+    world.steward().campaigns.run_cycle()
+    token = world.finding("user-direct-policy", "bob").token
+    click(served, world, BOB, dm_message(world, BOB), "finding:request_removal", token)
+    request = world.fake.wait_for(lambda: security_message(world, "Approval needed"), timeout=20)
+    text = json.dumps(request["blocks"])
+    assert "asks to *delete the inline policy*" in text and "Delete inline policy" not in text
+    assert f"acme-prod ({account_id})" in text and f"in {account_id}" not in text
+    card = world.fake.wait_for(lambda: "waiting for a security approver" in json.dumps(dm_message(world, BOB)["blocks"])
+                               and dm_message(world, BOB), timeout=20)
+    assert "asked to *delete the inline policy*" in json.dumps(card["blocks"])
+
+    click(served, world, CAROL, request, "remediation:approve", button_value(request, "remediation:approve"),
+          channel=world.security)
+    world.fake.wait_for(lambda: bob_policies(world) == [], timeout=20)
+    line = world.fake.wait_for(lambda: [t for t in dm_lines(world, BOB) if "approved your request" in t], timeout=20)
+    assert "your request to delete the inline policy on" in line[0]
+    card = world.fake.wait_for(lambda: "Ask to undo" in json.dumps(dm_message(world, BOB)["blocks"])
+                               and dm_message(world, BOB), timeout=20)
+    click(served, world, BOB, card, "remediation:undo", button_value(card, "remediation:undo"))
+    undo = world.fake.wait_for(lambda: security_message(world, "Undo needs approval"), timeout=20)
+    text = json.dumps(undo["blocks"])
+    assert "the request to *delete the inline policy*" in text and "gives access back (*put back*)" in text
+    assert "would be" not in text and "Delete inline policy" not in text
+    assert f"acme-prod ({account_id})" in text
+
+
 def test_a_lost_approval_request_gives_the_finding_back_and_says_why(world):
     """Steward is not in the security channel: chat.postMessage answers not_in_channel."""
     world.steward().campaigns.run_cycle()

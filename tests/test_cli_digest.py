@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -85,3 +86,25 @@ def test_post_to_a_channel_slack_does_not_know_is_a_settings_error(world, monkey
 def test_commands_are_registered():
     result = steward("--help")
     assert "worker" in result.stdout and "digest" in result.stdout
+
+
+def test_post_mentions_owners_who_are_workspace_members(world, monkeypatch):
+    """The posted digest (what the scheduler posts) @mentions an owner the owner directory
+    finds in Slack; an owner nobody in the workspace has stays as written."""
+    with session_scope(world) as session:
+        for finding in session.execute(select(Finding)).scalars():
+            finding.owner = {"fp0": "aisha.bello@acme.example", "fp1": "gone@acme.example"}.get(finding.fingerprint)
+    with SlackFake() as fake:
+        channel = fake.add_channel("security")
+        aisha = "U0AISHA001"
+        fake.add_user(aisha, name="aisha", email="aisha.bello@acme.example")
+        monkeypatch.setenv("SLACK_API_URL", fake.base_url)
+        monkeypatch.setenv("SLACK_BOT_TOKEN", fake.token)
+        monkeypatch.setenv("STEWARD_SECURITY_CHANNEL", channel)
+        result = steward("digest", "--post")
+        assert result.exit_code == 0, result.stderr
+        (message,) = fake.messages(channel, replies=False)
+    text = json.dumps(message["blocks"])
+    oldest = text[text.index("Oldest open problems"):]
+    assert f"owner <@{aisha}>" in oldest and "aisha.bello@acme.example" not in oldest
+    assert "owner gone@acme.example" in oldest

@@ -72,6 +72,72 @@ def test_not_mine_goes_to_triage_naming_who_and_an_assignment_routes_the_whole_i
     world.fake.wait_for(lambda: any(f"({len(mine)} findings) to <@{DAVE}>" in r for r in replies(world)), timeout=20)
 
 
+def test_an_assignment_closes_the_triage_card_for_everyone_in_the_channel(world, served):  # noqa: F811
+    """The triage card an approver assigned from says, in the channel, who got it and who
+    assigned it, and offers nothing more about that identity (no second live card later)."""
+    world.steward().campaigns.run_cycle()
+    message = dm_message(world, BOB)
+    click(served, world, BOB, message, "finding:not_mine", button_value(message, "finding:not_mine"))
+    triage = world.fake.wait_for(lambda: triage_with(world, f"Not mine (from <@{BOB}>)"), timeout=20)
+    mine = bob_findings(world)
+    [row] = [b for b in triage["blocks"] if b["type"] == "actions"
+             and any(e.get("action_id") == "finding:assign" for e in b["elements"])]
+    click(served, world, CAROL, triage, "finding:assign", None, channel=world.security, block_id=row["block_id"],
+          action={"type": "users_select", "action_id": "finding:assign", "block_id": row["block_id"],
+                  "selected_user": DAVE})
+    world.fake.wait_for(lambda: all(f.notified_to == DAVE for f in bob_findings(world)), timeout=20)
+    card = world.fake.wait_for(lambda: "Assigned to" in json.dumps(
+        world.fake.message(world.security, triage["ts"])["blocks"]) and world.fake.message(world.security,
+                                                                                           triage["ts"]), timeout=20)
+    text = json.dumps(card["blocks"])
+    assert f"Assigned to <@{DAVE}> by <@{CAROL}>" in text and "user/bob" in text
+    assert "Not mine (from" not in text and "pick the right owner" not in text
+    live = json.dumps([b for b in card["blocks"] if b["type"] == "actions"])
+    assert not any(f.token in live for f in mine), "no live button is left for bob's user"
+    assert "finding:assign" not in live
+
+
+def name_accounts(w, name: str) -> str:
+    """Give every scanned account a name (an alias); returns the account id."""
+    from bot.db.models import Account
+
+    with Session(w.engine) as session:
+        accounts = list(session.exec(select(Account)))
+        for account in accounts:
+            account.label = name
+            session.add(account)
+        session.commit()
+        return accounts[0].id
+
+
+def test_the_home_tab_names_the_account_as_dms_do(world, served):  # noqa: F811
+    """Over HTTP (app_home_opened): the Home tab lists bob's findings "in acme-prod (id)", the
+    same label as his DM, not the bare account id."""
+    from sandbox import signing
+
+    account_id = name_accounts(world, "acme-prod")
+    world.steward().campaigns.run_cycle()
+    assert f"acme-prod ({account_id})" in json.dumps(dm_message(world, BOB)["blocks"])
+    response = served.post(signing.event_callback_body({"type": "app_home_opened", "user": BOB, "tab": "home"}))
+    assert response.status == 200, response.text
+    call = world.fake.wait_for(lambda: world.fake.last_call("views.publish"), timeout=20)
+    view = call.params["view"]
+    text = view if isinstance(view, str) else json.dumps(view)
+    assert "user/bob" in text and f"acme-prod ({account_id})" in text
+    assert f"in {account_id}" not in text
+
+
+def test_the_digest_mentions_an_owner_who_is_a_workspace_member(world, served):  # noqa: F811
+    """Over HTTP (`/iam digest`): bob's user is owned by bob@example.com, not DMed yet; the
+    oldest open problems name him as @bob, like the DMed rows, not as the tag's email.
+    legacy-ci (no owner) still says so."""
+    reply = served.reply("digest", CAROL)
+    text = json.dumps(reply["blocks"])
+    oldest = text[text.index("Oldest open problems"):]
+    assert "bob@example.com" not in oldest and f"owner <@{BOB}>" in oldest
+    assert "legacy-ci" not in oldest or "_no owner_" in oldest
+
+
 def test_the_more_select_snoozes_the_finding_it_names(world, served):  # noqa: F811
     world.steward().campaigns.run_cycle()
     message = dm_message(world, BOB)

@@ -37,7 +37,7 @@ class Refusal(ServiceError):
 
 class ApprovalFlow:
     """Needs from its host: settings, engine, client, directory, remediations, clock, and
-    `_finding`, `_refresh_finding`, `_is_owner`, `_refuse`, `_unknown`, `_outcome_line`."""
+    `_finding`, `_refresh_finding`, `_is_owner`, `_refuse`, `_unknown`, `_outcome_line`, `account_names`."""
 
     def approval(self, user: str, token: str, approve: bool, *, reason: str = "") -> str:
         """Approve (and carry out) or reject a remediation request from the security channel.
@@ -56,9 +56,8 @@ class ApprovalFlow:
         self.refresh_approval(rem)
         line = self._outcome_line(rem)
         if user != rem.requested_by:
-            title = registry.action(rem.action).title.lower()
             verb = "approved" if approve else "rejected"
-            self._tell(rem.requested_by, f"{approvals.who(user)} {verb} your request to {title} on "
+            self._tell(rem.requested_by, f"{approvals.who(user)} {verb} your request to {action_name(rem.action)} on "
                                          f"{approvals.resource_link(finding)}. {line}")
         return line
 
@@ -126,8 +125,8 @@ class ApprovalFlow:
         asker = rem.undo_requested_by
         if asker and user != asker:
             verb = "approved" if approve else "rejected"
-            self._tell(asker, f"{approvals.who(user)} {verb} your request to undo "
-                              f"{registry.action(rem.action).title.lower()} on {approvals.resource_link(finding)}. {line}")
+            self._tell(asker, f"{approvals.who(user)} {verb} your request to undo the change on "
+                              f"{approvals.resource_link(finding)} (the request to {action_name(rem.action)}). {line}")
         return line
 
     def _post_approval(self, rem: Remediation, finding: Finding, *, undo: bool = False) -> None:
@@ -137,8 +136,10 @@ class ApprovalFlow:
         error = "STEWARD_SECURITY_CHANNEL is not set" if not channel else None
         response = None
         if channel:
-            blocks = approvals.undo_approval_request(rem, finding) if undo else approvals.approval_request(rem, finding)
-            what = f"undo: {action_name(rem.action)}" if undo else action_name(rem.action)
+            accounts = self.account_names([finding.account_id])
+            blocks = (approvals.undo_approval_request(rem, finding, accounts=accounts) if undo
+                      else approvals.approval_request(rem, finding, accounts=accounts))
+            what = (f"undo the request to {action_name(rem.action)}" if undo else action_name(rem.action))
             try:
                 response = self.client.chat_postMessage(
                     channel=channel, blocks=blocks,
@@ -174,11 +175,14 @@ class ApprovalFlow:
             return
         finding = self._finding(rem.finding_id)
         updates = []
+        accounts = self.account_names([finding.account_id])
         if rem.approval_ts:
-            updates.append((rem.approval_ts, approvals.approval_request(rem, finding, decided=approvals.approval_status(rem))))
+            updates.append((rem.approval_ts, approvals.approval_request(
+                rem, finding, decided=approvals.approval_status(rem), accounts=accounts)))
         if rem.undo_approval_ts:
             decided = None if rem.status == "undo_requested" else approvals.undo_status(rem)
-            updates.append((rem.undo_approval_ts, approvals.undo_approval_request(rem, finding, decided=decided)))
+            updates.append((rem.undo_approval_ts, approvals.undo_approval_request(
+                rem, finding, decided=decided, accounts=accounts)))
         for ts, blocks in updates:
             try:
                 self.client.chat_update(channel=rem.approval_channel, ts=ts, blocks=blocks,
@@ -207,8 +211,8 @@ class ApprovalFlow:
                 self.refresh_approval(rem)
                 asker = rem.undo_requested_by if rem.status in ("undone",) or (rem.error or "").startswith(
                     ("undo interrupted", "undo not requested")) else rem.requested_by
-                self._tell(asker, f":warning: Steward was interrupted (a restart) while handling "
-                                  f"{registry.action(rem.action).title.lower()} on {approvals.resource_link(finding)}. "
+                self._tell(asker, f":warning: Steward was interrupted (a restart) while handling the request to "
+                                  f"{action_name(rem.action)} on {approvals.resource_link(finding)}. "
                                   f"{approvals.settled_line(rem)}")
             except Exception:  # the database is settled; a message we could not send is logged
                 log.exception("could not update Slack about settled remediation #%s", rem.id)

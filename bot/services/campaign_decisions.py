@@ -168,8 +168,10 @@ class CampaignDecisions:
                          resource=finding.resource, account=finding.account_id, at=now,
                          payload={"owner": owner, "previous_owner": previous,
                                   "fingerprints": sorted(r.fingerprint for r in rows.values())})
+        closed = (f":arrow_right_hook: Assigned to <@{owner}> by {mention(approver)} {dm.when(now)}: "
+                  f"{short_resource(finding.resource)} ({plural(len(rows), 'finding')}).")
         for channel, ts in sorted(old_messages):
-            self.refresh_message(channel, ts)
+            self.refresh_message(channel, ts, closed=closed)
         self.run_cycle(now)  # routes them to the new owner right away
         count = plural(len(rows), "finding")
         said = f"Assigned {short_resource(finding.resource)} ({count}) to <@{owner}>"

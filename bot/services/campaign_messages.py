@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from slack_sdk.errors import SlackApiError
 
-from bot.core.decisions import UndoRule, unavailable_choices, undo_rule, undo_words
+from bot.core.decisions import UndoRule, action_name, unavailable_choices, undo_rule, undo_words
 from bot.core.report import plural
 from bot.db import queries
 from bot.db.engine import session_scope
@@ -42,18 +42,24 @@ class CampaignMessages:
         if finding.notify_channel and finding.notify_ts:
             self.refresh_message(finding.notify_channel, finding.notify_ts)
 
-    def refresh_message(self, channel: str, ts: str, *, emptied: str | None = None) -> None:
+    def refresh_message(self, channel: str, ts: str, *, emptied: str | None = None,
+                        closed: str | None = None) -> None:
         """Rebuild one DM or triage message from the database and replace it in place;
-        `emptied`: the text to leave when no finding is listed in it any more."""
+        `emptied`: the text to leave when no finding is listed in it any more; `closed`: a
+        line about an identity that just left it ("Assigned to @Sam by @Ann"), shown below
+        what stays, or alone when nothing stays."""
         with session_scope(self.engine) as session:
             findings = queries.findings_in_message(session=session, channel=channel, ts=ts)
         if not findings:
-            if emptied:
+            if emptied or closed:
+                last = "\n".join(line for line in (closed, emptied) if line)
                 with contextlib.suppress(SlackApiError):
-                    self.client.chat_update(channel=channel, ts=ts, text=emptied, blocks=[dm.context(emptied)])
+                    self.client.chat_update(channel=channel, ts=ts, text=last, blocks=[dm.context(last)])
             return
         owner = findings[0].notified_to
         blocks, text = self._render(findings, owner)
+        if closed:  # the identity that left closes its loop where it was shown
+            blocks = [*blocks[:49], dm.context(closed)]
         try:
             self.client.chat_update(channel=channel, ts=ts, blocks=blocks, text=text)
         except SlackApiError as exc:
@@ -116,8 +122,8 @@ def _outcome(finding: Finding | None, rem: Remediation | None) -> dm.Outcome | N
         title = registry.action(rem.action).title
         dry = " (dry run: nothing changed in AWS)" if rem.dry_run else ""
         if rem.status == "planned":
-            return dm.Outcome(f":hourglass: {mention(rem.requested_by)} asked to *{title}*; waiting for a security "
-                              "approver.", pending=True)
+            return dm.Outcome(f":hourglass: {mention(rem.requested_by)} asked to *{action_name(rem.action)}*; "
+                              "waiting for a security approver.", pending=True)
         if rem.status == "undo_requested":
             return dm.Outcome(f":hourglass: *{title}* done; {mention(rem.undo_requested_by)} asked to undo it "
                               "(it gives access back): waiting for a security approver.", pending=True)
@@ -161,7 +167,7 @@ def _outcome(finding: Finding | None, rem: Remediation | None) -> dm.Outcome | N
         title = registry.action(rem.action).title
         if rem.status == "rejected":
             why = f": “{escape(rem.error)}”" if rem.error and rem.error != "rejected in Slack" else ""
-            text = (f":no_entry: {mention(rem.requested_by)}'s request to *{title.lower()}* was rejected by "
+            text = (f":no_entry: {mention(rem.requested_by)}'s request to *{action_name(rem.action)}* was rejected by "
                     f"{mention(rem.approved_by)} {dm.when(rem.finished_at)}{why}.")
         elif rem.status == "undone":
             text = (f":leftwards_arrow_with_hook: *{title}* was undone ({undo_words(rem.action)}) by "

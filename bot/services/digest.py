@@ -33,7 +33,7 @@ files_upload_v2. The message carries the audit chain head as of the build (an an
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -93,14 +93,40 @@ def iso_week(moment: datetime, timezone: str) -> str:
 
 
 class DigestService:
-    def __init__(self, settings: Settings, engine: Engine, clock: Clock = utcnow):
+    def __init__(self, settings: Settings, engine: Engine, clock: Clock = utcnow, *, directory=None):
         self.settings = settings
         self.engine = engine
         self.clock = clock
+        self.directory = directory  # bot.slack.owners.OwnerDirectory: owners shown as @mentions
 
-    def build(self, now: datetime | None = None) -> Digest:
-        """Aggregate everything the digest shows, as of `now` (default: the clock)."""
-        now = now or self.clock()
+    def build(self, now: datetime | None = None, *, directory=None) -> Digest:
+        """Aggregate everything the digest shows, as of `now` (default: the clock); with a
+        directory (or the service's), owners who are workspace members are @mentioned."""
+        digest = self._build(now or self.clock())
+        directory = directory or self.directory
+        return self._with_members(digest, directory) if directory is not None else digest
+
+    def _with_members(self, digest: Digest, directory) -> Digest:
+        """The oldest open problems with each owner as a Slack user where one is known: an
+        owner assigned by security triage, else the owner value (an email) looked up in the
+        owner directory. A failed lookup leaves the value as it is."""
+        refs = [f for f in digest.oldest_open if not f.notified_to]
+        if not refs:
+            return digest
+        with session_scope(self.engine) as session:
+            assigned = queries.overrides_for(session=session, resources=[f.resource for f in refs])
+        shown = []
+        for f in digest.oldest_open:
+            user = None if f.notified_to else assigned.get(f.resource)
+            if user is None and not f.notified_to and f.owner:
+                try:
+                    user = directory.user_for(f.owner)
+                except Exception as exc:  # Slack slow or down: the digest goes out with the value
+                    log.warning("digest: could not look up an owner in Slack: %s", type(exc).__name__)
+            shown.append(replace(f, owner=user) if user else f)
+        return replace(digest, oldest_open=tuple(shown))
+
+    def _build(self, now: datetime) -> Digest:
         start, prev = now - WEEK, now - 2 * WEEK
         escalate_days = int(getattr(self.settings, "escalate_after_days", 7))
         with session_scope(self.engine) as session:
@@ -157,7 +183,12 @@ class DigestService:
         if existing is not None:
             return existing
         try:
-            digest = self.build(now)
+            if self.directory is None:
+                from bot.slack.owners import OwnerDirectory
+
+                digest = self.build(now, directory=OwnerDirectory(client))
+            else:
+                digest = self.build(now)
             answer = client.chat_postMessage(
                 channel=channel, text=digest_fallback(digest),
                 blocks=digest_blocks(digest), unfurl_links=False, unfurl_media=False,

@@ -203,7 +203,7 @@ class Steward:
             kept = queries.findings_owned_by(session=session, owner_values=values, states=[State.EXCEPTED])
             recent = [e for e in audit.events_about(session, user_id, limit=50)
                       if e.actor == user_id and is_decision(e)]
-        return home_view(findings, kept, recent)
+        return home_view(findings, kept, recent, accounts=self.account_names({f.account_id for f in findings}))
 
     def audit_events(self, needle: str, limit: int = 20) -> list:
         """Recent events about an ARN, access key id, fingerprint, Slack user or account, or
@@ -220,4 +220,4 @@ class Steward:
         """This week's digest, built but not posted (for `/iam digest`)."""
         from bot.services.digest import DigestService
 
-        return DigestService(self.settings, self.engine, clock=self.clock).build()
+        return DigestService(self.settings, self.engine, clock=self.clock, directory=self.directory).build()

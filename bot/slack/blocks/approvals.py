@@ -8,6 +8,8 @@ says the whole story: who asked, who approved, whether it ran, and any undo afte
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
@@ -20,11 +22,10 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.core.decisions import undo_words
+from bot.core.decisions import action_name, undo_words
 from bot.core.report import short_resource
 from bot.slack.blocks.common import console_url, context, escape, link, mrkdwn_section
 from bot.slack.blocks.dm import finding_section, when
-from checks.remediate import registry
 
 REASON_MAX = 500  # the reject modal's limit, enforced again on submission
 
@@ -40,44 +41,45 @@ def resource_link(finding) -> str:
     return link(console_url(finding.resource), short_resource(finding.resource))
 
 
-def _title(remediation) -> str:
-    return registry.action(remediation.action).title
-
-
-def approval_request(remediation, finding, *, decided: str | None = None) -> list[Block]:
+def approval_request(remediation, finding, *, decided: str | None = None,
+                     accounts: Mapping[str, str] | None = None) -> list[Block]:
     """Approve / Reject for a security approver; once decided, what happened since."""
-    text = f"{who(remediation.requested_by)} asks to *{escape(_title(remediation))}*: {escape(remediation.plan_summary)}"
+    text = (f"{who(remediation.requested_by)} asks to *{escape(action_name(remediation.action))}*.\n"
+            f"The plan: {escape(remediation.plan_summary)}")
     if remediation.irreversible_warning:
         text += f"\n:warning: {escape(remediation.irreversible_warning)}"
     if remediation.dry_run:
         text += "\n:test_tube: Dry run: approving changes nothing in AWS."
-    return _request("Approval needed", text, finding, decided, remediation.token, False,
+    return _request("Approval needed", text, finding, decided, remediation.token, False, accounts,
                     ConfirmObject(title="Approve?", text=remediation.plan_summary[:300], confirm="Approve",
                                   deny="Cancel"))
 
 
-def undo_approval_request(remediation, finding, *, decided: str | None = None) -> list[Block]:
+def undo_approval_request(remediation, finding, *, decided: str | None = None,
+                          accounts: Mapping[str, str] | None = None) -> list[Block]:
     """An undo gives access back: Approve / Reject for an approver other than the asker."""
     original = f"done {when(remediation.finished_at)}"
     if remediation.approved_by and remediation.approved_by != remediation.requested_by:
         original = f"approved by {who(remediation.approved_by)}, {original}"
     words = undo_words(remediation.action)
-    text = (f"{who(remediation.undo_requested_by)} asks to *undo {escape(_title(remediation).lower())}* "
-            f"(asked by {who(remediation.requested_by)}, {original}). It would be *{words}*: this gives access "
-            "back, so it needs a security approver other than the person asking.")
-    return _request("Undo needs approval", text, finding, decided, remediation.token, True,
-                    ConfirmObject(title="Approve the undo?", text=f"{_title(remediation)} will be undone: {words}.",
-                                  confirm="Approve", deny="Cancel"))
+    text = (f"{who(remediation.undo_requested_by)} asks to *undo* an earlier change: the request to "
+            f"*{escape(action_name(remediation.action))}* (asked by {who(remediation.requested_by)}, {original}). "
+            f"Undoing it gives access back (*{escape(words)}*), so it needs a security approver other than the "
+            "person asking.")
+    return _request("Undo needs approval", text, finding, decided, remediation.token, True, accounts,
+                    ConfirmObject(title="Approve the undo?",
+                                  text=f"Undo the request to {action_name(remediation.action)}: this gives access "
+                                       f"back ({words}).", confirm="Approve", deny="Cancel"))
 
 
 def _request(header: str, text: str, finding, decided: str | None, token: str, undo: bool,
-             confirm: ConfirmObject) -> list[Block]:
+             accounts: Mapping[str, str] | None, confirm: ConfirmObject) -> list[Block]:
     """Approve / Reject… under the request (`remediation:[undo_]approve|reject`), or what
     was decided."""
     blocks: list[Block] = [
         HeaderBlock(text=PlainTextObject(text=header)),
         mrkdwn_section(text),
-        finding_section(finding, with_rationale=False),
+        finding_section(finding, with_rationale=False, accounts=accounts),
     ]
     if decided:
         blocks.append(context(decided))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from slack_sdk.models.blocks import DividerBlock, HeaderBlock, PlainTextObject
 from slack_sdk.models.views import View
@@ -31,9 +31,12 @@ def is_decision(event) -> bool:
     return reads_as(event.action, event.payload) in ACTION_WORDS
 
 
-def home_view(open_findings: Sequence, exceptions: Sequence, recent: Sequence) -> View:
+def home_view(open_findings: Sequence, exceptions: Sequence, recent: Sequence, *,
+              accounts: Mapping[str, str] | None = None) -> View:
+    """`accounts`: account id -> name, shown beside the id as in DMs (`acme-prod (1234…)`)."""
     blocks = [HeaderBlock(text=PlainTextObject(text="IAM Steward"))]
-    blocks.extend(findings_blocks(open_findings, heading="Your open findings", limit=20, max_blocks=20))
+    blocks.extend(findings_blocks(open_findings, heading="Your open findings", limit=20, max_blocks=20,
+                                  accounts=accounts))
     blocks.append(DividerBlock())
     if exceptions:
         lines = ["*Your exceptions*"]

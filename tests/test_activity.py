@@ -258,6 +258,27 @@ def test_each_undo_undoes_its_own_containment_which_is_then_offered_again(world,
     world.fake.wait_for(lambda: key_status(world, "bob", bob_key) == "Inactive", timeout=20)
 
 
+def test_deactivating_a_key_already_inactive_says_already_done_and_offers_no_undo(world, served):
+    queue = Queue(world)
+    detail, _ = bob_creates_key_for_dave(world)
+    bob_key = world.iam.list_access_keys(UserName="bob")["AccessKeyMetadata"][0]["AccessKeyId"]
+    queue.send(ct.body(detail))
+    intake(world, queue).poll_once()
+    (ask,) = asks(world, BOB)
+    (row,) = rows(world)
+    click(served, world, BOB, ask, "activity:no", row.token)
+    message = world.fake.wait_for(lambda: escalations(world) and escalations(world)[-1], timeout=20)
+    world.iam.update_access_key(UserName="bob", AccessKeyId=bob_key, Status="Inactive")  # by hand, meanwhile
+    click(served, world, CAROL, message, "activity:contain:1", row.token, channel=world.security)
+    said = world.fake.wait_for(lambda: [e for e in world.fake.ephemerals(CAROL)
+                                        if "Already done" in e.get("text", "")], timeout=20)[-1]
+    assert "is inactive" in said["text"] and "Nothing changed in AWS" in said["text"]
+    shown = world.fake.wait_for(lambda: "nothing changed" in json.dumps(
+        (m := security_now(world, message))["blocks"]) and m, timeout=20)
+    ids = action_ids(shown)
+    assert "remediation:undo:1" not in ids and "activity:contain:1" not in ids  # no Undo of nothing
+
+
 def test_no_answer_in_time_escalates_once(world):
     queue = Queue(world)
     detail, _ = bob_creates_key_for_dave(world)

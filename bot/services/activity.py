@@ -456,7 +456,8 @@ class ActivityService:
         try:
             if registry.action(option["action"]).owner_may_apply_alone:
                 rem = self.campaigns._carry_out(rem, user)
-                text = self.campaigns._outcome_line(rem)
+                text = (f"{rem.plan_summary} Nothing changed in AWS." if _found_done(rem)
+                        else self.campaigns._outcome_line(rem))
             else:
                 self.campaigns._post_approval(rem, finding)
                 text = ("This needs a second security approver: the approval request is in the channel. "
@@ -517,12 +518,17 @@ class ActivityService:
             if rem.status == "undone":  # history now: the line says who undid it, the button is back
                 out[i] = blocks.ContainmentView(label=label, outcome=f"{label}: {_undone_line(rem)}", again=True)
                 continue
+            if _found_done(rem):  # nothing was changed, so there is nothing to undo
+                out[i] = blocks.ContainmentView(label=label, outcome=(
+                    f"{label}: :white_check_mark: {blocks.escape(rem.plan_summary or '')} "
+                    f"(checked by {blocks.mention(rem.approved_by or rem.requested_by)}; nothing changed)"))
+                continue
             outcome = outcome_of(None, rem)
             out[i] = blocks.ContainmentView(label=label, outcome=f"{label}: {outcome.text}",
                                             undo_token=outcome.undo_token, undo_label=outcome.undo_label,
                                             pending=outcome.pending)
-            if rem.status == "succeeded" and not rem.dry_run:
-                done[i] = rem
+            if rem.status in ("succeeded", "undo_requested", "undoing") and not rem.dry_run:
+                done[i] = rem  # in force (an undo asked for or under way has not given it back yet)
         covered = {i: why for i, why in self._covered(row, done).items() if i not in out or out[i].again}
         for i, why in covered.items():
             label = str(row.containment[i].get("label") or row.containment[i]["action"])
@@ -589,6 +595,12 @@ class ActivityService:
             rows = session.execute(select(ActivityEvent.state, func.count()).where(
                 ActivityEvent.received_at >= start, ActivityEvent.received_at < end).group_by(ActivityEvent.state))
             return dict(rows.all())
+
+
+def _found_done(rem) -> bool:
+    """A containment that found its work already done in AWS (e.g. the key was inactive): it
+    succeeded without changing anything."""
+    return rem.status == "succeeded" and not rem.dry_run and (rem.plan_summary or "").startswith("Already done")
 
 
 def _undone_line(rem) -> str:

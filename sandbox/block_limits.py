@@ -1,7 +1,9 @@
 """Slack's documented Block Kit limits, checked the way Slack checks them.
 
 ``problems(blocks, surface)`` returns Slack's own error lines for everything over a limit
-(``"must be less than 3001 characters [json-pointer:/blocks/0/text/text]"``); the local Slack
+(``"must be less than 3001 characters [json-pointer:/blocks/0/text/text]"``) and for ids
+that repeat: an ``action_id`` twice within one block, a ``block_id`` twice within one message
+or view (Slack's "should be unique": Slack refuses the whole payload). The local Slack
 answers ``invalid_blocks`` (messages) or ``invalid_arguments`` (views) with them, so a
 payload that Slack would refuse fails in the tests too. Figures from Slack's Block Kit
 reference (blocks, block elements, composition objects, surfaces).
@@ -64,6 +66,14 @@ class _Checker:
         if isinstance(items, list) and len(items) > limit:
             self.errors.append(f"no more than {limit} items allowed [json-pointer:{pointer}]")
 
+    def unique(self, value: Any, seen: set[str], scope: str, pointer: str) -> None:
+        """A repeated id (Slack refuses the payload: the ids route clicks and key input state)."""
+        if isinstance(value, str):
+            if value in seen:
+                self.errors.append(
+                    f"must be unique within {scope}: {value!r} is repeated [json-pointer:{pointer}]")
+            seen.add(value)
+
     def text(self, obj: Any, key: tuple[str, str], pointer: str) -> None:
         suffix = "/text" if isinstance(obj, dict) else ""
         self.too_long(_text_of(obj), TEXT_LIMITS[key], pointer + suffix)
@@ -85,9 +95,12 @@ class _Checker:
             elements = block.get("elements")
             limit = MAX_ACTIONS_ELEMENTS if kind == "actions" else MAX_CONTEXT_ELEMENTS
             self.too_many(elements, limit, f"{at}/elements")
+            action_ids: set[str] = set()
             for i, element in enumerate(elements if isinstance(elements, list) else []):
                 if isinstance(element, dict):
                     self.element(element, f"{at}/elements/{i}")
+                    self.unique(element.get("action_id"), action_ids, "a block",
+                                f"{at}/elements/{i}/action_id")
         elif kind == "input":
             self.text(block.get("label"), ("input", "label"), f"{at}/label")
             self.text(block.get("hint"), ("input", "hint"), f"{at}/hint")
@@ -124,8 +137,11 @@ def problems(blocks: list[dict[str, Any]], surface: str = "message") -> list[str
     """Slack's error lines for ``blocks`` on ``surface`` (message, modal or home); [] when fine."""
     checker = _Checker()
     checker.too_many(blocks, MAX_BLOCKS[surface], "/blocks")
+    block_ids: set[str] = set()
+    scope = "a message" if surface == "message" else "a view"
     for i, block in enumerate(blocks):
         checker.block(block, f"/blocks/{i}")
+        checker.unique(block.get("block_id"), block_ids, scope, f"/blocks/{i}/block_id")
     return checker.errors
 
 

@@ -943,6 +943,9 @@ def _elements(block: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
 def find_element(
     blocks: list[dict[str, Any]], block_id: str, action_id: str
 ) -> dict[str, Any] | None:
+    """The element a click names, by (block_id, action_id) as Slack names it. That pair is
+    unique: the local Slack refuses a message or view that repeats a block_id, or an
+    action_id within a block (``sandbox.block_limits``), as Slack does."""
     for block in blocks:
         if block.get("block_id") != block_id:
             continue

@@ -169,14 +169,14 @@ def test_no_escalates_with_containment_through_the_engine_and_undo_needs_a_secon
     assert key_status(world, "dave", new_key) == "Active"
     click(served, world, CAROL, message, "activity:contain:0", row.token, channel=world.security)
     world.fake.wait_for(lambda: key_status(world, "dave", new_key) == "Inactive", timeout=20)
-    updated = world.fake.wait_for(lambda: "remediation:undo" in json.dumps(
+    updated = world.fake.wait_for(lambda: "remediation:undo:0" in json.dumps(
         (m := world.fake.message(world.security, message["ts"]))["blocks"]) and m, timeout=20)
     assert "done by <@U0CAROL001>" in json.dumps(updated["blocks"])
     succeeded = audited(world, "remediation.succeeded")[-1]
     assert succeeded.actor == CAROL and succeeded.resource.endswith(":user/dave")
 
     # Undoing it gives access back: carol asks, erin (another approver) approves.
-    click(served, world, CAROL, updated, "remediation:undo", button_value(updated, "remediation:undo"),
+    click(served, world, CAROL, updated, "remediation:undo:0", button_value(updated, "remediation:undo:0"),
           channel=world.security)
     request = world.fake.wait_for(lambda: [m for m in world.fake.messages(world.security)
                                            if "Undo needs approval" in json.dumps(m.get("blocks"))], timeout=20)[-1]
@@ -187,6 +187,96 @@ def test_no_escalates_with_containment_through_the_engine_and_undo_needs_a_secon
     assert audited(world, "remediation.undone")[-1].actor == ERIN
     world.fake.wait_for(lambda: "Undone" in json.dumps(world.fake.message(world.security, message["ts"])["blocks"]),
                         timeout=20)
+
+
+def security_now(world: World, message: dict) -> dict:
+    return world.fake.message(world.security, message["ts"])
+
+
+def action_ids(message: dict) -> list[str]:
+    return [e["action_id"] for b in message["blocks"] if b.get("type") == "actions" for e in b["elements"]]
+
+
+def test_each_undo_undoes_its_own_containment_which_is_then_offered_again(world, served):
+    """Deactivate the new key, quarantine the actor, then undo the quarantine: the undo is the
+    quarantine's (each Undo has its own action id), the line says who asked and who approved,
+    and the quarantine is offered again. The actor's own key, inactive while quarantined, is
+    not offered meanwhile (a stale click is told "Already done")."""
+    queue = Queue(world)
+    detail, new_key = bob_creates_key_for_dave(world)
+    bob_key = world.iam.list_access_keys(UserName="bob")["AccessKeyMetadata"][0]["AccessKeyId"]
+    queue.send(ct.body(detail))
+    intake(world, queue).poll_once()
+    (ask,) = asks(world, BOB)
+    (row,) = rows(world)
+    assert [c["action"] for c in row.containment] == ["deactivate-access-key", "deactivate-access-key",
+                                                      "quarantine-user"]
+    click(served, world, BOB, ask, "activity:no", row.token)
+    message = world.fake.wait_for(lambda: escalations(world) and escalations(world)[-1], timeout=20)
+    assert f"Deactivate the key bob used ({bob_key})" in json.dumps(message["blocks"])
+
+    click(served, world, CAROL, message, "activity:contain:0", row.token, channel=world.security)
+    world.fake.wait_for(lambda: "remediation:undo:0" in json.dumps(security_now(world, message)["blocks"]),
+                        timeout=20)
+    click(served, world, CAROL, message, "activity:contain:2", row.token, channel=world.security)
+    world.fake.wait_for(lambda: key_status(world, "bob", bob_key) == "Inactive", timeout=20)
+    both = world.fake.wait_for(lambda: "remediation:undo:2" in json.dumps(
+        (m := security_now(world, message))["blocks"]) and m, timeout=20)
+    ids = action_ids(both)
+    assert len(ids) == len(set(ids)) and {"remediation:undo:0", "remediation:undo:2"} <= set(ids)
+    # bob's key went with the quarantine: not offered as if it still needed doing.
+    assert "activity:contain:1" not in ids
+    assert "the quarantine of bob" in json.dumps(both["blocks"])
+
+    # A click on the stale message's button: told so, and nothing is requested.
+    click(served, world, CAROL, message, "activity:contain:1", row.token, channel=world.security)
+    said = world.fake.wait_for(lambda: [e for e in world.fake.ephemerals(CAROL)
+                                        if "Already done" in e.get("text", "")], timeout=20)[-1]
+    assert "quarantine of bob" in said["text"]
+    assert len(audited(world, "remediation.succeeded")) == 2
+
+    # "Ask to undo: Quarantine bob" asks to undo the quarantine, not the key deactivation.
+    click(served, world, CAROL, both, "remediation:undo:2", button_value(both, "remediation:undo:2"),
+          channel=world.security)
+    request = world.fake.wait_for(lambda: [m for m in world.fake.messages(world.security)
+                                           if "Undo needs approval" in json.dumps(m.get("blocks"))], timeout=20)[-1]
+    assert "uarantine" in json.dumps(request["blocks"])
+    click(served, world, ERIN, request, "remediation:undo_approve",
+          button_value(request, "remediation:undo_approve"), channel=world.security)
+    world.fake.wait_for(lambda: key_status(world, "bob", bob_key) == "Active", timeout=20)
+    assert key_status(world, "dave", new_key) == "Inactive"  # the other containment stands
+
+    # The line says who asked and who approved; the quarantine (and bob's key) are offered again.
+    again = world.fake.wait_for(lambda: "Undone" in json.dumps(
+        (m := security_now(world, message))["blocks"]) and m, timeout=20)
+    text = json.dumps(again["blocks"])
+    assert f"asked by <@{CAROL}>, approved by <@{ERIN}>" in text
+    ids = action_ids(again)
+    assert {"activity:contain:1", "activity:contain:2", "remediation:undo:0"} <= set(ids)
+    assert "remediation:undo:2" not in ids
+    click(served, world, CAROL, again, "activity:contain:2", row.token, channel=world.security)
+    world.fake.wait_for(lambda: key_status(world, "bob", bob_key) == "Inactive", timeout=20)
+
+
+def test_deactivating_a_key_already_inactive_says_already_done_and_offers_no_undo(world, served):
+    queue = Queue(world)
+    detail, _ = bob_creates_key_for_dave(world)
+    bob_key = world.iam.list_access_keys(UserName="bob")["AccessKeyMetadata"][0]["AccessKeyId"]
+    queue.send(ct.body(detail))
+    intake(world, queue).poll_once()
+    (ask,) = asks(world, BOB)
+    (row,) = rows(world)
+    click(served, world, BOB, ask, "activity:no", row.token)
+    message = world.fake.wait_for(lambda: escalations(world) and escalations(world)[-1], timeout=20)
+    world.iam.update_access_key(UserName="bob", AccessKeyId=bob_key, Status="Inactive")  # by hand, meanwhile
+    click(served, world, CAROL, message, "activity:contain:1", row.token, channel=world.security)
+    said = world.fake.wait_for(lambda: [e for e in world.fake.ephemerals(CAROL)
+                                        if "Already done" in e.get("text", "")], timeout=20)[-1]
+    assert "is inactive" in said["text"] and "Nothing changed in AWS" in said["text"]
+    shown = world.fake.wait_for(lambda: "nothing changed" in json.dumps(
+        (m := security_now(world, message))["blocks"]) and m, timeout=20)
+    ids = action_ids(shown)
+    assert "remediation:undo:1" not in ids and "activity:contain:1" not in ids  # no Undo of nothing
 
 
 def test_no_answer_in_time_escalates_once(world):
@@ -431,11 +521,11 @@ def test_no_on_an_opened_trust_restores_the_previous_one_with_two_approvers_and_
     assert succeeded.actor == ERIN and succeeded.resource.endswith(":role/app")
     assert same_trust(succeeded.payload["before"]["trust_policy"], OPENED_TRUST)
     assert restore_role_arn() in assumed_roles()  # written by the restore role
-    updated = world.fake.wait_for(lambda: "remediation:undo" in json.dumps(
+    updated = world.fake.wait_for(lambda: "remediation:undo:0" in json.dumps(
         (m := world.fake.message(world.security, message["ts"]))["blocks"]) and m, timeout=20)
 
     # Undo opens the trust again: that gives access back, so a second approver again.
-    click(served, world, ERIN, updated, "remediation:undo", button_value(updated, "remediation:undo"),
+    click(served, world, ERIN, updated, "remediation:undo:0", button_value(updated, "remediation:undo:0"),
           channel=world.security)
     undo_request = world.fake.wait_for(lambda: [m for m in world.fake.messages(world.security)
                                                 if "Undo needs approval" in json.dumps(m.get("blocks"))], timeout=20)[-1]

@@ -436,6 +436,23 @@ def test_did_you_do_this_asks_the_actor_and_no_escalates_with_containment(demo):
                                for u in a["users"] if u["name"] == target)["keys"][0]["status"] == "Inactive",
                   timeout=20)
 
+    # Then Tom is quarantined, and "Ask to undo: Quarantine tom.becker" asks to undo the
+    # quarantine (each Undo of the message has its own action id), not the key's deactivation.
+    sec = demo.security_channel
+
+    def now_showing(text: str) -> dict:
+        return fake.wait_for(lambda: text in json.dumps(m := fake.message(sec, escalation["ts"])) and m, timeout=20)
+
+    current = now_showing("Ask to undo")
+    click(demo, SAM, sec, current, card_with([current], "created access key")[1], "Quarantine tom.becker")
+    current = now_showing("Ask to undo: Quarantine tom.becker")
+    assert "Deactivate the key tom.becker used" not in json.dumps(card_with([current], "created access key")[1])
+    asked = len([m for m in fake.messages(sec) if "Undo needs approval" in json.dumps(m.get("blocks"))])
+    click(demo, SAM, sec, current, card_with([current], "created access key")[1], "Ask to undo: Quarantine tom.becker")
+    request = fake.wait_for(lambda: [m for m in fake.messages(sec)
+                                     if "Undo needs approval" in json.dumps(m.get("blocks"))][asked:], timeout=20)[-1]
+    assert "uarantine" in json.dumps(request["blocks"]) and "Deactivate access key" not in json.dumps(request["blocks"])
+
 
 @needs_moto
 def test_a_busy_port_is_one_clear_error_and_leaves_the_environment_alone(monkeypatch):

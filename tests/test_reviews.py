@@ -430,9 +430,9 @@ def test_review_on_both_databases_through_the_cli_and_http(reviewed_world):
         # The message offers the remediation engine's own Undo (one click: her own reversible action).
         sec = world.fake.wait_for(lambda: (m := world.fake.message(world.security, sec["ts"])) and
                                   "remediation:undo" in json.dumps(m["blocks"]) and m, timeout=30)
-        undo_token = next(e["value"] for b in sec["blocks"] if b.get("block_id") == f"u:{legacy.token}"
-                          for e in b["elements"])
-        post_click(CAROL, world.security, sec, "remediation:undo", undo_token)
+        undo = next(e for b in sec["blocks"] if b.get("block_id") == f"u:{legacy.token}" for e in b["elements"])
+        assert undo["action_id"] == "remediation:undo:0"  # each Undo of the block has its own id
+        post_click(CAROL, world.security, sec, undo["action_id"], undo["value"])
         world.fake.wait_for(lambda: world.key_status("legacy-ci") == "Active", timeout=30)
         world.fake.wait_for(lambda: _remediation(world.engine, done.remediation_ids[0]).status == "undone", timeout=30)
 

@@ -447,13 +447,17 @@ class ActivityService:
         if not 0 <= index < len(row.containment):
             raise Refusal("That containment is not offered for this event.")
         option = row.containment[index]
+        covered = self._containment_state(row)[1].get(index)
+        if covered:  # e.g. a click on a button Slack still showed: say so, touch nothing
+            raise Refusal(f"Already done: {covered}. Nothing to do.")
         finding = self._containment_finding(row, option)
         rem = self.campaigns.request_remediation(user, finding, option["action"], self.clock(),
                                                  event_id=row.event_id, containment=True)
         try:
             if registry.action(option["action"]).owner_may_apply_alone:
                 rem = self.campaigns._carry_out(rem, user)
-                text = self.campaigns._outcome_line(rem)
+                text = (f"{rem.plan_summary} Nothing changed in AWS." if _found_done(rem)
+                        else self.campaigns._outcome_line(rem))
             else:
                 self.campaigns._post_approval(rem, finding)
                 text = ("This needs a second security approver: the approval request is in the channel. "
@@ -486,6 +490,11 @@ class ActivityService:
             return finding
 
     def _outcomes(self, row: ActivityEvent) -> dict[int, blocks.ContainmentView]:
+        return self._containment_state(row)[0]
+
+    def _containment_state(self, row: ActivityEvent) -> tuple[dict[int, blocks.ContainmentView], dict[int, str]]:
+        """What became of each containment option (by index), and the options another
+        containment in force already did (by index: why)."""
         from bot.services.campaign_messages import outcome_of
 
         fps = {}
@@ -496,19 +505,50 @@ class ActivityService:
             findings = queries.findings_by_fingerprints(session=session, fingerprints=list(fps))
             latest = queries.latest_remediations(session=session, finding_ids=[f.id for f in findings])
         out = {}
+        done: dict[int, Any] = {}  # the options whose containment is in force, and its remediation
         for finding in findings:
             rem = latest.get(finding.id)
             if rem is None:
                 continue
             i = fps[finding.fingerprint]
             label = str(row.containment[i].get("label") or row.containment[i]["action"])
-            outcome = outcome_of(None, rem)
             if rem.status in ("rejected", "failed", "cancelled"):
                 # The button comes back beside what happened, so someone may try again.
                 continue
+            if rem.status == "undone":  # history now: the line says who undid it, the button is back
+                out[i] = blocks.ContainmentView(label=label, outcome=f"{label}: {_undone_line(rem)}", again=True)
+                continue
+            if _found_done(rem):  # nothing was changed, so there is nothing to undo
+                out[i] = blocks.ContainmentView(label=label, outcome=(
+                    f"{label}: :white_check_mark: {blocks.escape(rem.plan_summary or '')} "
+                    f"(checked by {blocks.mention(rem.approved_by or rem.requested_by)}; nothing changed)"))
+                continue
+            outcome = outcome_of(None, rem)
             out[i] = blocks.ContainmentView(label=label, outcome=f"{label}: {outcome.text}",
                                             undo_token=outcome.undo_token, undo_label=outcome.undo_label,
                                             pending=outcome.pending)
+            if rem.status in ("succeeded", "undo_requested", "undoing") and not rem.dry_run:
+                done[i] = rem  # in force (an undo asked for or under way has not given it back yet)
+        covered = {i: why for i, why in self._covered(row, done).items() if i not in out or out[i].again}
+        for i, why in covered.items():
+            label = str(row.containment[i].get("label") or row.containment[i]["action"])
+            out[i] = blocks.ContainmentView(label=label, outcome=f"{label}: :white_check_mark: already done: {why}.")
+        return out, covered
+
+    @staticmethod
+    def _covered(row: ActivityEvent, done: Mapping[int, Any]) -> dict[int, str]:
+        """Options another containment in force already did: a user's quarantine deactivated
+        every active key of that user, so "deactivate this key of theirs" has nothing left to do
+        (until the quarantine is undone). {option index: the line saying so}."""
+        quarantined = {str((row.containment[i].get("details") or {}).get("user_name") or ""): rem
+                       for i, rem in done.items() if row.containment[i]["action"] == "quarantine-user"}
+        out = {}
+        for i, option in enumerate(row.containment):
+            user = str((option.get("details") or {}).get("user_name") or "")
+            if option["action"] == "deactivate-access-key" and user in quarantined and i not in done:
+                rem = quarantined[user]
+                out[i] = (f"the quarantine of {blocks.escape(user)} "
+                          f"({blocks.mention(rem.approved_by or rem.requested_by)}) deactivated this key")
         return out
 
     # =====================================================================================
@@ -555,6 +595,23 @@ class ActivityService:
             rows = session.execute(select(ActivityEvent.state, func.count()).where(
                 ActivityEvent.received_at >= start, ActivityEvent.received_at < end).group_by(ActivityEvent.state))
             return dict(rows.all())
+
+
+def _found_done(rem) -> bool:
+    """A containment that found its work already done in AWS (e.g. the key was inactive): it
+    succeeded without changing anything."""
+    return rem.status == "succeeded" and not rem.dry_run and (rem.plan_summary or "").startswith("Already done")
+
+
+def _undone_line(rem) -> str:
+    """An undone containment: who asked for the undo and who approved it (a second approver
+    when the undo gave access back), and when."""
+    from bot.slack.blocks.dm import when
+
+    asked, approved = rem.undone_by, rem.undo_decided_by
+    who = (f"asked by {blocks.mention(asked)}, approved by {blocks.mention(approved)}"
+           if approved and approved != asked else f"by {blocks.mention(asked or approved)}")
+    return f":leftwards_arrow_with_hook: Undone, {who} ({when(rem.undone_at)})."
 
 
 def _may_need_context(event: CloudTrailEvent) -> bool:

@@ -117,7 +117,12 @@ def _actor_containment(event: CloudTrailEvent) -> tuple[Containment, ...]:
     """Stop the actor: deactivate the long-term key it used, quarantine its IAM user."""
     actor, out = event.actor, []
     if actor.long_term_key and actor.user_arn:
-        out.append(Containment("deactivate-access-key", actor.user_arn, f"Deactivate key {actor.long_term_key}",
+        # The key the change was made with (not a key it created): said so, and short enough
+        # for a button (75 characters) with the key id kept whole.
+        label = f"Deactivate the key {actor.user_name} used ({actor.long_term_key})"
+        if len(label) > 60:
+            label = f"Deactivate the key they used ({actor.long_term_key})"
+        out.append(Containment("deactivate-access-key", actor.user_arn, label,
                                {"access_key_id": actor.long_term_key, "user_name": actor.user_name}))
     if actor.user_arn:
         out.append(Containment("quarantine-user", actor.user_arn, f"Quarantine {actor.user_name}",

@@ -89,3 +89,23 @@ def test_the_reason_modal_is_a_valid_view():
     view = blocks.yes_modal("tok-123").to_dict()
     assert view_problems(view) == [] and view["private_metadata"] == "tok-123"
     assert view["callback_id"] == blocks.YES_MODAL
+
+
+def test_each_undo_has_its_own_action_id_which_the_undo_listener_routes():
+    from bot.slack.listeners.actions import UNDO_BUTTON
+
+    done = {i: blocks.ContainmentView(label=f"option {i}", outcome=f"option {i}: done", undo_token=f"u{i}",
+                                      undo_label="Ask to undo") for i in (0, 1)}
+    message = [b.to_dict() for b in blocks.security_message(row(state="denied"),
+                                                             blocks.option_views(row().containment, done), minutes=30)]
+    assert problems(message) == []  # Slack refuses an actions block that repeats an action id
+    undo = [b for b in buttons(message) if b["action_id"].startswith("remediation:")]
+    assert [(b["action_id"], b["value"]) for b in undo] == [("remediation:undo:0", "u0"), ("remediation:undo:1", "u1")]
+    assert all(UNDO_BUTTON.match(b["action_id"]) for b in undo) and UNDO_BUTTON.match("remediation:undo")
+    assert not UNDO_BUTTON.match("remediation:undo_approve")
+    # Undone: the line stays, and the containment's button is back beside it.
+    again = {0: blocks.ContainmentView(label="option 0", outcome="option 0: undone", again=True)}
+    message = [b.to_dict() for b in blocks.security_message(row(state="denied"),
+                                                            blocks.option_views(row().containment, again), minutes=30)]
+    assert "activity:contain:0" in [b["action_id"] for b in buttons(message)]
+    assert "option 0: undone" in json.dumps(message)

@@ -5,6 +5,7 @@ own rules)."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -54,7 +55,11 @@ def test_every_review_button_is_rendered_handled_and_round_trips():
     for choice, button in REVIEW_BUTTONS.items():
         assert parse_review_action_id(button.action_id) is choice
         assert REVIEW_ACTION.match(button.action_id), button.action_id
-        assert f'"action_id": "{button.action_id}"' in rendered, button.action_id
+        assert f'"action_id": "{button.action_id}' in rendered, button.action_id  # page: `:previous`, `:next`
+    # Every id rendered is routed; Previous and Next, in one block, have ids of their own.
+    ids = re.findall(r'"action_id": "(review:[^"]+)"', rendered)
+    assert all(REVIEW_ACTION.match(i) for i in ids), ids
+    assert {"review:page:previous", "review:page:next"} <= set(ids)
     assert [b.choice for b in REVIEW_ITEM_BUTTONS] == [ReviewChoice.STILL_NEEDED, ReviewChoice.REMOVE,
                                                         ReviewChoice.NOT_MINE, ReviewChoice.DELEGATE]
     with pytest.raises(ValueError):

@@ -985,6 +985,33 @@ def test_block_kit_limits_answer_invalid_blocks(client: WebClient, alice: str, b
     assert any(pointer + "]" in line for line in body["errors"])
 
 
+def test_repeated_action_ids_in_a_block_and_repeated_block_ids_are_refused(
+        client: WebClient, alice: str, fake: SlackFake) -> None:
+    def button(action_id: str) -> dict:
+        return {"type": "button", "action_id": action_id, "text": {"type": "plain_text", "text": "x"}}
+
+    same = {"type": "actions", "block_id": "a", "elements": [button("undo"), button("undo")]}
+    with pytest.raises(SlackApiError) as excinfo:
+        client.chat_postMessage(channel=alice, text="x", blocks=[same])
+    body = excinfo.value.response.data
+    assert body["error"] == "invalid_blocks"
+    assert any("must be unique" in line and "/blocks/0/elements/1/action_id]" in line for line in body["errors"])
+    # The same action_id in two blocks is fine (the block_id tells them apart) ...
+    client.chat_postMessage(channel=alice, text="x", blocks=[
+        {"type": "actions", "block_id": "a", "elements": [button("undo")]},
+        {"type": "actions", "block_id": "b", "elements": [button("undo")]}])
+    # ... but not the same block_id twice, in a message or a view.
+    twice = [{"type": "actions", "block_id": "a", "elements": [button("undo")]},
+             {"type": "section", "block_id": "a", "text": {"type": "mrkdwn", "text": "ok"}}]
+    with pytest.raises(SlackApiError) as excinfo:
+        client.chat_postMessage(channel=alice, text="x", blocks=twice)
+    assert any("/blocks/1/block_id]" in line for line in excinfo.value.response.data["errors"])
+    with pytest.raises(SlackApiError) as excinfo:
+        client.views_publish(user_id=alice, view={"type": "home", "blocks": twice})
+    assert slack_error(excinfo) == "invalid_arguments"
+    assert "/view/blocks/1/block_id" in excinfo.value.response["response_metadata"]["messages"][0]
+
+
 def test_views_over_the_limits_are_refused(client: WebClient, alice: str, fake: SlackFake) -> None:
     section = {"type": "section", "text": {"type": "mrkdwn", "text": "ok"}}
     client.views_publish(user_id=alice, view={"type": "home", "blocks": [section] * 100})

@@ -3,8 +3,9 @@ reason modal, and the security channel's escalation with one-click containment.
 
 Buttons carry the event's opaque token (and the containment's position in the event's
 list), never data. Action ids: `activity:yes`, `activity:no`, `activity:ack`,
-`activity:contain:<n>`; the Undo of a containment is the remediation's own
-`remediation:undo` button.
+`activity:contain:<n>`; the Undo of a containment is the remediation's own Undo,
+`remediation:undo:<n>` (Slack refuses an actions block whose action ids repeat, and the
+n tells the Undos of one message apart; bot/slack/listeners/actions.py routes them all).
 """
 
 from __future__ import annotations
@@ -35,13 +36,20 @@ YES_MODAL = "activity_yes_modal"
 @dataclass(frozen=True)
 class ContainmentView:
     """One containment option as the security channel sees it: its button, or what became
-    of it (a remediation's outcome line, with the remediation's Undo while possible)."""
+    of it (a remediation's outcome line, with the remediation's Undo while possible). `again`:
+    the outcome (an undo) is history and the button is offered again beside it."""
 
     label: str
     outcome: str | None = None
     undo_token: str | None = None
     undo_label: str = "Undo"
     pending: bool = False
+    again: bool = False
+
+
+def undo_action_id(index: int) -> str:
+    """The Undo of containment `index` (one per containment: unique within the actions block)."""
+    return f"remediation:undo:{index}"
 
 
 def mention(user: str | None) -> str:
@@ -141,8 +149,8 @@ def security_message(row, options: Sequence[ContainmentView], *, minutes: int,
             lines.append(option.outcome)
             if option.undo_token and not option.pending:
                 buttons.append(ButtonElement(text=f"{option.undo_label}: {option.label}"[:75],
-                                             action_id="remediation:undo", value=option.undo_token))
-        else:
+                                             action_id=undo_action_id(index), value=option.undo_token))
+        if not option.outcome or option.again:
             buttons.append(ButtonElement(text=option.label[:75], action_id=activity_action_id(Answer.CONTAIN, index),
                                          value=row.token, style="danger" if not buttons else None,
                                          confirm=ConfirmObject(title="Contain?", confirm="Do it", deny="Cancel",

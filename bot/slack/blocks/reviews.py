@@ -33,7 +33,7 @@ from bot.core.decisions import REVIEW_BUTTONS, REVIEW_ITEM_BUTTONS, ReviewChoice
 from bot.slack.blocks.common import console_url, context, day, escape, link, mrkdwn_section
 
 ITEMS_PER_PAGE = 10  # at most 2 blocks each + 5 around them: 25 of Slack's 50
-UNDO_ACTION_ID = "remediation:undo"  # handled by bot/slack/listeners/actions.py, like a findings DM's Undo
+UNDO_ACTION_ID = "remediation:undo"  # + ":<n>"; routed by bot/slack/listeners/actions.py, like a DM card's Undo
 OPTION_LIMIT = 75  # characters in a select option's text
 OPTIONS_MAX = 100  # options in one static select
 REASON_MAX = 1000
@@ -170,8 +170,9 @@ def review_message(campaign, view: MessagePage) -> list[Block]:
             undo = view.undo.get(item.token) or ()
             if undo:  # the remediation engine's own Undo (its rules decide who may, and how)
                 blocks.append(ActionsBlock(block_id=f"u:{item.token}", elements=[
-                    ButtonElement(text=_clip(label, 75), action_id=UNDO_ACTION_ID, value=token)
-                    for label, token in undo[:5]]))
+                    # One action id per button: Slack refuses an actions block that repeats one.
+                    ButtonElement(text=_clip(label, 75), action_id=f"{UNDO_ACTION_ID}:{n}", value=token)
+                    for n, (label, token) in enumerate(undo[:5])]))
             continue
         blocks.append(mrkdwn_section(text))
         blocks.append(ActionsBlock(block_id=f"r:{item.token}", elements=[
@@ -180,11 +181,13 @@ def review_message(campaign, view: MessagePage) -> list[Block]:
         ]))
     blocks.append(DividerBlock())
     nav: list[ButtonElement] = []
+    # Previous and Next share the block: each its own action id (Slack refuses repeats).
+    page = REVIEW_BUTTONS[ReviewChoice.PAGE].action_id
     if view.page > 0:
-        nav.append(ButtonElement(text="◀ Previous", action_id=REVIEW_BUTTONS[ReviewChoice.PAGE].action_id,
+        nav.append(ButtonElement(text="◀ Previous", action_id=f"{page}:previous",
                                  value=f"{view.token}:{view.page - 1}"))
     if view.page + 1 < view.pages:
-        nav.append(ButtonElement(text="Next ▶", action_id=REVIEW_BUTTONS[ReviewChoice.PAGE].action_id,
+        nav.append(ButtonElement(text="Next ▶", action_id=f"{page}:next",
                                  value=f"{view.token}:{view.page + 1}"))
     if any(not i.decision for i in view.items):
         details = REVIEW_BUTTONS[ReviewChoice.DETAILS]

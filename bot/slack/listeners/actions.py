@@ -20,6 +20,7 @@ from bot.slack.listeners.errors import answered
 
 log = logging.getLogger(__name__)
 
+UNDO_BUTTON = re.compile(r"^remediation:undo(:\d+)?$")
 FINDING_BUTTON = re.compile(r"^finding:(remediate:[a-z-]+|request_removal|not_mine|rotate|rotate_for_me|ack)$")
 
 
@@ -182,7 +183,8 @@ def register(app: App, steward) -> None:
         ("remediation:undo_approve", on_undo_approve),
         # views.open needs the trigger id within 3 s: lazy runs at once
         (re.compile(r"^remediation:(undo_)?reject$"), on_reject),
-        ("remediation:undo", on_undo),
+        # A DM card's Undo, or one of an escalation's or a review's several (`remediation:undo:<n>`).
+        (UNDO_BUTTON, on_undo),
     ):
         app.action(matcher)(ack=_ack, lazy=[answered(work, steward.engine)])
     # A guide is a link button: Slack opens the page and still sends the click, acked only.

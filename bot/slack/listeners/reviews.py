@@ -19,7 +19,9 @@ from bot.slack.listeners.errors import answered
 log = logging.getLogger(__name__)
 
 #: Every review button (tests check each one in bot.core.decisions is matched here).
-REVIEW_ACTION = re.compile(r"^review:(" + "|".join(re.escape(c.value) for c in REVIEW_BUTTONS) + r")$")
+#: The page buttons share a block, so each has its own id: `review:page:previous` / `:next`.
+REVIEW_ACTION = re.compile(r"^review:(" + "|".join(re.escape(c.value) for c in REVIEW_BUTTONS)
+                           + r"|page:previous|page:next)$")
 
 
 def _ack(ack) -> None:
@@ -41,7 +43,7 @@ def register(app: App, steward) -> None:
 
     def on_click(body, action, respond, client):
         user, value = body["user"]["id"], action.get("value", "")
-        choice = parse_review_action_id(action["action_id"])
+        choice = parse_review_action_id(action["action_id"].removesuffix(":previous").removesuffix(":next"))
         try:
             if choice is ReviewChoice.STILL_NEEDED:
                 reply(respond, f":white_check_mark: {reviews.still_needed(user, value)}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from contextlib import contextmanager
 from enum import StrEnum
@@ -42,29 +41,6 @@ from bot.cli.usage import usage_app
 from bot.cli.worker import worker
 from bot.core.report import plural
 
-
-def _plain_option_types() -> None:
-    """Help without typer's type placeholders where they mean nothing: a flag takes no value
-    (no `<bool>`), a repeatable option shows its element type (`<str>`, not `<list[str]>`)."""
-    from typer.core import TyperOption
-
-    shown = getattr(TyperOption, "display_type_rich", None)
-    if shown is None or getattr(shown, "_steward", False):  # an older typer prints none
-        return
-
-    def display_type_rich(self, ctx):
-        if self.metavar is None and getattr(self, "is_flag", False):
-            return None
-        text = shown(self, ctx)
-        if isinstance(text, str) and self.metavar is None and getattr(self, "multiple", False):
-            text = re.sub(r"^<list\[(.*)\]>$", r"<\1>", text)
-        return text
-
-    display_type_rich._steward = True
-    TyperOption.display_type_rich = display_type_rich
-
-
-_plain_option_types()
 app = typer.Typer(
     name="steward",
     help="IAM Steward: AWS IAM hygiene, routed to the people who own it.",

@@ -62,6 +62,7 @@ def test_an_unknown_id_is_bad_usage_everywhere(tmp_path: Path) -> None:
         result = run(args, tmp_path)
         one_line_error(result, 2)
         assert "999" in result.stderr or "abcdef123456" in result.stderr
+        assert "not open" not in result.stderr, result.stderr  # an id that does not exist says so
 
 
 def test_a_wrong_demo_host_names_the_host_not_the_port() -> None:

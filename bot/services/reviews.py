@@ -927,7 +927,9 @@ class ReviewService:
                 ReviewCampaign.id == campaign_id, ReviewCampaign.status == "open").values(status="closed", closed_at=now))
             if moved.rowcount != 1:
                 session.rollback()
-                raise ReviewRefusal(f"campaign {campaign_id} is not open")
+                known = session.get(ReviewCampaign, campaign_id)
+                raise ReviewRefusal(f"campaign {campaign_id} is {known.status}" if known else
+                                    f"no campaign {campaign_id} (`steward review status` lists them)")
             overdue = list(session.exec(select(ReviewItem.id).where(ReviewItem.campaign_id == campaign_id,
                                                                      ReviewItem.decision.is_(None))))
             for start in range(0, len(overdue), 500):

@@ -189,9 +189,10 @@ def _choices(finding, covered: set, unavailable: Collection[Choice] = ()) -> lis
             label = f"Request removal of {_subject(finding)}"
         elif spec.choice in (Choice.EXCEPTION, Choice.SNOOZE, Choice.ACK):
             label = f"{spec.label.rstrip('…')}: {finding.title}"
-        else:
+        else:  # "Deactivate key AKIA…"; a choice that is not an action reads "Show policy JSON: reporting"
             subject = _subject(finding)
-            label = spec.label if subject == finding.title else f"{spec.label} {subject}"
+            joiner = " " if spec.choice is Choice.REMEDIATE else ": "
+            label = spec.label if subject == finding.title else f"{spec.label}{joiner}{subject}"
         result.append((spec, label))
     return result
 

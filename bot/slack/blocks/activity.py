@@ -26,7 +26,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.core.decisions import Answer, activity_action_id
-from bot.slack.blocks.common import SEVERITY_MARK, context, escape, mrkdwn_section
+from bot.slack.blocks.common import SEVERITY_MARK, context, escape, mention, mrkdwn_section
 from checks.activity.rules import BY_ID as RULES
 
 REASON_MAX = 1000
@@ -50,10 +50,6 @@ class ContainmentView:
 def undo_action_id(index: int) -> str:
     """The Undo of containment `index` (one per containment: unique within the actions block)."""
     return f"remediation:undo:{index}"
-
-
-def mention(user: str | None) -> str:
-    return f"<@{user}>" if user and user[0] in "UW" and user.isalnum() else escape(user or "someone")
 
 
 def facts_lines(row) -> list[str]:

@@ -25,16 +25,10 @@ from slack_sdk.models.views import View
 from bot.core.decisions import action_name, undo_words
 from bot.core.report import short_resource
 from bot.slack.blocks.common import console_url, context, escape, link, mrkdwn_section
+from bot.slack.blocks.common import mention as who
 from bot.slack.blocks.dm import finding_section, when
 
 REASON_MAX = 500  # the reject modal's limit, enforced again on submission
-
-
-def who(user: str | None) -> str:
-    """A Slack user as a mention; anyone else (`cli:alice`, `system`) as plain text."""
-    if user and user[0] in "UW" and user.isalnum():
-        return f"<@{user}>"
-    return escape(user or "someone")
 
 
 def resource_link(finding) -> str:

@@ -19,6 +19,13 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def mention(user: str | None) -> str:
+    """A Slack user as a mention; anyone else (`cli:alice`, `system`) as plain text."""
+    if user and user[0] in "UW" and user.isalnum():
+        return f"<@{user}>"
+    return escape(user or "someone")
+
+
 def link(url: str, label: str) -> str:
     return f"<{url}|{escape(label)}>"
 

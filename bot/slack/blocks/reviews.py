@@ -30,7 +30,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.core.decisions import REVIEW_BUTTONS, REVIEW_ITEM_BUTTONS, ReviewChoice
-from bot.slack.blocks.common import console_url, context, day, escape, link, mrkdwn_section
+from bot.slack.blocks.common import console_url, context, day, escape, link, mention, mrkdwn_section
 
 ITEMS_PER_PAGE = 10  # at most 2 blocks each + 5 around them: 25 of Slack's 50
 UNDO_ACTION_ID = "remediation:undo"  # + ":<n>"; routed by bot/slack/listeners/actions.py, like a DM card's Undo
@@ -47,11 +47,7 @@ DECISION_WORDS = {
 
 
 def who(user: str | None) -> str:
-    if user and user[0] in "UW" and user.isalnum():
-        return f"<@{user}>"
-    if user == SECURITY:
-        return "the security team"
-    return escape(user or "someone")
+    return "the security team" if user == SECURITY else mention(user)
 
 
 def principal_label(item) -> str:
